@@ -1,0 +1,87 @@
+import { z } from 'zod';
+import { ERROR_CODES } from './errors.js';
+import { LIMITS } from './limits.js';
+
+/** The REST API and relay paths, shared by the hub (server) and the service SDK (client). */
+export const API_PREFIX = '/api/v1' as const;
+
+export const apiPaths = {
+  devices: `${API_PREFIX}/devices`,
+  device: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}`,
+  openStream: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/streams`,
+  streams: `${API_PREFIX}/streams`,
+  /** The relay endpoint of one stream: both roles dial it, each with its own token. */
+  relay: (streamId: string) => `${API_PREFIX}/streams/${streamId}/connect`,
+  /** MQTT over WebSocket for devices. */
+  mqtt: '/mqtt',
+} as const;
+
+/** Matches a relay path and yields the stream id. */
+export const RELAY_PATH_PATTERN = /^\/api\/v1\/streams\/([A-Za-z0-9_-]{22})\/connect$/;
+/** Matches the open-stream path and yields the (URL-encoded) device id. */
+export const OPEN_STREAM_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})\/streams$/;
+
+/** POST /api/v1/devices/{id}/streams */
+export const OpenStreamBodySchema = z.strictObject({
+  service: z.string().min(1).max(LIMITS.maxServiceSpecLength),
+  /** Handshake deadline in ms; the hub clamps it to its configured maximum. */
+  timeoutMs: z.number().int().min(LIMITS.minHandshakeMs).max(LIMITS.maxHandshakeMs).optional(),
+});
+export type OpenStreamBody = z.infer<typeof OpenStreamBodySchema>;
+
+/** 201 answer to an open-stream request. */
+export const OpenStreamResultSchema = z.strictObject({
+  streamId: z.string(),
+  device: z.string(),
+  service: z.string(),
+  /** wss:// URL of the relay endpoint for this stream. */
+  url: z.string(),
+  /** Single-use token for the service role. */
+  token: z.string(),
+  expiresAt: z.number(),
+});
+export type OpenStreamResult = z.infer<typeof OpenStreamResultSchema>;
+
+/** Every non-2xx API answer (and relay upgrade refusal) has this body. */
+export const ApiErrorSchema = z.object({
+  error: z.object({
+    code: z.enum(ERROR_CODES),
+    status: z.number().int(),
+    reason: z.string(),
+  }),
+});
+export type ApiError = z.infer<typeof ApiErrorSchema>;
+
+export const DeviceInfoSchema = z.object({
+  id: z.string(),
+  online: z.boolean(),
+  /** Epoch ms of the last status change seen by the hub, or null if never seen. */
+  lastSeen: z.number().nullable(),
+  agentVersion: z.string().nullable(),
+  openStreams: z.number().nullable(),
+});
+export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
+export const DeviceListSchema = z.object({ devices: z.array(DeviceInfoSchema) });
+
+export const STREAM_RESULTS = ['ok', 'refused', 'timeout', 'unpaired', 'error'] as const;
+export const STREAM_CLOSERS = ['device', 'service', 'hub', 'none'] as const;
+
+/** One stream's record, kept by the hub. */
+export const StreamRecordSchema = z.object({
+  streamId: z.string(),
+  device: z.string(),
+  service: z.string(),
+  /** ok: paired and ended; refused: device said no; timeout: device never answered; unpaired: a side never came. */
+  result: z.enum(STREAM_RESULTS),
+  status: z.number().int(),
+  code: z.string(),
+  reason: z.string(),
+  closedBy: z.enum(STREAM_CLOSERS),
+  openedAt: z.number(),
+  closedAt: z.number(),
+  durationMs: z.number(),
+  bytesToDevice: z.number(),
+  bytesFromDevice: z.number(),
+});
+export type StreamRecord = z.infer<typeof StreamRecordSchema>;
+export const StreamListSchema = z.object({ streams: z.array(StreamRecordSchema) });

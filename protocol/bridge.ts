@@ -1,0 +1,88 @@
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+
+export interface BridgeResult {
+  /** Bytes read from `a` and written to `b`, and the other way. */
+  bytesAtoB: number;
+  bytesBtoA: number;
+  durationMs: number;
+  /** The first error that ended the bridge, if it did not end cleanly. */
+  error?: Error;
+  /** Which end failed first ('a' or 'b'), if one did. */
+  failedSide?: 'a' | 'b';
+}
+
+/**
+ * Pipes two duplexes both ways (chisel's cio.Pipe, ws's lib/stream.js): backpressure through
+ * `pipe`, a half-close on one side ends the other side's writable only after all data before it,
+ * and an error on either side destroys both, exactly once. Resolves when both ends have closed and
+ * logs the bytes each way at `info` (`labels` name the two ends in that line).
+ */
+export function bridge(
+  a: Duplex,
+  b: Duplex,
+  log: Logger,
+  labels: { a: string; b: string } = { a: 'a', b: 'b' },
+): Promise<BridgeResult> {
+  const started = Date.now();
+  const result: BridgeResult = { bytesAtoB: 0, bytesBtoA: 0, durationMs: 0 };
+  a.on('data', (chunk: Buffer) => (result.bytesAtoB += chunk.length));
+  b.on('data', (chunk: Buffer) => (result.bytesBtoA += chunk.length));
+
+  const fail = (side: 'a' | 'b', err: Error): void => {
+    if (!result.error) {
+      result.error = err;
+      result.failedSide = side;
+    }
+    destroyBoth(err);
+  };
+  let destroyed = false;
+  const destroyBoth = (err: Error): void => {
+    if (destroyed) return;
+    destroyed = true;
+    for (const s of [a, b]) if (!s.destroyed) abortDuplex(s, err);
+  };
+
+  a.on('error', (err) => fail('a', err));
+  b.on('error', (err) => fail('b', err));
+  a.pipe(b);
+  b.pipe(a);
+
+  return new Promise((resolve) => {
+    let open = 2;
+    const onClose = (): void => {
+      // One side closed before the other finished: the survivor cannot complete, close it too.
+      if (--open === 1) {
+        const survivor = a.destroyed && !b.destroyed ? b : !a.destroyed && b.destroyed ? a : null;
+        const dead = survivor === a ? b : a;
+        if (survivor && !(dead.readableEnded && dead.writableFinished)) {
+          if (!result.error) {
+            result.error = new Error(`${survivor === a ? labels.b : labels.a} closed before the stream ended`);
+            result.failedSide = survivor === a ? 'b' : 'a';
+          }
+          destroyBoth(result.error);
+        }
+        return;
+      }
+      result.durationMs = Date.now() - started;
+      const fields = {
+        [`bytes_${labels.a}_to_${labels.b}`]: result.bytesAtoB,
+        [`bytes_${labels.b}_to_${labels.a}`]: result.bytesBtoA,
+        durationMs: result.durationMs,
+        ...(result.error ? { err: result.error.message, failedSide: result.failedSide === 'a' ? labels.a : labels.b } : {}),
+      };
+      log.info(fields, result.error ? 'bridge ended with error' : 'bridge closed');
+      resolve(result);
+    };
+    a.once('close', onClose);
+    b.once('close', onClose);
+  });
+}
+
+/** TCP sockets are reset (RST) so the peer sees an abort, not a clean EOF; other streams destroyed. */
+function abortDuplex(s: Duplex, err: Error): void {
+  const sock = s as Partial<Socket>;
+  if (typeof sock.resetAndDestroy === 'function' && sock.readyState === 'open') sock.resetAndDestroy();
+  else s.destroy(err);
+}

@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import { DEVICE_STATUSES, ERROR_CODES } from './errors.js';
+import { DEVICE_ID_PATTERN, STREAM_ID_PATTERN } from './ids.js';
+import { LIMITS } from './limits.js';
+import { PROTOCOL_VERSION } from './version.js';
+
+/** MQTT control payloads. Every field is bounded; unknown fields are refused. */
+
+const streamId = z.string().regex(STREAM_ID_PATTERN, 'must be a stream id (22 base64url characters)');
+const reason = z.string().max(300);
+
+export const StreamRequestSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  streamId,
+  /** An allowlist entry's name, `PORT` or `HOST:PORT`. */
+  service: z.string().min(1).max(LIMITS.maxServiceSpecLength),
+  /** The relay WebSocket the device dials for this stream; its host must be the hub's. */
+  relayUrl: z.string().url().max(2048),
+  /** Single-use stream token for the device role. */
+  token: z.string().min(16).max(512),
+  /** Handshake deadline, epoch milliseconds (hub clock). */
+  expiresAt: z.number().int().positive(),
+  /** Topic the answer goes to; must be one of the device's own response topics. */
+  replyTo: z.string().min(1).max(256),
+});
+export type StreamRequest = z.infer<typeof StreamRequestSchema>;
+
+export const StreamResponseSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  streamId,
+  status: z.literal(DEVICE_STATUSES),
+  /** 'OK' with status 200, otherwise the refusal's error code. */
+  code: z.union([z.literal('OK'), z.enum(ERROR_CODES)]),
+  reason,
+});
+export type StreamResponse = z.infer<typeof StreamResponseSchema>;
+
+export const DeviceStatusSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  online: z.boolean(),
+  /** Epoch ms at which this status was produced (device clock). */
+  at: z.number().int().nonnegative().optional(),
+  agentVersion: z.string().max(64).optional(),
+  openStreams: z.number().int().nonnegative().optional(),
+});
+export type DeviceStatusMessage = z.infer<typeof DeviceStatusSchema>;
+
+/** The device-id shape, for schemas outside this file. */
+export const DeviceIdSchema = z
+  .string()
+  .max(LIMITS.maxDeviceIdLength)
+  .regex(DEVICE_ID_PATTERN, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit');
+
+/**
+ * Decodes a control payload: size check, JSON parse, schema. Returns a result, never throws, so a
+ * hostile payload cannot crash the receiver. `error` names what is wrong.
+ */
+export function decodePayload<T>(
+  schema: z.ZodType<T>,
+  payload: Buffer | string,
+): { ok: true; value: T } | { ok: false; error: string } {
+  const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+  if (size > LIMITS.maxControlPayloadBytes) {
+    return { ok: false, error: `payload is ${size} bytes, over the ${LIMITS.maxControlPayloadBytes}-byte limit` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString());
+  } catch {
+    return { ok: false, error: 'payload is not valid JSON' };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) return { ok: false, error: describeIssues(parsed.error) };
+  return { ok: true, value: parsed.data };
+}
+
+/** One line naming each bad field: `service: Too big...; expiresAt: Required`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}

@@ -1,0 +1,148 @@
+import { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
+import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
+import { LIMITS } from './limits.js';
+
+/**
+ * Stream framing on a WebSocket (both legs, device and service, through the relay):
+ * - binary frames carry the TCP bytes, in order;
+ * - text frames carry small JSON control messages; today only `{"type":"eof"}`: the sender will
+ *   send no more bytes (a TCP half-close), but keeps reading;
+ * - once a side has both sent and received EOF it closes with 1000. Any other close ends the stream
+ *   abnormally, with a code from ERRORS (4xxx) and a reason.
+ */
+export const EOF_FRAME = '{"type":"eof"}';
+
+/** The error a WsDuplex is destroyed with when its WebSocket closes before both EOFs. */
+export class StreamClosedError extends DevstreamsError {
+  readonly wsCode: number;
+  constructor(wsCode: number, reason: string) {
+    super(errorCodeOfClose(wsCode), reason || `stream closed with code ${wsCode}`);
+    this.wsCode = wsCode;
+  }
+}
+
+export function errorCodeOfClose(wsCode: number): ErrorCode {
+  for (const [code, m] of Object.entries(ERRORS)) if (m.ws === wsCode) return code as ErrorCode;
+  return 'PEER_GONE';
+}
+
+/**
+ * A WebSocket as a Node Duplex with TCP semantics: backpressure both ways, half-close carried as an
+ * EOF control frame. Pausing: when the reader falls behind, the WebSocket (and so its TCP socket) is
+ * paused; when writing, the callback waits while more than `highWaterMark` bytes sit unsent.
+ */
+export class WsDuplex extends Duplex {
+  bytesIn = 0;
+  bytesOut = 0;
+  private readonly ws: WebSocket;
+  private readonly highWaterMark: number;
+  private paused = false;
+  private eofSent = false;
+  private eofReceived = false;
+
+  constructor(ws: WebSocket, highWaterMark: number = LIMITS.wsHighWaterMark) {
+    super({ allowHalfOpen: true, readableHighWaterMark: highWaterMark, writableHighWaterMark: 64 * 1024 });
+    this.ws = ws;
+    this.highWaterMark = highWaterMark;
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
+    ws.on('error', (err: Error) => this.destroy(err));
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.destroyed) return;
+    if (isBinary) {
+      if (this.eofReceived) return this.abort('BAD_REQUEST', 'data after EOF');
+      this.bytesIn += data.length;
+      if (!this.push(data) && !this.paused) {
+        this.paused = true;
+        this.ws.pause();
+      }
+      return;
+    }
+    if (data.length > LIMITS.maxControlFrameBytes) return this.abort('PAYLOAD_TOO_LARGE', 'control frame too large');
+    let msg: { type?: unknown };
+    try {
+      msg = JSON.parse(data.toString());
+    } catch {
+      return this.abort('BAD_REQUEST', 'control frame is not JSON');
+    }
+    if (msg?.type === 'eof' && !this.eofReceived) {
+      this.eofReceived = true;
+      this.push(null);
+      this.closeIfDone();
+    }
+    // Unknown control messages are ignored, so later versions can add some.
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.destroyed) return;
+    if (code === 1000 && this.eofReceived && this.eofSent) return;
+    this.destroy(new StreamClosedError(code, reason));
+  }
+
+  /** Ends the stream abnormally: the peer sees `code` and `reason`. */
+  abort(code: ErrorCode, reason: string): void {
+    this.destroy(new DevstreamsError(code, reason));
+  }
+
+  override _read(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.ws.resume();
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.ws.readyState !== this.ws.OPEN) return cb(new DevstreamsError('PEER_GONE', 'stream is closed'));
+    this.bytesOut += chunk.length;
+    let called = false;
+    this.ws.send(chunk, { binary: true }, (err) => {
+      if (!called) {
+        called = true;
+        cb(err);
+      } else if (err) this.destroy(err);
+    });
+    if (!called && this.ws.bufferedAmount < this.highWaterMark) {
+      called = true;
+      cb();
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.ws.readyState !== this.ws.OPEN) return cb(new DevstreamsError('PEER_GONE', 'stream is closed'));
+    this.ws.send(EOF_FRAME, { binary: false }, (err) => {
+      if (err) return cb(err);
+      this.eofSent = true;
+      this.closeIfDone();
+      cb();
+    });
+  }
+
+  private closeIfDone(): void {
+    if (this.eofSent && this.eofReceived && this.ws.readyState === this.ws.OPEN) this.ws.close(1000);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const ws = this.ws;
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
+      if (!err) ws.close(1000);
+      else if (err instanceof StreamClosedError) ws.close(1000);
+      else {
+        const code: ErrorCode = err instanceof DevstreamsError ? err.code : 'PEER_GONE';
+        ws.close(ERRORS[code].ws, truncateReason(err.message));
+      }
+    }
+    if (this.paused) ws.resume();
+    cb(err);
+  }
+}
+
+/** A close reason must fit in 123 bytes of UTF-8. */
+export function truncateReason(reason: string): string {
+  let r = reason;
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
+}
