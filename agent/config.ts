@@ -1,0 +1,191 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import {
+  ConfigError,
+  LOG_LEVELS,
+  SERVICE_NAME_PATTERN,
+  deepFreeze,
+  isDeviceId,
+  loadConfigFile,
+} from '../protocol/index.js';
+
+/**
+ * The agent's config file (YAML), one schema. Strict objects everywhere, so a typo is an error.
+ * Relative paths (keyFile, ca) resolve against the config file's folder; see loadAgentConfig.
+ */
+
+const HUB_URL_PROTOCOLS = ['wss:', 'mqtts:'];
+/** A host name or an IP literal; the same shape a `HOST:PORT` service spec can name. */
+const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const MAX_ALLOW_ENTRIES = 256;
+const MAX_KEY_BYTES = 1024;
+const MAX_CA_BYTES = 256 * 1024;
+
+const HubSchema = z.strictObject({
+  url: z
+    .string()
+    .max(2048)
+    .superRefine((s, ctx) => {
+      const problem = hubUrlProblem(s);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
+  deviceId: z.string().refine(isDeviceId, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit'),
+  keyFile: z.string().min(1).max(4096).optional(),
+  key: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
+  ca: z.string().min(1).max(4096).optional(),
+}).superRefine((h, ctx) => {
+  if ((h.keyFile === undefined) === (h.key === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'exactly one of keyFile or key is required' });
+  }
+});
+
+const AllowEntrySchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(SERVICE_NAME_PATTERN, 'must be 1-32 lowercase letters, digits, ".", "-" or "_", starting with a letter or digit')
+      .refine((s) => !/^\d+$/.test(s), 'must not be only digits (a request would read it as a port)'),
+    host: z
+      .string()
+      .max(253)
+      .refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address')
+      .optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    builtin: z.literal('echo').optional(),
+  })
+  .superRefine((e, ctx) => {
+    if (e.builtin !== undefined && (e.port !== undefined || e.host !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['builtin'], message: 'a builtin entry takes no host or port' });
+    } else if (e.builtin === undefined && e.port === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['port'], message: 'required (or builtin: echo)' });
+    }
+  })
+  .transform((e): AllowEntry =>
+    e.builtin !== undefined
+      ? { kind: 'builtin', name: e.name, builtin: e.builtin }
+      : { kind: 'tcp', name: e.name, host: (e.host ?? '127.0.0.1').toLowerCase(), port: e.port ?? 0 },
+  );
+
+export type AllowEntry =
+  | { kind: 'tcp'; name: string; host: string; port: number }
+  | { kind: 'builtin'; name: string; builtin: 'echo' };
+
+export const AgentConfigSchema = z
+  .strictObject({
+    hub: HubSchema,
+    allow: z
+      .array(AllowEntrySchema)
+      .max(MAX_ALLOW_ENTRIES)
+      // Runs even when some entries are invalid, so a duplicate is reported with the other problems.
+      .superRefine(
+        (entries, ctx) => {
+          const seen = new Map<string, number>();
+          (entries as unknown[]).forEach((e, i) => {
+            const name = (e as { name?: unknown } | null)?.name;
+            if (typeof name !== 'string') return;
+            const first = seen.get(name);
+            if (first === undefined) seen.set(name, i);
+            else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate name "${name}" (also allow.${first})` });
+          });
+        },
+        { when: (payload) => Array.isArray(payload.value) },
+      ),
+    limits: z
+      .strictObject({
+        maxStreams: z.number().int().min(1).max(1024).default(16),
+        connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
+      })
+      .prefault({}),
+    log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+  });
+
+/** The file as written (after defaults). */
+export type AgentConfigFile = z.infer<typeof AgentConfigSchema>;
+
+/** The config the agent runs with: the file's settings plus the key and CA read from their files. */
+export interface AgentConfig {
+  readonly hub: {
+    readonly url: string;
+    readonly deviceId: string;
+    /** The device key (a secret: never log it). */
+    readonly key: string;
+    /** Extra trust anchor (PEM), if configured. */
+    readonly ca?: string;
+  };
+  readonly allow: readonly AllowEntry[];
+  readonly limits: { readonly maxStreams: number; readonly connectTimeoutMs: number };
+  readonly log: { readonly level: AgentConfigFile['log']['level'] };
+}
+
+/**
+ * Loads, validates and freezes an agent config file, then reads the key and CA files it names.
+ * Throws ConfigError (one line: file, field path, problem) and never includes the key in a message.
+ */
+export function loadAgentConfig(file: string): AgentConfig {
+  const parsed = loadConfigFile(file, AgentConfigSchema);
+  return resolveAgentConfig(file, parsed);
+}
+
+/** Turns a parsed file into the runtime config; `file` locates relative paths and names errors. */
+export function resolveAgentConfig(file: string, parsed: AgentConfigFile): AgentConfig {
+  const base = dirname(resolve(file));
+  const problems: string[] = [];
+  let key = parsed.hub.key;
+  if (parsed.hub.keyFile !== undefined) {
+    const path = resolve(base, parsed.hub.keyFile);
+    const text = readSmallFile(path, MAX_KEY_BYTES, 'hub.keyFile', 'key file', problems);
+    if (text !== undefined) {
+      key = text.trim();
+      if (key.length < 16 || /\s/.test(key)) {
+        problems.push(`hub.keyFile: key file ${path} does not hold a key (one line of at least 16 characters)`);
+      }
+    }
+  }
+  let ca: string | undefined;
+  if (parsed.hub.ca !== undefined) {
+    const path = resolve(base, parsed.hub.ca);
+    ca = readSmallFile(path, MAX_CA_BYTES, 'hub.ca', 'CA file', problems);
+    if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) {
+      problems.push(`hub.ca: CA file ${path} holds no PEM certificate`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return deepFreeze({
+    hub: { url: parsed.hub.url, deviceId: parsed.hub.deviceId, key: key!, ...(ca !== undefined ? { ca } : {}) },
+    allow: parsed.allow,
+    limits: parsed.limits,
+    log: parsed.log,
+  });
+}
+
+function readSmallFile(path: string, max: number, field: string, what: string, problems: string[]): string | undefined {
+  try {
+    const buf = readFileSync(path);
+    if (buf.length > max) {
+      problems.push(`${field}: ${what} ${path} is larger than ${max} bytes`);
+      return undefined;
+    }
+    return buf.toString('utf8');
+  } catch (err) {
+    problems.push(`${field}: cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}
+
+/** Why a hub URL is unusable, or null: wss://HOST[:PORT]/PATH or mqtts://HOST[:PORT], no credentials. */
+export function hubUrlProblem(s: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return 'must be a URL like wss://HOST[:PORT]/mqtt or mqtts://HOST[:PORT]';
+  }
+  if (!HUB_URL_PROTOCOLS.includes(u.protocol)) return `scheme must be wss: or mqtts: (got ${u.protocol})`;
+  if (!u.hostname) return 'must name a host';
+  if (u.username || u.password) return 'must not carry credentials (use keyFile)';
+  if (u.search || u.hash) return 'must not have a query or fragment';
+  if (u.protocol === 'mqtts:' && u.pathname !== '' && u.pathname !== '/') return 'an mqtts: URL has no path';
+  return null;
+}
