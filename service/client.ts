@@ -1,0 +1,139 @@
+import https from 'node:https';
+import {
+  DeviceListSchema,
+  LIMITS,
+  OpenStreamResultSchema,
+  StreamListSchema,
+  apiPaths,
+  silentLogger,
+  type DeviceInfo,
+  type Logger,
+  type OpenStreamBody,
+  type StreamRecord,
+  type WsDuplex,
+} from '../protocol/index.js';
+import { requestJson, type HubEndpoint } from './http.js';
+import { dialRelay } from './relay.js';
+
+export interface DevstreamsClientOptions {
+  /** The hub's base URL, https:// only (e.g. https://hub.example.com:8443). */
+  hub: string;
+  /** Service token, sent as `Authorization: Bearer`. Never logged. */
+  token: string;
+  /** PEM trust anchors for the hub; when given they replace the system CAs (as Node's `ca` does). */
+  ca?: string | Buffer;
+  logger?: Logger;
+  /** Deadline of a fleet query (devices, streams). Default 30 s. */
+  requestTimeoutMs?: number;
+}
+
+export interface OpenStreamOptions {
+  /** Handshake deadline asked of the hub (it clamps it); the hub's default (60 s) when absent. */
+  timeoutMs?: number;
+  /** Gives up opening (rejects with the signal's reason); a stream already returned is unaffected. */
+  signal?: AbortSignal;
+}
+
+/** Slack on top of the handshake deadline: the hub answers 504 at the deadline itself. */
+const ANSWER_SLACK_MS = 10_000;
+const RELAY_UPGRADE_TIMEOUT_MS = 30_000;
+
+/**
+ * The service-side SDK: opens streams to devices by id and queries the hub.
+ *
+ * ```ts
+ * const client = new DevstreamsClient({ hub, token, ca });
+ * const stream = await client.openStream('pi-kitchen', 'ssh'); // a Duplex with TCP semantics
+ * ```
+ *
+ * Errors are DevstreamsError: HubRefusalError when the hub, relay or device said no (compare
+ * `code`), HubRequestError (code INTERNAL, status 0) when the hub could not be reached or answered
+ * garbage. The constructor does no I/O.
+ */
+export class DevstreamsClient {
+  private readonly endpoint: HubEndpoint;
+  private readonly ca: string | Buffer | undefined;
+  private readonly log: Logger;
+  private readonly requestTimeoutMs: number;
+
+  constructor(opts: DevstreamsClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(opts.hub);
+    } catch {
+      throw new TypeError(`hub URL is not a URL: ${JSON.stringify(opts.hub)}`);
+    }
+    if (base.protocol !== 'https:') throw new TypeError(`hub URL must be https:// (got ${base.protocol})`);
+    if (!opts.token) throw new TypeError('a service token is required');
+    this.ca = opts.ca;
+    this.log = opts.logger ?? silentLogger;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    const agent = new https.Agent({
+      keepAlive: true,
+      maxSockets: 16,
+      ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+    });
+    this.endpoint = { base, token: opts.token, agent };
+  }
+
+  /** The hub's base URL (for messages). */
+  get hub(): string {
+    return this.endpoint.base.origin;
+  }
+
+  /**
+   * Asks the hub for a stream to `service` on `device` and dials the relay. Resolves with the
+   * stream once the relay accepted it; the device side joins within the handshake deadline (bytes
+   * written before that wait in the relay's TCP buffers).
+   */
+  async openStream(device: string, service: string, opts: OpenStreamOptions = {}): Promise<WsDuplex> {
+    const started = Date.now();
+    const body: OpenStreamBody = { service, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
+    const answer = await requestJson(this.endpoint, {
+      method: 'POST',
+      path: apiPaths.openStream(device),
+      body,
+      schema: OpenStreamResultSchema,
+      timeoutMs: (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS,
+      signal: opts.signal,
+    });
+    const stream = await dialRelay({
+      url: answer.url,
+      token: answer.token,
+      ...(this.ca !== undefined ? { ca: this.ca } : {}),
+      timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+      signal: opts.signal,
+    });
+    this.log.info(
+      { device, service, streamId: answer.streamId, setupMs: Date.now() - started },
+      'stream open',
+    );
+    return stream;
+  }
+
+  async listDevices(): Promise<DeviceInfo[]> {
+    const answer = await requestJson(this.endpoint, {
+      method: 'GET',
+      path: apiPaths.devices,
+      schema: DeviceListSchema,
+      timeoutMs: this.requestTimeoutMs,
+    });
+    return answer.devices;
+  }
+
+  /** The hub's stream records, newest first. */
+  async listStreams(): Promise<StreamRecord[]> {
+    const answer = await requestJson(this.endpoint, {
+      method: 'GET',
+      path: apiPaths.streams,
+      schema: StreamListSchema,
+      timeoutMs: this.requestTimeoutMs,
+    });
+    return answer.streams;
+  }
+
+  /** Releases the kept-alive HTTPS connections. Open streams are the caller's and stay open. */
+  close(): void {
+    this.endpoint.agent.destroy();
+  }
+}

@@ -1,0 +1,142 @@
+import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { z } from 'zod';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, describeIssues } from '../protocol/index.js';
+import { HubRefusalError, HubRequestError, invalidAnswer, refusalFromAnswer, unreachable } from './errors.js';
+
+/** The largest hub answer read (a full stream list is about 0.5 MiB). */
+export const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
+
+export interface HubEndpoint {
+  /** Base URL of the hub, https: only. */
+  readonly base: URL;
+  readonly token: string;
+  readonly agent: https.Agent;
+}
+
+export interface JsonRequest<S extends z.ZodType> {
+  method: 'GET' | 'POST';
+  path: string;
+  body?: unknown;
+  schema: S;
+  /** Whole-request deadline (connect, send, wait, read). */
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** `path` under the hub's base URL, keeping a base path prefix (https://host/prefix). */
+export function hubUrl(base: URL, path: string): URL {
+  const url = new URL(base.href);
+  url.pathname = base.pathname.replace(/\/+$/, '') + path;
+  url.search = '';
+  url.hash = '';
+  return url;
+}
+
+/**
+ * One JSON call to the hub's REST API. Resolves with the schema-checked answer of a 2xx; rejects
+ * with HubRefusalError for a non-2xx (code from the error body) and HubRequestError when the hub
+ * cannot be reached or answers garbage.
+ */
+export function requestJson<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>): Promise<z.output<S>> {
+  const url = hubUrl(hub.base, r.path);
+  const what = `${r.method} ${url.pathname}`;
+  const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const settle = (err: Error | null, value?: z.output<S>): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      unlisten();
+      if (err) reject(err);
+      else resolve(value as z.output<S>);
+    };
+    const req = https.request(url, {
+      method: r.method,
+      agent: hub.agent,
+      headers: {
+        accept: 'application/json',
+        authorization: `Bearer ${hub.token}`,
+        ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+      },
+    });
+    const timer = setTimeout(() => {
+      const err = new HubRequestError(`${what}: no answer from hub ${hub.base.origin} within ${r.timeoutMs} ms`);
+      settle(err);
+      req.destroy(err);
+    }, r.timeoutMs);
+    req.on('error', (err) => settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err)));
+    const unlisten = onAbort(r.signal, (reason) => {
+      settle(reason);
+      req.destroy();
+    });
+    req.on('response', (res) => {
+      readBody(res, MAX_ANSWER_BYTES).then(
+        (body) => {
+          try {
+            settle(null, parseAnswer(what, res, body, r.schema));
+          } catch (err) {
+            settle(err as Error);
+          }
+        },
+        (err: Error) => settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err)),
+      );
+    });
+    req.end(payload);
+  });
+}
+
+/** Calls `abort` once with the signal's reason when it fires (at once if it already has). */
+export function onAbort(signal: AbortSignal | undefined, abort: (reason: Error) => void): () => void {
+  if (!signal) return () => undefined;
+  const fire = (): void => abort(signal.reason instanceof Error ? signal.reason : new DOMException('aborted', 'AbortError'));
+  if (signal.aborted) {
+    queueMicrotask(fire);
+    return () => undefined;
+  }
+  signal.addEventListener('abort', fire, { once: true });
+  return () => signal.removeEventListener('abort', fire);
+}
+
+function parseAnswer<S extends z.ZodType>(what: string, res: IncomingMessage, body: Buffer, schema: S): z.output<S> {
+  const status = res.statusCode ?? 0;
+  const protocol = res.headers[PROTOCOL_HEADER];
+  if (typeof protocol === 'string' && protocol !== String(PROTOCOL_VERSION)) {
+    throw new HubRefusalError(
+      'VERSION_MISMATCH',
+      `${what}: hub speaks protocol ${protocol.slice(0, 16)}, this client speaks ${PROTOCOL_VERSION}`,
+      status,
+    );
+  }
+  if (status < 200 || status > 299) throw refusalFromAnswer(what, status, res.headers['content-type'], body);
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw invalidAnswer(what, status, `not JSON (${res.headers['content-type'] ?? 'no content type'}, ${body.length} bytes)`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw invalidAnswer(what, status, describeIssues(parsed.error));
+  return parsed.data;
+}
+
+/** Reads a whole HTTP body, refusing more than `limit` bytes. */
+export function readBody(res: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        res.destroy();
+        reject(new HubRequestError(`hub answer is larger than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.on('end', () => resolve(Buffer.concat(chunks)));
+    res.on('error', reject);
+    res.on('aborted', () => reject(new HubRequestError('hub closed the connection mid-answer')));
+  });
+}

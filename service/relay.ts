@@ -1,0 +1,75 @@
+import { WebSocket } from 'ws';
+import { LIMITS, WS_SUBPROTOCOL, WsDuplex } from '../protocol/index.js';
+import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
+import { onAbort, readBody } from './http.js';
+
+export interface RelayDial {
+  /** wss:// relay URL from the hub's open-stream answer. */
+  url: string;
+  /** The single-use service-role stream token. */
+  token: string;
+  ca?: string | Buffer;
+  /** Deadline for the WebSocket upgrade. */
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+}
+
+/** Largest refusal body read from a relay that declines the upgrade. */
+const MAX_REFUSAL_BYTES = 16 * 1024;
+
+/**
+ * Dials the service side of a stream at the relay. Resolves with the stream once the upgrade is
+ * accepted; a refused upgrade (401, 409 TOKEN_USED, 410 STREAM_EXPIRED, 426) rejects with a
+ * HubRefusalError carrying the relay's code; a transport failure with a HubRequestError.
+ */
+export function dialRelay(d: RelayDial): Promise<WsDuplex> {
+  let url: URL;
+  try {
+    url = new URL(d.url);
+  } catch {
+    return Promise.reject(new HubRequestError('the hub answered a relay URL that is not a URL'));
+  }
+  if (url.protocol !== 'wss:') {
+    return Promise.reject(new HubRequestError(`the hub answered a relay URL with scheme ${url.protocol} (wss: expected)`));
+  }
+  const where = `${url.origin}${url.pathname}`;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const ws = new WebSocket(url, WS_SUBPROTOCOL, {
+      headers: { Authorization: `Bearer ${d.token}` },
+      ...(d.ca !== undefined ? { ca: d.ca } : {}),
+      perMessageDeflate: false,
+      maxPayload: LIMITS.maxDataFrameBytes,
+      handshakeTimeout: d.timeoutMs,
+      followRedirects: false,
+    });
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      unlisten();
+      reject(err);
+      if (ws.readyState !== ws.CLOSED) ws.terminate();
+    };
+    ws.on('error', (err) => fail(unreachable(where, err)));
+    const unlisten = onAbort(d.signal, fail);
+    ws.on('unexpected-response', (_req, res) => {
+      const status = res.statusCode ?? 0;
+      readBody(res, MAX_REFUSAL_BYTES).then(
+        (body) => fail(refusalFromAnswer(`relay ${url.pathname}`, status, res.headers['content-type'], body)),
+        () => fail(refusalFromAnswer(`relay ${url.pathname}`, status, res.headers['content-type'], Buffer.alloc(0))),
+      );
+    });
+    ws.once('open', () => {
+      if (settled) return;
+      if (ws.protocol !== WS_SUBPROTOCOL) {
+        fail(new HubRequestError(`relay ${where} accepted without the ${WS_SUBPROTOCOL} subprotocol`));
+        return;
+      }
+      settled = true;
+      unlisten();
+      ws.removeAllListeners('error');
+      ws.removeAllListeners('unexpected-response');
+      resolve(new WsDuplex(ws));
+    });
+  });
+}

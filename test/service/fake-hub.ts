@@ -1,0 +1,146 @@
+import https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { WS_SUBPROTOCOL, WsDuplex, apiPaths, newSecret, newStreamId, type ErrorCode } from '../../protocol/index.js';
+import type { TestTls } from '../helpers/tls.js';
+
+/** A stand-in for the hub (REST API + relay) for service SDK tests: real HTTPS and WebSockets. */
+
+export interface ApiCall {
+  method: string;
+  path: string;
+  authorization: string | undefined;
+  body: unknown;
+}
+
+export interface ApiAnswer {
+  status: number;
+  /** Sent as JSON unless a string or Buffer. */
+  body?: unknown;
+  contentType?: string;
+  headers?: Record<string, string>;
+}
+
+export type ApiHandler = (call: ApiCall, hub: FakeHub) => ApiAnswer | Promise<ApiAnswer>;
+/** What the relay does with an accepted stream WebSocket; default: echo with EOF (WsDuplex piped to itself). */
+export type RelayHandler = (ws: WebSocket, streamId: string) => void;
+
+export function errorBody(code: ErrorCode, status: number, reason: string): ApiAnswer {
+  return { status, body: { error: { code, status, reason } } };
+}
+
+export function echoRelay(ws: WebSocket): void {
+  const d = new WsDuplex(ws);
+  d.on('error', () => undefined);
+  d.pipe(d);
+}
+
+export class FakeHub {
+  url = '';
+  readonly calls: ApiCall[] = [];
+  /** Stream tokens handed out and not yet used. */
+  readonly tokens = new Map<string, string>();
+  api: ApiHandler = (call, hub) => hub.defaultApi(call);
+  relay: RelayHandler = echoRelay;
+  /** Set to refuse every relay upgrade with this answer. */
+  relayRefusal: ApiAnswer | null = null;
+  readonly relaySockets = new Set<WebSocket>();
+  private readonly server: https.Server;
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+  });
+
+  constructor(tls: TestTls) {
+    this.server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => void this.onRequest(req, res));
+    this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+  }
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.url = `https://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const ws of this.relaySockets) ws.terminate();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** 201 with a fresh stream for POST .../streams; empty lists for the queries; 404 otherwise. */
+  defaultApi(call: ApiCall): ApiAnswer {
+    const m = /^\/api\/v1\/devices\/([^/]+)\/streams$/.exec(call.path);
+    if (call.method === 'POST' && m) return { status: 201, body: this.newStream(decodeURIComponent(m[1]!), (call.body as { service: string }).service) };
+    if (call.method === 'GET' && call.path === apiPaths.devices) return { status: 200, body: { devices: [] } };
+    if (call.method === 'GET' && call.path === apiPaths.streams) return { status: 200, body: { streams: [] } };
+    return errorBody('NOT_FOUND', 404, 'no such path');
+  }
+
+  newStream(device: string, service: string) {
+    const streamId = newStreamId();
+    const token = newSecret();
+    this.tokens.set(token, streamId);
+    return {
+      streamId,
+      device,
+      service,
+      url: `wss://127.0.0.1:${new URL(this.url).port}${apiPaths.relay(streamId)}`,
+      token,
+      expiresAt: Date.now() + 30_000,
+    };
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    const call: ApiCall = {
+      method: req.method ?? '',
+      path: req.url ?? '',
+      authorization: req.headers.authorization,
+      body: text ? JSON.parse(text) : undefined,
+    };
+    this.calls.push(call);
+    const answer = await this.api(call, this);
+    send(res, answer);
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const refuse = (a: ApiAnswer): void => {
+      const body = Buffer.from(typeof a.body === 'string' ? a.body : JSON.stringify(a.body));
+      socket.end(
+        `HTTP/1.1 ${a.status} Refused\r\nContent-Type: ${a.contentType ?? 'application/json'}\r\n` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`,
+      );
+    };
+    if (this.relayRefusal) return refuse(this.relayRefusal);
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    const streamId = token ? this.tokens.get(token) : undefined;
+    if (token && !streamId && this.usedTokens.has(token)) return refuse(errorBody('TOKEN_USED', 409, 'token already used'));
+    if (!streamId || req.url !== apiPaths.relay(streamId)) return refuse(errorBody('UNAUTHORIZED', 401, 'unknown token'));
+    this.tokens.delete(token!);
+    this.usedTokens.add(token!);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.relaySockets.add(ws);
+      ws.once('close', () => this.relaySockets.delete(ws));
+      this.relay(ws, streamId);
+    });
+  }
+
+  private readonly usedTokens = new Set<string>();
+}
+
+function send(res: ServerResponse, a: ApiAnswer): void {
+  const isRaw = typeof a.body === 'string' || Buffer.isBuffer(a.body);
+  const body = a.body === undefined ? '' : isRaw ? (a.body as string | Buffer) : JSON.stringify(a.body);
+  res.writeHead(a.status, {
+    'content-type': a.contentType ?? 'application/json',
+    'x-devstreams-protocol': '1',
+    ...a.headers,
+  });
+  res.end(body);
+}
