@@ -1,0 +1,76 @@
+import type { DeviceInfo, StreamRecord } from '../protocol/index.js';
+import { oneLine } from './errors.js';
+
+/** Plain aligned text tables for `devstreams devices` and `devstreams streams`. */
+
+/** Columns separated by two spaces, each padded to its widest cell; no trailing spaces. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const cells = [header, ...rows].map((r) => r.map((c) => oneLine(c) || '-'));
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd())
+    .join('\n') + '\n';
+}
+
+export function formatDevices(devices: readonly DeviceInfo[], now: number = Date.now()): string {
+  return formatTable(
+    ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'STREAMS'],
+    devices.map((d) => [
+      d.id,
+      d.online ? 'online' : 'offline',
+      d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen),
+      d.agentVersion ?? '-',
+      d.openStreams === null ? '-' : String(d.openStreams),
+    ]),
+  );
+}
+
+export function formatStreams(streams: readonly StreamRecord[], now: number = Date.now()): string {
+  return formatTable(
+    ['STREAM', 'DEVICE', 'SERVICE', 'RESULT', 'CODE', 'CLOSED BY', 'DURATION', 'BYTES ->DEV', 'BYTES <-DEV', 'OPENED'],
+    streams.map((s) => [
+      s.streamId.slice(0, 8),
+      s.device,
+      s.service,
+      s.result,
+      s.code,
+      s.closedBy,
+      formatDuration(s.durationMs),
+      formatBytes(s.bytesToDevice),
+      formatBytes(s.bytesFromDevice),
+      formatAgo(now - s.openedAt),
+    ]),
+  );
+}
+
+/** `12s ago`, `5m ago`, `3h ago`, `4d ago`; `just now` under a second (clocks may differ a little). */
+export function formatAgo(ms: number): string {
+  if (ms < 1000) return 'just now';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** `850ms`, `12.3s`, `5m02s`, `1h04m`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)}s`;
+  const s = Math.floor(ms / 1000);
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** `512 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB`. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
