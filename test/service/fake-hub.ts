@@ -126,6 +126,7 @@ export class FakeHub {
     this.usedTokens.add(token!);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.relaySockets.add(ws);
+      ws.on('error', () => undefined);
       ws.once('close', () => this.relaySockets.delete(ws));
       this.relay(ws, streamId);
     });
