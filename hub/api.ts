@@ -1,0 +1,120 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  DevstreamsError,
+  OPEN_STREAM_PATH_PATTERN,
+  OpenStreamBodySchema,
+  apiPaths,
+  bearerToken,
+  describeIssues,
+  isDeviceId,
+  secretMatches,
+  type DeviceInfo,
+  type Logger,
+  type StreamRecord,
+} from '../protocol/index.js';
+import type { HubConfig } from './config.js';
+import type { DevicePresence } from './device-presence.js';
+import { readJsonBody, sendError, sendJson } from './http-util.js';
+import type { DeviceRegistry } from './registry.js';
+import type { StreamLog } from './stream-log.js';
+import type { StreamRequests } from './stream-requests.js';
+
+/**
+ * The REST API (ARCHITECTURE "REST API"): every call carries a service token; every answer is JSON
+ * with the protocol header; every error is `{error: {code, status, reason}}`.
+ */
+export class Api {
+  private readonly serviceTokens: HubConfig['serviceTokens'];
+  private readonly registry: DeviceRegistry;
+  private readonly presence: DevicePresence;
+  private readonly streams: StreamRequests;
+  private readonly streamLog: StreamLog;
+  private readonly log: Logger;
+
+  constructor(opts: {
+    serviceTokens: HubConfig['serviceTokens'];
+    registry: DeviceRegistry;
+    presence: DevicePresence;
+    streams: StreamRequests;
+    streamLog: StreamLog;
+    log: Logger;
+  }) {
+    this.serviceTokens = opts.serviceTokens;
+    this.registry = opts.registry;
+    this.presence = opts.presence;
+    this.streams = opts.streams;
+    this.streamLog = opts.streamLog;
+    this.log = opts.log.child({ component: 'api' });
+  }
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+
+  /** The https server's request listener. */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.route(req, res).catch((err: unknown) => {
+      if (err instanceof DevstreamsError) {
+        if (!res.headersSent) sendError(res, err.code, err.reason, err.status);
+        return;
+      }
+      this.log.error({ err: (err as Error).message, method: req.method, path: pathOf(req) }, 'api request failed');
+      if (!res.headersSent) sendError(res, 'INTERNAL', 'internal error');
+      else res.destroy();
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = req.method ?? 'GET';
+    const path = pathOf(req);
+    const caller = this.authenticate(req);
+    if (!caller) {
+      this.log.warn({ method, path }, 'api call without a valid service token');
+      return sendError(res, 'UNAUTHORIZED', 'a valid service token is required (Authorization: Bearer <token>)');
+    }
+    const log = this.log.child({ caller });
+    log.debug({ method, path }, 'api call');
+
+    const open = OPEN_STREAM_PATH_PATTERN.exec(path);
+    if (open && method === 'POST') return this.openStream(req, res, open[1]!, log);
+    if (path === apiPaths.devices && method === 'GET') {
+      const devices: DeviceInfo[] = this.registry.ids().map((id) => this.presence.info(id));
+      return sendJson(res, 200, { devices });
+    }
+    if (path === apiPaths.streams && method === 'GET') {
+      const streams: StreamRecord[] = this.streamLog.list();
+      return sendJson(res, 200, { streams });
+    }
+    sendError(res, 'NOT_FOUND', `no such API route: ${method} ${path.slice(0, 200)}`);
+  }
+
+  private async openStream(req: IncomingMessage, res: ServerResponse, rawId: string, log: Logger): Promise<void> {
+    let deviceId: string;
+    try {
+      deviceId = decodeURIComponent(rawId);
+    } catch {
+      throw new DevstreamsError('BAD_REQUEST', 'device id in the path is not valid URL encoding');
+    }
+    const json = await readJsonBody(req);
+    const body = OpenStreamBodySchema.safeParse(json);
+    if (!body.success) throw new DevstreamsError('BAD_REQUEST', `invalid request body: ${describeIssues(body.error)}`);
+    if (!isDeviceId(deviceId)) throw new DevstreamsError('BAD_REQUEST', `"${deviceId.slice(0, 80)}" is not a device id`);
+    const result = await this.streams.open(deviceId, body.data);
+    log.debug({ stream: result.streamId, device: deviceId }, 'stream handed to the service');
+    sendJson(res, 201, result);
+  }
+
+  /** The name of the service token presented, or null. Every configured digest is checked in constant time. */
+  private authenticate(req: IncomingMessage): string | null {
+    const token = bearerToken(req.headers.authorization);
+    if (!token) return null;
+    let name: string | null = null;
+    for (const t of this.serviceTokens) if (secretMatches(token, t.sha256) && name === null) name = t.name;
+    return name;
+  }
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}

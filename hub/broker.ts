@@ -1,0 +1,155 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
+import { LIMITS, isDeviceId, parseTopic, secretMatches, topics, type Logger } from '../protocol/index.js';
+import type { DeviceRegistry } from './registry.js';
+
+/**
+ * The embedded MQTT broker (Aedes). Devices authenticate with username = device id, password = the
+ * device key (checked against the registry's digest), client id = device id. Each device may publish
+ * only its own `status` and `streams/response[/node]`, and subscribe only to its own
+ * `streams/request`, without wildcards (ARCHITECTURE: MQTT control channel).
+ */
+
+// MQTT 3.1.1 CONNACK return codes (aedes' AuthErrorCode is a const enum, unusable with isolatedModules).
+const IDENTIFIER_REJECTED = 2;
+const BAD_USERNAME_OR_PASSWORD = 4;
+
+export type DeviceConnectionListener = (deviceId: string) => void;
+
+export class Broker {
+  private readonly registry: DeviceRegistry;
+  private readonly log: Logger;
+  private instance: Aedes | null = null;
+  private stopped: Promise<void> | null = null;
+  /** The device id each authenticated client proved. */
+  private readonly deviceOf = new WeakMap<Client, string>();
+  /** The live client of each device (a new connection with the same id replaces the old one). */
+  private readonly current = new Map<string, Client>();
+  private readonly disconnectListeners: DeviceConnectionListener[] = [];
+
+  constructor(opts: { registry: DeviceRegistry; log: Logger }) {
+    this.registry = opts.registry;
+    this.log = opts.log.child({ component: 'broker' });
+  }
+
+  async start(): Promise<void> {
+    if (this.instance) return;
+    const aedes = await Aedes.createBroker({
+      maxClientsIdLength: LIMITS.maxDeviceIdLength,
+      connectTimeout: 10_000,
+      drainTimeout: 30_000,
+      maxTopicLevels: 8,
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
+      authorizePublish: (client, packet, done) => this.authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => this.authorizeSubscribe(client, sub, done),
+    });
+    aedes.on('clientReady', (client) => {
+      const device = this.deviceOf.get(client);
+      if (!device) return;
+      this.current.set(device, client);
+      this.log.info({ device }, 'device connected');
+    });
+    aedes.on('clientDisconnect', (client) => {
+      const device = this.deviceOf.get(client);
+      if (!device || this.current.get(device) !== client) return;
+      this.current.delete(device);
+      this.log.info({ device }, 'device disconnected');
+      for (const l of this.disconnectListeners) l(device);
+    });
+    aedes.on('clientError', (client, err) => {
+      this.log.debug({ device: this.deviceOf.get(client), err: err.message }, 'mqtt client error');
+    });
+    aedes.on('connectionError', (_client, err) => {
+      this.log.debug({ err: err.message }, 'mqtt connection error');
+    });
+    this.instance = aedes;
+  }
+
+  /** The running Aedes instance (for the control bus). */
+  get aedes(): Aedes {
+    if (!this.instance) throw new Error('broker is not started');
+    return this.instance;
+  }
+
+  /** Serves one MQTT connection (a TLS socket or a WebSocket stream). */
+  handle(stream: Duplex, req?: IncomingMessage): void {
+    if (!this.instance || this.instance.closed) {
+      stream.destroy();
+      return;
+    }
+    this.instance.handle(stream, req);
+  }
+
+  /** Called when a device's live MQTT connection ends (belt and braces next to its last will). */
+  onDeviceDisconnected(listener: DeviceConnectionListener): void {
+    this.disconnectListeners.push(listener);
+  }
+
+  isConnected(deviceId: string): boolean {
+    return this.current.has(deviceId);
+  }
+
+  async stop(): Promise<void> {
+    const aedes = this.instance;
+    if (!aedes) return;
+    this.stopped ??= new Promise<void>((resolve) => aedes.close(() => resolve()));
+    await this.stopped;
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
+    const refuse = (returnCode: number, why: string, device?: string): void => {
+      this.log.warn({ device, why }, 'mqtt connection refused');
+      done(Object.assign(new Error(why), { returnCode }) as AuthenticateError, null);
+    };
+    if (!username || !password) return refuse(BAD_USERNAME_OR_PASSWORD, 'no username or password');
+    if (!isDeviceId(username)) return refuse(BAD_USERNAME_OR_PASSWORD, 'username is not a device id');
+    let entry;
+    try {
+      entry = this.registry.get(username);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'device registry unavailable');
+      return refuse(BAD_USERNAME_OR_PASSWORD, 'registry unavailable', username);
+    }
+    if (!entry) return refuse(BAD_USERNAME_OR_PASSWORD, 'unknown device', username);
+    if (!secretMatches(password, entry.keySha256)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key', username);
+    if (client.id !== username) return refuse(IDENTIFIER_REJECTED, 'client id must equal the device id', username);
+    this.deviceOf.set(client, username);
+    done(null, true);
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {
+    const device = client ? this.deviceOf.get(client) : undefined;
+    const parsed = parseTopic(packet.topic);
+    const size = packet.payload ? Buffer.byteLength(packet.payload) : 0;
+    let why: string | null = null;
+    if (!parsed) why = 'not a devstreams topic';
+    else if (client === null) why = parsed.kind === 'status' ? null : 'not a status topic'; // an orphaned will
+    else if (!device) why = 'client not authenticated';
+    else if (parsed.deviceId !== device) why = "another device's topic";
+    else if (parsed.kind === 'streamRequest') why = 'devices may not publish requests';
+    else if (parsed.kind === 'streamResponse' && packet.retain) why = 'responses may not be retained';
+    else if (size > LIMITS.maxControlPayloadBytes) why = `payload over ${LIMITS.maxControlPayloadBytes} bytes`;
+    if (why) {
+      this.log.warn({ device, topic: packet.topic.slice(0, 256), why }, 'mqtt publish refused');
+      return done(new Error(`publish refused: ${why}`));
+    }
+    done(null);
+  }
+
+  private authorizeSubscribe(
+    client: Client,
+    sub: Subscription,
+    done: (error: Error | null, subscription?: Subscription | null) => void,
+  ): void {
+    const device = this.deviceOf.get(client);
+    if (device && sub.topic === topics.streamRequest(device)) return done(null, sub);
+    this.log.warn({ device, topic: sub.topic.slice(0, 256) }, 'mqtt subscribe refused');
+    done(null, null); // SUBACK 0x80: the client learns it was refused, the connection stays
+  }
+}

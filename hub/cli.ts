@@ -1,0 +1,161 @@
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { DestinationStream } from 'pino';
+import { createLogger } from '../protocol/index.js';
+import { addDevice } from './add-device.js';
+import { loadHubConfig } from './config.js';
+import { Hub } from './hub.js';
+import { DEFAULT_HUB_DIR, initHub } from './init.js';
+
+const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT]
+       devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
+       devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]`;
+
+const DEFAULT_CONFIG = join(DEFAULT_HUB_DIR, 'hub.yaml');
+
+export interface HubCliOptions {
+  /** Stops a running hub when aborted, as SIGINT/SIGTERM do (for embedding and tests). */
+  signal?: AbortSignal;
+  /** Where the running hub's JSON log goes (default stdout). */
+  logDestination?: DestinationStream;
+  /** Where init and add-device print (default process.stdout). */
+  out?: (text: string) => void;
+  /** Called once the hub accepts connections (for embedding and tests). */
+  onStarted?: (hub: Hub) => void;
+}
+
+/**
+ * `devstreams hub …`: `init`, `add-device`, or run the hub. Resolves to the exit code. A bad config
+ * throws its ConfigError (one line naming the file, field and problem; the dispatcher exits 2);
+ * a usage error prints one line on stderr and resolves 2.
+ */
+export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promise<number> {
+  const out = opts.out ?? ((text: string) => void process.stdout.write(text));
+  const [sub, ...rest] = args;
+  if (sub === '--help' || sub === '-h' || sub === 'help') {
+    out(`${USAGE}\n`);
+    return 0;
+  }
+  try {
+    if (sub === 'init') return runInit(rest, out);
+    if (sub === 'add-device') return runAddDevice(rest, out);
+    return await runHub(args, opts);
+  } catch (err) {
+    if (err instanceof UsageProblem) {
+      process.stderr.write(`devstreams: hub: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+class UsageProblem extends Error {}
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+interface Parsed {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+function parse(args: string[], options: Options, positionals: boolean): Parsed {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals });
+  } catch (err) {
+    throw new UsageProblem((err as Error).message.split('\n')[0]);
+  }
+}
+
+function runInit(args: string[], out: (text: string) => void): number {
+  const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' } }, false);
+  if (values.help) {
+    out(`${USAGE}\n`);
+    return 0;
+  }
+  const result = initHub({
+    dir: (values.dir as string | undefined) ?? DEFAULT_HUB_DIR,
+    ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
+  });
+  out(
+    [
+      `devstreams hub initialised in ${result.dir}`,
+      `  config:        ${result.configFile}`,
+      `  service token: ${result.tokenFile} (0600)`,
+      `  CA:            ${result.caFile}`,
+      '',
+      'Run the hub:',
+      `  devstreams hub --config ${result.configFile}`,
+      'Register a device:',
+      `  devstreams hub add-device DEVICE-ID --config ${result.configFile}`,
+      'In a service-side shell:',
+      ...result.exportLines.map((l) => `  ${l}`),
+      '',
+    ].join('\n'),
+  );
+  return 0;
+}
+
+function runAddDevice(args: string[], out: (text: string) => void): number {
+  const { values, positionals } = parse(
+    args,
+    { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },
+    true,
+  );
+  if (values.help) {
+    out(`${USAGE}\n`);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
+  const result = addDevice({
+    configFile: (values.config as string | undefined) ?? DEFAULT_CONFIG,
+    deviceId: positionals[0]!,
+    allow: (values.allow as string[] | undefined) ?? [],
+  });
+  out(
+    [
+      `device ${result.deviceId} registered`,
+      `  agent config: ${result.agentConfigFile}`,
+      `  device key:   ${result.keyFile} (0600)`,
+      ...(result.caFile ? [`  CA:           ${result.caFile}`] : []),
+      `Copy these files to the device and run: devstreams agent --config ${result.deviceId}.yaml`,
+      '',
+    ].join('\n'),
+  );
+  return 0;
+}
+
+async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
+  const { values } = parse(args, { config: { type: 'string', short: 'c' }, listen: { type: 'string' } }, false);
+  if (values.help) {
+    (opts.out ?? ((t: string) => void process.stdout.write(t)))(`${USAGE}\n`);
+    return 0;
+  }
+  const { config } = loadHubConfig((values.config as string | undefined) ?? DEFAULT_CONFIG, {
+    ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
+  });
+  const log = createLogger({
+    name: 'devstreams-hub',
+    level: config.log.level,
+    ...(opts.logDestination ? { destination: opts.logDestination } : {}),
+  });
+  const hub = new Hub({ config, log });
+
+  let onStop: (why: string) => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (onStop = resolve));
+  const onSignal = (sig: NodeJS.Signals): void => onStop(sig);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  if (opts.signal?.aborted) onStop('abort');
+  else opts.signal?.addEventListener('abort', () => onStop('abort'), { once: true });
+
+  try {
+    await hub.start();
+    opts.onStarted?.(hub);
+    const why = await stopRequested;
+    log.info({ signal: why }, 'hub stopping');
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await hub.stop();
+  }
+  return 0;
+}

@@ -1,0 +1,114 @@
+import { dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, LIMITS, LOG_LEVELS, deepFreeze, loadConfigFile } from '../protocol/index.js';
+
+/** `HOST:PORT` (`[v6]:PORT` for IPv6); port 0 asks the OS for a free port. */
+const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/;
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export function parseHostPort(value: string): HostPort | null {
+  const m = HOST_PORT.exec(value);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: m[1] ?? m[2]!, port };
+}
+
+export const HostPortSchema = z
+  .string()
+  .refine((v) => parseHostPort(v) !== null, 'must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443)');
+
+const PublicUrlSchema = z
+  .string()
+  .url('must be a URL like https://hub.example.com:8443')
+  .refine((v) => {
+    const u = new URL(v);
+    return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
+  }, 'must be an https:// URL with no path, query or credentials (e.g. https://hub.example.com:8443)');
+
+const timeoutMs = z.number().int().min(LIMITS.minHandshakeMs).max(LIMITS.maxHandshakeMs);
+
+export const HubConfigSchema = z.strictObject({
+  /** Where the one TLS port (API, relay, MQTT over WebSocket) listens. */
+  listen: HostPortSchema.default('127.0.0.1:8443'),
+  /** The https URL devices and services use; default https://localhost:<bound port>. */
+  publicUrl: PublicUrlSchema.optional(),
+  tls: z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+  }),
+  /** The development CA certificate; only copied into agent configs by add-device. */
+  ca: z.string().min(1).optional(),
+  /** Optional MQTT over TLS on a second port (for agents using mqtts://). */
+  mqtts: z.strictObject({ listen: HostPortSchema }).optional(),
+  registry: z.string().min(1).default('registry.json'),
+  serviceTokens: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).max(64),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)'),
+      }),
+    )
+    .min(1, 'at least one service token is required'),
+  handshake: z
+    .strictObject({
+      defaultTimeoutMs: timeoutMs.default(60_000),
+      maxTimeoutMs: timeoutMs.default(300_000),
+    })
+    .refine((h) => h.defaultTimeoutMs <= h.maxTimeoutMs, {
+      message: 'defaultTimeoutMs must not exceed maxTimeoutMs',
+      path: ['defaultTimeoutMs'],
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+});
+
+export type HubConfig = z.infer<typeof HubConfigSchema>;
+
+/** A loaded config: paths absolute, the file and its folder remembered, frozen. */
+export interface LoadedHubConfig {
+  file: string;
+  dir: string;
+  config: Readonly<HubConfig>;
+}
+
+/**
+ * Loads the hub config: YAML, defaults, every problem named with the file and field (ConfigError).
+ * Relative paths resolve against the config file's folder. `listen` overrides the file's value
+ * (the `--listen` flag) and is validated the same way.
+ */
+export function loadHubConfig(file: string, overrides: { listen?: string } = {}): LoadedHubConfig {
+  const abs = resolve(file);
+  const dir = dirname(abs);
+  const raw = loadConfigFile(abs, HubConfigSchema);
+  let listen = raw.listen;
+  if (overrides.listen !== undefined) {
+    if (!parseHostPort(overrides.listen)) {
+      throw new ConfigError('--listen', [`"${overrides.listen}" must be HOST:PORT with a port from 0 to 65535`]);
+    }
+    listen = overrides.listen;
+  }
+  const config: HubConfig = {
+    ...raw,
+    listen,
+    tls: { cert: resolve(dir, raw.tls.cert), key: resolve(dir, raw.tls.key) },
+    ...(raw.ca !== undefined ? { ca: resolve(dir, raw.ca) } : {}),
+    registry: resolve(dir, raw.registry),
+    serviceTokens: raw.serviceTokens.map((t) => ({ ...t })),
+    handshake: { ...raw.handshake },
+    log: { ...raw.log },
+    ...(raw.mqtts ? { mqtts: { ...raw.mqtts } } : {}),
+  };
+  return deepFreeze({ file: abs, dir, config });
+}
+
+/** The publicUrl to announce: configured, or https://localhost:<port> (the bound port when known). */
+export function publicUrlOf(config: Pick<HubConfig, 'publicUrl' | 'listen'>, boundPort?: number): URL {
+  if (config.publicUrl) return new URL(config.publicUrl);
+  const port = boundPort ?? parseHostPort(config.listen)!.port;
+  return new URL(`https://localhost:${port}`);
+}

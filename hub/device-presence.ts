@@ -1,0 +1,108 @@
+import {
+  DeviceStatusSchema,
+  decodePayload,
+  hubSubscriptions,
+  parseTopic,
+  type DeviceInfo,
+  type Logger,
+} from '../protocol/index.js';
+import type { ControlBus } from './control-bus.js';
+
+/**
+ * Which devices are online, from their retained `status` topic (the last will says offline), plus
+ * the connection source's own disconnect signal when there is one (the embedded broker has it).
+ */
+
+export interface Presence {
+  online: boolean;
+  lastSeen: number;
+  agentVersion: string | null;
+  openStreams: number | null;
+}
+
+/** Something that reports a device's MQTT connection ending (the embedded broker). */
+export interface DisconnectSource {
+  onDeviceDisconnected(listener: (deviceId: string) => void): void;
+}
+
+export class DevicePresence {
+  private readonly bus: ControlBus;
+  private readonly log: Logger;
+  private readonly disconnects: DisconnectSource | undefined;
+  private readonly devices = new Map<string, Presence>();
+  private unsubscribe: (() => Promise<void>) | null = null;
+  private listening = false;
+
+  constructor(opts: { bus: ControlBus; log: Logger; disconnects?: DisconnectSource }) {
+    this.bus = opts.bus;
+    this.log = opts.log.child({ component: 'presence' });
+    this.disconnects = opts.disconnects;
+  }
+
+  async start(): Promise<void> {
+    if (this.unsubscribe) return;
+    if (this.disconnects && !this.listening) {
+      this.listening = true;
+      this.disconnects.onDeviceDisconnected((device) => this.markOffline(device, 'connection closed'));
+    }
+    this.unsubscribe = await this.bus.subscribe(hubSubscriptions.status, (topic, payload) => this.onStatus(topic, payload));
+  }
+
+  async stop(): Promise<void> {
+    const unsubscribe = this.unsubscribe;
+    this.unsubscribe = null;
+    if (unsubscribe) await unsubscribe();
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.devices.get(deviceId)?.online ?? false;
+  }
+
+  get(deviceId: string): Presence | undefined {
+    return this.devices.get(deviceId);
+  }
+
+  /** DeviceInfo for a registered device (never seen: offline, nulls). */
+  info(deviceId: string): DeviceInfo {
+    const p = this.devices.get(deviceId);
+    return {
+      id: deviceId,
+      online: p?.online ?? false,
+      lastSeen: p?.lastSeen ?? null,
+      agentVersion: p?.agentVersion ?? null,
+      openStreams: p?.openStreams ?? null,
+    };
+  }
+
+  private onStatus(topic: string, payload: Buffer): void {
+    const parsed = parseTopic(topic);
+    if (!parsed || parsed.kind !== 'status') return;
+    const device = parsed.deviceId;
+    const decoded = decodePayload(DeviceStatusSchema, payload);
+    if (!decoded.ok) {
+      this.log.warn({ device, err: decoded.error }, 'bad status payload ignored');
+      return;
+    }
+    const status = decoded.value;
+    const before = this.devices.get(device);
+    const next: Presence = {
+      online: status.online,
+      lastSeen: Date.now(),
+      agentVersion: status.agentVersion ?? before?.agentVersion ?? null,
+      openStreams: status.online ? (status.openStreams ?? null) : 0,
+    };
+    this.devices.set(device, next);
+    if (before?.online !== next.online) {
+      this.log.info({ device, online: next.online, agentVersion: next.agentVersion }, next.online ? 'device online' : 'device offline');
+    } else {
+      this.log.debug({ device, openStreams: next.openStreams }, 'device status');
+    }
+  }
+
+  private markOffline(device: string, why: string): void {
+    const before = this.devices.get(device);
+    if (!before?.online) return;
+    this.devices.set(device, { ...before, online: false, lastSeen: Date.now(), openStreams: 0 });
+    this.log.info({ device, why }, 'device offline');
+  }
+}

@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { createLogger, type Logger } from '../protocol/index.js';
+import { AedesControlBus } from './aedes-control-bus.js';
+import { Api } from './api.js';
+import { Broker } from './broker.js';
+import type { HubConfig } from './config.js';
+import type { ControlBus } from './control-bus.js';
+import { DevicePresence } from './device-presence.js';
+import { DeviceRegistry } from './registry.js';
+import { Relay } from './relay.js';
+import { HubServer } from './server.js';
+import { StreamLog } from './stream-log.js';
+import { StreamRequests } from './stream-requests.js';
+
+interface Component {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface HubOptions {
+  /** A loaded config (hub/config.ts loadHubConfig): paths absolute. */
+  config: Readonly<HubConfig>;
+  /** Root logger; default: pino JSON on stdout at config.log.level. */
+  log?: Logger;
+  /** This node's name in replyTo topics; default: random per process. */
+  nodeId?: string;
+}
+
+/**
+ * The hub's composition root: builds every component (no I/O), starts them in order, stops them
+ * in reverse. Order: registry, broker, presence, stream requests, relay, API, then the server
+ * (which only accepts connections once everything behind it runs).
+ */
+export class Hub {
+  readonly log: Logger;
+  readonly nodeId: string;
+  readonly registry: DeviceRegistry;
+  readonly broker: Broker;
+  readonly bus: ControlBus;
+  readonly presence: DevicePresence;
+  readonly streamLog: StreamLog;
+  readonly relay: Relay;
+  readonly streams: StreamRequests;
+  readonly api: Api;
+  readonly server: HubServer;
+  private readonly components: Component[];
+  private started: Component[] = [];
+  private stopping: Promise<void> | null = null;
+
+  constructor(opts: HubOptions) {
+    const { config } = opts;
+    this.log = opts.log ?? createLogger({ name: 'devstreams-hub', level: config.log.level });
+    this.nodeId = opts.nodeId ?? `hub-${randomBytes(6).toString('hex')}`;
+    const log = this.log;
+    this.registry = new DeviceRegistry({ file: config.registry, log });
+    this.broker = new Broker({ registry: this.registry, log });
+    this.bus = new AedesControlBus({ broker: this.broker, log });
+    this.presence = new DevicePresence({ bus: this.bus, log, disconnects: this.broker });
+    this.streamLog = new StreamLog({ log: log.child({ component: 'streams' }) });
+    this.relay = new Relay({ log, streamLog: this.streamLog });
+    this.streams = new StreamRequests({
+      bus: this.bus,
+      registry: this.registry,
+      presence: this.presence,
+      relay: this.relay,
+      streamLog: this.streamLog,
+      log,
+      handshake: config.handshake,
+      publicUrl: () => this.server.publicUrl,
+      nodeId: this.nodeId,
+    });
+    this.api = new Api({
+      serviceTokens: config.serviceTokens,
+      registry: this.registry,
+      presence: this.presence,
+      streams: this.streams,
+      streamLog: this.streamLog,
+      log,
+    });
+    this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
+    this.components = [this.registry, this.broker, this.presence, this.streams, this.relay, this.api, this.server];
+  }
+
+  /** The public https URL, with the real port once started. */
+  get url(): URL {
+    return this.server.publicUrl;
+  }
+
+  /** Starts every component in order; if one fails, everything started so far is stopped again. */
+  async start(): Promise<void> {
+    if (this.started.length > 0) return;
+    for (const c of this.components) {
+      this.started.push(c); // stop() is safe on a component whose start() failed half way
+      try {
+        await c.start();
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
+    }
+  }
+
+  /** Stops in reverse order; idempotent. Open streams end with 1001 SHUTTING_DOWN. */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.stopping;
+    if (this.started.length === 0) return;
+    this.stopping = (async () => {
+      const started = this.started.reverse();
+      this.started = [];
+      for (const c of started) {
+        try {
+          await c.stop();
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'component failed to stop cleanly');
+        }
+      }
+      this.log.info('hub stopped');
+    })();
+    try {
+      await this.stopping;
+    } finally {
+      this.stopping = null;
+    }
+  }
+}
+
+/** Builds and starts a hub. */
+export async function startHub(opts: HubOptions): Promise<Hub> {
+  const hub = new Hub(opts);
+  await hub.start();
+  return hub;
+}

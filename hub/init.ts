@@ -1,0 +1,100 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError, hashSecret, newSecret } from '../protocol/index.js';
+import { parseHostPort, publicUrlOf } from './config.js';
+import { createDevCa } from './dev-ca.js';
+import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
+import { emptyRegistry, writeRegistryFile } from './registry.js';
+
+/**
+ * `devstreams hub init [--dir DIR] [--listen HOST:PORT]`: a ready-to-run hub folder with a
+ * development CA, a server certificate, a first service token and an empty registry.
+ */
+
+export interface InitOptions {
+  dir: string;
+  listen?: string;
+}
+
+export interface InitResult {
+  dir: string;
+  configFile: string;
+  tokenFile: string;
+  caFile: string;
+  hubUrl: string;
+  /** The shell lines a service-side shell needs; they never contain the token itself. */
+  exportLines: string[];
+}
+
+export const DEFAULT_HUB_DIR = '.devstreams';
+export const DEFAULT_LISTEN = '127.0.0.1:8443';
+
+export function hubYaml(opts: { listen: string; tokenDigest: string }): string {
+  return `# devstreams hub configuration, written by \`devstreams hub init\`.
+# Relative paths resolve against this file's folder. Unknown keys are errors.
+listen: ${opts.listen}
+# The https URL devices and services use (default https://localhost:<port>):
+# publicUrl: https://hub.example.com:8443
+tls:
+  cert: tls/hub.crt
+  key: tls/hub.key
+# The development CA; \`hub add-device\` copies it into each device's folder.
+ca: tls/ca.crt
+registry: registry.json
+serviceTokens:
+  # Only the SHA-256 of each token is kept here; the first token is in service.token.
+  - name: default
+    sha256: ${opts.tokenDigest}
+handshake:
+  defaultTimeoutMs: 60000
+  maxTimeoutMs: 300000
+# MQTT over TLS on a second port, for agents configured with mqtts://:
+# mqtts:
+#   listen: 127.0.0.1:8883
+log:
+  level: info
+`;
+}
+
+/** Writes the hub folder. Refuses to touch a folder that already has a hub.yaml. */
+export function initHub(opts: InitOptions): InitResult {
+  const dir = resolve(opts.dir);
+  const listen = opts.listen ?? DEFAULT_LISTEN;
+  if (!parseHostPort(listen)) {
+    throw new ConfigError('--listen', [`"${listen}" must be HOST:PORT with a port from 0 to 65535`]);
+  }
+  const configFile = join(dir, 'hub.yaml');
+  if (existsSync(configFile)) {
+    throw new ConfigError(configFile, ['already exists; refusing to overwrite it (remove the folder or use --dir for a new one)']);
+  }
+
+  const tls = createDevCa();
+  const caFile = join(dir, 'tls', 'ca.crt');
+  writeFileAtomic(caFile, tls.ca.cert, PUBLIC_MODE);
+  writeFileAtomic(join(dir, 'tls', 'ca.key'), tls.ca.key, SECRET_MODE);
+  writeFileAtomic(join(dir, 'tls', 'hub.crt'), tls.server.cert, PUBLIC_MODE);
+  writeFileAtomic(join(dir, 'tls', 'hub.key'), tls.server.key, SECRET_MODE);
+
+  const token = newSecret();
+  const tokenFile = join(dir, 'service.token');
+  writeFileAtomic(tokenFile, token, SECRET_MODE); // no newline: the file is the token, byte for byte
+
+  const registryFile = join(dir, 'registry.json');
+  if (!existsSync(registryFile)) writeRegistryFile(registryFile, emptyRegistry());
+
+  // Last, so a failure above leaves no hub.yaml and init can simply be run again.
+  writeFileAtomic(configFile, hubYaml({ listen, tokenDigest: hashSecret(token) }), SECRET_MODE);
+
+  const hubUrl = publicUrlOf({ listen }).origin;
+  const exportLines = [
+    `export DEVSTREAMS_HUB=${hubUrl}`,
+    `export DEVSTREAMS_TOKEN="$(cat ${shellQuote(tokenFile)})"`,
+    `export DEVSTREAMS_CA=${shellQuote(caFile)}`,
+  ];
+  return { dir, configFile, tokenFile, caFile, hubUrl, exportLines };
+}
+
+/** Quotes a path for a POSIX shell only when it needs it. */
+export function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:@%+=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,238 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  ERRORS,
+  LIMITS,
+  RELAY_PATH_PATTERN,
+  WS_SUBPROTOCOL,
+  bearerToken,
+  errorCodeOfClose,
+  type ErrorCode,
+  type Logger,
+  type StreamRecord,
+} from '../protocol/index.js';
+import { refuseUpgrade } from './http-util.js';
+import { closeLeg, closeToForward, forward } from './relay-pipe.js';
+import type { StreamLog } from './stream-log.js';
+import { StreamTable, type Leg, type NewStream, type Role, type StreamEntry } from './stream-table.js';
+
+/** How long an ended stream's tokens still get 409/410 rather than 401. */
+const TOMBSTONE_MS = 60_000;
+
+/**
+ * The stream relay (`wss://HUB/api/v1/streams/{id}/connect`): checks each side's stream token
+ * before the upgrade, holds the first side (paused) until its peer arrives, then forwards frames
+ * both ways with backpressure and carries the close from one side to the other.
+ */
+export class Relay {
+  private readonly log: Logger;
+  private readonly streamLog: StreamLog;
+  private readonly table = new StreamTable();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: LIMITS.maxDataFrameBytes,
+    clientTracking: false,
+    handleProtocols: () => WS_SUBPROTOCOL,
+  });
+  private stopping = false;
+
+  constructor(opts: { log: Logger; streamLog: StreamLog }) {
+    this.log = opts.log.child({ component: 'relay' });
+    this.streamLog = opts.streamLog;
+  }
+
+  async start(): Promise<void> {
+    this.stopping = false;
+  }
+
+  /** Registers a requested stream; its tokens work from now on (the device may dial before the hub sees its 200). */
+  register(s: NewStream): void {
+    this.table.add(s);
+  }
+
+  /** The device said 200: the stream now waits for both sides until its deadline. */
+  accept(streamId: string): boolean {
+    const s = this.table.get(streamId);
+    if (!s || s.state !== 'requested') return false;
+    s.state = 'accepted';
+    s.timer = setTimeout(() => this.expire(s), Math.max(0, s.expiresAt - Date.now()));
+    s.timer.unref();
+    return true;
+  }
+
+  /** The request was refused or timed out: drop the stream (the caller records it). */
+  cancel(streamId: string, code: ErrorCode, reason: string): void {
+    const s = this.table.get(streamId);
+    if (!s || s.state === 'ended') return;
+    this.end(s, 'hub');
+    for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS[code].ws, reason);
+  }
+
+  /** Handles an upgrade on a relay path; returns false if the path is not a relay path. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const path = (req.url ?? '').split('?')[0] ?? '';
+    const m = RELAY_PATH_PATTERN.exec(path);
+    if (!m) return false;
+    const streamId = m[1]!;
+    const refuse = (code: ErrorCode, reason: string): true => {
+      this.log.warn({ streamId, code, reason }, 'relay connection refused');
+      refuseUpgrade(socket, code, reason);
+      return true;
+    };
+    if (this.stopping) return refuse('SHUTTING_DOWN', 'the hub is shutting down');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(WS_SUBPROTOCOL)) {
+      return refuse('VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
+    }
+    const token = bearerToken(req.headers.authorization);
+    if (!token) return refuse('UNAUTHORIZED', 'missing or malformed bearer token');
+    const hit = this.table.byToken(token);
+    if (!hit || hit.stream.id !== streamId) return refuse('UNAUTHORIZED', 'token is not valid for this stream');
+    const { stream, role } = hit;
+    if (stream.used[role]) return refuse('TOKEN_USED', `the ${role} token of this stream was already used`);
+    if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
+      return refuse('STREAM_EXPIRED', 'the stream has ended or passed its deadline');
+    }
+    stream.used[role] = true;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(stream, role, ws));
+    return true;
+  }
+
+  private attach(s: StreamEntry, role: Role, ws: WebSocket): void {
+    const log = this.log.child({ stream: s.id, device: s.device, service: s.service, role });
+    const leg: Leg = { role, ws, backpressured: false, closed: false };
+    ws.on('error', (err) => log.debug({ err: err.message }, 'relay socket error'));
+    if (s.state === 'ended') {
+      closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, 'the stream has ended');
+      return;
+    }
+    s.legs[role] = leg;
+    const peer = s.legs[role === 'device' ? 'service' : 'device'];
+    ws.on('close', (code: number, reason: Buffer) => this.onLegClose(s, leg, code, reason.toString()));
+    if (!peer) {
+      ws.pause(); // its bytes wait in TCP buffers until the peer arrives
+      log.debug('first side connected, waiting for its peer');
+      return;
+    }
+    s.state = 'paired';
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = null;
+    const device = role === 'device' ? leg : peer;
+    const service = role === 'service' ? leg : peer;
+    forward(service, device, (n) => (s.bytesToDevice += n));
+    forward(device, service, (n) => (s.bytesFromDevice += n));
+    peer.ws.resume();
+    log.info('stream paired');
+  }
+
+  private onLegClose(s: StreamEntry, leg: Leg, code: number, reason: string): void {
+    leg.closed = true;
+    const peer = s.legs[leg.role === 'device' ? 'service' : 'device'];
+    if (s.closedBy === null) {
+      s.closedBy = leg.role;
+      s.closeCode = code;
+      s.closeReason = reason;
+    }
+    if (s.state !== 'ended' && s.state !== 'paired') {
+      // A side left before its peer came: the stream cannot pair any more.
+      this.end(s, leg.role, { result: 'unpaired', code: 'PEER_GONE', reason: `${leg.role} left before its peer connected` });
+      return;
+    }
+    if (peer && !peer.closed) {
+      const out = closeToForward(code, reason);
+      closeLeg(peer, out.code, out.reason);
+      return;
+    }
+    if (s.state === 'paired') this.end(s, s.closedBy);
+  }
+
+  /** Deadline passed without both sides: drop the stream (close 4410) and record `unpaired`. */
+  private expire(s: StreamEntry): void {
+    if (s.state !== 'accepted') return;
+    const reason = 'stream not paired before its deadline';
+    this.end(s, 'hub', { result: 'unpaired', code: 'STREAM_EXPIRED', reason });
+    for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, reason);
+  }
+
+  /**
+   * Marks the stream ended and records it (unless the caller, the request flow, records it).
+   * A paired stream's result comes from the first close code seen.
+   */
+  private end(
+    s: StreamEntry,
+    closedBy: Role | 'hub' | null,
+    outcome?: { result: StreamRecord['result']; code: ErrorCode; reason: string },
+  ): void {
+    if (s.state === 'ended') return;
+    const wasRequested = s.state === 'requested';
+    const wasPaired = s.state === 'paired';
+    s.state = 'ended';
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = setTimeout(() => this.table.delete(s.id), TOMBSTONE_MS);
+    s.timer.unref();
+    if (wasRequested && !outcome) return; // cancelled: the request flow records refusals and timeouts
+    const closedAt = Date.now();
+    let record: StreamRecord;
+    const base = {
+      streamId: s.id,
+      device: s.device,
+      service: s.service,
+      closedBy: closedBy ?? 'none',
+      openedAt: s.openedAt,
+      closedAt,
+      durationMs: closedAt - s.openedAt,
+      bytesToDevice: s.bytesToDevice,
+      bytesFromDevice: s.bytesFromDevice,
+    } as const;
+    if (outcome) {
+      record = { ...base, result: outcome.result, status: ERRORS[outcome.code].http, code: outcome.code, reason: outcome.reason };
+    } else if (wasPaired && s.closeCode === 1000) {
+      record = { ...base, result: 'ok', status: 200, code: 'OK', reason: s.closeReason };
+    } else {
+      const code = errorCodeOfClose(s.closeCode ?? 1006);
+      record = { ...base, result: 'error', status: ERRORS[code].http, code, reason: s.closeReason || `closed with ${s.closeCode}` };
+    }
+    this.streamLog.add(record);
+  }
+
+  /** Number of streams not yet ended (for tests and metrics). */
+  activeCount(): number {
+    return this.table.all().filter((s) => s.state !== 'ended').length;
+  }
+
+  /** Closes every stream with 1001 SHUTTING_DOWN and waits (briefly) for the sockets to close. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const closing: Promise<void>[] = [];
+    for (const s of this.table.all()) {
+      if (s.state === 'paired' && s.closedBy === null) {
+        s.closedBy = 'hub';
+        s.closeCode = ERRORS.SHUTTING_DOWN.ws;
+        s.closeReason = 'hub shutting down';
+      }
+      if (s.state === 'requested') this.end(s, 'hub'); // the request flow records it
+      if (s.state === 'accepted') this.end(s, 'hub', { result: 'unpaired', code: 'SHUTTING_DOWN', reason: 'hub shutting down' });
+      for (const leg of Object.values(s.legs)) {
+        if (leg.closed) continue;
+        closing.push(waitClosed(leg.ws));
+        closeLeg(leg, ERRORS.SHUTTING_DOWN.ws, 'hub shutting down');
+      }
+    }
+    await Promise.all(closing);
+    for (const s of this.table.all()) this.table.delete(s.id);
+  }
+}
+
+/** Resolves when the socket closes; a peer that does not answer the close within 2 s is cut off. */
+function waitClosed(ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    if (ws.readyState === ws.CLOSED) return resolve();
+    const timer = setTimeout(() => ws.terminate(), 2000);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,162 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { DEFAULT_CIPHERS, createServer as createTlsServer } from 'node:tls';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import { ConfigError, apiPaths, type Logger } from '../protocol/index.js';
+import type { Api } from './api.js';
+import type { Broker } from './broker.js';
+import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
+import { refuseUpgrade } from './http-util.js';
+import type { Relay } from './relay.js';
+
+/** Largest WebSocket message on the MQTT endpoint (control payloads are at most 8 KiB). */
+const MQTT_WS_MAX_PAYLOAD = 64 * 1024;
+/** Connections still open this long after stop() are cut. */
+const FORCE_CLOSE_MS = 3000;
+/** AES-128-GCM first: cheaper than the default AES-256 (PERFORMANCE-NOTES), equally fine here. */
+const CIPHERS = `TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:${DEFAULT_CIPHERS}`;
+
+/**
+ * The hub's one TLS port: the REST API, relay upgrades, and MQTT over WebSocket at /mqtt; plus,
+ * when configured, MQTT over TLS on a second port.
+ */
+export class HubServer {
+  private readonly config: Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts'>;
+  private readonly api: Api;
+  private readonly relay: Relay;
+  private readonly broker: Broker;
+  private readonly log: Logger;
+  private readonly mqttWss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: MQTT_WS_MAX_PAYLOAD,
+    clientTracking: false,
+    handleProtocols: (offered) => (offered.has('mqtt') ? 'mqtt' : offered.has('mqttv3.1') ? 'mqttv3.1' : false),
+  });
+  private https: HttpsServer | null = null;
+  private mqtts: NetServer | null = null;
+  private readonly sockets = new Set<Socket>();
+  private url: URL | null = null;
+  private boundPort = 0;
+  private mqttsBoundPort = 0;
+
+  constructor(opts: {
+    config: Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts'>;
+    api: Api;
+    relay: Relay;
+    broker: Broker;
+    log: Logger;
+  }) {
+    this.config = opts.config;
+    this.api = opts.api;
+    this.relay = opts.relay;
+    this.broker = opts.broker;
+    this.log = opts.log.child({ component: 'server' });
+  }
+
+  /** The URL devices and services use (the real port once listening). */
+  get publicUrl(): URL {
+    return this.url ?? publicUrlOf(this.config);
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get mqttsPort(): number {
+    return this.mqttsBoundPort;
+  }
+
+  async start(): Promise<void> {
+    if (this.https) return;
+    const tlsOptions = {
+      cert: readPem(this.config.tls.cert, 'TLS certificate'),
+      key: readPem(this.config.tls.key, 'TLS key'),
+      minVersion: 'TLSv1.2' as const,
+      ciphers: CIPHERS,
+      honorCipherOrder: true,
+    };
+    let server: HttpsServer;
+    try {
+      server = createHttpsServer(tlsOptions, (req, res) => this.api.handle(req, res));
+    } catch (err) {
+      throw new ConfigError(this.config.tls.cert, [`TLS certificate or key unusable (${(err as Error).message})`]);
+    }
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.track(server);
+    this.https = server;
+    const listen = parseHostPort(this.config.listen)!;
+    this.boundPort = await listenOn(server, listen.host, listen.port, 'listen');
+    this.url = publicUrlOf(this.config, this.boundPort);
+
+    if (this.config.mqtts) {
+      const mqtts = createTlsServer(tlsOptions, (socket) => this.broker.handle(socket));
+      this.track(mqtts);
+      this.mqtts = mqtts;
+      const at = parseHostPort(this.config.mqtts.listen)!;
+      this.mqttsBoundPort = await listenOn(mqtts, at.host, at.port, 'mqtts.listen');
+      this.log.info({ host: at.host, port: this.mqttsBoundPort }, 'mqtts listening');
+    }
+    this.log.info({ url: this.url.origin, host: listen.host, port: this.boundPort }, 'hub listening');
+  }
+
+  /** Stops accepting connections; the relay and the broker close theirs next; stragglers are cut after 3 s. */
+  async stop(): Promise<void> {
+    const servers = [this.https, this.mqtts].filter((s): s is NetServer => s !== null);
+    this.https = null;
+    this.mqtts = null;
+    for (const s of servers) s.close();
+    if (servers.length === 0) return;
+    for (const s of servers) (s as Partial<HttpsServer>).closeIdleConnections?.();
+    setTimeout(() => {
+      for (const socket of this.sockets) socket.destroy();
+    }, FORCE_CLOSE_MS).unref();
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {}); // a reset during the upgrade must not crash the hub
+    const path = (req.url ?? '').split('?')[0];
+    if (path === apiPaths.mqtt) {
+      this.mqttWss.handleUpgrade(req, socket, head, (ws) => {
+        const stream = createWebSocketStream(ws);
+        stream.on('error', () => stream.destroy());
+        this.broker.handle(stream, req);
+      });
+      return;
+    }
+    if (this.relay.handleUpgrade(req, socket, head)) return;
+    refuseUpgrade(socket, 'NOT_FOUND', `no WebSocket endpoint at ${String(path).slice(0, 200)}`);
+  }
+
+  private track(server: NetServer): void {
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    server.on('tlsClientError', (err: Error) => this.log.debug({ err: err.message }, 'TLS handshake failed'));
+  }
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+}
+
+function listenOn(server: NetServer, host: string, port: number, field: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ConfigError(field, [`cannot listen on ${host}:${port} (${err.code ?? err.message})`]));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}

@@ -1,0 +1,106 @@
+import { hashSecret } from '../protocol/index.js';
+import type { WebSocket } from 'ws';
+
+/**
+ * The relay's streams, from the request to a short while after their end, and the index of their
+ * stream tokens by SHA-256 digest (the tokens themselves are never kept).
+ */
+
+export type Role = 'device' | 'service';
+
+/**
+ * requested: published to the device, no answer yet; accepted: the device said 200, waiting for
+ * both sides; paired: bytes flow; ended: closed, refused, expired or cancelled (kept as a tombstone
+ * so late token uses get 409/410 rather than 401).
+ */
+export type StreamState = 'requested' | 'accepted' | 'paired' | 'ended';
+
+export interface Leg {
+  role: Role;
+  ws: WebSocket;
+  /** Paused because the other side's send buffer is over the high-water mark. */
+  backpressured: boolean;
+  closed: boolean;
+}
+
+export interface StreamEntry {
+  id: string;
+  device: string;
+  service: string;
+  openedAt: number;
+  expiresAt: number;
+  state: StreamState;
+  used: Record<Role, boolean>;
+  legs: Partial<Record<Role, Leg>>;
+  bytesToDevice: number;
+  bytesFromDevice: number;
+  closedBy: Role | 'hub' | null;
+  closeCode: number | null;
+  closeReason: string;
+  timer: NodeJS.Timeout | null;
+}
+
+export interface NewStream {
+  streamId: string;
+  device: string;
+  service: string;
+  deviceToken: string;
+  serviceToken: string;
+  openedAt: number;
+  expiresAt: number;
+}
+
+export class StreamTable {
+  private readonly streams = new Map<string, StreamEntry>();
+  private readonly tokens = new Map<string, { streamId: string; role: Role }>();
+  private readonly digestsOf = new Map<string, string[]>();
+
+  add(s: NewStream): StreamEntry {
+    const entry: StreamEntry = {
+      id: s.streamId,
+      device: s.device,
+      service: s.service,
+      openedAt: s.openedAt,
+      expiresAt: s.expiresAt,
+      state: 'requested',
+      used: { device: false, service: false },
+      legs: {},
+      bytesToDevice: 0,
+      bytesFromDevice: 0,
+      closedBy: null,
+      closeCode: null,
+      closeReason: '',
+      timer: null,
+    };
+    const deviceDigest = hashSecret(s.deviceToken);
+    const serviceDigest = hashSecret(s.serviceToken);
+    this.streams.set(s.streamId, entry);
+    this.tokens.set(deviceDigest, { streamId: s.streamId, role: 'device' });
+    this.tokens.set(serviceDigest, { streamId: s.streamId, role: 'service' });
+    this.digestsOf.set(s.streamId, [deviceDigest, serviceDigest]);
+    return entry;
+  }
+
+  get(streamId: string): StreamEntry | undefined {
+    return this.streams.get(streamId);
+  }
+
+  /** The stream and role a presented token belongs to (looked up by its digest). */
+  byToken(token: string): { stream: StreamEntry; role: Role } | undefined {
+    const hit = this.tokens.get(hashSecret(token));
+    const stream = hit ? this.streams.get(hit.streamId) : undefined;
+    return hit && stream ? { stream, role: hit.role } : undefined;
+  }
+
+  delete(streamId: string): void {
+    const entry = this.streams.get(streamId);
+    if (entry?.timer) clearTimeout(entry.timer);
+    this.streams.delete(streamId);
+    for (const d of this.digestsOf.get(streamId) ?? []) this.tokens.delete(d);
+    this.digestsOf.delete(streamId);
+  }
+
+  all(): StreamEntry[] {
+    return [...this.streams.values()];
+  }
+}
