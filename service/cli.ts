@@ -1,0 +1,97 @@
+import { LIMITS } from '../protocol/index.js';
+import { runConnect } from './connect.js';
+import { makeContext } from './context.js';
+import { runEcho } from './echo.js';
+import { runDevices, runStreams } from './fleet.js';
+import { runForward } from './forward-command.js';
+import { HUB_OPTIONS, UsageError, intOption, parseCommand, parseListen } from './options.js';
+
+export const SERVICE_COMMANDS = ['connect', 'forward', 'echo', 'devices', 'streams'] as const;
+export type ServiceCommand = (typeof SERVICE_COMMANDS)[number];
+
+export function isServiceCommand(command: string): command is ServiceCommand {
+  return (SERVICE_COMMANDS as readonly string[]).includes(command);
+}
+
+const COMMON_HELP = `
+Hub options (or the environment):
+  --hub URL        hub base URL, https://          (DEVSTREAMS_HUB)
+  --token TOKEN    service token                   (DEVSTREAMS_TOKEN; prefer it: flags show in ps)
+  --ca FILE        PEM CA that signed the hub's certificate (DEVSTREAMS_CA)
+  -v, --verbose    log at info (logs go to stderr as JSON lines)
+`;
+
+const HELP: Record<ServiceCommand, string> = {
+  connect: `usage: devstreams connect DEVICE SERVICE [--timeout MS]
+Bridges stdin/stdout to SERVICE on DEVICE, for ssh:
+  ssh -o ProxyCommand='devstreams connect %h ssh' user@DEVICE
+  --timeout MS     handshake deadline asked of the hub (default: the hub's, 60 s)
+Exit status 0 when the stream ended cleanly, 1 otherwise.
+`,
+  forward: `usage: devstreams forward DEVICE SERVICE --listen [HOST:]PORT [--timeout MS]
+Listens on HOST:PORT (HOST default 127.0.0.1, PORT 0 picks one) and forwards each accepted
+connection to SERVICE on DEVICE over its own stream; prints "listening on HOST:PORT -> DEVICE/SERVICE".
+Runs until SIGINT or SIGTERM.
+`,
+  echo: `usage: devstreams echo DEVICE [--bytes N] [--service NAME] [--timeout MS]
+Sends N random bytes (default 1048576) to the device's echo service (default "echo"), reads them
+back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
+`,
+  devices: `usage: devstreams devices [--json]
+Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, STREAMS (or the JSON array with --json).
+`,
+  streams: `usage: devstreams streams [--json]
+Lists the hub's recent streams, newest first (or the JSON array with --json).
+`,
+};
+
+const TIMEOUT = { timeout: { type: 'string' } } as const;
+const timeoutOf = (v: string | undefined): number | undefined =>
+  intOption('timeout', v, undefined, LIMITS.minHandshakeMs, LIMITS.maxHandshakeMs);
+
+/**
+ * The service-side commands: connect, forward, echo, devices, streams. Returns the exit code. A
+ * refused stream is reported here as one line (`devstreams: DEVICE/SERVICE refused: STATUS CODE:
+ * reason`, exit 1); usage errors throw UsageError (a ConfigError) and other failures throw, for
+ * the dispatcher to print as `devstreams: <message>`.
+ */
+export async function runServiceCli(command: string, args: string[]): Promise<number> {
+  if (!isServiceCommand(command)) throw new UsageError(`unknown command ${JSON.stringify(command)} (see devstreams --help)`);
+  switch (command) {
+    case 'connect': {
+      const { values, positionals } = parseCommand(command, args, { ...HUB_OPTIONS, ...TIMEOUT }, ['DEVICE', 'SERVICE']);
+      if (values.help) return help(command);
+      const timeoutMs = timeoutOf(values.timeout);
+      return runConnect(makeContext(values), positionals[0]!, positionals[1]!, timeoutMs);
+    }
+    case 'forward': {
+      const opts = { ...HUB_OPTIONS, ...TIMEOUT, listen: { type: 'string', short: 'l' } } as const;
+      const { values, positionals } = parseCommand(command, args, opts, ['DEVICE', 'SERVICE']);
+      if (values.help) return help(command);
+      if (values.listen === undefined) throw new UsageError('forward: --listen [HOST:]PORT is required');
+      const listen = parseListen(values.listen);
+      const timeoutMs = timeoutOf(values.timeout);
+      return runForward(makeContext(values), positionals[0]!, positionals[1]!, listen, timeoutMs);
+    }
+    case 'echo': {
+      const opts = { ...HUB_OPTIONS, ...TIMEOUT, bytes: { type: 'string' }, service: { type: 'string' } } as const;
+      const { values, positionals } = parseCommand(command, args, opts, ['DEVICE']);
+      if (values.help) return help(command);
+      const bytes = intOption('bytes', values.bytes, 1024 * 1024, 0, 2 ** 40)!;
+      const timeoutMs = timeoutOf(values.timeout);
+      return runEcho(makeContext(values), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs);
+    }
+    case 'devices':
+    case 'streams': {
+      const { values } = parseCommand(command, args, { ...HUB_OPTIONS, json: { type: 'boolean' } }, []);
+      if (values.help) return help(command);
+      const ctx = makeContext(values);
+      return command === 'devices' ? runDevices(ctx, values.json === true) : runStreams(ctx, values.json === true);
+    }
+  }
+}
+
+function help(command: ServiceCommand): number {
+  process.stdout.write(HELP[command] + COMMON_HELP);
+  return 0;
+}

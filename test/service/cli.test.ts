@@ -1,0 +1,236 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { PassThrough, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError, WsDuplex, silentLogger } from '../../protocol/index.js';
+import { DevstreamsClient } from '../../service/client.js';
+import { runServiceCli } from '../../service/cli.js';
+import { runConnect } from '../../service/connect.js';
+import type { ServiceContext } from '../../service/context.js';
+import { runEcho } from '../../service/echo.js';
+import { runForward } from '../../service/forward-command.js';
+import { makeTestTls, type TestTls } from '../helpers/tls.js';
+import { FakeHub, errorBody } from './fake-hub.js';
+
+const TOKEN = 'service-token-0123456789abcdef';
+let tls: TestTls;
+let hub: FakeHub;
+
+beforeAll(() => {
+  tls = makeTestTls();
+});
+
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await hub?.stop();
+});
+
+async function startHub(): Promise<FakeHub> {
+  hub = await new FakeHub(tls).start();
+  return hub;
+}
+
+/** A context whose output is kept in memory. */
+function memoryContext(): ServiceContext & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return {
+    client: new DevstreamsClient({ hub: hub.url, token: TOKEN, ca: tls.ca }),
+    log: silentLogger,
+    out: (t) => void stdout.push(t),
+    err: (l) => void stderr.push(l),
+    stdout,
+    stderr,
+  };
+}
+
+/** Runs a command through runServiceCli with stdout and stderr captured. */
+async function cli(command: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += chunk.toString()), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((err += chunk.toString()), true));
+  try {
+    const code = await runServiceCli(command, [...args, '--hub', hub.url, '--token', TOKEN, '--ca', tls.caFile]);
+    return { code, out, err };
+  } finally {
+    vi.restoreAllMocks();
+  }
+}
+
+/** A relay stand-in that passes what it reads through `transform` and back. */
+function transformingRelay(transform: () => Transform) {
+  return (ws: import('ws').WebSocket): void => {
+    const d = new WsDuplex(ws);
+    pipeline(d, transform(), d).catch(() => undefined);
+  };
+}
+
+describe('devstreams echo', () => {
+  it('prints the round trip', async () => {
+    await startHub();
+    const r = await cli('echo', ['pi-kitchen', '--bytes', '300000']);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(/^echo ok: 300000 bytes, set-up \d+ ms, round trip \d+ ms\n$/);
+    expect(r.code).toBe(0);
+    expect(hub.calls[0]!.body).toEqual({ service: 'echo' });
+  });
+
+  it('prints one refusal line and exits 1', async () => {
+    await startHub();
+    hub.api = () => errorBody('SERVICE_UNKNOWN', 404, 'this agent has no echo service');
+    const r = await cli('echo', ['pi-kitchen', '--service', 'echo2', '--timeout', '5000']);
+    expect(r).toEqual({ code: 1, out: '', err: 'devstreams: pi-kitchen/echo2 refused: 404 SERVICE_UNKNOWN: this agent has no echo service\n' });
+    expect(hub.calls[0]!.body).toEqual({ service: 'echo2', timeoutMs: 5000 });
+  });
+
+  it('reports a data mismatch', async () => {
+    await startHub();
+    hub.relay = transformingRelay(
+      () => new Transform({ transform: (c: Buffer, _e, cb) => cb(null, Buffer.from(c.map((b) => b ^ 1))) }),
+    );
+    const ctx = memoryContext();
+    expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
+    expect(ctx.stdout).toEqual([]);
+    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr[0]).toMatch(/^devstreams: echo pi\/echo: data mismatch: 100000 bytes each way, sha256 sent [0-9a-f]{16}, received [0-9a-f]{16}$/);
+  });
+
+  it('reports a short read', async () => {
+    await startHub();
+    let seen = 0;
+    hub.relay = transformingRelay(
+      () =>
+        new Transform({
+          transform: (c: Buffer, _e, cb) => {
+            const keep = Math.max(0, Math.min(c.length, 50_000 - seen));
+            seen += c.length;
+            cb(null, c.subarray(0, keep));
+          },
+        }),
+    );
+    const ctx = memoryContext();
+    expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
+    expect(ctx.stderr).toEqual(['devstreams: echo pi/echo: short read: sent 100000 bytes, received 50000']);
+  });
+
+  it('reports a stream the device aborts', async () => {
+    await startHub();
+    hub.relay = (ws) => ws.once('message', () => ws.close(4503, 'target went away'));
+    const ctx = memoryContext();
+    expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
+    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr[0]).toMatch(/^devstreams: pi\/echo: stream failed after \d+ of 100000 bytes sent, 0 received: target went away \((DEVICE_OFFLINE|TARGET_UNREACHABLE)\)$/);
+  });
+});
+
+describe('devstreams connect', () => {
+  it('bridges stdin and stdout and exits 0 on a clean end', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const chunks: Buffer[] = [];
+    stdout.on('data', (c: Buffer) => chunks.push(c));
+    const data = randomBytes(250_000);
+    stdin.end(data);
+    expect(await runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout })).toBe(0);
+    expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    expect(ctx.stderr).toEqual([]);
+  });
+
+  it('exits 1 with the refusal line', async () => {
+    await startHub();
+    hub.api = () => errorBody('DEVICE_OFFLINE', 503, 'device pi is offline');
+    const r = await cli('connect', ['pi', 'ssh']);
+    expect(r).toEqual({ code: 1, out: '', err: 'devstreams: pi/ssh refused: 503 DEVICE_OFFLINE: device pi is offline\n' });
+  });
+
+  it('exits 1 when the stream ends abnormally', async () => {
+    await startHub();
+    hub.relay = (ws) => ws.once('message', () => ws.close(4502, 'peer gone'));
+    const ctx = memoryContext();
+    const stdin = new PassThrough();
+    stdin.write('hello');
+    expect(await runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout: new PassThrough() })).toBe(1);
+    expect(ctx.stderr).toEqual(['devstreams: pi/ssh: stream failed: peer gone (PEER_GONE)']);
+  });
+});
+
+describe('devstreams forward', () => {
+  it('prints the real port, forwards, and stops on the signal', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const stopped = new Promise<void>((r) => (stop = r));
+    const printed = new Promise<string>((resolve) => {
+      ctx.out = (t) => resolve(t);
+    });
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, stopped);
+    const line = await printed;
+    const m = /^listening on 127\.0\.0\.1:(\d+) -> pi\/web\n$/.exec(line);
+    expect(m).not.toBeNull();
+    const s = net.connect({ host: '127.0.0.1', port: Number(m![1]) });
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.end('GET / HTTP/1.0\r\n\r\n');
+    await new Promise((r) => s.once('end', r));
+    expect(Buffer.concat(chunks).toString()).toBe('GET / HTTP/1.0\r\n\r\n');
+    stop();
+    expect(await run).toBe(0);
+  });
+
+  it('reports a port it cannot listen on', async () => {
+    await startHub();
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as net.AddressInfo).port;
+    const ctx = memoryContext();
+    expect(await runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port }, undefined, new Promise(() => undefined))).toBe(1);
+    expect(ctx.stderr).toEqual([`devstreams: cannot listen on 127.0.0.1:${port}: EADDRINUSE`]);
+    await new Promise((r) => busy.close(r));
+  });
+
+  it('requires --listen', async () => {
+    await startHub();
+    await expect(cli('forward', ['pi', 'web'])).rejects.toThrow('forward: --listen [HOST:]PORT is required');
+  });
+});
+
+describe('devstreams devices and streams', () => {
+  it('prints tables or JSON', async () => {
+    await startHub();
+    const device = { id: 'pi-1', online: true, lastSeen: Date.now() - 3000, agentVersion: '0.1.0', openStreams: 0 };
+    hub.api = (call, h) => (call.path === '/api/v1/devices' ? { status: 200, body: { devices: [device] } } : h.defaultApi(call));
+    const t = await cli('devices', []);
+    expect(t.code).toBe(0);
+    expect(t.out).toMatch(/^ID {4}STATE {3}LAST SEEN {2}VERSION {2}STREAMS\npi-1 {2}online {2}\ds ago {5}0\.1\.0 {4}0\n$/);
+    const j = await cli('devices', ['--json']);
+    expect(JSON.parse(j.out)).toEqual([device]);
+    const s = await cli('streams', ['--json']);
+    expect(JSON.parse(s.out)).toEqual([]);
+  });
+
+  it('lets a refused query propagate as a DevstreamsError', async () => {
+    await startHub();
+    hub.api = () => errorBody('UNAUTHORIZED', 401, 'unknown service token');
+    await expect(cli('streams', [])).rejects.toMatchObject({ code: 'UNAUTHORIZED', message: 'unknown service token' });
+  });
+});
+
+describe('usage', () => {
+  it('names missing settings as ConfigErrors', async () => {
+    await startHub();
+    const saved = { ...process.env };
+    delete process.env.DEVSTREAMS_HUB;
+    try {
+      await expect(runServiceCli('devices', ['--token', TOKEN])).rejects.toThrow(ConfigError);
+      await expect(runServiceCli('devices', ['--token', TOKEN])).rejects.toThrow('pass --hub URL or set DEVSTREAMS_HUB');
+      await expect(runServiceCli('connect', ['pi'])).rejects.toThrow('connect: missing SERVICE');
+      await expect(runServiceCli('echo', ['pi', '--bytes', '-1'])).rejects.toThrow(ConfigError);
+    } finally {
+      process.env = saved;
+    }
+  });
+});
