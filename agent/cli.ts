@@ -1,0 +1,68 @@
+import { parseArgs } from 'node:util';
+import type { DestinationStream } from 'pino';
+import { createLogger, type LogLevel } from '../protocol/index.js';
+import { Agent } from './agent.js';
+import { loadAgentConfig } from './config.js';
+
+const USAGE = 'usage: devstreams agent --config FILE';
+
+export interface AgentCliOptions {
+  /** Stops the agent when aborted, as SIGINT/SIGTERM do (for embedding and tests). */
+  signal?: AbortSignal;
+  /** Where the JSON log goes (default stdout). */
+  logDestination?: DestinationStream;
+}
+
+/**
+ * `devstreams agent --config FILE`: loads the config (a ConfigError is thrown to the caller, which
+ * prints it as one line), runs the agent, logs JSON to stdout, and on SIGINT/SIGTERM stops it and
+ * resolves 0. Usage errors print one line on stderr and resolve 2.
+ */
+export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): Promise<number> {
+  let values: { config?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    process.stderr.write(`devstreams: agent: ${(err as Error).message.split('\n')[0]}; ${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n  runs the device agent with the given config (see docs/ARCHITECTURE.md)\n`);
+    return 0;
+  }
+  if (!values.config) {
+    process.stderr.write(`devstreams: agent: --config FILE is required; ${USAGE}\n`);
+    return 2;
+  }
+
+  const config = loadAgentConfig(values.config);
+  const log = createLogger({
+    name: 'devstreams-agent',
+    level: config.log.level as LogLevel,
+    ...(opts.logDestination ? { destination: opts.logDestination } : {}),
+  });
+  const agent = new Agent({ config, log });
+
+  let onSignal: (sig: NodeJS.Signals | 'abort') => void = () => {};
+  const stopRequested = new Promise<string>((resolve) => (onSignal = resolve));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  if (opts.signal?.aborted) onSignal('abort');
+  else opts.signal?.addEventListener('abort', () => onSignal('abort'), { once: true });
+
+  try {
+    await agent.start();
+    const why = await stopRequested;
+    log.info({ signal: why }, 'agent stopping');
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await agent.stop();
+  }
+  return 0;
+}

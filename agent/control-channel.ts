@@ -1,0 +1,183 @@
+import { EventEmitter } from 'node:events';
+import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
+import {
+  DEVSTREAMS_VERSION,
+  PROTOCOL_VERSION,
+  topics,
+  type DeviceStatusMessage,
+  type Logger,
+  type StreamResponse,
+} from '../protocol/index.js';
+import { StatusThrottle } from './status-throttle.js';
+
+export interface ControlChannelOptions {
+  /** wss://HOST[:PORT]/PATH or mqtts://HOST[:PORT] */
+  url: string;
+  deviceId: string;
+  /** The device key (MQTT password). Never logged. */
+  key: string;
+  /** Trust anchors (system roots plus the configured CA), or undefined for the system's. */
+  ca?: string[];
+  log: Logger;
+  /** Called with each payload that arrives on the device's request topic. */
+  onRequest: (payload: Buffer) => void;
+  /** The number of streams set up or open, for the status message. */
+  openStreams: () => number;
+  reconnectPeriodMs?: number;
+  /** Least time between two status publishes caused by stream count changes. */
+  statusIntervalMs?: number;
+}
+
+const STOP_TIMEOUT_MS = 3000;
+
+/**
+ * The device's MQTT control channel to the hub: authenticates as the device, keeps a last will
+ * (retained offline status), subscribes to its request topic, publishes its status and its answers.
+ * Events: 'connected', 'disconnected'.
+ */
+export class ControlChannel extends EventEmitter {
+  private readonly opts: ControlChannelOptions;
+  private readonly log: Logger;
+  private readonly requestTopic: string;
+  private readonly statusTopic: string;
+  private readonly throttle: StatusThrottle;
+  private client: MqttClient | undefined;
+  private online = false;
+  private stopping: Promise<void> | undefined;
+  private lastProblem = '';
+
+  constructor(opts: ControlChannelOptions) {
+    super();
+    this.opts = opts;
+    this.log = opts.log.child({ component: 'control' });
+    this.requestTopic = topics.streamRequest(opts.deviceId);
+    this.statusTopic = topics.status(opts.deviceId);
+    this.throttle = new StatusThrottle({
+      minIntervalMs: opts.statusIntervalMs ?? 1000,
+      publish: () => this.publishStatus(true),
+    });
+  }
+
+  /** True while connected and subscribed. */
+  get connected(): boolean {
+    return this.online;
+  }
+
+  /** Starts connecting (and reconnecting); does not wait for the hub. */
+  async start(): Promise<void> {
+    if (this.client) return;
+    const { deviceId, key, ca } = this.opts;
+    const tls = { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
+    const options: IClientOptions = {
+      clientId: deviceId,
+      username: deviceId,
+      password: key,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: this.opts.reconnectPeriodMs ?? 2000,
+      connectTimeout: 10_000,
+      resubscribe: false,
+      ...tls,
+      wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false },
+      will: {
+        topic: this.statusTopic,
+        payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false } satisfies DeviceStatusMessage)),
+        qos: 1,
+        retain: true,
+      },
+    };
+    this.log.info({ url: this.opts.url, deviceId }, 'control channel connecting');
+    const client = mqttConnect(this.opts.url, options);
+    this.client = client;
+    client.on('connect', () => void this.onConnect(client));
+    client.on('message', (topic, payload) => {
+      if (topic === this.requestTopic && this.online) this.opts.onRequest(payload);
+      else this.log.warn({ topic }, 'message on an unexpected topic ignored');
+    });
+    client.on('close', () => {
+      if (!this.online) return;
+      this.online = false;
+      this.throttle.cancel();
+      this.log.info('control channel disconnected');
+      this.emit('disconnected');
+    });
+    client.on('error', (err: Error & { code?: string | number }) => {
+      const problem = `${err.code ?? ''} ${err.message}`;
+      const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
+      // The client retries every few seconds; say it once per distinct problem.
+      if (problem !== this.lastProblem) this.log.warn(fields, 'control channel error');
+      else this.log.debug(fields, 'control channel error');
+      this.lastProblem = problem;
+    });
+  }
+
+  private async onConnect(client: MqttClient): Promise<void> {
+    this.lastProblem = '';
+    try {
+      const granted = await client.subscribeAsync(this.requestTopic, { qos: 1 });
+      if (granted.some((g) => g.qos !== 1 && g.qos !== 0)) {
+        this.log.error({ topic: this.requestTopic }, 'hub refused the request subscription');
+        return;
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'subscribe failed');
+      return;
+    }
+    if (this.stopping || client !== this.client) return;
+    this.online = true;
+    this.publishStatus(true);
+    this.throttle.published();
+    this.emit('connected');
+  }
+
+  /** Tells the channel that the number of open streams changed; the status follows (throttled). */
+  streamsChanged(): void {
+    if (this.online && !this.stopping) this.throttle.poke();
+  }
+
+  /** Publishes a stream answer (QoS 1) on the topic the request named. */
+  respond(topic: string, response: StreamResponse): void {
+    const client = this.client;
+    if (!client) return;
+    client.publish(topic, JSON.stringify(response), { qos: 1 }, (err) => {
+      if (err) this.log.warn({ stream: response.streamId.slice(0, 8), err: err.message }, 'answer not delivered');
+    });
+  }
+
+  private publishStatus(online: boolean): Promise<void> {
+    const client = this.client;
+    if (!client) return Promise.resolve();
+    const status: DeviceStatusMessage = online
+      ? { v: PROTOCOL_VERSION, online: true, at: Date.now(), agentVersion: DEVSTREAMS_VERSION, openStreams: this.opts.openStreams() }
+      : { v: PROTOCOL_VERSION, online: false, at: Date.now() };
+    this.log.debug({ online, openStreams: status.openStreams }, 'status');
+    return new Promise((resolve) => {
+      client.publish(this.statusTopic, JSON.stringify(status), { qos: 1, retain: true }, (err) => {
+        if (err) this.log.warn({ err: err.message }, 'status not delivered');
+        resolve();
+      });
+    });
+  }
+
+  /** Publishes the retained offline status (if connected), then disconnects cleanly. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    this.throttle.cancel();
+    const wasOnline = this.online;
+    this.online = false;
+    const bounded = <T>(p: Promise<T>): Promise<unknown> =>
+      Promise.race([p, new Promise((resolve) => setTimeout(resolve, STOP_TIMEOUT_MS).unref())]);
+    if (wasOnline && client.connected) await bounded(this.publishStatus(false));
+    await bounded(new Promise<void>((resolve) => client.end(!client.connected, {}, () => resolve())));
+    this.client = undefined;
+    if (wasOnline) this.emit('disconnected');
+    this.log.info('control channel closed');
+  }
+}

@@ -1,0 +1,112 @@
+import type { IncomingMessage } from 'node:http';
+import { WebSocket } from 'ws';
+import { ApiErrorSchema, LIMITS, WS_SUBPROTOCOL } from '../protocol/index.js';
+
+export interface RelayDialerOptions {
+  /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
+  ca?: string[];
+  /** How long the TLS + WebSocket handshake may take. */
+  handshakeTimeoutMs?: number;
+}
+
+/** Why the relay did not accept the device's side of a stream. */
+export class RelayDialError extends Error {
+  /** HTTP status of a refusal before the upgrade, if the relay answered one. */
+  readonly status?: number;
+  /** The error code from the refusal's JSON body, if it had one. */
+  readonly code?: string;
+  constructor(message: string, status?: number, code?: string) {
+    super(message);
+    this.name = 'RelayDialError';
+    if (status !== undefined) this.status = status;
+    if (code !== undefined) this.code = code;
+  }
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+const MAX_REFUSAL_BODY_BYTES = 4096;
+
+/**
+ * Dials the hub's relay for one accepted stream: TLS verified (host name included), the stream token
+ * as a bearer token, subprotocol `devstreams.v1`, no compression, frames bounded. Resolves with the
+ * open WebSocket; the caller wraps it in a WsDuplex.
+ */
+export class RelayDialer {
+  private readonly ca: string[] | undefined;
+  private readonly handshakeTimeoutMs: number;
+
+  constructor(opts: RelayDialerOptions = {}) {
+    this.ca = opts.ca;
+    this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  }
+
+  dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
+        headers: { Authorization: `Bearer ${token}` },
+        ...(this.ca ? { ca: this.ca } : {}),
+        rejectUnauthorized: true,
+        perMessageDeflate: false,
+        maxPayload: LIMITS.maxDataFrameBytes,
+        handshakeTimeout: this.handshakeTimeoutMs,
+        followRedirects: false,
+      });
+      let settled = false;
+      const settle = (err: RelayDialError | null): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        ws.off('open', onOpen);
+        if (err) {
+          // Keep an error listener: terminate() on a connecting socket emits one.
+          ws.on('error', () => {});
+          ws.terminate();
+          reject(err);
+        } else {
+          ws.off('error', onError);
+          resolve(ws);
+        }
+      };
+      const onOpen = (): void => settle(null);
+      const onError = (err: NodeJS.ErrnoException): void =>
+        settle(new RelayDialError(`relay connection failed: ${err.code ?? err.message}`));
+      const onAbort = (): void => settle(new RelayDialError('agent is shutting down'));
+      ws.once('open', onOpen);
+      ws.on('error', onError);
+      ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+        void readRefusal(res).then((code) =>
+          settle(new RelayDialError(`relay refused the stream: HTTP ${res.statusCode}${code ? ` ${code}` : ''}`, res.statusCode, code)),
+        );
+      });
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/** Reads a bounded refusal body and returns its error code, if it is the protocol's error shape. */
+function readRefusal(res: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (): void => {
+      clearTimeout(timer);
+      res.removeAllListeners('data');
+      res.destroy();
+      try {
+        const parsed = ApiErrorSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        resolve(parsed.success ? parsed.data.error.code : undefined);
+      } catch {
+        resolve(undefined);
+      }
+    };
+    const timer = setTimeout(finish, 2000);
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_REFUSAL_BODY_BYTES) return finish();
+      chunks.push(c);
+    });
+    res.once('end', finish);
+    res.once('error', finish);
+  });
+}
