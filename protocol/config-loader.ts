@@ -32,11 +32,11 @@ export function loadConfigFile<S extends z.ZodType>(file: string, schema: S): Re
 
 export function parseConfigText<S extends z.ZodType>(file: string, text: string, schema: S): Readonly<z.output<S>> {
   if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new ConfigError(file, [`file is larger than ${MAX_CONFIG_BYTES} bytes`]);
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}`),
+      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
   const raw: unknown = doc.toJS() ?? {};

@@ -1,0 +1,105 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  ConfigError,
+  decodePayload,
+  ERRORS,
+  isOwnResponseTopic,
+  loadConfigFile,
+  parseServiceSpec,
+  parseTopic,
+  StreamRequestSchema,
+  topics,
+} from '../../protocol/index.js';
+
+describe('topics', () => {
+  it('round-trips every topic kind and refuses anything else', () => {
+    expect(parseTopic(topics.streamRequest('pi-1'))).toEqual({ deviceId: 'pi-1', kind: 'streamRequest' });
+    expect(parseTopic(topics.streamResponse('pi-1', 'node9'))).toEqual({ deviceId: 'pi-1', kind: 'streamResponse', nodeId: 'node9' });
+    expect(parseTopic(topics.status('pi-1'))).toEqual({ deviceId: 'pi-1', kind: 'status' });
+    for (const bad of ['devstreams/v1/devices/+/status', 'devstreams/v1/devices/#', 'devstreams/v1/devices/a/status/x', 'other/a/status', 'devstreams/v1/devices//status']) {
+      expect(parseTopic(bad)).toBeNull();
+    }
+    expect(isOwnResponseTopic(topics.streamResponse('a', 'n'), 'a')).toBe(true);
+    expect(isOwnResponseTopic(topics.streamResponse('b', 'n'), 'a')).toBe(false);
+    expect(isOwnResponseTopic(topics.status('a'), 'a')).toBe(false);
+  });
+});
+
+describe('service specs', () => {
+  it('parses names, ports and host:port, and refuses the rest', () => {
+    expect(parseServiceSpec('ssh')).toEqual({ kind: 'name', name: 'ssh' });
+    expect(parseServiceSpec('22')).toEqual({ kind: 'port', port: 22 });
+    expect(parseServiceSpec('192.168.1.50:502')).toEqual({ kind: 'hostPort', host: '192.168.1.50', port: 502 });
+    expect(parseServiceSpec('[::1]:22')).toEqual({ kind: 'hostPort', host: '::1', port: 22 });
+    for (const bad of ['', '0', '65536', 'a b', 'host:0', 'x'.repeat(300), 'UPPER', '../etc']) expect(parseServiceSpec(bad)).toBeNull();
+  });
+});
+
+describe('error codes', () => {
+  it('map every code to an HTTP status and a WebSocket close code in range', () => {
+    for (const [code, m] of Object.entries(ERRORS)) {
+      expect(m.http, code).toBeGreaterThanOrEqual(400);
+      expect(m.http, code).toBeLessThan(600);
+      expect(m.ws === 1001 || m.ws === 1009 || m.ws === 1011 || (m.ws >= 4000 && m.ws < 5000), code).toBe(true);
+    }
+  });
+});
+
+describe('decodePayload', () => {
+  const good = {
+    v: 1,
+    streamId: 'A'.repeat(22),
+    service: 'ssh',
+    relayUrl: 'wss://hub.example.com/api/v1/streams/x/connect',
+    token: 't'.repeat(43),
+    expiresAt: Date.now() + 60_000,
+    replyTo: topics.streamResponse('pi', 'n1'),
+  };
+  it('accepts a good request and names the bad field otherwise', () => {
+    expect(decodePayload(StreamRequestSchema, JSON.stringify(good)).ok).toBe(true);
+    const bad = decodePayload(StreamRequestSchema, JSON.stringify({ ...good, expiresAt: 'soon' }));
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) expect(bad.error).toMatch(/^expiresAt: /);
+    const extra = decodePayload(StreamRequestSchema, JSON.stringify({ ...good, evil: 1 }));
+    expect(extra.ok).toBe(false);
+    expect(decodePayload(StreamRequestSchema, '{not json').ok).toBe(false);
+    const big = decodePayload(StreamRequestSchema, Buffer.alloc(9000, 32));
+    expect(big.ok || big.error).toMatch(/limit/);
+  });
+});
+
+describe('loadConfigFile', () => {
+  const schema = z.strictObject({ port: z.number().int().max(65535), name: z.string().default('x') });
+  const file = (text: string): string => {
+    const f = join(mkdtempSync(join(tmpdir(), 'ds-cfg-')), 'c.yaml');
+    writeFileSync(f, text);
+    return f;
+  };
+  it('applies defaults and freezes', () => {
+    const cfg = loadConfigFile(file('port: 22\n'), schema);
+    expect(cfg).toEqual({ port: 22, name: 'x' });
+    expect(Object.isFrozen(cfg)).toBe(true);
+  });
+  it('reports every problem with its path and the file, on one line', () => {
+    const f = file('port: 70000\nnmae: typo\n');
+    try {
+      loadConfigFile(f, schema);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const msg = (err as ConfigError).message;
+      expect(msg.startsWith(`${f}: `)).toBe(true);
+      expect(msg).toContain('port: ');
+      expect(msg).toContain('nmae');
+      expect(msg).not.toContain('\n');
+    }
+  });
+  it('names YAML syntax errors with their line, and a missing file', () => {
+    expect(() => loadConfigFile(file('port: [1,\n'), schema)).toThrow(/line \d+/);
+    expect(() => loadConfigFile('/nonexistent/x.yaml', schema)).toThrow(/cannot read file \(ENOENT\)/);
+  });
+});

@@ -1,0 +1,165 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { bridge, DevstreamsError, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
+
+/** A connected pair of WsDuplex over a real loopback WebSocket. */
+async function wsPair(): Promise<{ client: WsDuplex; server: WsDuplex; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  const port = (wss.address() as net.AddressInfo).port;
+  const serverSide = once(wss, 'connection');
+  const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  await once(ws, 'open');
+  const [sws] = (await serverSide) as [WebSocket];
+  const client = new WsDuplex(ws);
+  const server = new WsDuplex(sws);
+  // Tests that expect an error listen for it themselves; the rest must not die of a late 1006.
+  const errors: Error[] = [];
+  client.on('error', (e) => errors.push(e));
+  server.on('error', (e) => errors.push(e));
+  return {
+    client,
+    server,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+    },
+  };
+}
+
+/** Reads until EOF without destroying the stream (for-await would destroy the duplex at the end). */
+function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve(Buffer.concat(chunks)));
+    s.once('error', reject);
+  });
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+describe('WsDuplex', () => {
+  it('carries bytes in order and a half-close: the side that ended still gets the whole reply', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const request = randomBytes(3 * 1024 * 1024 + 17);
+    const reply = randomBytes(2 * 1024 * 1024 + 5);
+    const closed = Promise.all([once(client, 'close'), once(server, 'close')]);
+    const serverGot = readAll(server);
+    client.end(request);
+    // The server only answers after it has seen EOF, as a protocol relying on EOF would.
+    expect(sha(await serverGot)).toBe(sha(request));
+    const clientGot = readAll(client);
+    server.end(reply);
+    expect(sha(await clientGot)).toBe(sha(reply));
+    await closed;
+    expect(client.bytesIn).toBe(reply.length);
+    expect(client.bytesOut).toBe(request.length);
+  });
+
+  it('applies backpressure: a writer facing a reader that does not read is told to wait', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    server.pause();
+    const chunk = Buffer.alloc(64 * 1024);
+    const limit = 256 * 1024 * 1024;
+    let accepted = 0;
+    // Write as a well-behaved producer does (wait for 'drain'); a writer is stalled once 'drain'
+    // has not come for 500 ms. Without backpressure all 256 MiB would be accepted at once.
+    for (;;) {
+      if (client.write(chunk)) {
+        accepted += chunk.length;
+        if (accepted >= limit) break;
+        continue;
+      }
+      accepted += chunk.length;
+      const drained = await Promise.race([
+        once(client, 'drain').then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 500)),
+      ]);
+      if (!drained || accepted >= limit) break;
+    }
+    expect(accepted).toBeLessThan(limit);
+    // What the reader holds is bounded by its high-water mark plus one frame.
+    expect(server.readableLength).toBeLessThanOrEqual(1024 * 1024 + chunk.length);
+    const received = readAll(server);
+    server.resume(); // a 'data' listener does not resume an explicitly paused stream
+    client.end();
+    server.end();
+    expect((await received).length).toBe(accepted);
+  });
+
+  it('an abort on one side reaches the other with its code', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const err = once(server, 'error');
+    client.abort('TARGET_UNREACHABLE', 'target went away');
+    const [e] = (await err) as [StreamClosedError];
+    expect(e).toBeInstanceOf(StreamClosedError);
+    expect(e.wsCode).toBe(4503);
+    expect(e.reason).toBe('target went away');
+  });
+
+  it('a close without EOF is an error, not a clean end', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const err = once(server, 'error');
+    client.destroy(new DevstreamsError('PEER_GONE', 'gone'));
+    const [e] = (await err) as [DevstreamsError];
+    expect(e.code).toBe('PEER_GONE');
+  });
+});
+
+describe('bridge', () => {
+  it('pipes a WebSocket stream to a TCP peer with half-close both ways, and counts bytes', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    // TCP peer: reads everything until EOF, then answers with its hash and closes its side.
+    const tcp = net.createServer({ allowHalfOpen: true }, (sock) => {
+      const h = createHash('sha256');
+      sock.on('data', (d) => h.update(d));
+      sock.on('end', () => sock.end(h.digest('hex')));
+    });
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    cleanups.push(async () => void tcp.close());
+    const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(sock, 'connect');
+    const done = bridge(server, sock, silentLogger, { a: 'relay', b: 'target' });
+    const payload = randomBytes(5 * 1024 * 1024);
+    const answer = readAll(client);
+    client.end(payload);
+    expect((await answer).toString()).toBe(sha(payload));
+    const result = await done;
+    expect(result.error).toBeUndefined();
+    expect(result.bytesAtoB).toBe(payload.length);
+    expect(result.bytesBtoA).toBe(64);
+  });
+
+  it('a TCP reset aborts the WebSocket side with an error the peer sees', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const tcp = net.createServer((sock) => sock.once('data', () => sock.resetAndDestroy()));
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    cleanups.push(async () => void tcp.close());
+    const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    await once(sock, 'connect');
+    const clientErr = once(client, 'error');
+    const done = bridge(server, sock, silentLogger);
+    client.write('hello');
+    const result = await done;
+    expect(result.error).toBeDefined();
+    expect(result.failedSide).toBe('b');
+    const [e] = (await clientErr) as [DevstreamsError];
+    expect(e.code).toBe('PEER_GONE');
+  });
+});
