@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, CliProcess } from '../helpers/proc.js';
+import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
+import { Stack } from '../helpers/stack.js';
+
+const run = promisify(execFile);
+
+describe.skipIf(!haveSshd)('OpenSSH through devstreams (real sshd, real ssh client)', () => {
+  const stack = new Stack();
+  let sshd: Sshd;
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    await stack.start([{ id: 'pi-ssh', allow: [`ssh=${sshd.port}`] }]);
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await sshd?.stop();
+  });
+
+  it('runs a command through ProxyCommand="devstreams connect %h ssh"', async () => {
+    const proxy = `${process.execPath} ${CLI} connect %h ssh`;
+    const { stdout } = await run(
+      'ssh',
+      [...sshd.sshArgs('pi-ssh'), '-o', `ProxyCommand=${proxy}`, `${sshd.user}@pi-ssh`, 'echo hello-from-$(hostname -s >/dev/null; echo device)'],
+      { env: { ...process.env, ...stack.env }, timeout: 30_000 },
+    );
+    expect(stdout.trim()).toBe('hello-from-device');
+  });
+
+  it('copies 5 MB through `devstreams forward` with ssh -p, checked by SHA-256', async () => {
+    const fwd = new CliProcess(['forward', 'pi-ssh', 'ssh', '--listen', '127.0.0.1:0'], stack.env);
+    try {
+      const line = await fwd.waitForLine((l) => l.startsWith('listening on '));
+      const port = /:(\d+) ->/.exec(line)![1]!;
+      const payload = randomBytes(5 * 1024 * 1024);
+      const child = execFile(
+        'ssh',
+        [...sshd.sshArgs('[127.0.0.1]:' + port), '-p', port, `${sshd.user}@127.0.0.1`, 'sha256sum'],
+        { timeout: 30_000, encoding: 'utf8' },
+      );
+      child.stdin!.end(payload);
+      const out = await new Promise<string>((resolve, reject) => {
+        let s = '';
+        child.stdout!.on('data', (d) => (s += d));
+        child.on('exit', (code) => (code === 0 ? resolve(s) : reject(new Error(`ssh exited ${code}`))));
+      });
+      expect(out.split(' ')[0]).toBe(createHash('sha256').update(payload).digest('hex'));
+    } finally {
+      await fwd.stop();
+    }
+  });
+});

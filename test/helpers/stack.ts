@@ -1,0 +1,93 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { CliProcess, freePort, runCli } from './proc.js';
+
+export interface DeviceSpec {
+  id: string;
+  /** `--allow` values for `hub add-device`: `NAME=[HOST:]PORT` or `echo`. */
+  allow: string[];
+  limits?: { maxStreams?: number; connectTimeoutMs?: number };
+  /** Start its agent (default true). */
+  start?: boolean;
+}
+
+/** A hub and its agents as real processes, set up the way a user does it: init, add-device, run. */
+export class Stack {
+  readonly dir = mkdtempSync(join(tmpdir(), 'devstreams-e2e-'));
+  hub!: CliProcess;
+  port = 0;
+  readonly agents = new Map<string, CliProcess>();
+
+  get hubUrl(): string {
+    return `https://localhost:${this.port}`;
+  }
+  get token(): string {
+    return readFileSync(join(this.dir, 'service.token'), 'utf8').trim();
+  }
+  get caFile(): string {
+    return join(this.dir, 'tls', 'ca.crt');
+  }
+  /** The environment a service-side shell gets from `hub init`'s export lines. */
+  get env(): NodeJS.ProcessEnv {
+    return { DEVSTREAMS_HUB: this.hubUrl, DEVSTREAMS_TOKEN: this.token, DEVSTREAMS_CA: this.caFile };
+  }
+  agentConfig(id: string): string {
+    return join(this.dir, 'devices', `${id}.yaml`);
+  }
+
+  async start(devices: DeviceSpec[]): Promise<this> {
+    this.port = await freePort();
+    await mustRun(['hub', 'init', '--dir', this.dir, '--listen', `127.0.0.1:${this.port}`]);
+    for (const d of devices) await this.addDevice(d);
+    this.hub = new CliProcess(['hub', '--config', join(this.dir, 'hub.yaml')]);
+    await this.hub.waitForLog('hub listening');
+    for (const d of devices) if (d.start !== false) await this.startAgent(d.id);
+    return this;
+  }
+
+  async addDevice(d: DeviceSpec): Promise<void> {
+    await mustRun(['hub', 'add-device', d.id, '--config', join(this.dir, 'hub.yaml'), ...d.allow.flatMap((a) => ['--allow', a])]);
+    if (d.limits) {
+      const file = this.agentConfig(d.id);
+      const cfg = parse(readFileSync(file, 'utf8')) as Record<string, Record<string, unknown>>;
+      cfg.limits = { ...cfg.limits, ...d.limits };
+      writeFileSync(file, stringify(cfg), { mode: 0o600 });
+    }
+  }
+
+  /** Starts the device's agent and waits until the hub sees it online. */
+  async startAgent(id: string): Promise<CliProcess> {
+    const agent = new CliProcess(['agent', '--config', this.agentConfig(id)]);
+    this.agents.set(id, agent);
+    await agent.waitForLog('agent connected');
+    await this.waitForDevice(id, true);
+    return agent;
+  }
+
+  /** Polls the hub's device list (bounded) until the device has the wanted state. */
+  async waitForDevice(id: string, online: boolean, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await runCli(['devices', '--json'], { env: this.env });
+      if (r.code === 0) {
+        const list = JSON.parse(r.stdout) as Array<{ id: string; online: boolean }>;
+        if (list.find((d) => d.id === id)?.online === online) return;
+      }
+      if (Date.now() > deadline) throw new Error(`device ${id} not ${online ? 'online' : 'offline'}: ${r.stdout} ${r.stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const a of this.agents.values()) await a.stop();
+    if (this.hub) await this.hub.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function mustRun(args: string[]): Promise<void> {
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`devstreams ${args.join(' ')} failed (${r.code}): ${r.stderr}${r.stdout}`);
+}
