@@ -42,7 +42,7 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {
-      process.stderr.write(`devstreams: hub: ${err.message}\n${USAGE}\n`);
+      process.stderr.write(`devstreams: hub: ${err.message} (see devstreams hub --help)\n`);
       return 2;
     }
     throw err;
@@ -61,7 +61,8 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
   try {
     return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals });
   } catch (err) {
-    throw new UsageProblem((err as Error).message.split('\n')[0]);
+    // parseArgs adds advice about '--' to unknown options; the first sentence is the problem.
+    throw new UsageProblem(((err as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional.*$/, ''));
   }
 }
 

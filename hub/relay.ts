@@ -202,6 +202,13 @@ export class Relay {
     return this.table.all().filter((s) => s.state !== 'ended').length;
   }
 
+  /** Legs currently paused because their peer's send buffer is full (for tests and metrics). */
+  backpressuredCount(): number {
+    let n = 0;
+    for (const s of this.table.all()) for (const leg of Object.values(s.legs)) if (leg.backpressured) n++;
+    return n;
+  }
+
   /** Closes every stream with 1001 SHUTTING_DOWN and waits (briefly) for the sockets to close. */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -1,0 +1,97 @@
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../protocol/index.js';
+import { runHubCli } from '../../hub/cli.js';
+import type { Hub } from '../../hub/hub.js';
+import { tempDir } from './helpers.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function newDir(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d;
+}
+
+function output(): { out: (s: string) => void; text: () => string } {
+  let text = '';
+  return { out: (s) => (text += s), text: () => text };
+}
+
+describe('devstreams hub (CLI)', () => {
+  it('init prints the export lines but never the token, and refuses to run twice', async () => {
+    const dir = join(newDir(), 'state');
+    const o = output();
+    expect(await runHubCli(['init', '--dir', dir, '--listen', '127.0.0.1:9561'], { out: o.out })).toBe(0);
+    const token = readFileSync(join(dir, 'service.token'), 'utf8');
+    expect(o.text()).toContain('export DEVSTREAMS_HUB=https://localhost:9561\n');
+    expect(o.text()).toContain(`export DEVSTREAMS_TOKEN="$(cat ${join(dir, 'service.token')})"`);
+    expect(o.text()).toContain(`export DEVSTREAMS_CA=${join(dir, 'tls', 'ca.crt')}`);
+    expect(o.text()).not.toContain(token);
+    await expect(runHubCli(['init', '--dir', dir], { out: o.out })).rejects.toThrow(ConfigError);
+  });
+
+  it('add-device writes the device files; a usage error returns 2', async () => {
+    const dir = newDir();
+    const o = output();
+    await runHubCli(['init', '--dir', dir, '--listen', '127.0.0.1:9562'], { out: o.out });
+    const config = join(dir, 'hub.yaml');
+    expect(await runHubCli(['add-device', 'pi-1', '--config', config, '--allow', 'ssh=22', '--allow', 'echo'], { out: o.out })).toBe(0);
+    expect(o.text()).toContain(join(dir, 'devices', 'pi-1.yaml'));
+    const yaml = readFileSync(join(dir, 'devices', 'pi-1.yaml'), 'utf8');
+    expect(yaml).toContain('url: "wss://localhost:9562/mqtt"');
+    expect(yaml).toContain('{ name: "ssh", port: 22 }');
+    expect(await runHubCli(['add-device', '--config', config], { out: o.out })).toBe(2);
+    expect(await runHubCli(['add-device', 'x', '--bogus'], { out: o.out })).toBe(2);
+  });
+
+  it('add-device refuses a port-0 hub without publicUrl, naming the field', async () => {
+    const dir = newDir();
+    await runHubCli(['init', '--dir', dir, '--listen', '127.0.0.1:0'], { out: () => {} });
+    await expect(runHubCli(['add-device', 'd', '--config', join(dir, 'hub.yaml')], { out: () => {} })).rejects.toThrow(
+      `${join(dir, 'hub.yaml')}: publicUrl: required when listen uses port 0`,
+    );
+  });
+
+  it('runs the hub until told to stop, announcing the URL with the real port', async () => {
+    const dir = newDir();
+    await runHubCli(['init', '--dir', dir], { out: () => {} });
+    const lines: Record<string, unknown>[] = [];
+    const logDestination = new Writable({
+      write(chunk, _e, cb) {
+        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const abort = new AbortController();
+    let started: Hub | undefined;
+    const done = runHubCli(['--config', join(dir, 'hub.yaml'), '--listen', '127.0.0.1:0'], {
+      signal: abort.signal,
+      logDestination: logDestination as never,
+      onStarted: (hub) => {
+        started = hub;
+        abort.abort();
+      },
+    });
+    expect(await done).toBe(0);
+    const port = started!.server.port;
+    expect(port).toBeGreaterThan(0);
+    expect(lines.find((l) => l.msg === 'hub listening')).toMatchObject({ url: `https://localhost:${port}` });
+    expect(lines.some((l) => l.msg === 'hub stopped')).toBe(true);
+  });
+
+  it('a bad config throws one line naming the file and the field', async () => {
+    const dir = newDir();
+    await runHubCli(['init', '--dir', dir], { out: () => {} });
+    const file = join(dir, 'hub.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('handshake:', 'handshak:'));
+    const err = await runHubCli(['--config', file]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(new RegExp(`^${file}: .*handshak`));
+    expect((err as Error).message).not.toContain('\n');
+  });
+});
