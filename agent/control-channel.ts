@@ -92,8 +92,9 @@ export class ControlChannel extends EventEmitter {
     this.client = client;
     client.on('connect', () => void this.onConnect(client));
     client.on('message', (topic, payload) => {
-      if (topic === this.requestTopic && this.online) this.opts.onRequest(payload);
-      else this.log.warn({ topic }, 'message on an unexpected topic ignored');
+      // Not gated on `online`: a request may arrive right behind the SUBACK; the handler decides.
+      if (topic === this.requestTopic && !this.stopping) this.opts.onRequest(payload);
+      else if (topic !== this.requestTopic) this.log.warn({ topic }, 'message on an unexpected topic ignored');
     });
     client.on('close', () => {
       if (!this.online) return;

@@ -1,0 +1,69 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runAgentCli } from '../../agent/cli.js';
+import { ConfigError } from '../../protocol/index.js';
+import { makeTestTls, type TestTls } from '../helpers/tls.js';
+import { FakeHub } from './fake-hub.js';
+
+let tls: TestTls;
+let hub: FakeHub;
+let dir: string;
+
+beforeAll(async () => {
+  tls = makeTestTls();
+  hub = new FakeHub(tls);
+  await hub.start();
+  dir = mkdtempSync(join(tmpdir(), 'devstreams-agent-cli-'));
+  writeFileSync(join(dir, 'cli-dev.key'), hub.addDevice('cli-dev'));
+  writeFileSync(join(dir, 'ca.pem'), tls.ca);
+  writeFileSync(
+    join(dir, 'agent.yaml'),
+    `hub:\n  url: ${hub.url}\n  deviceId: cli-dev\n  keyFile: cli-dev.key\n  ca: ca.pem\nallow:\n  - { name: echo, builtin: echo }\n`,
+  );
+});
+
+afterAll(async () => {
+  await hub?.stop();
+});
+
+describe('devstreams agent', () => {
+  it('runs until told to stop, logs JSON with "agent connected", and exits 0', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const stop = new AbortController();
+    let onConnected!: () => void;
+    const connected = new Promise<void>((resolve) => (onConnected = resolve));
+    const destination = {
+      write(s: string) {
+        const line = JSON.parse(s) as Record<string, unknown>;
+        lines.push(line);
+        if (line.msg === 'agent connected') onConnected();
+      },
+    };
+    const exited = runAgentCli(['--config', join(dir, 'agent.yaml')], { signal: stop.signal, logDestination: destination });
+    await connected;
+    expect(lines.find((l) => l.msg === 'agent connected')).toMatchObject({ deviceId: 'cli-dev', level: 30 });
+    stop.abort();
+    expect(await exited).toBe(0);
+    expect(lines.at(-1)).toMatchObject({ msg: 'agent stopped' });
+  });
+
+  it('throws the ConfigError to the caller for a bad config', async () => {
+    writeFileSync(join(dir, 'bad.yaml'), 'hub: {}\nallow: [{ name: x, port: 0 }]\n');
+    await expect(runAgentCli(['--config', join(dir, 'bad.yaml')])).rejects.toThrow(ConfigError);
+    await expect(runAgentCli(['--config', join(dir, 'bad.yaml')])).rejects.toThrow(/bad\.yaml: .*allow\.0\.port: Too small/);
+  });
+
+  it('answers usage errors with one line on stderr and exit status 2', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await runAgentCli([])).toBe(2);
+      expect(await runAgentCli(['--config', 'a', '--bogus'])).toBe(2);
+      expect(await runAgentCli(['extra'])).toBe(2);
+      for (const [text] of err.mock.calls) expect(String(text)).toMatch(/^devstreams: agent: .*usage: devstreams agent --config FILE\n$/);
+    } finally {
+      err.mockRestore();
+    }
+  });
+});

@@ -1,0 +1,108 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ControlChannel } from '../../agent/control-channel.js';
+import { topics } from '../../protocol/index.js';
+import { makeTestTls, type TestTls } from '../helpers/tls.js';
+import { FakeHub } from './fake-hub.js';
+import { captureLog } from './helpers.js';
+
+/** TLS and authentication of the control channel: what the agent refuses, and what the hub refuses. */
+let tls: TestTls;
+let hub: FakeHub;
+let wrongNameHub: FakeHub;
+const running: ControlChannel[] = [];
+
+function channel(opts: { url: string; key: string; ca?: string[]; deviceId?: string }) {
+  const logs = captureLog();
+  const ch = new ControlChannel({
+    url: opts.url,
+    deviceId: opts.deviceId ?? 'dev1',
+    key: opts.key,
+    ...(opts.ca ? { ca: opts.ca } : {}),
+    log: logs.log,
+    onRequest: () => {},
+    openStreams: () => 0,
+    reconnectPeriodMs: 100,
+  });
+  running.push(ch);
+  return { ch, logs };
+}
+
+beforeAll(async () => {
+  tls = makeTestTls();
+  hub = new FakeHub(tls);
+  await hub.start();
+  // A server whose certificate is trusted (it is the CA itself) but names neither localhost nor 127.0.0.1.
+  wrongNameHub = new FakeHub({ cert: tls.ca, key: readFileSync(join(tls.dir, 'ca.key'), 'utf8') });
+  await wrongNameHub.start();
+});
+
+afterAll(async () => {
+  for (const ch of running) await ch.stop();
+  await hub?.stop();
+  await wrongNameHub?.stop();
+});
+
+describe('control channel', () => {
+  it('connects over wss with the extra CA and goes offline (retained) on stop', async () => {
+    const key = hub.addDevice('dev1');
+    const { ch } = channel({ url: hub.url, key, ca: [tls.ca] });
+    await ch.start();
+    await once(ch, 'connected');
+    expect(ch.connected).toBe(true);
+    const from = hub.published.length;
+    await ch.stop();
+    await ch.stop();
+    const off = await hub.waitFor((p) => p.topic === topics.status('dev1') && p.payload.includes('"online":false'), from);
+    expect(off).toMatchObject({ retain: true });
+    expect(ch.connected).toBe(false);
+  });
+
+  it('checks the hub certificate host name, not only the chain', async () => {
+    const key = wrongNameHub.addDevice('dev1');
+    const { ch, logs } = channel({ url: wrongNameHub.url, key, ca: [tls.ca] });
+    await ch.start();
+    const line = await logs.waitFor((l) => l.msg === 'control channel error');
+    expect(line.code).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
+    expect(ch.connected).toBe(false);
+    await ch.stop();
+  });
+
+  it('does not trust the hub without its CA', async () => {
+    const key = hub.addDevice('dev2');
+    const { ch, logs } = channel({ url: hub.url, key, deviceId: 'dev2' });
+    await ch.start();
+    const line = await logs.waitFor((l) => l.msg === 'control channel error');
+    expect(String(line.code)).toMatch(/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/);
+    await ch.stop();
+  });
+
+  it('reports a refused key without logging it', async () => {
+    hub.addDevice('dev3');
+    const wrongKey = 'wrong-key-' + 'z'.repeat(40);
+    const { ch, logs } = channel({ url: hub.url, key: wrongKey, deviceId: 'dev3', ca: [tls.ca] });
+    await ch.start();
+    const line = await logs.waitFor((l) => l.msg === 'control channel error');
+    expect(line.code).toBe(5);
+    expect(logs.text()).not.toContain(wrongKey);
+    await ch.stop();
+  });
+
+  it('also speaks mqtts:// (MQTT over TLS)', async () => {
+    const broker = await Aedes.createBroker({ authenticate: (_c, u, p, done) => done(null, u === 'dev4' && p?.toString() === 'k'.repeat(20)) });
+    const server: TlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, (s) => broker.handle(s));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { ch } = channel({ url: `mqtts://localhost:${(server.address() as AddressInfo).port}`, key: 'k'.repeat(20), deviceId: 'dev4', ca: [tls.ca] });
+    await ch.start();
+    await once(ch, 'connected');
+    await ch.stop();
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+});
