@@ -87,7 +87,7 @@ export class ControlChannel extends EventEmitter {
         retain: true,
       },
     };
-    this.log.info({ url: this.opts.url, deviceId }, 'control channel connecting');
+    this.log.info({ url: this.opts.url }, 'control channel connecting');
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
     client.on('connect', () => void this.onConnect(client));

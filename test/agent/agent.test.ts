@@ -224,6 +224,18 @@ describe('agent with a real broker and relay', () => {
     await noStreamsLeft();
   });
 
+  it('answers a request delivered twice only once (QoS 1 may redeliver)', async () => {
+    const from = hub.published.length;
+    const req = request('echo');
+    await hub.send(DEVICE, req);
+    await hub.send(DEVICE, req);
+    expect((await ask('telnet')).res.status).toBe(403);
+    const answers = hub.published.slice(from).filter((p) => p.topic.includes('/response') && p.payload.includes(req.streamId));
+    expect(answers).toHaveLength(1);
+    (await hub.deviceSide(req.streamId)).end();
+    await noStreamsLeft();
+  });
+
   it('never logs the device key or a stream token', () => {
     const text = logs.text();
     expect(text).not.toContain(key);
