@@ -1,7 +1,8 @@
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { createLogger } from '../protocol/index.js';
+import { ConfigError, createLogger } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { loadHubConfig } from './config.js';
 import { Hub } from './hub.js';
@@ -130,7 +131,11 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     (opts.out ?? ((t: string) => void process.stdout.write(t)))(`${USAGE}\n`);
     return 0;
   }
-  const { config } = loadHubConfig((values.config as string | undefined) ?? DEFAULT_CONFIG, {
+  const file = (values.config as string | undefined) ?? DEFAULT_CONFIG;
+  if (!existsSync(file)) {
+    throw new ConfigError(resolve(file), ['no such file; create one with `devstreams hub init` or name it with --config']);
+  }
+  const { config } = loadHubConfig(file, {
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
   });
   const log = createLogger({

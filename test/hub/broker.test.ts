@@ -1,3 +1,4 @@
+import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, topics } from '../../protocol/index.js';
@@ -99,5 +100,24 @@ describe('embedded broker: topic ACL', () => {
     await a.publishAsync(topics.streamResponse('dev-a'), '{}', { qos: 1 });
     expect(a.connected).toBe(true);
     await a.endAsync();
+  });
+});
+
+describe('mqtts listener', () => {
+  it('serves devices over MQTT on TLS on its own port, with the same authentication', async () => {
+    const t2 = await startTestHub({ mqtts: { listen: '127.0.0.1:0' } });
+    try {
+      const key = t2.addDevice('tls-dev');
+      const port = t2.hub.server.mqttsPort;
+      expect(port).toBeGreaterThan(0);
+      const opts = { ca: t2.ca, protocolVersion: 4 as const, clean: true, reconnectPeriod: 0, connectTimeout: 5000, clientId: 'tls-dev', username: 'tls-dev' };
+      const c = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ...opts, password: key });
+      await c.publishAsync(topics.status('tls-dev'), JSON.stringify({ v: PROTOCOL_VERSION, online: true }), { qos: 1, retain: true });
+      await until(() => t2.hub.presence.isOnline('tls-dev'), 3000, 'tls-dev online');
+      await c.endAsync();
+      await expect(mqtt.connectAsync(`mqtts://localhost:${port}`, { ...opts, password: 'wrong-key-wrong-key' })).rejects.toThrow(/Bad username or password/i);
+    } finally {
+      await t2.stop();
+    }
   });
 });

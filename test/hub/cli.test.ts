@@ -95,3 +95,10 @@ describe('devstreams hub (CLI)', () => {
     expect((err as Error).message).not.toContain('\n');
   });
 });
+
+describe('devstreams hub without a config', () => {
+  it('says how to make one', async () => {
+    const dir = newDir();
+    await expect(runHubCli(['--config', join(dir, 'nope.yaml')])).rejects.toThrow(/nope\.yaml: no such file; create one with `devstreams hub init`/);
+  });
+});
