@@ -1,4 +1,4 @@
-import { ConfigError, DEVSTREAMS_VERSION, DevstreamsError } from '../protocol/index.js';
+import { ConfigError, DEVSTREAMS_VERSION } from '../protocol/index.js';
 import { isServiceCommand, runServiceCli } from '../service/cli.js';
 
 /** The one command line: `hub` and `agent` load their modules on demand; the rest is service-side. */
@@ -45,9 +45,8 @@ async function main(argv: string[]): Promise<number> {
 function report(err: unknown): number {
   const message = err instanceof Error ? err.message : String(err);
   process.stderr.write(`devstreams: ${message.split('\n')[0]}\n`);
-  if (err instanceof ConfigError) return 2;
-  if (err instanceof DevstreamsError) return 1;
-  return 1;
+  // A DevstreamsError (hub unreachable, refused query) and anything unexpected: 1. No stack traces.
+  return err instanceof ConfigError ? 2 : 1;
 }
 
 /** Exits once what was written to stdout has been handed to the OS. */
