@@ -145,9 +145,14 @@ export class StreamRequestHandler {
     this.track(slot, runStreamSession({ entry: slot, relayUrl: req.relayUrl, token: req.token, target, relayDialer: this.o.relayDialer, log }));
   }
 
-  /** Waits for running sessions to finish (used by tests and shutdown). */
-  async settled(): Promise<void> {
-    await Promise.all([...this.sessions]);
+  /** Waits (at most `timeoutMs`) for running sessions to finish; shutdown calls it after ending the streams. */
+  async settled(timeoutMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.sessions]),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
   }
 
   private track(slot: StreamEntry, session: Promise<void>): void {
