@@ -25,7 +25,8 @@ export class TargetDialer {
   dial(host: string, port: number, signal?: AbortSignal): Promise<Socket> {
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
-      const socket = connect({ host, port, noDelay: true });
+      // allowHalfOpen: the target's EOF is carried to the service while bytes may still flow to the target.
+      const socket = connect({ host, port, noDelay: true, allowHalfOpen: true });
       let settled = false;
       const done = (err: DevstreamsError | null): void => {
         if (settled) return;

@@ -17,6 +17,7 @@ describe('TargetDialer', () => {
     await once(server, 'listening');
     const socket = await new TargetDialer({ connectTimeoutMs: 2000 }).dial('127.0.0.1', (server.address() as AddressInfo).port);
     expect(socket.readableFlowing).toBe(null);
+    expect(socket.allowHalfOpen).toBe(true);
     socket.destroy();
     server.close();
   });
