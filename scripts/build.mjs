@@ -6,7 +6,13 @@ import { readFileSync } from 'node:fs';
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 await build({
   entryPoints: ['bin/devstreams.ts'],
-  outfile: 'dist/devstreams.mjs',
+  // Code splitting keeps the hub's and agent's dependencies (aedes, mqtt) out of the service
+  // commands' start-up: `devstreams connect` is on the path of every ssh ProxyCommand.
+  outdir: 'dist',
+  entryNames: '[name]',
+  chunkNames: 'chunks/[name]-[hash]',
+  outExtension: { '.js': '.mjs' },
+  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',

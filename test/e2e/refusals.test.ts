@@ -98,6 +98,8 @@ describe('refusals', () => {
     expect(c).toBeDefined();
     b.destroy();
     c!.destroy();
+    // Every slot is given back: the device reports no open streams.
+    await stack.waitForDeviceInfo('pi-refuse', (d) => d.openStreams === 0, 'idle');
   });
 
   it('device does not answer before the deadline: 504 DEVICE_TIMEOUT', async () => {
@@ -113,6 +115,8 @@ describe('refusals', () => {
   });
 
   it('a stream whose service side never comes is dropped at its deadline and recorded unpaired', async () => {
+    // The late answer to the 504 test's request must not hold a slot either.
+    await stack.waitForDeviceInfo('pi-refuse', (d) => d.openStreams === 0, 'idle');
     const res = await fetchJson('POST', apiPaths.openStream('pi-refuse'), { service: 'echo', timeoutMs: 1500 });
     expect(res.status).toBe(201);
     const rec = await stack.hub.waitForLog('stream ended', { streamId: res.body.streamId });

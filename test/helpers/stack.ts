@@ -2,6 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import type { DeviceInfo } from '../../protocol/index.js';
+import { DevstreamsClient } from '../../service/index.js';
 import { CliProcess, freePort, runCli } from './proc.js';
 
 export interface DeviceSpec {
@@ -66,17 +68,29 @@ export class Stack {
     return agent;
   }
 
+  /** An SDK client for this hub (the caller closes it). */
+  client(): DevstreamsClient {
+    return new DevstreamsClient({ hub: this.hubUrl, token: this.token, ca: readFileSync(this.caFile) });
+  }
+
   /** Polls the hub's device list (bounded) until the device has the wanted state. */
   async waitForDevice(id: string, online: boolean, timeoutMs = 15_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const r = await runCli(['devices', '--json'], { env: this.env });
-      if (r.code === 0) {
-        const list = JSON.parse(r.stdout) as Array<{ id: string; online: boolean }>;
-        if (list.find((d) => d.id === id)?.online === online) return;
+    await this.waitForDeviceInfo(id, (d) => d.online === online, `${online ? 'online' : 'offline'}`, timeoutMs);
+  }
+
+  /** Polls the hub's device list (bounded) until `pred` holds for the device. */
+  async waitForDeviceInfo(id: string, pred: (d: DeviceInfo) => boolean, what: string, timeoutMs = 15_000): Promise<DeviceInfo> {
+    const client = this.client();
+    try {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const d = (await client.listDevices()).find((x) => x.id === id);
+        if (d && pred(d)) return d;
+        if (Date.now() > deadline) throw new Error(`device ${id} not ${what}: ${JSON.stringify(d)}`);
+        await new Promise((r) => setTimeout(r, 50));
       }
-      if (Date.now() > deadline) throw new Error(`device ${id} not ${online ? 'online' : 'offline'}: ${r.stdout} ${r.stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      client.close();
     }
   }
 
