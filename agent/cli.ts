@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { createLogger, type LogLevel } from '../protocol/index.js';
+import { SdNotifier, createLogger, systemdNotifyEnv, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig } from './config.js';
 
@@ -11,6 +11,8 @@ export interface AgentCliOptions {
   signal?: AbortSignal;
   /** Where the JSON log goes (default stdout). */
   logDestination?: DestinationStream;
+  /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
+  systemd?: SystemdNotifyEnv;
 }
 
 /**
@@ -47,6 +49,13 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
   const agent = new Agent({ config, log });
+  // systemd (Type=notify): READY=1 once the first connection attempt is under way, WATCHDOG=1 while
+  // the event loop is healthy, STATUS= with the control channel and streams, STOPPING=1 at the end.
+  const notify = new SdNotifier({
+    env: opts.systemd ?? systemdNotifyEnv(process.env),
+    log,
+    status: () => `control channel ${agent.connected ? 'connected' : 'connecting'}; ${agent.openStreams} streams open`,
+  });
 
   let onSignal: (sig: NodeJS.Signals | 'abort') => void = () => {};
   const stopRequested = new Promise<string>((resolve) => (onSignal = resolve));
@@ -57,11 +66,14 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
 
   try {
     await agent.start();
+    notify.ready();
     const why = await stopRequested;
     log.info({ signal: why }, 'agent stopping');
+    await notify.stopping();
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    notify.stop();
     await agent.stop();
   }
   return 0;

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, createLogger } from '../protocol/index.js';
+import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { loadHubConfig } from './config.js';
 import { Hub } from './hub.js';
@@ -23,6 +23,8 @@ export interface HubCliOptions {
   out?: (text: string) => void;
   /** Called once the hub accepts connections (for embedding and tests). */
   onStarted?: (hub: Hub) => void;
+  /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
+  systemd?: SystemdNotifyEnv;
 }
 
 /**
@@ -144,6 +146,13 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
   const hub = new Hub({ config, log });
+  // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
+  // STATUS= with devices online and streams open, STOPPING=1 at the end.
+  const notify = new SdNotifier({
+    env: opts.systemd ?? systemdNotifyEnv(process.env),
+    log,
+    status: () => `${hub.presence.onlineCount()} devices online; ${hub.relay.activeCount()} streams open`,
+  });
 
   let onStop: (why: string) => void = () => {};
   const stopRequested = new Promise<string>((resolve) => (onStop = resolve));
@@ -156,11 +165,14 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   try {
     await hub.start();
     opts.onStarted?.(hub);
+    notify.ready();
     const why = await stopRequested;
     log.info({ signal: why }, 'hub stopping');
+    await notify.stopping();
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    notify.stop();
     await hub.stop();
   }
   return 0;

@@ -58,6 +58,13 @@ export class DevicePresence {
     return this.devices.get(deviceId)?.online ?? false;
   }
 
+  /** How many devices are online now. */
+  onlineCount(): number {
+    let n = 0;
+    for (const p of this.devices.values()) if (p.online) n++;
+    return n;
+  }
+
   get(deviceId: string): Presence | undefined {
     return this.devices.get(deviceId);
   }

@@ -11,3 +11,4 @@ export * from './ws-duplex.js';
 export * from './bridge.js';
 export * from './config-loader.js';
 export * from './logger.js';
+export * from './sd-notify.js';
