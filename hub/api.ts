@@ -17,6 +17,7 @@ import type { DevicePresence } from './device-presence.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
 import type { StreamLog } from './stream-log.js';
+import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
 
 /**
@@ -30,6 +31,8 @@ export class Api {
   private readonly streams: StreamRequests;
   private readonly streamLog: StreamLog;
   private readonly log: Logger;
+  private readonly limits: StreamLimits | undefined;
+  private readonly onAuthenticated: ((req: IncomingMessage) => void) | undefined;
 
   constructor(opts: {
     serviceTokens: HubConfig['serviceTokens'];
@@ -38,6 +41,10 @@ export class Api {
     streams: StreamRequests;
     streamLog: StreamLog;
     log: Logger;
+    /** Per-token stream request rate (429 LIMIT_EXCEEDED). */
+    limits?: StreamLimits;
+    /** Called for each request whose service token is valid (its connection has authenticated). */
+    onAuthenticated?: (req: IncomingMessage) => void;
   }) {
     this.serviceTokens = opts.serviceTokens;
     this.registry = opts.registry;
@@ -45,6 +52,8 @@ export class Api {
     this.streams = opts.streams;
     this.streamLog = opts.streamLog;
     this.log = opts.log.child({ component: 'api' });
+    this.limits = opts.limits;
+    this.onAuthenticated = opts.onAuthenticated;
   }
 
   async start(): Promise<void> {}
@@ -71,11 +80,15 @@ export class Api {
       this.log.warn({ method, path }, 'api call without a valid service token');
       return sendError(res, 'UNAUTHORIZED', 'a valid service token is required (Authorization: Bearer <token>)');
     }
+    this.onAuthenticated?.(req);
     const log = this.log.child({ caller });
     log.debug({ method, path }, 'api call');
 
     const open = OPEN_STREAM_PATH_PATTERN.exec(path);
-    if (open && method === 'POST') return this.openStream(req, res, open[1]!, log);
+    if (open && method === 'POST') {
+      this.limits?.admitToken(caller);
+      return this.openStream(req, res, open[1]!, log);
+    }
     if (path === apiPaths.devices && method === 'GET') {
       const devices: DeviceInfo[] = this.registry.ids().map((id) => this.presence.info(id));
       return sendJson(res, 200, { devices });

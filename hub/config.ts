@@ -32,6 +32,27 @@ const PublicUrlSchema = z
 
 const timeoutMs = z.number().int().min(LIMITS.minHandshakeMs).max(LIMITS.maxHandshakeMs);
 
+const count = (max: number) => z.number().int().min(1).max(max);
+const perSecond = z.number().positive().max(1_000_000);
+
+export const HubLimitsSchema = z.strictObject({
+  /** Stream requests (POST .../streams) one service token may make per second (token bucket; burst = 1 s worth). */
+  streamRequestsPerTokenPerSecond: perSecond.default(20),
+  /** Stream requests one device may receive per second, from all tokens together. */
+  streamRequestsPerDevicePerSecond: perSecond.default(10),
+  /** Streams one device may have on this hub at once, being set up or open. */
+  streamsPerDevice: count(100_000).default(64),
+  /** Streams on this hub still in their handshake (asked, or accepted and not yet paired). */
+  pendingHandshakes: count(1_000_000).default(1024),
+  /** Connections from one source address that have not authenticated yet (all listeners together). */
+  unauthenticatedPerAddress: count(100_000).default(64),
+  /** A connection must authenticate within this time (TLS handshake, HTTP headers, MQTT CONNECT, relay upgrade). */
+  authTimeoutMs: z.number().int().min(200).max(120_000).default(10_000),
+  /** Largest MQTT packet a device may send (control payloads are at most 8 KiB). */
+  mqttMaxPacketBytes: z.number().int().min(9 * 1024).max(1024 * 1024).default(16 * 1024),
+});
+export type HubLimits = z.infer<typeof HubLimitsSchema>;
+
 export const HubConfigSchema = z.strictObject({
   /** Where the one TLS port (API, relay, MQTT over WebSocket) listens. */
   listen: HostPortSchema.default('127.0.0.1:8443'),
@@ -65,6 +86,8 @@ export const HubConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+  /** Resource limits against hostile or runaway clients (README "Limits"). */
+  limits: HubLimitsSchema.prefault({}),
 });
 
 export type HubConfig = z.infer<typeof HubConfigSchema>;
@@ -101,6 +124,7 @@ export function loadHubConfig(file: string, overrides: { listen?: string } = {})
     serviceTokens: raw.serviceTokens.map((t) => ({ ...t })),
     handshake: { ...raw.handshake },
     log: { ...raw.log },
+    limits: { ...raw.limits },
     ...(raw.mqtts ? { mqtts: { ...raw.mqtts } } : {}),
   };
   return deepFreeze({ file: abs, dir, config });

@@ -10,6 +10,7 @@ import { DeviceRegistry } from './registry.js';
 import { Relay } from './relay.js';
 import { HubServer } from './server.js';
 import { StreamLog } from './stream-log.js';
+import { StreamLimits } from './stream-limits.js';
 import { StreamRequests } from './stream-requests.js';
 
 interface Component {
@@ -58,6 +59,7 @@ export class Hub {
     this.presence = new DevicePresence({ bus: this.bus, log, disconnects: this.broker });
     this.streamLog = new StreamLog({ log: log.child({ component: 'streams' }) });
     this.relay = new Relay({ log, streamLog: this.streamLog });
+    const limits = new StreamLimits({ limits: config.limits, counts: this.relay });
     this.streams = new StreamRequests({
       bus: this.bus,
       registry: this.registry,
@@ -68,6 +70,7 @@ export class Hub {
       handshake: config.handshake,
       publicUrl: () => this.server.publicUrl,
       nodeId: this.nodeId,
+      limits,
     });
     this.api = new Api({
       serviceTokens: config.serviceTokens,
@@ -76,6 +79,8 @@ export class Hub {
       streams: this.streams,
       streamLog: this.streamLog,
       log,
+      limits,
+      onAuthenticated: (req) => this.server.authenticated(req.socket),
     });
     this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
     this.components = [this.registry, this.broker, this.presence, this.streams, this.relay, this.api, this.server];

@@ -13,6 +13,7 @@ import {
   type StreamRecord,
 } from '../protocol/index.js';
 import { refuseUpgrade } from './http-util.js';
+import { parseSubprotocols, upgradeProblem } from './upgrade-check.js';
 import { closeLeg, closeToForward, forward } from './relay-pipe.js';
 import type { StreamLog } from './stream-log.js';
 import { StreamTable, type Leg, type NewStream, type Role, type StreamEntry } from './stream-table.js';
@@ -70,8 +71,11 @@ export class Relay {
     for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS[code].ws, reason);
   }
 
-  /** Handles an upgrade on a relay path; returns false if the path is not a relay path. */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+  /**
+   * Handles an upgrade on a relay path; returns false if the path is not a relay path.
+   * `onAccepted` runs when the stream token was accepted (the connection has authenticated).
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, onAccepted?: () => void): boolean {
     const path = (req.url ?? '').split('?')[0] ?? '';
     const m = RELAY_PATH_PATTERN.exec(path);
     if (!m) return false;
@@ -82,8 +86,11 @@ export class Relay {
       return true;
     };
     if (this.stopping) return refuse('SHUTTING_DOWN', 'the hub is shutting down');
-    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!offered.includes(WS_SUBPROTOCOL)) {
+    const problem = upgradeProblem(req);
+    if (problem) return refuse('BAD_REQUEST', problem);
+    const header = req.headers['sec-websocket-protocol'];
+    const offered = (header === undefined ? null : parseSubprotocols(header)) ?? new Set<string>();
+    if (!offered.has(WS_SUBPROTOCOL)) {
       return refuse('VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
     }
     const token = bearerToken(req.headers.authorization);
@@ -96,6 +103,7 @@ export class Relay {
       return refuse('STREAM_EXPIRED', 'the stream has ended or passed its deadline');
     }
     stream.used[role] = true;
+    onAccepted?.();
     this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(stream, role, ws));
     return true;
   }
@@ -200,6 +208,20 @@ export class Relay {
   /** Number of streams not yet ended (for tests and metrics). */
   activeCount(): number {
     return this.table.all().filter((s) => s.state !== 'ended').length;
+  }
+
+  /** A device's streams not yet ended: being set up or open (limits.streamsPerDevice). */
+  deviceStreamCount(device: string): number {
+    let n = 0;
+    for (const s of this.table.all()) if (s.device === device && s.state !== 'ended') n++;
+    return n;
+  }
+
+  /** Streams still in their handshake: requested, or accepted and not yet paired (limits.pendingHandshakes). */
+  handshakeCount(): number {
+    let n = 0;
+    for (const s of this.table.all()) if (s.state === 'requested' || s.state === 'accepted') n++;
+    return n;
   }
 
   /** Legs currently paused because their peer's send buffer is full (for tests and metrics). */

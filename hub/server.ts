@@ -9,8 +9,14 @@ import { ConfigError, apiPaths, type Logger } from '../protocol/index.js';
 import type { Api } from './api.js';
 import type { Broker } from './broker.js';
 import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
+import { ConnectionGuard } from './connection-guard.js';
+import { answerClientError } from './client-error.js';
 import { refuseUpgrade } from './http-util.js';
+import { MqttPacketGuard } from './mqtt-packet-guard.js';
 import type { Relay } from './relay.js';
+import { upgradeProblem } from './upgrade-check.js';
+
+type ServerConfig = Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts' | 'limits'>;
 
 /** Largest WebSocket message on the MQTT endpoint (control payloads are at most 8 KiB). */
 const MQTT_WS_MAX_PAYLOAD = 64 * 1024;
@@ -24,18 +30,16 @@ const CIPHERS = `TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY
  * when configured, MQTT over TLS on a second port.
  */
 export class HubServer {
-  private readonly config: Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts'>;
+  private readonly config: ServerConfig;
   private readonly api: Api;
   private readonly relay: Relay;
   private readonly broker: Broker;
   private readonly log: Logger;
-  private readonly mqttWss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    maxPayload: MQTT_WS_MAX_PAYLOAD,
-    clientTracking: false,
-    handleProtocols: (offered) => (offered.has('mqtt') ? 'mqtt' : offered.has('mqttv3.1') ? 'mqttv3.1' : false),
-  });
+  private readonly mqttWss: WebSocketServer;
+  /** Slowloris and per-address limits on connections that have not authenticated yet. */
+  readonly guard: ConnectionGuard;
+  /** The socket under each MQTT connection handed to the broker (to mark it authenticated). */
+  private readonly mqttSockets = new WeakMap<Duplex, Socket>();
   private https: HttpsServer | null = null;
   private mqtts: NetServer | null = null;
   private readonly sockets = new Set<Socket>();
@@ -44,7 +48,7 @@ export class HubServer {
   private mqttsBoundPort = 0;
 
   constructor(opts: {
-    config: Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts'>;
+    config: ServerConfig;
     api: Api;
     relay: Relay;
     broker: Broker;
@@ -55,6 +59,20 @@ export class HubServer {
     this.relay = opts.relay;
     this.broker = opts.broker;
     this.log = opts.log.child({ component: 'server' });
+    const { limits } = opts.config;
+    this.guard = new ConnectionGuard({ maxPerAddress: limits.unauthenticatedPerAddress, authTimeoutMs: limits.authTimeoutMs, log: opts.log });
+    this.mqttWss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: Math.max(MQTT_WS_MAX_PAYLOAD, limits.mqttMaxPacketBytes),
+      clientTracking: false,
+      handleProtocols: (offered) => (offered.has('mqtt') ? 'mqtt' : offered.has('mqttv3.1') ? 'mqttv3.1' : false),
+    });
+  }
+
+  /** The connection under this socket has authenticated (a valid service token, stream token or device login). */
+  authenticated(socket: Socket): void {
+    this.guard.authenticated(socket);
   }
 
   /** The URL devices and services use (the real port once listening). */
@@ -72,20 +90,28 @@ export class HubServer {
 
   async start(): Promise<void> {
     if (this.https) return;
+    const authMs = this.config.limits.authTimeoutMs;
     const tlsOptions = {
       cert: readPem(this.config.tls.cert, 'TLS certificate'),
       key: readPem(this.config.tls.key, 'TLS key'),
       minVersion: 'TLSv1.2' as const,
       ciphers: CIPHERS,
       honorCipherOrder: true,
+      handshakeTimeout: authMs,
+    };
+    const httpOptions = {
+      headersTimeout: authMs,
+      requestTimeout: 2 * authMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(authMs / 4))),
     };
     let server: HttpsServer;
     try {
-      server = createHttpsServer(tlsOptions, (req, res) => this.api.handle(req, res));
+      server = createHttpsServer({ ...tlsOptions, ...httpOptions }, (req, res) => this.api.handle(req, res));
     } catch (err) {
       throw new ConfigError(this.config.tls.cert, [`TLS certificate or key unusable (${(err as Error).message})`]);
     }
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
     this.track(server);
     this.https = server;
     const listen = parseHostPort(this.config.listen)!;
@@ -93,13 +119,17 @@ export class HubServer {
     this.url = publicUrlOf(this.config, this.boundPort);
 
     if (this.config.mqtts) {
-      const mqtts = createTlsServer(tlsOptions, (socket) => this.broker.handle(socket));
+      const mqtts = createTlsServer(tlsOptions, (socket) => this.handleMqtt(socket, socket));
       this.track(mqtts);
       this.mqtts = mqtts;
       const at = parseHostPort(this.config.mqtts.listen)!;
       this.mqttsBoundPort = await listenOn(mqtts, at.host, at.port, 'mqtts.listen');
       this.log.info({ host: at.host, port: this.mqttsBoundPort }, 'mqtts listening');
     }
+    this.broker.aedes.on('clientReady', (client) => {
+      const socket = this.mqttSockets.get(client.conn as unknown as Duplex);
+      if (socket) this.guard.authenticated(socket);
+    });
     this.log.info({ url: this.url.origin, host: listen.host, port: this.boundPort }, 'hub listening');
   }
 
@@ -108,6 +138,7 @@ export class HubServer {
     const servers = [this.https, this.mqtts].filter((s): s is NetServer => s !== null);
     this.https = null;
     this.mqtts = null;
+    this.guard.stop();
     for (const s of servers) s.close();
     if (servers.length === 0) return;
     for (const s of servers) (s as Partial<HttpsServer>).closeIdleConnections?.();
@@ -120,19 +151,33 @@ export class HubServer {
     socket.on('error', () => {}); // a reset during the upgrade must not crash the hub
     const path = (req.url ?? '').split('?')[0];
     if (path === apiPaths.mqtt) {
+      const problem = upgradeProblem(req);
+      if (problem) return refuseUpgrade(socket, 'BAD_REQUEST', problem);
       this.mqttWss.handleUpgrade(req, socket, head, (ws) => {
         const stream = createWebSocketStream(ws);
         stream.on('error', () => stream.destroy());
-        this.broker.handle(stream, req);
+        this.handleMqtt(stream, req.socket, req);
       });
       return;
     }
-    if (this.relay.handleUpgrade(req, socket, head)) return;
+    if (this.relay.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
     refuseUpgrade(socket, 'NOT_FOUND', `no WebSocket endpoint at ${String(path).slice(0, 200)}`);
+  }
+
+  /** Hands one MQTT connection to the broker behind a packet size check; `socket` is the TCP/TLS socket under it. */
+  private handleMqtt(stream: Duplex, socket: Socket, req?: IncomingMessage): void {
+    const guarded = new MqttPacketGuard(stream, {
+      maxPacketBytes: this.config.limits.mqttMaxPacketBytes,
+      onOversize: (why) => this.log.warn({ address: socket.remoteAddress, why }, 'mqtt connection closed (limits.mqttMaxPacketBytes)'),
+    });
+    guarded.on('error', () => guarded.destroy());
+    this.mqttSockets.set(guarded, socket);
+    this.broker.handle(guarded, req);
   }
 
   private track(server: NetServer): void {
     server.on('connection', (socket: Socket) => {
+      if (!this.guard.admit(socket)) return;
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });

@@ -25,6 +25,7 @@ import type { DevicePresence } from './device-presence.js';
 import type { DeviceRegistry } from './registry.js';
 import type { Relay } from './relay.js';
 import type { StreamLog } from './stream-log.js';
+import type { StreamLimits } from './stream-limits.js';
 
 /**
  * The open-stream flow (DESIGN "A stream, start to end", steps 2-4): refuse unknown and offline
@@ -48,6 +49,7 @@ export class StreamRequests {
   private readonly handshake: HubConfig['handshake'];
   private readonly publicUrl: () => URL;
   private readonly nodeId: string;
+  private readonly limits: StreamLimits | undefined;
   private readonly pending = new Map<string, Pending>();
   private unsubscribe: (() => Promise<void>) | null = null;
   private stopping = false;
@@ -64,6 +66,8 @@ export class StreamRequests {
     publicUrl: () => URL;
     /** This hub node's name in replyTo topics. */
     nodeId: string;
+    /** Rate and concurrency limits per device and hub-wide (429 LIMIT_EXCEEDED). */
+    limits?: StreamLimits;
   }) {
     this.bus = opts.bus;
     this.registry = opts.registry;
@@ -74,6 +78,7 @@ export class StreamRequests {
     this.handshake = opts.handshake;
     this.publicUrl = opts.publicUrl;
     this.nodeId = opts.nodeId;
+    this.limits = opts.limits;
   }
 
   async start(): Promise<void> {
@@ -97,6 +102,7 @@ export class StreamRequests {
     if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
     if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
     if (!this.presence.isOnline(deviceId)) throw new DevstreamsError('DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+    this.limits?.admitDevice(deviceId);
 
     const timeoutMs = Math.min(body.timeoutMs ?? this.handshake.defaultTimeoutMs, this.handshake.maxTimeoutMs);
     const streamId = newStreamId();
