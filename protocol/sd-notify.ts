@@ -32,8 +32,8 @@ export interface SdNotifierOptions {
   log: Logger;
   /** The one-line state for STATUS=; polled, and sent when it changes. */
   status: () => string;
-  /** How often the event loop's delay is measured and the status polled (default: a quarter of
-   *  the ping interval with a watchdog, else 1 s). */
+  /** How often the event loop's delay is measured and the status polled (default: 1 s, or a
+   *  quarter of the ping interval if that is shorter). */
   checkIntervalMs?: number;
   /** The event-loop delay above which a watchdog ping is withheld (default: half the ping interval). */
   maxLoopDelayMs?: number;
@@ -73,7 +73,7 @@ export class SdNotifier {
     const usec = Number(opts.env.watchdogUsec);
     const forUs = !opts.env.watchdogPid || Number(opts.env.watchdogPid) === process.pid;
     this.pingIntervalMs = this.socket && forUs && Number.isFinite(usec) && usec > 0 ? usec / 2000 : 0;
-    this.checkMs = opts.checkIntervalMs ?? (this.pingIntervalMs > 0 ? this.pingIntervalMs / 4 : 1000);
+    this.checkMs = opts.checkIntervalMs ?? (this.pingIntervalMs > 0 ? Math.min(this.pingIntervalMs / 4, 1000) : 1000);
     this.maxDelayMs = opts.maxLoopDelayMs ?? (this.pingIntervalMs > 0 ? this.pingIntervalMs / 2 : Infinity);
   }
 
@@ -138,11 +138,17 @@ export class SdNotifier {
     const fields: Fields = status !== this.lastStatus ? { STATUS: status } : {};
     this.lastStatus = status;
     if (this.pingIntervalMs > 0 && now >= this.nextPing) {
-      this.nextPing = now + this.pingIntervalMs;
+      // Ping only if no check since the last ping came late by more than maxDelayMs; if one did,
+      // the next check tries again, so pings resume as soon as the loop keeps time again and
+      // systemd acts only on a loop that stays unhealthy (or blocked) for about WatchdogSec.
       const lag = this.maxLag;
       this.maxLag = 0;
-      if (lag <= this.maxDelayMs) fields.WATCHDOG = '1';
-      else this.log.warn({ loopDelayMs: Math.round(lag), maxLoopDelayMs: this.maxDelayMs }, 'event loop was blocked: watchdog ping withheld');
+      if (lag <= this.maxDelayMs) {
+        fields.WATCHDOG = '1';
+        this.nextPing = now + this.pingIntervalMs;
+      } else {
+        this.log.warn({ loopDelayMs: Math.round(lag), maxLoopDelayMs: this.maxDelayMs }, 'event loop was blocked: watchdog ping withheld');
+      }
     }
     if (Object.keys(fields).length > 0) this.send(fields);
     this.schedule();

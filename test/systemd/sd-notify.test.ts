@@ -71,7 +71,7 @@ describe('SdNotifier', () => {
       logLevel: 'warning',
     });
     const l = await listener();
-    // WATCHDOG_USEC 0.4 s: a ping every 200 ms, the loop checked every 50 ms, withheld above 100 ms.
+    // WATCHDOG_USEC 0.4 s: a ping every 200 ms, the loop checked as often, withheld above 100 ms late.
     const child = spawn(process.execPath, [bundle], {
       env: { ...process.env, NOTIFY_SOCKET: l.path, WATCHDOG_USEC: '400000' },
       stdio: ['pipe', 'pipe', 'inherit'],
@@ -114,7 +114,7 @@ describe('SdNotifier', () => {
       const withheld = JSON.parse(out.find((s) => s.includes('watchdog ping withheld'))!) as { loopDelayMs: number };
       expect(withheld.loopDelayMs).toBeGreaterThan(1000);
 
-      // Pings resume, but not at once: the tick right after the block withholds its ping.
+      // Pings resume, but not at once: the check right after the block withholds its ping, the next pings.
       const next = await l.waitFor((m) => m.fields.WATCHDOG === '1' && m.at > unblockedAt, 'WATCHDOG after the block', 5000, before);
       expect(next.at - unblockedAt).toBeGreaterThan(150);
       // No ping was sent while the loop was blocked (one already on its way may land just after it began).
