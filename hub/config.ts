@@ -26,6 +26,7 @@ const PublicUrlSchema = z
   .string()
   .url('must be a URL like https://hub.example.com:8443')
   .refine((v) => {
+    if (!URL.canParse(v)) return false; // zod runs this even when .url() failed
     const u = new URL(v);
     return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
   }, 'must be an https:// URL with no path, query or credentials (e.g. https://hub.example.com:8443)');

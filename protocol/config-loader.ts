@@ -39,7 +39,13 @@ export function parseConfigText<S extends z.ZodType>(file: string, text: string,
       doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
-  const raw: unknown = doc.toJS() ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS() ?? {};
+  } catch (err) {
+    // Unresolved aliases, alias bombs (yaml's maxAliasCount): YAML that parses but cannot be built.
+    throw new ConfigError(file, [`(top level): ${(err as Error).message.split('\n')[0]}`]);
+  }
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     throw new ConfigError(
