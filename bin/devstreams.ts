@@ -18,7 +18,9 @@ const USAGE = `usage: devstreams COMMAND [ARGS]
   devstreams forward DEVICE SERVICE --listen [HOST:]PORT
                                  local proxy: one stream per accepted connection
   devstreams echo DEVICE         round-trip check against the agent's built-in echo service
-  devstreams devices | streams   fleet and stream queries
+  devstreams devices | streams   fleet status; stream history (--device ID --since 1h --result R)
+  devstreams device ID           one device in full: version, uptime, OS, board, load, disk, last error
+  devstreams endpoints           the hub's public endpoints as JSON (for firewall rules)
 
 Service-side commands take --hub URL --token TOKEN [--ca FILE], or DEVSTREAMS_HUB, DEVSTREAMS_TOKEN,
 DEVSTREAMS_CA from the environment. "devstreams COMMAND --help" describes one command.

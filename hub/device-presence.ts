@@ -4,6 +4,8 @@ import {
   hubSubscriptions,
   parseTopic,
   type DeviceInfo,
+  type DeviceLastError,
+  type DeviceSystem,
   type Logger,
 } from '../protocol/index.js';
 import type { ControlBus } from './control-bus.js';
@@ -18,6 +20,10 @@ export interface Presence {
   lastSeen: number;
   agentVersion: string | null;
   openStreams: number | null;
+  /** From the device's last online status (kept while it is offline). */
+  statusAt: number | null;
+  system: DeviceSystem | null;
+  lastError: DeviceLastError | null;
 }
 
 /** Something that reports a device's MQTT connection ending (the embedded broker). */
@@ -69,8 +75,8 @@ export class DevicePresence {
     return this.devices.get(deviceId);
   }
 
-  /** DeviceInfo for a registered device (never seen: offline, nulls). */
-  info(deviceId: string): DeviceInfo {
+  /** DeviceInfo for a registered device (never seen: offline, nulls); `full` adds system and lastError. */
+  info(deviceId: string, full = false): DeviceInfo {
     const p = this.devices.get(deviceId);
     return {
       id: deviceId,
@@ -78,6 +84,9 @@ export class DevicePresence {
       lastSeen: p?.lastSeen ?? null,
       agentVersion: p?.agentVersion ?? null,
       openStreams: p?.openStreams ?? null,
+      uptimeSec: p?.system?.uptimeSec ?? null,
+      statusAt: p?.statusAt ?? null,
+      ...(full ? { system: p?.system ?? null, lastError: p?.lastError ?? null } : {}),
     };
   }
 
@@ -97,6 +106,10 @@ export class DevicePresence {
       lastSeen: Date.now(),
       agentVersion: status.agentVersion ?? before?.agentVersion ?? null,
       openStreams: status.online ? (status.openStreams ?? null) : 0,
+      // The last will carries no system: keep what the device last said about itself.
+      statusAt: status.online ? (status.at ?? null) : (before?.statusAt ?? null),
+      system: status.online ? (status.system ?? null) : (before?.system ?? null),
+      lastError: status.online ? (status.lastError ?? null) : (before?.lastError ?? null),
     };
     this.devices.set(device, next);
     if (before?.online !== next.online) {

@@ -1,31 +1,33 @@
-import type { Logger, StreamRecord } from '../protocol/index.js';
+import type { Logger, StreamQuery, StreamRecord } from '../protocol/index.js';
+import type { HistoryStore } from './history-store.js';
 
 /**
  * Every stream's end, refused and timed-out requests included: one JSON log line
- * (`msg: "stream ended"`) and a record kept for `GET /api/v1/streams` (the newest 1,000, in a ring).
+ * (`msg: "stream ended"`), a record in the stream history (`GET /api/v1/streams`), and a call to
+ * each listener (the metrics). A store that fails is logged, never thrown to the relay.
  */
 export class StreamLog {
-  private readonly capacity: number;
-  private readonly ring: (StreamRecord | undefined)[];
-  private next = 0;
-  private size = 0;
   private readonly log: Logger;
+  private readonly store: HistoryStore;
+  private readonly listeners: ((record: StreamRecord) => void)[] = [];
 
-  constructor(opts: { log: Logger; capacity?: number }) {
-    this.capacity = opts.capacity ?? 1000;
-    this.ring = new Array<StreamRecord | undefined>(this.capacity);
+  constructor(opts: { log: Logger; store: HistoryStore }) {
     this.log = opts.log;
+    this.store = opts.store;
+  }
+
+  /** Calls `listener` with every record added from now on. */
+  onRecord(listener: (record: StreamRecord) => void): void {
+    this.listeners.push(listener);
   }
 
   add(record: StreamRecord): void {
-    this.ring[this.next] = record;
-    this.next = (this.next + 1) % this.capacity;
-    this.size = Math.min(this.size + 1, this.capacity);
     this.log.info(
       {
         streamId: record.streamId,
         device: record.device,
         service: record.service,
+        ...(record.requestedBy ? { requestedBy: record.requestedBy } : {}),
         result: record.result,
         status: record.status,
         code: record.code,
@@ -37,15 +39,16 @@ export class StreamLog {
       },
       'stream ended',
     );
+    try {
+      this.store.insert(record);
+    } catch (err) {
+      this.log.error({ streamId: record.streamId, err: (err as Error).message }, 'stream record not stored');
+    }
+    for (const l of this.listeners) l(record);
   }
 
-  /** Newest first. */
-  list(): StreamRecord[] {
-    const out: StreamRecord[] = [];
-    for (let i = 1; i <= this.size; i++) {
-      const r = this.ring[(this.next - i + this.capacity) % this.capacity];
-      if (r) out.push(r);
-    }
-    return out;
+  /** Newest first, filtered (at most MAX_STREAM_QUERY_LIMIT). */
+  list(query: StreamQuery = {}): StreamRecord[] {
+    return this.store.query(query);
   }
 }

@@ -97,8 +97,11 @@ export class StreamRequests {
     if (unsubscribe) await unsubscribe();
   }
 
-  /** Opens a stream to `deviceId`, or throws a DevstreamsError carrying the HTTP status and code. */
-  async open(deviceId: string, body: OpenStreamBody): Promise<OpenStreamResult> {
+  /**
+   * Opens a stream to `deviceId`, or throws a DevstreamsError carrying the HTTP status and code.
+   * `requestedBy`: the name of the service token that asked (kept in the stream's record).
+   */
+  async open(deviceId: string, body: OpenStreamBody, requestedBy?: string): Promise<OpenStreamResult> {
     if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
     if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
     if (!this.presence.isOnline(deviceId)) throw new DevstreamsError('DEVICE_OFFLINE', `device "${deviceId}" is offline`);
@@ -112,7 +115,10 @@ export class StreamRequests {
     const expiresAt = openedAt + timeoutMs;
     const relayUrl = this.relayUrl(streamId);
     const log = this.log.child({ stream: streamId, device: deviceId, service: body.service });
-    this.relay.register({ streamId, device: deviceId, service: body.service, deviceToken, serviceToken, openedAt, expiresAt });
+    this.relay.register({
+      streamId, device: deviceId, service: body.service, deviceToken, serviceToken, openedAt, expiresAt,
+      ...(requestedBy !== undefined ? { requestedBy } : {}),
+    });
 
     const answer = new Promise<StreamResponse | null>((resolve) => {
       const timer = setTimeout(() => settle(null), timeoutMs);
@@ -146,7 +152,7 @@ export class StreamRequests {
     const record = (result: StreamRecord['result'], status: number, code: string, reason: string): void => {
       const closedAt = Date.now();
       this.streamLog.add({
-        streamId, device: deviceId, service: body.service, result, status, code, reason, closedBy: 'none',
+        streamId, device: deviceId, service: body.service, requestedBy: requestedBy ?? null, result, status, code, reason, closedBy: 'none',
         openedAt, closedAt, durationMs: closedAt - openedAt, bytesToDevice: 0, bytesFromDevice: 0,
       });
     };

@@ -27,6 +27,8 @@ export interface StreamEntry {
   id: string;
   device: string;
   service: string;
+  /** The service token's name that asked for it (the stream history's requestedBy). */
+  requestedBy: string | null;
   openedAt: number;
   expiresAt: number;
   state: StreamState;
@@ -46,6 +48,7 @@ export interface NewStream {
   service: string;
   deviceToken: string;
   serviceToken: string;
+  requestedBy?: string;
   openedAt: number;
   expiresAt: number;
 }
@@ -60,6 +63,7 @@ export class StreamTable {
       id: s.streamId,
       device: s.device,
       service: s.service,
+      requestedBy: s.requestedBy ?? null,
       openedAt: s.openedAt,
       expiresAt: s.expiresAt,
       state: 'requested',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERROR_CODES } from './errors.js';
 import { LIMITS } from './limits.js';
+import { DeviceLastErrorSchema, DeviceSystemSchema } from './messages.js';
 
 /** The REST API and relay paths, shared by the hub (server) and the service SDK (client). */
 export const API_PREFIX = '/api/v1' as const;
@@ -10,6 +11,8 @@ export const apiPaths = {
   device: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}`,
   openStream: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/streams`,
   streams: `${API_PREFIX}/streams`,
+  /** The hub's public endpoints (for firewall rules). */
+  endpoints: `${API_PREFIX}/endpoints`,
   /** The relay endpoint of one stream: both roles dial it, each with its own token. */
   relay: (streamId: string) => `${API_PREFIX}/streams/${streamId}/connect`,
   /** MQTT over WebSocket for devices. */
@@ -18,6 +21,8 @@ export const apiPaths = {
 
 /** Matches a relay path and yields the stream id. */
 export const RELAY_PATH_PATTERN = /^\/api\/v1\/streams\/([A-Za-z0-9_-]{22})\/connect$/;
+/** Matches one device's path and yields the (URL-encoded) device id. */
+export const DEVICE_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})$/;
 /** Matches the open-stream path and yields the (URL-encoded) device id. */
 export const OPEN_STREAM_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})\/streams$/;
 
@@ -59,6 +64,13 @@ export const DeviceInfoSchema = z.object({
   lastSeen: z.number().nullable(),
   agentVersion: z.string().nullable(),
   openStreams: z.number().nullable(),
+  /** Seconds since the device booted, as of its last status (hub >= 0.2). */
+  uptimeSec: z.number().nullable().optional(),
+  /** Epoch ms (device clock) of the last status the device sent. */
+  statusAt: z.number().nullable().optional(),
+  /** The device's machine, from its last status: only in `GET /api/v1/devices/{id}`. */
+  system: DeviceSystemSchema.nullable().optional(),
+  lastError: DeviceLastErrorSchema.nullable().optional(),
 });
 export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
 export const DeviceListSchema = z.object({ devices: z.array(DeviceInfoSchema) });
@@ -82,6 +94,35 @@ export const StreamRecordSchema = z.object({
   durationMs: z.number(),
   bytesToDevice: z.number(),
   bytesFromDevice: z.number(),
+  /** The name of the service token that asked for the stream (null when unknown). */
+  requestedBy: z.string().nullable().optional(),
 });
 export type StreamRecord = z.infer<typeof StreamRecordSchema>;
 export const StreamListSchema = z.object({ streams: z.array(StreamRecordSchema) });
+
+/** Most records one `GET /api/v1/streams` returns. */
+export const MAX_STREAM_QUERY_LIMIT = 1000;
+
+/** `GET /api/v1/streams?device=&since=&result=&limit=`: since is epoch ms (streams opened at or after it). */
+export const StreamQuerySchema = z.strictObject({
+  device: z.string().min(1).max(LIMITS.maxDeviceIdLength).optional(),
+  since: z.coerce.number().int().nonnegative().optional(),
+  result: z.enum(STREAM_RESULTS).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_STREAM_QUERY_LIMIT).optional(),
+});
+export type StreamQuery = z.infer<typeof StreamQuerySchema>;
+
+/** `GET /api/v1/endpoints`: what a firewall must let through to reach this hub. */
+export const HubEndpointsSchema = z.object({
+  /** REST API base, https://. */
+  api: z.string(),
+  /** The relay URL pattern both sides of a stream dial ({streamId} filled in per stream). */
+  streaming: z.string(),
+  /** MQTT over WebSocket, the agents' default control channel. */
+  mqttWebSocket: z.string(),
+  /** MQTT over TLS, when the hub has a second listener for it. */
+  mqtts: z.string().nullable(),
+  /** Every TCP port the above use, with what it carries. */
+  ports: z.array(z.object({ port: z.number().int(), protocol: z.literal('tcp'), carries: z.array(z.string()) })),
+});
+export type HubEndpoints = z.infer<typeof HubEndpointsSchema>;

@@ -19,4 +19,6 @@ export const LIMITS = Object.freeze({
   maxDeviceIdLength: 64,
   maxServiceNameLength: 32,
   maxServiceSpecLength: 261,
+  /** Network interfaces listed in a device status (keeps the status well under 8 KiB). */
+  maxStatusInterfaces: 8,
 });

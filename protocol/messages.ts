@@ -35,6 +35,55 @@ export const StreamResponseSchema = z.strictObject({
 });
 export type StreamResponse = z.infer<typeof StreamResponseSchema>;
 
+const text = (max: number) => z.string().max(max).nullable();
+const count = z.number().nonnegative().finite().nullable();
+
+/** One network interface in a device status (addresses only; at most 4 of each family). */
+export const DeviceInterfaceSchema = z.strictObject({
+  name: z.string().min(1).max(32),
+  mac: text(32),
+  ipv4: z.array(z.string().max(15)).max(4),
+  ipv6: z.array(z.string().max(45)).max(4),
+});
+export type DeviceInterface = z.infer<typeof DeviceInterfaceSchema>;
+
+/**
+ * What the agent knows about its machine. Every field is null when the probe failed or the board
+ * has no such thing (e.g. no temperature sensor). At most LIMITS.maxStatusInterfaces interfaces.
+ */
+export const DeviceSystemSchema = z.strictObject({
+  os: text(128),
+  kernel: text(128),
+  /** Board or machine model, e.g. "Raspberry Pi 4 Model B Rev 1.4". */
+  board: text(128),
+  arch: text(32),
+  hostname: text(253),
+  /** Seconds since the device booted. */
+  uptimeSec: count,
+  /** Seconds since the agent started. */
+  agentUptimeSec: count,
+  /** 1, 5 and 15 minute load averages. */
+  loadAvg: z.array(z.number().nonnegative().finite()).max(3).nullable(),
+  cpuCount: count,
+  /** Main CPU temperature in degrees Celsius, where the board has a sensor. */
+  cpuTempC: z.number().finite().min(-100).max(250).nullable(),
+  memTotalBytes: count,
+  memAvailableBytes: count,
+  /** The file system mounted on `/`. */
+  diskTotalBytes: count,
+  diskUsedBytes: count,
+  interfaces: z.array(DeviceInterfaceSchema).max(LIMITS.maxStatusInterfaces).nullable(),
+});
+export type DeviceSystem = z.infer<typeof DeviceSystemSchema>;
+
+/** The agent's most recent error (a failed stream set-up or control-channel problem). */
+export const DeviceLastErrorSchema = z.strictObject({
+  at: z.number().int().nonnegative(),
+  code: z.string().max(64),
+  message: z.string().max(300),
+});
+export type DeviceLastError = z.infer<typeof DeviceLastErrorSchema>;
+
 export const DeviceStatusSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   online: z.boolean(),
@@ -42,6 +91,9 @@ export const DeviceStatusSchema = z.strictObject({
   at: z.number().int().nonnegative().optional(),
   agentVersion: z.string().max(64).optional(),
   openStreams: z.number().int().nonnegative().optional(),
+  /** The device's machine (issue 8); absent from older agents and from the last will. */
+  system: DeviceSystemSchema.optional(),
+  lastError: DeviceLastErrorSchema.nullable().optional(),
 });
 export type DeviceStatusMessage = z.infer<typeof DeviceStatusSchema>;
 

@@ -2,11 +2,11 @@ import { LIMITS } from '../protocol/index.js';
 import { runConnect } from './connect.js';
 import { makeContext } from './context.js';
 import { runEcho } from './echo.js';
-import { runDevices, runStreams } from './fleet.js';
+import { runDevice, runDevices, runEndpoints, runStreams } from './fleet.js';
 import { runForward } from './forward-command.js';
 import { HUB_OPTIONS, UsageError, intOption, parseCommand, parseListen } from './options.js';
 
-export const SERVICE_COMMANDS = ['connect', 'forward', 'echo', 'devices', 'streams'] as const;
+export const SERVICE_COMMANDS = ['connect', 'forward', 'echo', 'devices', 'device', 'streams', 'endpoints'] as const;
 export type ServiceCommand = (typeof SERVICE_COMMANDS)[number];
 
 export function isServiceCommand(command: string): command is ServiceCommand {
@@ -40,8 +40,20 @@ back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
   devices: `usage: devstreams devices [--json]
 Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, STREAMS (or the JSON array with --json).
 `,
-  streams: `usage: devstreams streams [--json]
-Lists the hub's recent streams, newest first (or the JSON array with --json).
+  device: `usage: devstreams device ID [--json]
+Shows one device in full: state, version, uptime, OS, kernel, board, load, temperature, memory,
+disk, interfaces and its last error, from the status it last sent (or the JSON object with --json).
+`,
+  streams: `usage: devstreams streams [--device ID] [--since AGE|DATE] [--result RESULT] [--limit N] [--json]
+Lists the hub's stream history, newest first (or the JSON array with --json).
+  --device ID      only this device's streams
+  --since AGE      opened within AGE (30s, 15m, 1h, 7d) or since a date (2024-05-01T12:00:00Z)
+  --result RESULT  ok, refused, timeout, unpaired or error
+  --limit N        at most N records (default and maximum 1000)
+`,
+  endpoints: `usage: devstreams endpoints
+Prints the hub's public endpoints as JSON (API, streaming relay, MQTT over WebSocket, MQTTS if
+enabled) and the TCP ports they use, for firewall rules.
 `,
 };
 
@@ -82,11 +94,30 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       return runEcho(makeContext(values), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs);
     }
     case 'devices':
-    case 'streams': {
+    case 'endpoints': {
       const { values } = parseCommand(command, args, { ...HUB_OPTIONS, json: { type: 'boolean' } }, []);
       if (values.help) return help(command);
       const ctx = makeContext(values);
-      return command === 'devices' ? runDevices(ctx, values.json === true) : runStreams(ctx, values.json === true);
+      return command === 'devices' ? runDevices(ctx, values.json === true) : runEndpoints(ctx);
+    }
+    case 'device': {
+      const { values, positionals } = parseCommand(command, args, { ...HUB_OPTIONS, json: { type: 'boolean' } }, ['ID']);
+      if (values.help) return help(command);
+      return runDevice(makeContext(values), positionals[0]!, values.json === true);
+    }
+    case 'streams': {
+      const opts = {
+        ...HUB_OPTIONS,
+        json: { type: 'boolean' },
+        device: { type: 'string' },
+        since: { type: 'string' },
+        result: { type: 'string' },
+        limit: { type: 'string' },
+      } as const;
+      const { values } = parseCommand(command, args, opts, []);
+      if (values.help) return help(command);
+      const filter = { device: values.device, since: values.since, result: values.result, limit: values.limit };
+      return runStreams(makeContext(values), values.json === true, filter);
     }
   }
 }

@@ -14,24 +14,65 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatDevices(devices: readonly DeviceInfo[], now: number = Date.now()): string {
   return formatTable(
-    ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'STREAMS'],
+    ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'UPTIME', 'STREAMS'],
     devices.map((d) => [
       d.id,
       d.online ? 'online' : 'offline',
       d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen),
       d.agentVersion ?? '-',
+      uptimeOf(d, now),
       d.openStreams === null ? '-' : String(d.openStreams),
     ]),
   );
 }
 
+/** The device's uptime now: as of its last status, plus the time since (only while it is online). */
+function uptimeOf(d: DeviceInfo, now: number): string {
+  if (d.uptimeSec === null || d.uptimeSec === undefined || !d.online) return '-';
+  const since = d.lastSeen === null ? 0 : Math.max(0, now - d.lastSeen);
+  return formatDuration(d.uptimeSec * 1000 + since);
+}
+
+/** `devstreams device ID`: one `field: value` line each, the status's machine facts included. */
+export function formatDevice(d: DeviceInfo, now: number = Date.now()): string {
+  const s = d.system ?? null;
+  const n = (v: number | null | undefined, f: (x: number) => string = String): string => (v === null || v === undefined ? '-' : f(v));
+  const lines: [string, string][] = [
+    ['id', d.id],
+    ['state', d.online ? 'online' : 'offline'],
+    ['last seen', d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen)],
+    ['agent version', d.agentVersion ?? '-'],
+    ['open streams', n(d.openStreams)],
+    ['uptime', uptimeOf(d, now)],
+    ['agent uptime', n(s?.agentUptimeSec, (x) => formatDuration(x * 1000))],
+    ['os', s?.os ?? '-'],
+    ['kernel', s?.kernel ?? '-'],
+    ['board', s?.board ?? '-'],
+    ['arch', s?.arch ?? '-'],
+    ['hostname', s?.hostname ?? '-'],
+    ['cpus', n(s?.cpuCount)],
+    ['load', s?.loadAvg ? s.loadAvg.map((x) => x.toFixed(2)).join(' ') : '-'],
+    ['cpu temperature', n(s?.cpuTempC, (x) => `${x.toFixed(1)} °C`)],
+    ['memory', s?.memTotalBytes ? `${n(s.memAvailableBytes, formatBytes)} available of ${formatBytes(s.memTotalBytes)}` : '-'],
+    ['disk /', s?.diskTotalBytes ? `${n(s.diskUsedBytes, formatBytes)} used of ${formatBytes(s.diskTotalBytes)}` : '-'],
+  ];
+  for (const i of s?.interfaces ?? []) {
+    lines.push([`interface ${i.name}`, [...i.ipv4, ...i.ipv6, i.mac ? `mac ${i.mac}` : ''].filter(Boolean).join(' ') || '-']);
+  }
+  const e = d.lastError ?? null;
+  lines.push(['last error', e ? `${formatAgo(now - e.at)}: ${e.code}: ${e.message}` : '-']);
+  const width = Math.max(...lines.map(([k]) => k.length)) + 1;
+  return lines.map(([k, v]) => `${`${k}:`.padEnd(width)} ${oneLine(v) || '-'}`).join('\n') + '\n';
+}
+
 export function formatStreams(streams: readonly StreamRecord[], now: number = Date.now()): string {
   return formatTable(
-    ['STREAM', 'DEVICE', 'SERVICE', 'RESULT', 'CODE', 'CLOSED BY', 'DURATION', 'BYTES ->DEV', 'BYTES <-DEV', 'OPENED'],
+    ['STREAM', 'DEVICE', 'SERVICE', 'BY', 'RESULT', 'CODE', 'CLOSED BY', 'DURATION', 'BYTES ->DEV', 'BYTES <-DEV', 'OPENED'],
     streams.map((s) => [
       s.streamId.slice(0, 8),
       s.device,
       s.service,
+      s.requestedBy ?? '-',
       s.result,
       s.code,
       s.closedBy,

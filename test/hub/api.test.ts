@@ -62,7 +62,9 @@ describe('API authentication and routes', () => {
     expect(r.headers[PROTOCOL_HEADER]).toBe('1');
     const { devices } = DeviceListSchema.parse(r.body);
     expect(devices.map((d) => d.id)).toEqual(['acceptor', 'offline-dev', 'refuser', 'silent']);
-    expect(devices.find((d) => d.id === 'offline-dev')).toEqual({ id: 'offline-dev', online: false, lastSeen: null, agentVersion: null, openStreams: null });
+    expect(devices.find((d) => d.id === 'offline-dev')).toEqual({
+      id: 'offline-dev', online: false, lastSeen: null, agentVersion: null, openStreams: null, uptimeSec: null, statusAt: null,
+    });
     expect(devices.find((d) => d.id === 'acceptor')).toMatchObject({ online: true, agentVersion: 'test', openStreams: 0 });
   });
 });

@@ -7,14 +7,14 @@ const NOW = 1_700_000_000_000;
 describe('tables', () => {
   it('formats the devices table', () => {
     const devices: DeviceInfo[] = [
-      { id: 'pi-kitchen', online: true, lastSeen: NOW - 12_000, agentVersion: '0.1.0', openStreams: 2 },
+      { id: 'pi-kitchen', online: true, lastSeen: NOW - 12_000, agentVersion: '0.1.0', openStreams: 2, uptimeSec: 3600 },
       { id: 'gw-7', online: false, lastSeen: null, agentVersion: null, openStreams: null },
     ];
     expect(formatDevices(devices, NOW)).toBe(
       [
-        'ID          STATE    LAST SEEN  VERSION  STREAMS',
-        'pi-kitchen  online   12s ago    0.1.0    2',
-        'gw-7        offline  never      -        -',
+        'ID          STATE    LAST SEEN  VERSION  UPTIME  STREAMS',
+        'pi-kitchen  online   12s ago    0.1.0    1h00m   2',
+        'gw-7        offline  never      -        -       -',
         '',
       ].join('\n'),
     );
@@ -24,7 +24,7 @@ describe('tables', () => {
     const base = { status: 200, code: 'OK', reason: '', closedAt: NOW };
     const streams: StreamRecord[] = [
       {
-        ...base, streamId: 'abcdefghijklmnopqrstuv', device: 'pi-kitchen', service: 'ssh', result: 'ok', closedBy: 'service',
+        ...base, streamId: 'abcdefghijklmnopqrstuv', device: 'pi-kitchen', service: 'ssh', requestedBy: 'ops', result: 'ok', closedBy: 'service',
         openedAt: NOW - 5 * 60_000, durationMs: 302_000, bytesToDevice: 1536, bytesFromDevice: 12 * 1024 * 1024,
       },
       {
@@ -34,16 +34,16 @@ describe('tables', () => {
     ];
     expect(formatStreams(streams, NOW)).toBe(
       [
-        'STREAM    DEVICE      SERVICE  RESULT   CODE            CLOSED BY  DURATION  BYTES ->DEV  BYTES <-DEV  OPENED',
-        'abcdefgh  pi-kitchen  ssh      ok       OK              service    5m02s     1.5 KiB      12.0 MiB     5m ago',
-        'ZYXWVUTS  gw-7        plc      refused  SERVICE_DENIED  none       40ms      0 B          0 B          3s ago',
+        'STREAM    DEVICE      SERVICE  BY   RESULT   CODE            CLOSED BY  DURATION  BYTES ->DEV  BYTES <-DEV  OPENED',
+        'abcdefgh  pi-kitchen  ssh      ops  ok       OK              service    5m02s     1.5 KiB      12.0 MiB     5m ago',
+        'ZYXWVUTS  gw-7        plc      -    refused  SERVICE_DENIED  none       40ms      0 B          0 B          3s ago',
         '',
       ].join('\n'),
     );
   });
 
   it('prints only the header for an empty list', () => {
-    expect(formatDevices([], NOW)).toBe('ID  STATE  LAST SEEN  VERSION  STREAMS\n');
+    expect(formatDevices([], NOW)).toBe('ID  STATE  LAST SEEN  VERSION  UPTIME  STREAMS\n');
   });
 
   it('keeps control characters from the network off the terminal', () => {
