@@ -1,4 +1,5 @@
 import https from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import {
   DeviceListSchema,
   LIMITS,
@@ -55,6 +56,8 @@ export class DevstreamsClient {
   private readonly ca: string | Buffer | undefined;
   private readonly log: Logger;
   private readonly requestTimeoutMs: number;
+  /** For relay dials, built on the first one (not per stream). */
+  private secureContext: SecureContext | undefined;
 
   constructor(opts: DevstreamsClientOptions) {
     let base: URL;
@@ -100,7 +103,7 @@ export class DevstreamsClient {
     const stream = await dialRelay({
       url: answer.url,
       token: answer.token,
-      ...(this.ca !== undefined ? { ca: this.ca } : {}),
+      ...(this.ca !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca })) } : {}),
       timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
       signal: opts.signal,
     });

@@ -39,6 +39,10 @@ export function hubUrl(base: URL, path: string): URL {
  * cannot be reached or answers garbage.
  */
 export function requestJson<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>): Promise<z.output<S>> {
+  return attempt(hub, r, true);
+}
+
+function attempt<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>, mayRetry: boolean): Promise<z.output<S>> {
   const url = hubUrl(hub.base, r.path);
   const what = `${r.method} ${url.pathname}`;
   const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
@@ -66,7 +70,18 @@ export function requestJson<S extends z.ZodType>(hub: HubEndpoint, r: JsonReques
       settle(err);
       req.destroy(err);
     }, r.timeoutMs);
-    req.on('error', (err) => settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err)));
+    req.on('error', (err) => {
+      if (mayRetry && !settled && req.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET') {
+        // A kept-alive connection the hub closed (idle timeout) just as this request went out on it:
+        // the hub never read the request, so sending it again on a new connection is safe. Once.
+        settled = true;
+        clearTimeout(timer);
+        unlisten();
+        attempt(hub, r, false).then(resolve, reject);
+        return;
+      }
+      settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err));
+    });
     const unlisten = onAbort(r.signal, (reason) => {
       settle(reason);
       req.destroy();

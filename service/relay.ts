@@ -1,3 +1,4 @@
+import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import { LIMITS, WS_SUBPROTOCOL, WsDuplex } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
@@ -9,6 +10,8 @@ export interface RelayDial {
   /** The single-use service-role stream token. */
   token: string;
   ca?: string | Buffer;
+  /** A TLS context built once from `ca` (wins over `ca`): building one per dial costs ~1 ms of CPU. */
+  secureContext?: SecureContext;
   /** Deadline for the WebSocket upgrade. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
@@ -37,7 +40,7 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
     let settled = false;
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
       headers: { Authorization: `Bearer ${d.token}` },
-      ...(d.ca !== undefined ? { ca: d.ca } : {}),
+      ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
       perMessageDeflate: false,
       maxPayload: LIMITS.maxDataFrameBytes,
       handshakeTimeout: d.timeoutMs,
