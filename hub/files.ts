@@ -3,17 +3,20 @@ import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSyn
 import { basename, dirname, join } from 'node:path';
 
 /**
- * Writes a file atomically with the given mode: a temporary file in the same folder, created with
- * that mode (so a secret is never readable by others, not even for a moment), flushed, then renamed
- * over the target. A reader sees the old file or the new one, never half of either.
+ * Writes a file atomically and durably with the given mode: a temporary file in the same folder,
+ * created with that mode (so a secret is never readable by others, not even for a moment), written
+ * and fsync'ed, renamed over the target, then the folder fsync'ed so the rename itself survives a
+ * power cut. A reader, or a process killed at any moment (kill -9), leaves the old file or the new
+ * one, never half of either; at worst a stray `.NAME.*.tmp` next to it.
  */
 export function writeFileAtomic(file: string, data: string | Buffer, mode: number): void {
   const dir = dirname(file);
-  mkdirSync(dir, { recursive: true });
+  makeDirDurable(dir);
   const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -27,6 +30,27 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode: numbe
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+  fsyncDir(dir);
+}
+
+/** Creates `dir` (and missing parents) so that the new entries survive a power cut. */
+function makeDirDurable(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true });
+  if (first === undefined) return;
+  // Each created folder's entry lives in its parent: fsync the parent of every folder created.
+  for (let d = dir; ; d = dirname(d)) {
+    fsyncDir(dirname(d));
+    if (d === first) break;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
