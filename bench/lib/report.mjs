@@ -1,0 +1,96 @@
+// The issue's targets checked against a run, and the Markdown table of a run.
+import { fmt, fmtRange } from './stats.mjs';
+
+const KB = 1000;
+const MB = 1e6;
+
+/** Each target: what it asks, the measured value, and whether this run met it. */
+export function targets(out) {
+  const d = out.results.devstreams;
+  const ssh = out.results['ssh -L'];
+  const dir = out.results.direct;
+  if (!d) return [];
+  const t = [];
+  const add = (name, want, value, met) => t.push({ name, want, value, met });
+  if (ssh) {
+    for (const k of ['up1', 'down1']) {
+      const ratio = d.throughput[k].median / ssh.throughput[k].median;
+      add(`one stream ${k === 'up1' ? 'up' : 'down'} vs ssh -L`, '>= 1.0x', `${ratio.toFixed(2)}x`, ratio >= 1);
+    }
+    for (const k of ['up8', 'down8']) {
+      const ratio = d.throughput[k].median / ssh.throughput[k].median;
+      add(`8 streams ${k === 'up8' ? 'up' : 'down'} vs ssh -L (8 streams)`, '>= 1.5x', `${ratio.toFixed(2)}x`, ratio >= 1.5);
+    }
+  }
+  if (dir) {
+    const a50 = d.rttUs.p50.median - dir.rttUs.p50.median;
+    const a99 = d.rttUs.p99.median - dir.rttUs.p99.median;
+    add('RTT added over direct, p50', '< 300 us', `${fmt(a50)} us`, a50 < 300);
+    add('RTT added over direct, p99', '< 2000 us', `${fmt(a99)} us`, a99 < 2000);
+  }
+  if (d.setup) {
+    add('set-up p50', '< 10 ms', `${fmt(d.setup.p50, 1)} ms`, d.setup.p50 < 10);
+    add('set-up p99', '< 50 ms', `${fmt(d.setup.p99, 1)} ms`, d.setup.p99 < 50);
+  }
+  add(`set-up rate, ${out.config.inflight} in flight`, '>= 300/s', `${fmt(d.setupRate.median)}/s`, d.setupRate.median >= 300);
+  if (d.concurrency) {
+    const c = d.concurrency;
+    const per = (c.peak.agent - c.before.agent) / c.streams;
+    add(`${c.streams} concurrent streams, errors`, '0', String(c.failed + d.errors.length), c.failed + d.errors.length === 0);
+    add('agent RSS per open stream', '< 100 KB', `${fmt(per / KB, 1)} KB`, per < 100 * KB);
+  }
+  if (d.idle) {
+    add('agent idle RSS', '< 60 MB', `${fmt(d.idle.rssEnd / MB, 1)} MB`, d.idle.rssEnd < 60 * MB);
+    add('agent idle CPU', '< 0.5% of a core', `${fmt(d.idle.cpuPercent, 3)} %`, d.idle.cpuPercent < 0.5);
+  }
+  return t;
+}
+
+export function markdown(out) {
+  const names = Object.keys(out.results);
+  const R = out.results;
+  const row = (label, f) => `| ${label} | ${names.map((n) => f(R[n], n)).join(' | ')} |`;
+  const ratio = (v, base) => (base ? ` · ${(v / base).toFixed(2)}x ssh` : '');
+  const ssh = R['ssh -L'];
+  const m = out.machine;
+  const lines = [
+    `Run ${out.date.slice(0, 16).replace('T', ' ')} UTC${out.quick ? ' (--quick)' : ''}, ${out.durationS} s; ${m.cores} x ${m.cpu}, ${m.memGiB} GiB, Node ${m.node}, Linux ${m.kernel}; load average before ${m.loadavgBefore.map((x) => x.toFixed(1)).join(' ')}, after ${m.loadavgAfter.map((x) => x.toFixed(1)).join(' ')}.`,
+    `Median of ${out.config.runs} run(s), (min–max). MB = 10^6 bytes. CPU ns/B: user+system CPU time of the tunnel's own processes per byte carried.`,
+    '',
+    `| | ${names.join(' | ')} |`,
+    `|---|${names.map(() => '---:').join('|')}|`,
+    row(`1 stream up, MB/s (${fmt(out.config.oneBytes / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up1) + ratio(r.throughput.up1.median, ssh?.throughput.up1.median)),
+    row('1 stream down, MB/s', (r) => fmtRange(r.throughput.down1) + ratio(r.throughput.down1.median, ssh?.throughput.down1.median)),
+    row(`8 streams up, MB/s total (8 x ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8.median, ssh?.throughput.up8.median)),
+    row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8.median, ssh?.throughput.down8.median)),
+    row('CPU ns/B, 1 stream up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up1.median, 2)} / ${fmt(r.cpuNsPerByte.down1.median, 2)}` : '–')),
+    row('CPU ns/B, 8 streams up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up8.median, 2)} / ${fmt(r.cpuNsPerByte.down8.median, 2)}` : '–')),
+    row(`1-byte RTT p50, us (${fmt(out.config.pings)} pings)`, (r) => fmtRange(r.rttUs.p50)),
+    row('1-byte RTT p99, us', (r) => fmtRange(r.rttUs.p99)),
+    row('RTT added over direct p50 / p99, us', (r) =>
+      R.direct && r !== R.direct ? `${fmt(r.rttUs.p50.median - R.direct.rttUs.p50.median)} / ${fmt(r.rttUs.p99.median - R.direct.rttUs.p99.median)}` : '–'),
+    row(`set-up p50 / p99, ms (${fmt(out.config.setups)} streams, connect to first byte back)`, (r) => (r.setup ? `${fmt(r.setup.p50, 1)} / ${fmt(r.setup.p99, 1)}` : '–')),
+    row(`set-up rate, streams/s (${out.config.inflight} in flight)`, (r) => fmtRange(r.setupRate)),
+    row('CPU ms per stream set-up (tunnel processes)', (r) => (r.setupCpuMs ? fmt(r.setupCpuMs.median, 2) : '–')),
+    row('errors', (r) => String(r.errors.length)),
+  ];
+  const d = R.devstreams;
+  if (d?.concurrency) {
+    const c = d.concurrency;
+    lines.push(
+      '',
+      `devstreams, ${fmt(c.streams)} streams open at once, ${fmt(c.bytesEach)} checked bytes each way per stream: ${c.failed} failed. ` +
+        `RSS before / at peak: agent ${fmt(c.before.agent / MB, 1)} / ${fmt(c.peak.agent / MB, 1)} MB (${fmt((c.peak.agent - c.before.agent) / c.streams / KB, 1)} KB per stream), ` +
+        `hub ${fmt(c.before.hub / MB, 1)} / ${fmt(c.peak.hub / MB, 1)} MB (${fmt((c.peak.hub - c.before.hub) / c.streams / KB, 1)} KB per stream), ` +
+        `forward ${fmt(c.before.forward / MB, 1)} / ${fmt(c.peak.forward / MB, 1)} MB.`,
+    );
+  }
+  if (d?.idle) lines.push('', `devstreams agent idle for ${d.idle.seconds} s (control channel up, no streams): RSS ${fmt(d.idle.rssEnd / MB, 1)} MB, CPU ${fmt(d.idle.cpuPercent, 3)} % of one core.`);
+  if (out.targets.length) {
+    lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');
+    for (const t of out.targets) lines.push(`| ${t.name} | ${t.want} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);
+  }
+  const errs = Object.entries(R).flatMap(([n, r]) => r.errors.slice(0, 5).map((e) => `${n}: ${e}`));
+  if (errs.length) lines.push('', 'First errors:', ...errs.map((e) => `- ${e}`));
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,147 @@
+// The three tunnels under test, each as real processes on loopback, plus the target service.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Proc, freePort, run, waitForPort } from './procs.mjs';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = process.env.DEVSTREAMS_CLI ?? join(ROOT, 'dist/devstreams.mjs');
+const node = process.execPath;
+
+/** The target service (bench/target-server.mjs) as its own process. */
+export async function startTarget() {
+  const p = new Proc(node, [join(ROOT, 'bench/target-server.mjs')], { name: 'target' });
+  const line = await p.waitFor((l) => l.startsWith('listening '));
+  return { proc: p, port: Number(line.split(' ')[1]), pids: [p.pid] };
+}
+
+/**
+ * devstreams: `hub init`, `hub add-device` (the target and echo allowed, maxStreams raised to 1024),
+ * the hub, the agent, and `devstreams forward` (the service side) each as their own process.
+ * `nodeArgs` go to all three (e.g. --cpu-prof).
+ */
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
+  const hubPort = await freePort();
+  await run(node, [CLI, 'hub', 'init', '--dir', dir, '--listen', `127.0.0.1:${hubPort}`]);
+  const hubYaml = join(dir, 'hub.yaml');
+  // The hub's name: 127.0.0.1 skips a name lookup per connection (1.5-5 ms here, see bench/README.md).
+  if (host !== 'localhost') writeFileSync(hubYaml, readFileSync(hubYaml, 'utf8').replace(/^# publicUrl: .*$/m, `publicUrl: https://${host}:${hubPort}`));
+  // The hub's per-device and per-token request rates (10/s and 20/s by default) and streams per
+  // device (64) would cap the set-up rate and concurrency figures: the bench measures the data path.
+  writeFileSync(hubYaml, `${readFileSync(hubYaml, 'utf8')}\nlimits:\n  streamRequestsPerTokenPerSecond: 100000\n  streamRequestsPerDevicePerSecond: 100000\n  streamsPerDevice: 4096\n`);
+  await run(node, [CLI, 'hub', 'add-device', 'bench', '--config', hubYaml, '--allow', `target=127.0.0.1:${targetPort}`, '--allow', 'echo']);
+  const agentYaml = join(dir, 'devices', 'bench.yaml');
+  let y = readFileSync(agentYaml, 'utf8');
+  if (logLevel) {
+    y = y.replace(/^(\s*level:) \w+/m, `$1 ${logLevel}`);
+    writeFileSync(hubYaml, readFileSync(hubYaml, 'utf8').replace(/^(\s*level:) \w+/m, `$1 ${logLevel}`));
+  }
+  writeFileSync(agentYaml, /^limits:/m.test(y) ? y.replace(/maxStreams: \d+/, 'maxStreams: 1024') : `${y}limits:\n  maxStreams: 1024\n`, { mode: 0o600 });
+  const env = {
+    DEVSTREAMS_HUB: `https://${host}:${hubPort}`,
+    DEVSTREAMS_TOKEN: readFileSync(join(dir, 'service.token'), 'utf8').trim(),
+    DEVSTREAMS_CA: join(dir, 'tls', 'ca.crt'),
+  };
+  const hub = new Proc(node, [...nodeArgs, CLI, 'hub', '--config', hubYaml], { name: 'hub' });
+  await Promise.race([waitForPort(hubPort, 20_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
+  const agent = new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+  await waitOnline(env, agent);
+  const fport = await freePort();
+  const forward = new Proc(node, [...nodeArgs, CLI, 'forward', 'bench', 'target', '--listen', `127.0.0.1:${fport}`], { name: 'forward', env });
+  await forward.waitFor((l) => l.startsWith('listening on'));
+  return {
+    name: 'devstreams',
+    port: fport,
+    dir,
+    env,
+    hub,
+    agent,
+    forward,
+    pids: [forward.pid, hub.pid, agent.pid],
+    async stop() {
+      await forward.stop();
+      await agent.stop();
+      await hub.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls the hub's device list (bounded) until the bench device is online. */
+async function waitOnline(env, agent) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const p = new Proc(node, [CLI, 'devices', '--json'], { name: 'devices', env });
+    await p.exited;
+    const out = p.lines.join('\n');
+    if (/"id":\s*"bench"[^}]*"online":\s*true/.test(out)) return;
+    if (agent.child.exitCode !== null || Date.now() > deadline) throw new Error(`agent not online: ${out}\n${agent.lines.slice(-10).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `ssh -N -L` through a throwaway sshd on loopback (default cipher unless `cipher`). */
+export async function startSsh(targetPort, { cipher } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-sshd-'));
+  const f = (n) => join(dir, n);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f('host_key')]);
+  await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f('client_key')]);
+  writeFileSync(f('authorized_keys'), readFileSync(f('client_key.pub')), { mode: 0o600 });
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const sshdPort = await freePort();
+  writeFileSync(
+    f('sshd_config'),
+    [`Port ${sshdPort}`, 'ListenAddress 127.0.0.1', `HostKey ${f('host_key')}`, `AuthorizedKeysFile ${f('authorized_keys')}`,
+      `PidFile ${f('sshd.pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+      'PermitRootLogin prohibit-password', 'AllowTcpForwarding yes', 'MaxSessions 2000', 'LogLevel ERROR'].join('\n') + '\n',
+  );
+  const sshd = new Proc('/usr/sbin/sshd', ['-D', '-e', '-f', f('sshd_config')], { name: 'sshd' });
+  await waitForPort(sshdPort);
+  const hostPub = readFileSync(f('host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  writeFileSync(f('known_hosts'), `[127.0.0.1]:${sshdPort} ${hostPub}\n`);
+  const lport = await freePort();
+  const ssh = new Proc('/usr/bin/ssh', [
+    '-F', '/dev/null', '-i', f('client_key'), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+    '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${f('known_hosts')}`, '-o', 'LogLevel=ERROR',
+    ...(cipher ? ['-c', cipher] : []),
+    '-N', '-L', `127.0.0.1:${lport}:127.0.0.1:${targetPort}`, '-p', String(sshdPort), `${userInfo().username}@127.0.0.1`,
+  ], { name: 'ssh' });
+  await waitForPort(lport);
+  return {
+    name: cipher ? `ssh -L (${cipher})` : 'ssh -L',
+    port: lport,
+    pids: [ssh.pid, sshd.pid],
+    async stop() {
+      await ssh.stop();
+      await sshd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Three socat relays in a row (the shape of forward -> hub -> agent), plain TCP, one fork per connection. */
+export async function startSocat(targetPort) {
+  const p3 = await freePort();
+  const p2 = await freePort();
+  const p1 = await freePort();
+  const hop = (from, to, name) =>
+    new Proc('socat', ['-b65536', `TCP-LISTEN:${from},bind=127.0.0.1,reuseaddr,fork,backlog=1024,nodelay`, `TCP:127.0.0.1:${to},nodelay`], { name });
+  const procs = [hop(p3, targetPort, 'socat3'), hop(p2, p3, 'socat2'), hop(p1, p2, 'socat1')];
+  for (const p of [p3, p2, p1]) await waitForPort(p);
+  return {
+    name: 'socat x3',
+    port: p1,
+    pids: procs.map((p) => p.pid),
+    async stop() {
+      for (const p of procs) await p.stop();
+    },
+  };
+}
+
+/** Direct loopback TCP to the target: no tunnel process. */
+export function direct(targetPort) {
+  return { name: 'direct', port: targetPort, pids: [], async stop() {} };
+}

@@ -1,0 +1,133 @@
+// `npm run bench`: devstreams against direct TCP, `ssh -L` and a socat chain, in the same run.
+// Every tunnel runs as real processes on loopback; the load generator is this process and the
+// target service is bench/target-server.mjs. Writes bench/results.json and bench/results.md.
+//
+//   node bench/run.mjs [--quick] [--paths direct,devstreams,ssh,socat] [--no-write] [--cpu-prof DIR]
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cpuNs, rss } from './lib/procs.mjs';
+import { ROOT, direct, startDevstreams, startSocat, startSsh, startTarget } from './lib/stack.mjs';
+import * as load from './lib/load.mjs';
+import { MB, MiB, pct, summary } from './lib/stats.mjs';
+import { markdown, targets } from './lib/report.mjs';
+
+const argv = process.argv.slice(2);
+const flag = (f) => argv.includes(f);
+const opt = (f) => (argv.includes(f) ? argv[argv.indexOf(f) + 1] : undefined);
+const quick = flag('--quick');
+const C = quick
+  ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, rateTotal: 300, rateMaxS: 5, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
+  : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, rateTotal: 1000, rateMaxS: 15, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
+const wanted = (opt('--paths') ?? 'direct,devstreams,ssh,socat').split(',');
+const profDir = opt('--cpu-prof');
+const haveSsh = existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh');
+const haveSocat = (() => {
+  try {
+    execFileSync('socat', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
+const started = Date.now();
+const load0 = loadavg();
+
+const target = await startTarget();
+const paths = [];
+const results = {};
+try {
+  if (wanted.includes('direct')) paths.push(direct(target.port));
+  if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}));
+  if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
+  if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
+  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], rtt50: [], rtt99: [], rate: [], setupCpuMs: [] }, errors: [] };
+
+  /** Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile]. */
+  const withCpu = async (p, fn) => {
+    const c0 = p.pids.reduce((a, pid) => a + cpuNs(pid), 0);
+    const r = await fn();
+    return [r, p.pids.reduce((a, pid) => a + cpuNs(pid), 0) - c0];
+  };
+
+  // Runs are interleaved across paths, so a change in the machine's load hits all of them alike.
+  for (let run = 1; run <= C.runs; run++) {
+    for (const p of paths) {
+      const r = results[p.name].raw;
+      log(`run ${run}/${C.runs} ${p.name}: throughput`);
+      let [s, ns] = await withCpu(p, () => load.upload(p.port, C.oneBytes));
+      r.up1.push(C.oneBytes / MB / s), r.nsUp1.push(ns / C.oneBytes);
+      [s, ns] = await withCpu(p, () => load.download(p.port, C.oneBytes));
+      r.down1.push(C.oneBytes / MB / s), r.nsDown1.push(ns / C.oneBytes);
+      [s, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'up', C.eightEach));
+      r.up8.push((8 * C.eightEach) / MB / s), r.nsUp8.push(ns / (8 * C.eightEach));
+      [s, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'down', C.eightEach));
+      r.down8.push((8 * C.eightEach) / MB / s), r.nsDown8.push(ns / (8 * C.eightEach));
+      log(`run ${run}/${C.runs} ${p.name}: ping-pong x${C.pings}`);
+      const rtt = await load.pingPong(p.port, C.pings);
+      r.rtt50.push(pct(rtt, 0.5)), r.rtt99.push(pct(rtt, 0.99));
+      log(`run ${run}/${C.runs} ${p.name}: set-up rate, ${C.inflight} in flight`);
+      const [rate, setupNs] = await withCpu(p, () => load.setupRate(p.port, C.rateTotal, C.inflight, C.rateMaxS));
+      r.rate.push(rate.rate), r.setupCpuMs.push(setupNs / 1e6 / rate.started);
+      results[p.name].errors.push(...rate.errors.map((e) => `set-up rate: ${e}`));
+    }
+  }
+  for (const p of paths) {
+    if (p.name === 'direct') continue;
+    log(`${p.name}: set-up time x${C.setups}`);
+    const st = await load.setupTimes(p.port, C.setups);
+    results[p.name].setup = { p50: pct(st.times, 0.5), p99: pct(st.times, 0.99), n: st.times.length };
+    results[p.name].errors.push(...st.errors.map((e) => `set-up: ${e}`));
+  }
+  const ds = paths.find((p) => p.name === 'devstreams');
+  if (ds) {
+    log(`devstreams: ${C.concurrent} concurrent streams`);
+    const before = { agent: rss(ds.agent.pid), hub: rss(ds.hub.pid), forward: rss(ds.forward.pid) };
+    let peak;
+    const failed = await load.concurrent(ds.port, C.concurrent, C.checkBytes, async () => {
+      peak = { agent: rss(ds.agent.pid), hub: rss(ds.hub.pid), forward: rss(ds.forward.pid) };
+    });
+    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak };
+    log(`devstreams: agent idle for ${C.idleS} s`);
+    await new Promise((r) => setTimeout(r, 3000)); // let the streams' sockets close
+    const c0 = cpuNs(ds.agent.pid);
+    const rss0 = rss(ds.agent.pid);
+    await new Promise((r) => setTimeout(r, C.idleS * 1000));
+    const cpu = cpuNs(ds.agent.pid) - c0;
+    results.devstreams.idle = { seconds: C.idleS, rssStart: rss0, rssEnd: rss(ds.agent.pid), cpuPercent: (100 * cpu) / (C.idleS * 1e9) };
+  }
+} finally {
+  for (const p of paths) await p.stop().catch((e) => log(`stopping ${p.name}: ${e.message}`));
+  await target.proc.stop();
+}
+
+for (const [name, res] of Object.entries(results)) {
+  const r = res.raw;
+  res.throughput = { up1: summary(r.up1), down1: summary(r.down1), up8: summary(r.up8), down8: summary(r.down8) };
+  res.cpuNsPerByte = name === 'direct' ? null : { up1: summary(r.nsUp1), down1: summary(r.nsDown1), up8: summary(r.nsUp8), down8: summary(r.nsDown8) };
+  res.rttUs = { p50: summary(r.rtt50), p99: summary(r.rtt99) };
+  res.setupRate = summary(r.rate);
+  res.setupCpuMs = name === 'direct' ? null : summary(r.setupCpuMs);
+  delete res.raw;
+}
+const cpu = cpus();
+const out = {
+  date: new Date().toISOString(),
+  quick,
+  durationS: Math.round((Date.now() - started) / 1000),
+  machine: { cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release(), loadavgBefore: load0, loadavgAfter: loadavg() },
+  config: C,
+  results,
+};
+out.targets = targets(out);
+const md = markdown(out);
+if (!flag('--no-write')) {
+  writeFileSync(new URL('results.json', import.meta.url), JSON.stringify(out, null, 2) + '\n');
+  writeFileSync(new URL('results.md', import.meta.url), md);
+  log(`wrote bench/results.json and bench/results.md (${out.durationS} s)`);
+}
+console.log(md);
+void ROOT;
