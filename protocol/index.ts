@@ -8,6 +8,7 @@ export * from './messages.js';
 export * from './api.js';
 export * from './tokens.js';
 export * from './ws-duplex.js';
+export * from './ws-heartbeat.js';
 export * from './bridge.js';
 export * from './config-loader.js';
 export * from './logger.js';

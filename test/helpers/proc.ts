@@ -40,8 +40,10 @@ export class CliProcess {
   private waiters: Array<{ pred: (line: string) => boolean; resolve: (line: string) => void }> = [];
   readonly exited: Promise<number | null>;
 
-  constructor(args: string[], env: NodeJS.ProcessEnv = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `command`: what runs `devstreams` (default this checkout's dist build; test/packaging passes an executable). */
+  constructor(args: string[], env: NodeJS.ProcessEnv = {}, command: readonly string[] = [process.execPath, CLI]) {
+    const [cmd, ...pre] = command;
+    this.child = spawn(cmd!, [...pre, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [this.child.stdout!, this.child.stderr!]) {
       let buf = '';
       s.on('data', (d: Buffer) => {

@@ -1,0 +1,118 @@
+import { parseArgs } from 'node:util';
+import { parseSlot, removeDevice, revokeKey, rotateKey, setDeviceDisabled } from './device-admin.js';
+import { createToken, listTokens, revokeToken } from './token-admin.js';
+
+/**
+ * The hub's administration subcommands: device keys and state, and service tokens. Each acts on the
+ * files of a hub folder (registry.json, tokens.json); a running hub picks the change up at once.
+ * The only secret ever printed is a new service token, by `token create`, once, on stdout.
+ */
+
+export const ADMIN_USAGE = `       devstreams hub rotate-key ID [--slot primary|secondary] [--config DIR/hub.yaml]
+       devstreams hub revoke-key ID --slot primary|secondary [--config DIR/hub.yaml]
+       devstreams hub disable-device ID | enable-device ID | remove-device ID [--config DIR/hub.yaml]
+       devstreams hub token create NAME [--devices ID|GLOB,...] [--services NAME,...] [--config DIR/hub.yaml]
+       devstreams hub token list [--json] [--config DIR/hub.yaml]
+       devstreams hub token revoke NAME [--config DIR/hub.yaml]`;
+
+const DEVICE_COMMANDS = new Set(['rotate-key', 'revoke-key', 'disable-device', 'enable-device', 'remove-device']);
+
+export function isAdminCommand(sub: string | undefined): boolean {
+  return sub !== undefined && (DEVICE_COMMANDS.has(sub) || sub === 'token');
+}
+
+type Print = (text: string) => void;
+
+/**
+ * Runs one admin subcommand; resolves to the exit code. A usage problem prints one line on stderr
+ * and returns 2; a refused change throws its DevstreamsError/ConfigError (one line, non-zero).
+ */
+export function runAdminCommand(sub: string, args: string[], opts: { defaultConfig: string; out: Print; err?: Print }): number {
+  const err = opts.err ?? ((t: string) => void process.stderr.write(t));
+  const usage = (problem: string): number => {
+    err(`devstreams: hub: ${problem} (see devstreams hub --help)\n`);
+    return 2;
+  };
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        config: { type: 'string', short: 'c' },
+        slot: { type: 'string' },
+        devices: { type: 'string' },
+        services: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: true,
+    });
+  } catch (e) {
+    return usage(((e as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional.*$/, ''));
+  }
+  const { values, positionals } = parsed;
+  const configFile = values.config ?? opts.defaultConfig;
+
+  if (sub === 'token') {
+    const [action, ...names] = positionals;
+    if (action === 'list') {
+      if (names.length > 0) return usage('token list takes no arguments');
+      const tokens = listTokens({ configFile });
+      if (values.json) opts.out(`${JSON.stringify({ tokens }, null, 2)}\n`);
+      else {
+        const rows = tokens.map((t) => `${t.name}\tdevices=${t.devices.join(',')}\tservices=${t.services.join(',')}\t${t.source === 'tokens' ? t.createdAt : '(hub.yaml)'}`);
+        opts.out(`${['NAME\tDEVICES\tSERVICES\tCREATED', ...rows].join('\n')}\n`);
+      }
+      return 0;
+    }
+    if (action !== 'create' && action !== 'revoke') return usage('token takes create NAME, list or revoke NAME');
+    if (names.length !== 1) return usage(`token ${action} takes exactly one NAME`);
+    if (action === 'revoke') {
+      const r = revokeToken({ configFile, name: names[0]! });
+      opts.out(`token ${names[0]} revoked (${r.file}); calls with it now get 401\n`);
+      return 0;
+    }
+    const r = createToken({
+      configFile,
+      name: names[0]!,
+      ...(values.devices !== undefined ? { devices: values.devices } : {}),
+      ...(values.services !== undefined ? { services: values.services } : {}),
+    });
+    // The token alone on stdout (TOKEN=$(devstreams hub token create …) works); the rest on stderr.
+    err(
+      `token ${r.summary.name} created (devices ${r.summary.devices.join(',')}; services ${r.summary.services.join(',')}); ` +
+        `stored hashed in ${r.file}. This is the only time it is shown.\n`,
+    );
+    opts.out(`${r.token}\n`);
+    return 0;
+  }
+
+  if (positionals.length !== 1) return usage(`${sub} takes exactly one device ID`);
+  const deviceId = positionals[0]!;
+  if (sub === 'rotate-key') {
+    const r = rotateKey({ configFile, deviceId, slot: parseSlot(values.slot, 'secondary') });
+    opts.out(
+      [
+        `new ${r.slot} key for ${deviceId} written to ${r.keyFile} (0600); the other slot's key still works`,
+        `Copy it to the device's key file and restart its agent; then retire the old key with:`,
+        `  devstreams hub revoke-key ${deviceId} --slot ${r.slot === 'primary' ? 'secondary' : 'primary'} --config ${configFile}`,
+        '',
+      ].join('\n'),
+    );
+    return 0;
+  }
+  if (sub === 'revoke-key') {
+    if (values.slot === undefined) return usage('revoke-key needs --slot primary|secondary');
+    const r = revokeKey({ configFile, deviceId, slot: parseSlot(values.slot, 'primary') });
+    opts.out(`${r.slot} key of ${deviceId} revoked; a connection that used it was disconnected\n`);
+    return 0;
+  }
+  if (sub === 'disable-device' || sub === 'enable-device') {
+    setDeviceDisabled({ configFile, deviceId, disabled: sub === 'disable-device' });
+    opts.out(sub === 'disable-device' ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
+    return 0;
+  }
+  const r = removeDevice({ configFile, deviceId });
+  opts.out(`device ${deviceId} removed${r.removedFiles!.length ? ` (deleted ${r.removedFiles!.join(', ')})` : ''}\n`);
+  return 0;
+}

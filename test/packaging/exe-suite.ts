@@ -1,0 +1,106 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, CliProcess } from '../helpers/proc.js';
+import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
+import { Stack } from '../helpers/stack.js';
+import { CANNOT_RUN, canBuild, command, ensureBinaries, NODE_VERSION, PKG_VERSION, run, runnerFor, type Arch } from './binaries.js';
+
+/**
+ * One single executable, run for real: natively, or under qemu-aarch64-static for arm64 on an x64
+ * host. The hub is this checkout's (dist/devstreams.mjs on the host's Node); the agent is the
+ * executable. Under qemu everything is slow (seconds to start), hence the long bounds.
+ */
+
+const MB20 = 20 * 1024 * 1024;
+const SLOW = 240_000;
+
+export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'executable' }): void {
+  const runner = runnerFor(arch);
+  const skip = !runner || !canBuild;
+  if (skip) console.warn(`test/packaging: ${arch} executable tests skipped: ${!canBuild ? 'binutils-aarch64-linux-gnu / binutils-x86-64-linux-gnu missing' : CANNOT_RUN}`);
+
+  describe.skipIf(skip)(`the ${arch} single executable${runner?.length ? ' under qemu' : ''}`, () => {
+    let exe: string[];
+    const tmp = mkdtempSync(join(tmpdir(), `devstreams-exe-${arch}-`));
+
+    beforeAll(async () => {
+      await ensureBinaries();
+      exe = command(arch);
+    }, 10 * 60_000);
+    afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+    it('--version prints the package version and the Node version inside, and nothing else', async () => {
+      const r = await run([...exe, '--version']);
+      expect({ code: r.code, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+        code: 0,
+        stdout: `devstreams ${PKG_VERSION} (node v${NODE_VERSION})\n`,
+        stderr: '',
+      });
+    }, SLOW);
+
+    it('a bad agent config: one line naming the file and the field, exit 2', async () => {
+      const file = join(tmp, 'bad.yaml');
+      writeFileSync(file, 'hub:\n  url: wss://localhost/mqtt\n  deviceId: pi-1\n  key: abcdefghijklmnopqrstuvwxyz\nallow:\n  - { name: ssh, port: 70000 }\n');
+      const r = await run([...exe, 'agent', '--config', file]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^devstreams: ${file}: allow\\.0\\.port: [^\\n]+\\n$`));
+      expect(r.stdout.length).toBe(0);
+    }, SLOW);
+
+    describe.skipIf(!haveSshd)('a whole stream: agent = the executable, ssh through it', () => {
+      const stack = new Stack();
+      let sshd: Sshd;
+      let agent: CliProcess;
+      const id = `pi-${arch}`;
+      // ProxyCommand: the service side from this checkout, or the executable's own `connect`.
+      const connect = (): string => (opts.serviceSide === 'executable' ? exe.join(' ') : `${process.execPath} ${CLI}`) + ' connect %h ssh';
+      const ssh = (remote: string, input: Buffer | string, timeoutMs: number) =>
+        run(['ssh', ...sshd.sshArgs(id), '-o', `ProxyCommand=${connect()}`, `${sshd.user}@${id}`, remote], { input, env: stack.env, timeoutMs });
+
+      beforeAll(async () => {
+        await ensureBinaries();
+        sshd = await startSshd();
+        await stack.start([{ id, allow: [`ssh=${sshd.port}`, 'echo'], start: false }]);
+        agent = new CliProcess(['agent', '--config', stack.agentConfig(id)], {}, command(arch));
+        stack.agents.set(id, agent);
+        await agent.waitForLog('agent connected', {}, SLOW);
+        await stack.waitForDevice(id, true, 60_000);
+      }, 10 * 60_000);
+      afterAll(async () => {
+        await stack.stop();
+        await sshd?.stop();
+      });
+
+      it('the agent starts without warnings (no native addon, no optional-module messages)', () => {
+        const notJson = agent.lines.filter((l) => !l.startsWith('{'));
+        expect(notJson).toEqual([]);
+        expect(agent.lines.join('\n')).not.toMatch(/warn|bufferutil|utf-8-validate|ExperimentalWarning/i);
+      });
+
+      it('runs a command over ssh through the stream', async () => {
+        const r = await ssh('echo hello-from-$(uname -s)', '', SLOW);
+        expect({ code: r.code, stdout: r.stdout.toString() }).toEqual({ code: 0, stdout: 'hello-from-Linux\n' });
+      }, SLOW);
+
+      it('carries 20 MB each way in one ssh session, checked by SHA-256', async () => {
+        const up = randomBytes(MB20);
+        const down = join(tmp, 'down.bin');
+        const downBytes = randomBytes(MB20);
+        writeFileSync(down, downBytes);
+        // Upload: the device hashes what arrived; download: the device sends a file back.
+        const r = await ssh(`sha256sum >&2; cat ${down}`, up, SLOW);
+        expect(r.code, r.stderr).toBe(0);
+        expect(r.stderr.split(' ')[0]).toBe(sha256(up));
+        expect(r.stdout.length).toBe(MB20);
+        expect(sha256(r.stdout)).toBe(sha256(downBytes));
+      }, SLOW);
+    });
+  });
+}
+
+function sha256(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
