@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, DevstreamsError, hashSecret, isDeviceId, newSecret } from '../protocol/index.js';
+import { ConfigError, DevstreamsError, isDeviceId, newSecret } from '../protocol/index.js';
 import { agentConfigYaml, mqttUrlOf, parseAllowFlag, type AllowEntry } from './agent-config.js';
 import { loadHubConfig, parseHostPort, publicUrlOf } from './config.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
-import { readRegistryFile, writeRegistryFile } from './registry.js';
+import { newRegistryEntry, readRegistryFile, writeRegistryFile } from './registry.js';
 
 /**
  * `devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]`:
- * registers a device (key digest in the registry) and writes the three files to copy to it:
+ * registers a device (the signing key derived from its key in the registry's primary slot) and writes the three files to copy to it:
  * DIR/devices/ID.yaml (agent config), DIR/devices/ID.key and DIR/devices/ca.pem.
  */
 
@@ -81,7 +81,7 @@ export function addDevice(opts: AddDeviceOptions): AddDeviceResult {
   if (Object.hasOwn(latest.devices, deviceId)) {
     throw new DevstreamsError('BAD_REQUEST', `device "${deviceId}" is already registered in ${config.registry}`);
   }
-  latest.devices[deviceId] = { keySha256: hashSecret(key), createdAt: new Date().toISOString() };
+  latest.devices[deviceId] = newRegistryEntry(key);
   writeRegistryFile(config.registry, latest);
 
   return { deviceId, agentConfigFile, keyFile, ...(caFile ? { caFile } : {}) };

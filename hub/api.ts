@@ -7,15 +7,15 @@ import {
   bearerToken,
   describeIssues,
   isDeviceId,
-  secretMatches,
   type DeviceInfo,
   type Logger,
   type StreamRecord,
 } from '../protocol/index.js';
-import type { HubConfig } from './config.js';
 import type { DevicePresence } from './device-presence.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
+import { callerMayReachDevice, callerMayUseService, type Caller, type ServiceTokens } from './service-tokens.js';
+import type { ObserveRoutes } from './observe-routes.js';
 import type { StreamLog } from './stream-log.js';
 import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
@@ -25,32 +25,37 @@ import type { StreamRequests } from './stream-requests.js';
  * with the protocol header; every error is `{error: {code, status, reason}}`.
  */
 export class Api {
-  private readonly serviceTokens: HubConfig['serviceTokens'];
+  private readonly tokens: ServiceTokens;
   private readonly registry: DeviceRegistry;
   private readonly presence: DevicePresence;
   private readonly streams: StreamRequests;
   private readonly streamLog: StreamLog;
+  private readonly observe: ObserveRoutes | undefined;
   private readonly log: Logger;
   private readonly limits: StreamLimits | undefined;
   private readonly onAuthenticated: ((req: IncomingMessage) => void) | undefined;
 
   constructor(opts: {
-    serviceTokens: HubConfig['serviceTokens'];
+    /** The service tokens and their scopes (hub/service-tokens.ts). */
+    tokens: ServiceTokens;
     registry: DeviceRegistry;
     presence: DevicePresence;
     streams: StreamRequests;
     streamLog: StreamLog;
+    /** Health, metrics and the fleet's read-only routes. */
+    observe?: ObserveRoutes;
     log: Logger;
     /** Per-token stream request rate (429 LIMIT_EXCEEDED). */
     limits?: StreamLimits;
     /** Called for each request whose service token is valid (its connection has authenticated). */
     onAuthenticated?: (req: IncomingMessage) => void;
   }) {
-    this.serviceTokens = opts.serviceTokens;
+    this.tokens = opts.tokens;
     this.registry = opts.registry;
     this.presence = opts.presence;
     this.streams = opts.streams;
     this.streamLog = opts.streamLog;
+    this.observe = opts.observe;
     this.log = opts.log.child({ component: 'api' });
     this.limits = opts.limits;
     this.onAuthenticated = opts.onAuthenticated;
@@ -75,8 +80,11 @@ export class Api {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const method = req.method ?? 'GET';
     const path = pathOf(req);
-    const caller = this.authenticate(req);
-    if (!caller) {
+    if (this.observe?.handleOpen(req, res, path)) return;
+    const scope = this.authenticate(req);
+    const caller = scope?.name;
+    if (!scope || !caller) {
+      this.observe?.authFailure('api');
       this.log.warn({ method, path }, 'api call without a valid service token');
       return sendError(res, 'UNAUTHORIZED', 'a valid service token is required (Authorization: Bearer <token>)');
     }
@@ -87,20 +95,21 @@ export class Api {
     const open = OPEN_STREAM_PATH_PATTERN.exec(path);
     if (open && method === 'POST') {
       this.limits?.admitToken(caller);
-      return this.openStream(req, res, open[1]!, log);
+      return this.openStream(req, res, open[1]!, log, scope);
     }
     if (path === apiPaths.devices && method === 'GET') {
-      const devices: DeviceInfo[] = this.registry.ids().map((id) => this.presence.info(id));
+      const devices: DeviceInfo[] = this.registry.ids().filter((id) => callerMayReachDevice(scope, id)).map((id) => this.presence.info(id));
       return sendJson(res, 200, { devices });
     }
-    if (path === apiPaths.streams && method === 'GET') {
+    if (path === apiPaths.streams && method === 'GET' && !this.observe) {
       const streams: StreamRecord[] = this.streamLog.list();
       return sendJson(res, 200, { streams });
     }
+    if (this.observe?.handle(req, res, path, method, (id) => callerMayReachDevice(scope, id))) return;
     sendError(res, 'NOT_FOUND', `no such API route: ${method} ${path.slice(0, 200)}`);
   }
 
-  private async openStream(req: IncomingMessage, res: ServerResponse, rawId: string, log: Logger): Promise<void> {
+  private async openStream(req: IncomingMessage, res: ServerResponse, rawId: string, log: Logger, caller: Caller): Promise<void> {
     let deviceId: string;
     try {
       deviceId = decodeURIComponent(rawId);
@@ -111,18 +120,24 @@ export class Api {
     const body = OpenStreamBodySchema.safeParse(json);
     if (!body.success) throw new DevstreamsError('BAD_REQUEST', `invalid request body: ${describeIssues(body.error)}`);
     if (!isDeviceId(deviceId)) throw new DevstreamsError('BAD_REQUEST', `"${deviceId.slice(0, 80)}" is not a device id`);
-    const result = await this.streams.open(deviceId, body.data);
+    // Scope first, before the registry or the device is consulted: a token learns nothing of devices it may not reach.
+    if (!callerMayReachDevice(caller, deviceId)) {
+      log.warn({ device: deviceId }, 'stream refused: device outside the token scope');
+      throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not reach device "${deviceId}"`);
+    }
+    if (!callerMayUseService(caller, body.data.service)) {
+      log.warn({ device: deviceId, service: body.data.service }, 'stream refused: service outside the token scope');
+      throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not use service "${body.data.service}"`);
+    }
+    const result = await this.streams.open(deviceId, body.data, caller.name);
     log.debug({ stream: result.streamId, device: deviceId }, 'stream handed to the service');
     sendJson(res, 201, result);
   }
 
-  /** The name of the service token presented, or null. Every configured digest is checked in constant time. */
-  private authenticate(req: IncomingMessage): string | null {
+  /** The service token presented (name and scope), or null. Every stored digest is checked in constant time. */
+  private authenticate(req: IncomingMessage): Caller | null {
     const token = bearerToken(req.headers.authorization);
-    if (!token) return null;
-    let name: string | null = null;
-    for (const t of this.serviceTokens) if (secretMatches(token, t.sha256) && name === null) name = t.name;
-    return name;
+    return token ? this.tokens.authenticate(token) : null;
   }
 }
 

@@ -1,12 +1,25 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client, type PublishPacket, type Subscription } from 'aedes';
-import { LIMITS, isDeviceId, parseTopic, secretMatches, topics, type Logger } from '../protocol/index.js';
-import type { DeviceRegistry } from './registry.js';
+import {
+  LIMITS,
+  isDeviceId,
+  looksLikeDeviceToken,
+  parseTopic,
+  staticKeySlot,
+  topics,
+  verifyDeviceToken,
+  type Logger,
+} from '../protocol/index.js';
+import type { HubConfig } from './config.js';
+import { KEY_SLOTS, signingKeysOf, type DeviceRegistry, type KeySlot } from './registry.js';
 
 /**
- * The embedded MQTT broker (Aedes). Devices authenticate with username = device id, password = the
- * device key (checked against the registry's digest), client id = device id. Each device may publish
+ * The embedded MQTT broker (Aedes). Devices authenticate with username = device id, password = a
+ * device token (protocol/device-token.ts) or, unless the config forbids it, the device key itself;
+ * both are checked against the signing keys of the device's key slots; client id = device id.
+ * A disabled device is refused; when the registry changes, a connected device that was disabled,
+ * removed, or whose proven key slot changed is disconnected at once. Each device may publish
  * only its own `status` and `streams/response[/node]`, and subscribe only to its own
  * `streams/request`, without wildcards (ARCHITECTURE: MQTT control channel).
  */
@@ -14,23 +27,37 @@ import type { DeviceRegistry } from './registry.js';
 // MQTT 3.1.1 CONNACK return codes (aedes' AuthErrorCode is a const enum, unusable with isolatedModules).
 const IDENTIFIER_REJECTED = 2;
 const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+/** What a client proved at CONNECT: its device and the key (slot and signing key) it used. */
+interface Session {
+  device: string;
+  slot: KeySlot;
+  sasKey: string;
+}
 
 export type DeviceConnectionListener = (deviceId: string) => void;
 
 export class Broker {
   private readonly registry: DeviceRegistry;
+  private readonly deviceAuth: HubConfig['deviceAuth'];
   private readonly log: Logger;
   private instance: Aedes | null = null;
   private stopped: Promise<void> | null = null;
   /** The device id each authenticated client proved. */
   private readonly deviceOf = new WeakMap<Client, string>();
+  /** Every authenticated client still connected, with the key it proved. */
+  private readonly sessions = new Map<Client, Session>();
   /** The live client of each device (a new connection with the same id replaces the old one). */
   private readonly current = new Map<string, Client>();
   private readonly disconnectListeners: DeviceConnectionListener[] = [];
+  private readonly authFailureListeners: (() => void)[] = [];
 
-  constructor(opts: { registry: DeviceRegistry; log: Logger }) {
+  constructor(opts: { registry: DeviceRegistry; deviceAuth?: HubConfig['deviceAuth']; log: Logger }) {
     this.registry = opts.registry;
+    this.deviceAuth = opts.deviceAuth ?? { allowStaticKeys: true, maxTokenTtlSeconds: 86_400 };
     this.log = opts.log.child({ component: 'broker' });
+    this.registry.onChange(() => this.recheckSessions());
   }
 
   async start(): Promise<void> {
@@ -51,6 +78,7 @@ export class Broker {
       this.log.info({ device }, 'device connected');
     });
     aedes.on('clientDisconnect', (client) => {
+      this.sessions.delete(client);
       const device = this.deviceOf.get(client);
       if (!device || this.current.get(device) !== client) return;
       this.current.delete(device);
@@ -117,10 +145,44 @@ export class Broker {
       return refuse(BAD_USERNAME_OR_PASSWORD, 'registry unavailable', username);
     }
     if (!entry) return refuse(BAD_USERNAME_OR_PASSWORD, 'unknown device', username);
-    if (!secretMatches(password, entry.keySha256)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key', username);
+    const keys = signingKeysOf(entry);
+    let slot: number;
+    const text = password.length <= 512 ? password.toString('utf8') : '';
+    if (looksLikeDeviceToken(text)) {
+      const check = verifyDeviceToken(text, username, keys, {
+        nowMs: Date.now(),
+        maxTtlSec: this.deviceAuth.maxTokenTtlSeconds,
+      });
+      if (!check.ok) return refuse(BAD_USERNAME_OR_PASSWORD, `device token refused: ${check.why}`, username);
+      slot = check.slot;
+    } else {
+      if (!this.deviceAuth.allowStaticKeys) {
+        return refuse(BAD_USERNAME_OR_PASSWORD, 'static device keys are not accepted (deviceAuth.allowStaticKeys: false)', username);
+      }
+      slot = staticKeySlot(password, keys);
+      if (slot < 0) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key', username);
+    }
+    // Checked after the credential, so a disabled device's state is only told to its key holder's logs.
+    if (entry.disabled) return refuse(NOT_AUTHORIZED, 'device is disabled', username);
     if (client.id !== username) return refuse(IDENTIFIER_REJECTED, 'client id must equal the device id', username);
     this.deviceOf.set(client, username);
+    this.sessions.set(client, { device: username, slot: KEY_SLOTS[slot]!, sasKey: keys[slot]! });
     done(null, true);
+  }
+
+  /** After a registry change: disconnect every device that was disabled, removed, or whose proven key changed. */
+  private recheckSessions(): void {
+    for (const [client, s] of this.sessions) {
+      const entry = this.registry.get(s.device);
+      let why: string | null = null;
+      if (!entry) why = 'device removed';
+      else if (entry.disabled) why = 'device disabled';
+      else if (entry.keys[s.slot]?.sasKey !== s.sasKey) why = `its ${s.slot} key was replaced or revoked`;
+      if (!why) continue;
+      this.sessions.delete(client);
+      this.log.warn({ device: s.device, why }, 'device disconnected by the hub');
+      client.close();
+    }
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, done: (error?: Error | null) => void): void {

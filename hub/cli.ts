@@ -4,13 +4,15 @@ import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
+import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { loadHubConfig } from './config.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 
 const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
-       devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]`;
+       devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]
+${ADMIN_USAGE}`;
 
 const DEFAULT_CONFIG = join(DEFAULT_HUB_DIR, 'hub.yaml');
 
@@ -42,6 +44,7 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
   try {
     if (sub === 'init') return runInit(rest, out);
     if (sub === 'add-device') return runAddDevice(rest, out);
+    if (isAdminCommand(sub)) return runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {

@@ -68,6 +68,9 @@ export const HubConfigSchema = z.strictObject({
   /** Optional MQTT over TLS on a second port (for agents using mqtts://). */
   mqtts: z.strictObject({ listen: HostPortSchema }).optional(),
   registry: z.string().min(1).default('registry.json'),
+  /** Named, scoped service tokens (hub/service-tokens.ts); managed with `devstreams hub token …`. */
+  tokens: z.string().min(1).default('tokens.json'),
+  /** Legacy: tokens with full scope, digests only. Prefer the tokens file (`hub token create`). */
   serviceTokens: z
     .array(
       z.strictObject({
@@ -75,7 +78,16 @@ export const HubConfigSchema = z.strictObject({
         sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)'),
       }),
     )
-    .min(1, 'at least one service token is required'),
+    .default([]),
+  /** How devices may prove their identity at MQTT CONNECT (docs/ARCHITECTURE.md, device tokens). */
+  deviceAuth: z
+    .strictObject({
+      /** Accept a device's static key as the MQTT password (agents with `auth: key`); tokens are always accepted. */
+      allowStaticKeys: z.boolean().default(true),
+      /** How far ahead a device token's expiry may lie; longer-lived tokens are refused. */
+      maxTokenTtlSeconds: z.number().int().min(60).max(7 * 86_400).default(86_400),
+    })
+    .prefault({}),
   handshake: z
     .strictObject({
       defaultTimeoutMs: timeoutMs.default(60_000),
@@ -87,6 +99,26 @@ export const HubConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+  /** Stream WebSockets: a ping every pingIntervalMs; a leg silent for a whole interval is dropped (0: off). */
+  relay: z.strictObject({ pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000) }).prefault({}),
+  /** Stream history: an embedded SQLite file, retention by age and count (docs/ARCHITECTURE.md, stream history). */
+  history: z
+    .strictObject({
+      file: z.string().min(1).max(4096).default('history.sqlite'),
+      maxAgeDays: z.number().int().min(1).max(3650).default(30),
+      maxRecords: z.number().int().min(100).max(100_000).default(10_000),
+    })
+    .prefault({}),
+  /** Tokens (SHA-256 digests) that may read /metrics besides the service tokens; for Prometheus. */
+  metricsTokens: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).max(64),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)'),
+      }),
+    )
+    .max(64)
+    .default([]),
   /** Resource limits against hostile or runaway clients (README "Limits"). */
   limits: HubLimitsSchema.prefault({}),
 });
@@ -122,8 +154,12 @@ export function loadHubConfig(file: string, overrides: { listen?: string } = {})
     tls: { cert: resolve(dir, raw.tls.cert), key: resolve(dir, raw.tls.key) },
     ...(raw.ca !== undefined ? { ca: resolve(dir, raw.ca) } : {}),
     registry: resolve(dir, raw.registry),
+    tokens: resolve(dir, raw.tokens),
     serviceTokens: raw.serviceTokens.map((t) => ({ ...t })),
     handshake: { ...raw.handshake },
+    history: { ...raw.history, file: resolve(dir, raw.history.file) },
+    metricsTokens: raw.metricsTokens.map((t) => ({ ...t })),
+    deviceAuth: { ...raw.deviceAuth },
     log: { ...raw.log },
     limits: { ...raw.limits },
     ...(raw.mqtts ? { mqtts: { ...raw.mqtts } } : {}),

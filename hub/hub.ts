@@ -1,12 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { createLogger, type Logger } from '../protocol/index.js';
+import { createLogger, secretMatches, type Logger } from '../protocol/index.js';
 import { AedesControlBus } from './aedes-control-bus.js';
 import { Api } from './api.js';
 import { Broker } from './broker.js';
 import type { HubConfig } from './config.js';
 import type { ControlBus } from './control-bus.js';
 import { DevicePresence } from './device-presence.js';
+import { hubEndpoints } from './endpoints.js';
+import { Health } from './health.js';
+import { HistoryStore } from './history-store.js';
+import { HubMetrics } from './metrics.js';
+import { ObserveRoutes } from './observe-routes.js';
 import { DeviceRegistry } from './registry.js';
+import { ServiceTokens } from './service-tokens.js';
 import { Relay } from './relay.js';
 import { HubServer } from './server.js';
 import { StreamLog } from './stream-log.js';
@@ -36,10 +42,14 @@ export class Hub {
   readonly log: Logger;
   readonly nodeId: string;
   readonly registry: DeviceRegistry;
+  readonly tokens: ServiceTokens;
   readonly broker: Broker;
   readonly bus: ControlBus;
   readonly presence: DevicePresence;
   readonly streamLog: StreamLog;
+  readonly history: HistoryStore;
+  readonly metrics: HubMetrics;
+  readonly health: Health;
   readonly relay: Relay;
   readonly streams: StreamRequests;
   readonly api: Api;
@@ -54,11 +64,29 @@ export class Hub {
     this.nodeId = opts.nodeId ?? `hub-${randomBytes(6).toString('hex')}`;
     const log = this.log;
     this.registry = new DeviceRegistry({ file: config.registry, log });
-    this.broker = new Broker({ registry: this.registry, log });
+    this.broker = new Broker({ registry: this.registry, deviceAuth: config.deviceAuth, log });
     this.bus = new AedesControlBus({ broker: this.broker, log });
     this.presence = new DevicePresence({ bus: this.bus, log, disconnects: this.broker });
-    this.streamLog = new StreamLog({ log: log.child({ component: 'streams' }) });
-    this.relay = new Relay({ log, streamLog: this.streamLog });
+    this.history = new HistoryStore({
+      file: config.history.file,
+      maxAgeMs: config.history.maxAgeDays * 86_400_000,
+      maxRecords: config.history.maxRecords,
+      log,
+    });
+    this.streamLog = new StreamLog({ log: log.child({ component: 'streams' }), store: this.history });
+    this.metrics = new HubMetrics({ devicesOnline: () => this.presence.onlineCount(), streamsOpen: () => this.relay.activeCount() });
+    this.streamLog.onRecord((r) => this.metrics.streamEnded(r));
+    this.broker.onAuthFailure(() => this.metrics.authFailure('mqtt'));
+    this.health = new Health({ bus: this.bus, store: this.history, nodeId: this.nodeId, log });
+    this.relay = new Relay({
+      log,
+      streamLog: this.streamLog,
+      pingIntervalMs: config.relay.pingIntervalMs,
+      events: {
+        paired: (setupMs) => this.metrics.streamPaired(setupMs),
+        refused: (code) => (code === 'UNAUTHORIZED' || code === 'TOKEN_USED') && this.metrics.authFailure('relay'),
+      },
+    });
     const limits = new StreamLimits({ limits: config.limits, counts: this.relay });
     this.streams = new StreamRequests({
       bus: this.bus,
@@ -72,18 +100,29 @@ export class Hub {
       nodeId: this.nodeId,
       limits,
     });
+    this.tokens = new ServiceTokens({ file: config.tokens, legacy: config.serviceTokens, log });
     this.api = new Api({
-      serviceTokens: config.serviceTokens,
+      tokens: this.tokens,
       registry: this.registry,
       presence: this.presence,
       streams: this.streams,
       streamLog: this.streamLog,
+      observe: new ObserveRoutes({
+        registry: this.registry,
+        presence: this.presence,
+        streamLog: this.streamLog,
+        health: this.health,
+        metrics: this.metrics,
+        mayReadMetrics: (t) =>
+          this.tokens.authenticate(t) !== null || config.metricsTokens.some((m) => secretMatches(t, m.sha256)),
+        endpoints: () => hubEndpoints(this.server.publicUrl, config.mqtts ? this.server.mqttsPort : null),
+      }),
       log,
       limits,
       onAuthenticated: (req) => this.server.authenticated(req.socket),
     });
     this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
-    this.components = [this.registry, this.broker, this.presence, this.streams, this.relay, this.api, this.server];
+    this.components = [this.registry, this.tokens, this.history, this.broker, this.presence, this.streams, this.relay, this.api, this.server];
   }
 
   /** The public https URL, with the real port once started. */

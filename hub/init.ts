@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, hashSecret, newSecret } from '../protocol/index.js';
+import { ConfigError, newSecret } from '../protocol/index.js';
 import { parseHostPort, publicUrlOf } from './config.js';
 import { createDevCa } from './dev-ca.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
 import { emptyRegistry, writeRegistryFile } from './registry.js';
+import { newTokenEntry, writeTokensFile } from './service-tokens.js';
 
 /**
  * `devstreams hub init [--dir DIR] [--listen HOST:PORT]`: a ready-to-run hub folder with a
@@ -29,7 +30,7 @@ export interface InitResult {
 export const DEFAULT_HUB_DIR = '.devstreams';
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
-export function hubYaml(opts: { listen: string; tokenDigest: string }): string {
+export function hubYaml(opts: { listen: string }): string {
   return `# devstreams hub configuration, written by \`devstreams hub init\`.
 # Relative paths resolve against this file's folder. Unknown keys are errors.
 listen: ${opts.listen}
@@ -41,10 +42,13 @@ tls:
 # The development CA; \`hub add-device\` copies it into each device's folder.
 ca: tls/ca.crt
 registry: registry.json
-serviceTokens:
-  # Only the SHA-256 of each token is kept here; the first token is in service.token.
-  - name: default
-    sha256: ${opts.tokenDigest}
+# Service tokens (names, scopes, SHA-256 digests; never the tokens): \`devstreams hub token create|list|revoke\`.
+# The first one, "default" (all devices, all services), is in service.token.
+tokens: tokens.json
+# How devices prove who they are (device tokens are always accepted):
+# deviceAuth:
+#   allowStaticKeys: true        # false: refuse agents that send their key itself (auth: key)
+#   maxTokenTtlSeconds: 86400
 handshake:
   defaultTimeoutMs: 60000
   maxTimeoutMs: 300000
@@ -79,11 +83,14 @@ export function initHub(opts: InitOptions): InitResult {
   const tokenFile = join(dir, 'service.token');
   writeFileAtomic(tokenFile, token, SECRET_MODE); // no newline: the file is the token, byte for byte
 
+  const tokensFile = join(dir, 'tokens.json');
+  writeTokensFile(tokensFile, { tokens: { default: newTokenEntry(token, { devices: ['*'], services: ['*'] }) } });
+
   const registryFile = join(dir, 'registry.json');
   if (!existsSync(registryFile)) writeRegistryFile(registryFile, emptyRegistry());
 
   // Last, so a failure above leaves no hub.yaml and init can simply be run again.
-  writeFileAtomic(configFile, hubYaml({ listen, tokenDigest: hashSecret(token) }), SECRET_MODE);
+  writeFileAtomic(configFile, hubYaml({ listen }), SECRET_MODE);
 
   const hubUrl = publicUrlOf({ listen }).origin;
   const exportLines = [

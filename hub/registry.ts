@@ -1,14 +1,29 @@
 import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, DeviceIdSchema, describeIssues, type Logger } from '../protocol/index.js';
+import { ConfigError, DeviceIdSchema, describeIssues, deviceSigningKey, type Logger } from '../protocol/index.js';
 import { SECRET_MODE, writeFileAtomic } from './files.js';
+import { WatchedFile } from './watched-file.js';
 
 /**
- * The device registry file (`registry.json`, mode 0600): each device id with the SHA-256 digest of
- * its key. The hub never holds a device key, only its digest.
+ * The device registry file (`registry.json`, mode 0600): each device id with the signing key of
+ * each of its key slots (`primary`, `secondary`; see protocol/device-token.ts) and whether it is
+ * disabled. The hub never holds a device key: the signing key is HMAC(key, label), from which the
+ * key cannot be recovered, yet which verifies both a device token and a static key.
  */
+export const KEY_SLOTS = ['primary', 'secondary'] as const;
+export type KeySlot = (typeof KEY_SLOTS)[number];
+
+export const KeySlotSchema = z.strictObject({
+  sasKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a signing key (43 base64url characters)'),
+  createdAt: z.string().datetime(),
+});
+export type KeySlotRecord = z.infer<typeof KeySlotSchema>;
+
 export const RegistryEntrySchema = z.strictObject({
-  keySha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
+  keys: z
+    .strictObject({ primary: KeySlotSchema.optional(), secondary: KeySlotSchema.optional() })
+    .refine((k) => k.primary !== undefined || k.secondary !== undefined, 'a device needs at least one key'),
+  disabled: z.boolean().default(false),
   createdAt: z.string().datetime(),
 });
 export type RegistryEntry = z.infer<typeof RegistryEntrySchema>;
@@ -17,6 +32,21 @@ export const RegistryFileSchema = z.strictObject({
   devices: z.record(DeviceIdSchema, RegistryEntrySchema),
 });
 export type RegistryFile = z.infer<typeof RegistryFileSchema>;
+
+/** The record of a fresh key for a slot: only its signing key is kept. */
+export function keySlotRecord(deviceKey: string): KeySlotRecord {
+  return { sasKey: deviceSigningKey(deviceKey), createdAt: new Date().toISOString() };
+}
+
+/** A new registry entry whose primary slot holds `deviceKey`'s signing key. */
+export function newRegistryEntry(deviceKey: string): RegistryEntry {
+  return { keys: { primary: keySlotRecord(deviceKey) }, disabled: false, createdAt: new Date().toISOString() };
+}
+
+/** The signing keys of an entry in slot order (primary, secondary); undefined for an empty slot. */
+export function signingKeysOf(entry: RegistryEntry): [string | undefined, string | undefined] {
+  return [entry.keys.primary?.sasKey, entry.keys.secondary?.sasKey];
+}
 
 const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
 
@@ -52,31 +82,42 @@ export function writeRegistryFile(file: string, registry: RegistryFile): void {
 }
 
 /**
- * The hub's view of the registry. It re-reads the file whenever its size, mtime or inode changes,
- * so `hub add-device` takes effect while the hub runs. A file that turns bad while the hub runs is
- * logged and the last good content is kept; at start a bad file is an error.
+ * The hub's view of the registry, re-read whenever the file changes (hub/watched-file.ts), so the
+ * `hub` device commands take effect while the hub runs. Listeners hear of every reload: the broker
+ * then disconnects devices that were disabled, removed or lost the key they proved.
  */
 export class DeviceRegistry {
   private readonly file: string;
   private readonly log: Logger;
-  private devices = new Map<string, RegistryEntry>();
-  private signature = '';
+  private readonly watched: WatchedFile<Map<string, RegistryEntry>>;
 
   constructor(opts: { file: string; log: Logger }) {
     this.file = opts.file;
     this.log = opts.log.child({ component: 'registry' });
+    this.watched = new WatchedFile({
+      file: this.file,
+      what: 'device registry',
+      read: (f) => new Map(Object.entries(readRegistryFile(f).devices)),
+      log: this.log,
+    });
   }
 
   async start(): Promise<void> {
-    this.load(true);
-    this.log.info({ file: this.file, devices: this.devices.size }, 'device registry loaded');
+    const devices = this.watched.start();
+    this.log.info({ file: this.file, devices: devices.size }, 'device registry loaded');
   }
 
-  async stop(): Promise<void> {}
+  async stop(): Promise<void> {
+    this.watched.stop();
+  }
+
+  /** Called after every reload of the file (not at start). */
+  onChange(listener: () => void): void {
+    this.watched.onChange(() => listener());
+  }
 
   get(deviceId: string): RegistryEntry | undefined {
-    this.refresh();
-    return this.devices.get(deviceId);
+    return this.watched.get().get(deviceId);
   }
 
   has(deviceId: string): boolean {
@@ -85,36 +126,6 @@ export class DeviceRegistry {
 
   /** Registered device ids, sorted. */
   ids(): string[] {
-    this.refresh();
-    return [...this.devices.keys()].sort();
-  }
-
-  private currentSignature(): string {
-    try {
-      const st = statSync(this.file);
-      return `${st.ino}:${st.size}:${st.mtimeMs}`;
-    } catch {
-      return 'missing';
-    }
-  }
-
-  private refresh(): void {
-    const signature = this.currentSignature();
-    if (signature === this.signature) return;
-    try {
-      this.load(false);
-      this.log.info({ devices: this.devices.size }, 'device registry reloaded');
-    } catch (err) {
-      this.signature = signature; // report a bad file once, not on every lookup
-      this.log.error({ err: (err as Error).message }, 'device registry changed but cannot be used; keeping the last good one');
-    }
-  }
-
-  private load(atStart: boolean): void {
-    const signature = this.currentSignature();
-    if (signature === 'missing' && atStart) this.log.warn({ file: this.file }, 'device registry file missing; no devices registered');
-    const data = readRegistryFile(this.file);
-    this.devices = new Map(Object.entries(data.devices));
-    this.signature = signature;
+    return [...this.watched.get().keys()].sort();
   }
 }

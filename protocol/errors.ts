@@ -7,6 +7,8 @@ export const ERRORS = {
   BAD_REQUEST: { http: 400, ws: 4400 },
   UNAUTHORIZED: { http: 401, ws: 4401 },
   SERVICE_DENIED: { http: 403, ws: 4403 },
+  /** The service token's scope does not cover that device or service (checked before the device is asked). */
+  FORBIDDEN: { http: 403, ws: 4403 },
   DEVICE_UNKNOWN: { http: 404, ws: 4404 },
   SERVICE_UNKNOWN: { http: 404, ws: 4404 },
   NOT_FOUND: { http: 404, ws: 4404 },

@@ -7,6 +7,8 @@ export * from './topics.js';
 export * from './messages.js';
 export * from './api.js';
 export * from './tokens.js';
+export * from './device-token.js';
+export * from './loopback.js';
 export * from './ws-duplex.js';
 export * from './ws-heartbeat.js';
 export * from './bridge.js';

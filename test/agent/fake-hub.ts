@@ -9,6 +9,8 @@ import {
   WsDuplex,
   apiPaths,
   bearerToken,
+  deviceSigningKey,
+  verifyDeviceToken,
   newSecret,
   newStreamId,
   topics,
@@ -42,7 +44,10 @@ export class FakeHub {
     this.broker = await Aedes.createBroker({
       authenticate: (client, username, password, done) => {
         const key = username !== undefined ? this.devices.get(username) : undefined;
-        if (key !== undefined && client.id === username && password?.toString() === key) return done(null, true);
+        const pw = password?.toString() ?? '';
+        // The agent sends a device token minted from its key (or, with auth: key, the key itself).
+        const proved = key !== undefined && (pw === key || verifyDeviceToken(pw, username!, [deviceSigningKey(key)], { nowMs: Date.now(), maxTtlSec: 86_400 }).ok);
+        if (proved && client.id === username) return done(null, true);
         const err = new Error('not authorized') as AuthenticateError;
         err.returnCode = 5;
         done(err, null);

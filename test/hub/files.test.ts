@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, DevstreamsError, hashSecret, parseConfigText, secretMatches } from '../../protocol/index.js';
+import { ConfigError, DevstreamsError, deviceSigningKey, parseConfigText, secretMatches } from '../../protocol/index.js';
 import { AgentConfigSchema } from '../../agent/config.js';
 import { addDevice } from '../../hub/add-device.js';
 import { parseAllowFlag } from '../../hub/agent-config.js';
@@ -10,6 +10,7 @@ import { loadHubConfig } from '../../hub/config.js';
 import { createDevCa } from '../../hub/dev-ca.js';
 import { initHub } from '../../hub/init.js';
 import { DeviceRegistry, readRegistryFile } from '../../hub/registry.js';
+import { readTokensFile } from '../../hub/service-tokens.js';
 import { captureLogger, tempDir } from './helpers.js';
 
 const mode = (f: string): number => statSync(f).mode & 0o777;
@@ -62,8 +63,8 @@ describe('hub config', () => {
     expectConfigError(() => loadHubConfig(file), file, 'listen', 'HOST:PORT');
     writeFileSync(file, `${base}publicUrl: http://x.example\n`);
     expectConfigError(() => loadHubConfig(file), file, 'publicUrl', 'https');
-    writeFileSync(file, `tls: {cert: a, key: b}\nserviceTokens: []\n`);
-    expectConfigError(() => loadHubConfig(file), file, 'serviceTokens', 'at least one');
+    writeFileSync(file, `${base}deviceAuth: {maxTokenTtlSeconds: 5}\n`);
+    expectConfigError(() => loadHubConfig(file), file, 'deviceAuth.maxTokenTtlSeconds');
     writeFileSync(file, `${base}handshake: {defaultTimeoutMs: 9000, maxTimeoutMs: 5000}\n`);
     expectConfigError(() => loadHubConfig(file), file, 'handshake.defaultTimeoutMs');
     writeFileSync(file, `${base}tls: {cert: a, key: b}\n`);
@@ -109,7 +110,9 @@ describe('hub init', () => {
     expect(readFileSync(f('hub.yaml'), 'utf8')).not.toContain(token);
     const { config } = loadHubConfig(f('hub.yaml'));
     expect(config.listen).toBe('127.0.0.1:9555');
-    expect(secretMatches(token, config.serviceTokens[0]!.sha256)).toBe(true);
+    expect(mode(f('tokens.json'))).toBe(0o600);
+    expect(readFileSync(f('tokens.json'), 'utf8')).not.toContain(token);
+    expect(secretMatches(token, readTokensFile(config.tokens).tokens.default!.sha256)).toBe(true);
     expect(config.ca).toBe(f('tls/ca.crt'));
     expect(readRegistryFile(config.registry)).toEqual({ devices: {} });
     // The export lines a service shell needs, without the token itself.
@@ -147,14 +150,15 @@ describe('hub add-device', () => {
     expect(mode(join(dir, 'devices/pi-kitchen.yaml'))).toBe(0o600);
     expect(readFileSync(join(dir, 'devices/ca.pem'), 'utf8')).toBe(readFileSync(join(dir, 'tls/ca.crt'), 'utf8'));
     const entry = readRegistryFile(join(dir, 'registry.json')).devices['pi-kitchen']!;
-    expect(entry.keySha256).toBe(hashSecret(key));
+    expect(entry.keys.primary!.sasKey).toBe(deviceSigningKey(key));
+    expect(JSON.stringify(entry)).not.toContain(key);
     expect(mode(join(dir, 'registry.json'))).toBe(0o600);
 
     const yaml = readFileSync(r.agentConfigFile, 'utf8');
     expect(yaml).not.toContain(key);
     expect(yaml).toMatch(/# - \{ name: ssh, port: 22 \}/);
     const agentConfig = parseConfigText(r.agentConfigFile, yaml, AgentConfigSchema);
-    expect(agentConfig.hub).toEqual({ url: 'wss://localhost:9556/mqtt', deviceId: 'pi-kitchen', keyFile: 'pi-kitchen.key', ca: 'ca.pem' });
+    expect(agentConfig.hub).toMatchObject({ url: 'wss://localhost:9556/mqtt', deviceId: 'pi-kitchen', keyFile: 'pi-kitchen.key', ca: 'ca.pem', auth: 'token' });
     expect(agentConfig.allow).toEqual([{ kind: 'builtin', name: 'echo', builtin: 'echo' }]);
     expect(agentConfig.limits.maxStreams).toBe(16);
   });
@@ -199,11 +203,11 @@ describe('device registry', () => {
     expect(registry.has('late')).toBe(false);
     addDevice({ configFile: join(dir, 'hub.yaml'), deviceId: 'late' });
     expect(registry.has('late')).toBe(true);
-    writeFileSync(file, '{"devices": {"x": {"keySha256": "nope"}}}');
+    writeFileSync(file, '{"devices": {"x": {"keys": {"primary": {"sasKey": "nope", "createdAt": "2024-01-01T00:00:00Z"}}, "createdAt": "2024-01-01T00:00:00Z"}}}');
     expect(registry.has('late')).toBe(true); // last good content kept
     expect(logs.text()).toContain('cannot be used');
     expect(() => readRegistryFile(file)).toThrow(ConfigError);
-    expectConfigError(() => readRegistryFile(file), file, 'devices.x.keySha256');
+    expectConfigError(() => readRegistryFile(file), file, 'devices.x.keys.primary.sasKey');
     writeFileSync(file, 'not json');
     await expect(new DeviceRegistry({ file, log: logs.log }).start()).rejects.toThrow(`${file}: the device registry is not valid JSON`);
   });

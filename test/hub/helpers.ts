@@ -9,7 +9,6 @@ import {
   PROTOCOL_VERSION,
   WS_SUBPROTOCOL,
   createLogger,
-  hashSecret,
   newSecret,
   topics,
   type Logger,
@@ -19,7 +18,7 @@ import {
 import { loadHubConfig, type HubConfig } from '../../hub/config.js';
 import { Hub } from '../../hub/hub.js';
 import { initHub } from '../../hub/init.js';
-import { readRegistryFile, writeRegistryFile } from '../../hub/registry.js';
+import { newRegistryEntry, readRegistryFile, writeRegistryFile } from '../../hub/registry.js';
 
 /** Collects a logger's JSON lines in memory. */
 export function captureLogger(): { log: Logger; lines: () => Record<string, unknown>[]; text: () => string } {
@@ -58,7 +57,7 @@ export interface TestHub {
 
 /** A hub made by `hub init` in a temp folder, listening on 127.0.0.1:0, logging into memory. */
 export async function startTestHub(
-  overrides: Partial<Pick<HubConfig, 'handshake' | 'mqtts' | 'limits' | 'serviceTokens'>> = {},
+  overrides: Partial<Pick<HubConfig, 'handshake' | 'mqtts' | 'limits' | 'serviceTokens' | 'deviceAuth'>> = {},
 ): Promise<TestHub> {
   const dir = tempDir();
   initHub({ dir, listen: '127.0.0.1:0' });
@@ -77,7 +76,7 @@ export async function startTestHub(
     addDevice(id: string): string {
       const key = newSecret();
       const reg = readRegistryFile(config.registry);
-      reg.devices[id] = { keySha256: hashSecret(key), createdAt: new Date().toISOString() };
+      reg.devices[id] = newRegistryEntry(key);
       writeRegistryFile(config.registry, reg);
       return key;
     },

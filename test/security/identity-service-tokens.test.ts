@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiPaths, type StreamRequest } from '../../protocol/index.js';
+import { globMatches } from '../../hub/service-tokens.js';
+import { createToken, listTokens, revokeToken } from '../../hub/token-admin.js';
+import { api, connectDevice, fakeAgent, startTestHub, until, type TestHub } from '../hub/helpers.js';
+
+/**
+ * Attacks with a valid but limited service token: reaching a device or a service outside its scope
+ * (403 FORBIDDEN before the device is asked: the agent receives nothing), probing which devices
+ * exist, and using a token after it was revoked.
+ */
+
+let t: TestHub;
+const devices: MqttClient[] = [];
+const seen = new Map<string, StreamRequest[]>();
+const configFile = (): string => join(t.dir, 'hub.yaml');
+
+beforeAll(async () => {
+  t = await startTestHub();
+  for (const id of ['plant-1', 'plant-2', 'office-1']) {
+    const c = await connectDevice(t, id, t.addDevice(id));
+    devices.push(c);
+    seen.set(id, await fakeAgent(c, id, () => ({ status: 200, code: 'OK', reason: 'ok' })));
+  }
+  await until(() => ['plant-1', 'plant-2', 'office-1'].every((d) => t.hub.presence.isOnline(d)), 5000, 'devices online');
+});
+afterAll(async () => {
+  await Promise.all(devices.map((c) => c.endAsync(true)));
+  await t?.stop();
+});
+
+describe('service token scopes', () => {
+  it('device globs: * and ? only, anchored', () => {
+    expect(globMatches('plant-*', 'plant-1')).toBe(true);
+    expect(globMatches('plant-?', 'plant-12')).toBe(false);
+    expect(globMatches('plant.1', 'plantx1')).toBe(false); // "." is literal
+    expect(globMatches('*', 'anything')).toBe(true);
+  });
+
+  it('403 FORBIDDEN for a device or service outside the scope, and the device never sees the request', async () => {
+    const { token } = createToken({ configFile: configFile(), name: 'plant-ssh', devices: 'plant-*', services: 'ssh' });
+    const before = [...seen.values()].reduce((n, s) => n + s.length, 0);
+    const office = await api(t, 'POST', apiPaths.openStream('office-1'), { token, body: { service: 'ssh' } });
+    expect(office.status).toBe(403);
+    expect(office.body.error.code).toBe('FORBIDDEN');
+    const web = await api(t, 'POST', apiPaths.openStream('plant-1'), { token, body: { service: 'web' } });
+    expect(web.status).toBe(403);
+    expect(web.body.error.code).toBe('FORBIDDEN');
+    // The scope matches the requested service string exactly: "22" is not "ssh".
+    expect((await api(t, 'POST', apiPaths.openStream('plant-1'), { token, body: { service: '22' } })).status).toBe(403);
+    // An unregistered id outside the scope is 403 too, not 404: the token learns nothing about it.
+    expect((await api(t, 'POST', apiPaths.openStream('secret-lab'), { token, body: { service: 'ssh' } })).body.error.code).toBe('FORBIDDEN');
+    expect([...seen.values()].reduce((n, s) => n + s.length, 0)).toBe(before);
+
+    const ok = await api(t, 'POST', apiPaths.openStream('plant-2'), { token, body: { service: 'ssh' } });
+    expect(ok.status).toBe(201);
+    expect(seen.get('plant-2')!.map((r) => r.service)).toEqual(['ssh']);
+  });
+
+  it('the device list shows only devices in scope', async () => {
+    const { token } = createToken({ configFile: configFile(), name: 'office', devices: 'office-*' });
+    const r = await api(t, 'GET', apiPaths.devices, { token });
+    expect(r.status).toBe(200);
+    expect(r.body.devices.map((d: { id: string }) => d.id)).toEqual(['office-1']);
+  });
+
+  it('a revoked token gets 401 at once; the file holds digests only; list shows no secrets', async () => {
+    const { token } = createToken({ configFile: configFile(), name: 'temp' });
+    expect((await api(t, 'GET', apiPaths.devices, { token })).status).toBe(200);
+    const stored = readFileSync(join(t.dir, 'tokens.json'), 'utf8');
+    expect(stored).not.toContain(token);
+    expect(JSON.stringify(listTokens({ configFile: configFile() }))).not.toContain(token);
+    expect(listTokens({ configFile: configFile() }).map((x) => x.name)).toEqual(['default', 'office', 'plant-ssh', 'temp']);
+    revokeToken({ configFile: configFile(), name: 'temp' });
+    const after = await api(t, 'GET', apiPaths.devices, { token });
+    expect(after.status).toBe(401);
+    expect(after.body.error.code).toBe('UNAUTHORIZED');
+    expect(t.logs.text()).not.toContain(token);
+  });
+
+  it('refuses duplicate names, bad names and bad scopes, changing nothing', () => {
+    const before = readFileSync(join(t.dir, 'tokens.json'), 'utf8');
+    expect(() => createToken({ configFile: configFile(), name: 'default' })).toThrow(/exists/);
+    expect(() => createToken({ configFile: configFile(), name: '../x' })).toThrow(/token name/);
+    expect(() => createToken({ configFile: configFile(), name: 'x', devices: 'a/b' })).toThrow(/--devices/);
+    expect(() => createToken({ configFile: configFile(), name: 'x', services: ',' })).toThrow(/--services/);
+    expect(() => revokeToken({ configFile: configFile(), name: 'nope' })).toThrow(/no token/);
+    expect(readFileSync(join(t.dir, 'tokens.json'), 'utf8')).toBe(before);
+  });
+});
