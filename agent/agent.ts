@@ -8,12 +8,19 @@ import { RelayDialer } from './relay-dialer.js';
 import { StreamRequestHandler } from './stream-request-handler.js';
 import { StreamTable } from './stream-table.js';
 import { TargetDialer } from './target-dialer.js';
+import { proxyAgent, proxyFor, redactProxy, type ProxyEnv } from './proxy.js';
+import { reloadProblems, type ReloadResult } from './reload.js';
+import { warnIfKeyFileExposed } from './key-file-check.js';
+import { AgentMetrics } from './metrics-registry.js';
+import { MetricsServer } from './metrics-server.js';
+import { StatusCollector } from './status-collector.js';
+import { StatusReporter } from './status-reporter.js';
 
 export interface AgentOptions {
   config: AgentConfig;
   log: Logger;
-  /** MQTT reconnect delay (default 2 s). */
-  reconnectPeriodMs?: number;
+  /** HTTPS_PROXY / NO_PROXY as read at start-up by the CLI (the config's hub.proxy wins). */
+  proxyEnv?: ProxyEnv;
 }
 
 /**
@@ -36,40 +43,79 @@ export class Agent extends EventEmitter {
     super();
     const { config } = opts;
     this.deviceId = config.hub.deviceId;
-    this.allow = config.allow;
+    this.config = config;
     this.log = opts.log.child({ deviceId: this.deviceId });
     // The configured CA is an extra trust anchor: it adds to the system's roots, never replaces them.
     const ca = config.hub.ca !== undefined ? [...rootCertificates, config.hub.ca] : undefined;
+    // One proxy decision for the hub's host: the control channel and the relay share it.
+    const hubUrl = new URL(config.hub.url);
+    const proxy = proxyFor(hubUrl, config.hub.proxy, opts.proxyEnv ?? {});
+    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy) : undefined;
+    if (proxy !== undefined) {
+      if (wsAgent) this.log.info({ proxy: redactProxy(proxy) }, 'hub connections go through an HTTP proxy');
+      else this.log.warn({ proxy: redactProxy(proxy) }, 'an mqtts:// control channel does not use the proxy (use a wss:// hub URL)');
+    }
+    this.targetDialer = new TargetDialer({ connectTimeoutMs: config.limits.connectTimeoutMs });
 
     this.table = new StreamTable({
       maxStreams: config.limits.maxStreams,
       onChange: () => this.channel.streamsChanged(),
+    });
+    this.metrics = new AgentMetrics({ openStreams: () => this.table.size });
+    const { listen, allowNonLoopback } = config.metrics;
+    this.metricsServer = listen ? new MetricsServer({ listen, allowNonLoopback, metrics: this.metrics, log: this.log }) : null;
+    this.status = new StatusReporter({
+      collector: new StatusCollector({ probeTimeoutMs: config.status.probeTimeoutMs, log: this.log }),
+      intervalMs: config.status.intervalSec * 1000,
+      publish: () => this.channel.streamsChanged(), // a throttled status publish
+      log: this.log,
     });
     this.handler = new StreamRequestHandler({
       deviceId: this.deviceId,
       hubHostname: new URL(config.hub.url).hostname,
       allowlist: new Allowlist(config.allow),
       table: this.table,
-      targetDialer: new TargetDialer({ connectTimeoutMs: config.limits.connectTimeoutMs }),
-      relayDialer: new RelayDialer(ca ? { ca } : {}),
-      respond: (topic, response) => this.channel.respond(topic, response),
+      targetDialer: this.targetDialer,
+      relayDialer: new RelayDialer({
+        ...(ca ? { ca } : {}),
+        pingIntervalMs: config.hub.pingIntervalMs,
+        ...(proxy !== undefined ? { agent: proxyAgent(proxy) } : {}),
+      }),
+      respond: (topic, response) => {
+        this.metrics.answered(response.code);
+        if (response.status >= 500) this.status.recordError(response.code, response.reason);
+        this.channel.respond(topic, response);
+      },
+      onSessionEnd: (r) => {
+        if (r) this.metrics.streamEnded(r.bytesAtoB, r.bytesBtoA);
+        else if (!this.stopping) this.status.recordError('RELAY_FAILED', 'an accepted stream ended before carrying data (relay unreachable or refused)');
+      },
       log: this.log,
     });
     this.channel = new ControlChannel({
       url: config.hub.url,
       deviceId: this.deviceId,
       key: config.hub.key,
+      auth: config.hub.auth,
+      tokenTtlSec: config.hub.tokenTtlSec,
       ...(ca ? { ca } : {}),
       log: this.log,
       onRequest: (payload) => void this.handler.handle(payload),
       openStreams: () => this.table.size,
-      ...(opts.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: opts.reconnectPeriodMs } : {}),
+      keepaliveSec: config.hub.keepaliveSec,
+      statusFields: () => this.status.fields(),
+      reconnect: config.hub.reconnect,
+      ...(wsAgent ? { wsAgent } : {}),
     });
     this.channel.on('connected', () => {
       this.log.info('agent connected');
+      this.metrics.connected();
       this.emit('connected');
     });
-    this.channel.on('disconnected', () => this.emit('disconnected'));
+    this.channel.on('disconnected', () => {
+      this.metrics.disconnected();
+      this.emit('disconnected');
+    });
   }
 
   /** True while the control channel is connected and subscribed. */
@@ -86,8 +132,11 @@ export class Agent extends EventEmitter {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    warnIfKeyFileExposed(this.config.hub.keyFile, this.log);
     await this.table.start();
     await this.handler.start();
+    await this.metricsServer?.start();
+    await this.status.start();
     await this.channel.start();
     this.log.info({ allow: this.describeAllowlist() }, 'agent started');
   }

@@ -35,6 +35,31 @@ const HubSchema = z.strictObject({
   keyFile: z.string().min(1).max(4096).optional(),
   key: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
   ca: z.string().min(1).max(4096).optional(),
+  /** How the agent proves its identity: `token` (default) sends an expiring token signed with the
+   *  key, so the key never crosses the wire; `key` sends the key itself (the hub may refuse that). */
+  auth: z.enum(['token', 'key']).default('token'),
+  /** Lifetime of each token (a new one is minted for every connection attempt). */
+  tokenTtlSec: z.number().int().min(60).max(86_400).default(3600),
+  /** HTTP proxy for the hub connections (CONNECT): a URL wins over HTTPS_PROXY, "none" turns it off. */
+  proxy: z
+    .string()
+    .max(2048)
+    .refine((s) => s === 'none' || proxyUrlProblem(s) === null, {
+      error: (iss) => `${proxyUrlProblem(String(iss.input)) ?? 'invalid'} (or "none")`,
+    })
+    .optional(),
+  /** Control channel reconnects: exponential backoff with full jitter, forever. */
+  reconnect: z
+    .strictObject({
+      initialDelayMs: z.number().int().min(10).max(60_000).default(1000),
+      maxDelayMs: z.number().int().min(100).max(3_600_000).default(60_000),
+    })
+    .refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must not exceed maxDelayMs', path: ['initialDelayMs'] })
+    .prefault({}),
+  /** Stream WebSockets ping the relay this often; a relay silent for a whole interval is dropped. 0 turns it off. */
+  pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
+  /** MQTT keep-alive: the broker declares the device offline after 1.5 times this much silence. */
+  keepaliveSec: z.number().int().min(2).max(1200).default(30),
 }).superRefine((h, ctx) => {
   if ((h.keyFile === undefined) === (h.key === undefined)) {
     ctx.addIssue({ code: 'custom', message: 'exactly one of keyFile or key is required' });
@@ -113,10 +138,22 @@ export interface AgentConfig {
     readonly key: string;
     /** Extra trust anchor (PEM), if configured. */
     readonly ca?: string;
+    /** The key file's absolute path (for the start-up permission check), when the key is in a file. */
+    readonly keyFile?: string;
+    readonly auth: 'token' | 'key';
+    readonly tokenTtlSec: number;
+    /** A proxy URL, "none", or undefined (then HTTPS_PROXY/NO_PROXY decide). */
+    readonly proxy?: string;
+    readonly reconnect: { readonly initialDelayMs: number; readonly maxDelayMs: number };
+    readonly pingIntervalMs: number;
+    readonly keepaliveSec: number;
   };
   readonly allow: readonly AllowEntry[];
   readonly limits: { readonly maxStreams: number; readonly connectTimeoutMs: number };
   readonly log: { readonly level: AgentConfigFile['log']['level'] };
+  readonly shutdown: { readonly graceMs: number };
+  readonly status: { readonly intervalSec: number; readonly probeTimeoutMs: number };
+  readonly metrics: { readonly listen?: string; readonly allowNonLoopback: boolean };
 }
 
 /**
@@ -153,10 +190,25 @@ export function resolveAgentConfig(file: string, parsed: AgentConfigFile): Agent
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return deepFreeze({
-    hub: { url: parsed.hub.url, deviceId: parsed.hub.deviceId, key: key!, ...(ca !== undefined ? { ca } : {}) },
+    hub: {
+      url: parsed.hub.url,
+      deviceId: parsed.hub.deviceId,
+      key: key!,
+      ...(parsed.hub.keyFile !== undefined ? { keyFile: resolve(base, parsed.hub.keyFile) } : {}),
+      auth: parsed.hub.auth,
+      tokenTtlSec: parsed.hub.tokenTtlSec,
+      ...(ca !== undefined ? { ca } : {}),
+      ...(parsed.hub.proxy !== undefined ? { proxy: parsed.hub.proxy } : {}),
+      reconnect: parsed.hub.reconnect,
+      pingIntervalMs: parsed.hub.pingIntervalMs,
+      keepaliveSec: parsed.hub.keepaliveSec,
+    },
     allow: parsed.allow,
     limits: parsed.limits,
     log: parsed.log,
+    shutdown: parsed.shutdown,
+    status: parsed.status,
+    metrics: parsed.metrics,
   });
 }
 

@@ -3,19 +3,27 @@ import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mq
 import {
   DEVSTREAMS_VERSION,
   PROTOCOL_VERSION,
+  mintDeviceToken,
   topics,
   type DeviceStatusMessage,
   type Logger,
   type StreamResponse,
 } from '../protocol/index.js';
+import type { Agent } from 'node:http';
+import { Backoff } from './backoff.js';
 import { StatusThrottle } from './status-throttle.js';
 
 export interface ControlChannelOptions {
   /** wss://HOST[:PORT]/PATH or mqtts://HOST[:PORT] */
   url: string;
   deviceId: string;
-  /** The device key (MQTT password). Never logged. */
+  /** The device key. Never logged, and with auth 'token' never sent. */
   key: string;
+  /** 'token' (default): the MQTT password is a device token minted from the key for each connection
+   *  attempt (protocol/device-token.ts); 'key': the key itself is the password. */
+  auth?: 'token' | 'key';
+  /** Lifetime of each minted token (default 3600 s); tokens are checked at CONNECT only. */
+  tokenTtlSec?: number;
   /** Trust anchors (system roots plus the configured CA), or undefined for the system's. */
   ca?: string[];
   log: Logger;
@@ -66,20 +74,21 @@ export class ControlChannel extends EventEmitter {
   /** Starts connecting (and reconnecting); does not wait for the hub. */
   async start(): Promise<void> {
     if (this.client) return;
-    const { deviceId, key, ca } = this.opts;
-    const tls = { rejectUnauthorized: true, ...(ca ? { ca } : {}) };
+    const { deviceId, ca } = this.opts;
+    const tls = { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const, ...(ca ? { ca } : {}) };
     const options: IClientOptions = {
       clientId: deviceId,
       username: deviceId,
-      password: key,
+      password: this.credential(),
       protocolVersion: 4,
       clean: true,
-      keepalive: 30,
-      reconnectPeriod: this.opts.reconnectPeriodMs ?? 2000,
+      keepalive: this.opts.keepaliveSec ?? 30,
+      // 0: MQTT.js's own fixed-period reconnect is off; scheduleReconnect() drives it with backoff.
+      reconnectPeriod: 0,
       connectTimeout: 10_000,
       resubscribe: false,
       ...tls,
-      wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false },
+      wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
       will: {
         topic: this.statusTopic,
         payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false } satisfies DeviceStatusMessage)),
@@ -91,17 +100,23 @@ export class ControlChannel extends EventEmitter {
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
     client.on('connect', () => void this.onConnect(client));
+    // Emitted right before each new attempt's CONNECT is built: a fresh token for every attempt.
+    client.on('reconnect', () => {
+      client.options.password = this.credential();
+    });
     client.on('message', (topic, payload) => {
       // Not gated on `online`: a request may arrive right behind the SUBACK; the handler decides.
       if (topic === this.requestTopic && !this.stopping) this.opts.onRequest(payload);
       else if (topic !== this.requestTopic) this.log.warn({ topic }, 'message on an unexpected topic ignored');
     });
     client.on('close', () => {
-      if (!this.online) return;
-      this.online = false;
-      this.throttle.cancel();
-      this.log.info('control channel disconnected');
-      this.emit('disconnected');
+      if (this.online) {
+        this.online = false;
+        this.throttle.cancel();
+        this.log.info('control channel disconnected');
+        this.emit('disconnected');
+      }
+      this.scheduleReconnect(client);
     });
     client.on('error', (err: Error & { code?: string | number }) => {
       const problem = `${err.code ?? ''} ${err.message}`;
@@ -111,6 +126,30 @@ export class ControlChannel extends EventEmitter {
       else this.log.debug(fields, 'control channel error');
       this.lastProblem = problem;
     });
+  }
+
+  /** After a failed attempt or a lost connection: the next attempt after a backoff delay, forever. */
+  private scheduleReconnect(client: MqttClient): void {
+    if (this.stopping || client !== this.client || this.retryTimer) return;
+    const delayMs = this.backoff.next();
+    this.log.info({ attempt: this.backoff.attempt, delayMs, ceilingMs: this.backoff.ceiling(this.backoff.attempt - 1) }, 'control channel reconnecting');
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.stopping || client !== this.client) return;
+      client.reconnect();
+    }, delayMs);
+  }
+
+  /** The MQTT password for the next CONNECT: a fresh device token, or the key (auth: key). */
+  private credential(): string {
+    const { auth = 'token', key, deviceId, tokenTtlSec = 3600 } = this.opts;
+    if (auth === 'key') return key;
+    return mintDeviceToken(deviceId, key, Math.floor(Date.now() / 1000) + tokenTtlSec);
+  }
+
+  /** Reconnect state, for status reports: connected, or the attempt count since the last connection. */
+  get reconnectAttempt(): number {
+    return this.backoff.attempt;
   }
 
   private async onConnect(client: MqttClient): Promise<void> {

@@ -52,10 +52,12 @@ export class RelayDialer {
         headers: { Authorization: `Bearer ${token}` },
         ...(this.ca ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca })) } : {}),
         rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
         perMessageDeflate: false,
         maxPayload: LIMITS.maxDataFrameBytes,
         handshakeTimeout: this.handshakeTimeoutMs,
         followRedirects: false,
+        ...(this.agent ? { agent: this.agent } : {}),
       });
       let settled = false;
       const settle = (err: RelayDialError | null): void => {

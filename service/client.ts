@@ -71,9 +71,11 @@ export class DevstreamsClient {
     this.ca = opts.ca;
     this.log = opts.logger ?? silentLogger;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
     const agent = new https.Agent({
       keepAlive: true,
       maxSockets: 16,
+      minVersion: 'TLSv1.2', // the hub's name and chain are always verified; there is no switch to skip that
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
     this.endpoint = { base, token: opts.token, agent };
@@ -103,9 +105,10 @@ export class DevstreamsClient {
     const stream = await dialRelay({
       url: answer.url,
       token: answer.token,
-      ...(this.ca !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca })) } : {}),
+      ...(this.ca !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) } : {}),
       timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
       signal: opts.signal,
+      pingIntervalMs: this.pingIntervalMs,
     });
     this.log.info(
       { device, service, streamId: answer.streamId, setupMs: Date.now() - started },

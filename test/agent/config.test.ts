@@ -57,7 +57,18 @@ describe('agent config', () => {
     write(d, 'pi-kitchen.key', `  ${KEY}\n`);
     write(d, 'ca.pem', CA_PEM);
     const c = loadAgentConfig(write(d, 'agent.yaml', GOOD));
-    expect(c.hub).toEqual({ url: 'wss://localhost:8443/mqtt', deviceId: 'pi-kitchen', key: KEY, ca: CA_PEM });
+    expect(c.hub).toEqual({
+      url: 'wss://localhost:8443/mqtt',
+      deviceId: 'pi-kitchen',
+      key: KEY,
+      ca: CA_PEM,
+      reconnect: { initialDelayMs: 1000, maxDelayMs: 60_000 },
+      pingIntervalMs: 15_000,
+      auth: 'token',
+      tokenTtlSec: 3600,
+      keyFile: join(d, 'pi-kitchen.key'),
+    });
+    expect(c.shutdown).toEqual({ graceMs: 10_000 });
     expect(c.allow).toEqual([
       { kind: 'tcp', name: 'ssh', host: '127.0.0.1', port: 22 },
       { kind: 'tcp', name: 'plc', host: '192.168.1.50', port: 502 },

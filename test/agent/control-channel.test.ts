@@ -17,17 +17,18 @@ let hub: FakeHub;
 let wrongNameHub: FakeHub;
 const running: ControlChannel[] = [];
 
-function channel(opts: { url: string; key: string; ca?: string[]; deviceId?: string }) {
+function channel(opts: { url: string; key: string; ca?: string[]; deviceId?: string; auth?: 'token' | 'key' }) {
   const logs = captureLog();
   const ch = new ControlChannel({
     url: opts.url,
     deviceId: opts.deviceId ?? 'dev1',
     key: opts.key,
+    ...(opts.auth ? { auth: opts.auth } : {}),
     ...(opts.ca ? { ca: opts.ca } : {}),
     log: logs.log,
     onRequest: () => {},
     openStreams: () => 0,
-    reconnectPeriodMs: 100,
+    reconnect: { initialDelayMs: 100, maxDelayMs: 100 },
   });
   running.push(ch);
   return { ch, logs };
@@ -98,7 +99,7 @@ describe('control channel', () => {
     const server: TlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, (s) => broker.handle(s));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const { ch } = channel({ url: `mqtts://localhost:${(server.address() as AddressInfo).port}`, key: 'k'.repeat(20), deviceId: 'dev4', ca: [tls.ca] });
+    const { ch } = channel({ url: `mqtts://localhost:${(server.address() as AddressInfo).port}`, key: 'k'.repeat(20), auth: 'key', deviceId: 'dev4', ca: [tls.ca] });
     await ch.start();
     await once(ch, 'connected');
     await ch.stop();
