@@ -95,3 +95,16 @@ describe('status probes', () => {
     expect(s.memTotalBytes).toBeGreaterThan(0); // from os, no probe
   });
 });
+
+describe('agent metrics listener config', () => {
+  it('refuses a non-loopback address unless allowed, naming the field', async () => {
+    const { AgentConfigSchema } = await import('../../agent/config.js');
+    const base = { hub: { url: 'wss://hub.example.com/mqtt', deviceId: 'd1', key: 'k'.repeat(43) }, allow: [] };
+    const bad = AgentConfigSchema.safeParse({ ...base, metrics: { listen: '0.0.0.0:9464' } });
+    expect(bad.success).toBe(false);
+    expect(JSON.stringify(bad.error?.issues)).toContain('loopback');
+    expect(bad.error?.issues[0]?.path).toEqual(['metrics', 'listen']);
+    expect(AgentConfigSchema.safeParse({ ...base, metrics: { listen: '0.0.0.0:9464', allowNonLoopback: true } }).success).toBe(true);
+    expect(AgentConfigSchema.safeParse({ ...base, metrics: { listen: '[::1]:9464' } }).success).toBe(true);
+  });
+});
