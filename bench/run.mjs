@@ -18,8 +18,8 @@ const flag = (f) => argv.includes(f);
 const opt = (f) => (argv.includes(f) ? argv[argv.indexOf(f) + 1] : undefined);
 const quick = flag('--quick');
 const C = quick
-  ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, rateTotal: 300, rateMaxS: 5, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
-  : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, rateTotal: 1000, rateMaxS: 15, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
+  ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, rateTotal: 300, rateMaxS: 4, xferMaxS: 5, pingMaxS: 5, setupMaxS: 10, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
+  : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, rateTotal: 1000, rateMaxS: 8, xferMaxS: 15, pingMaxS: 15, setupMaxS: 40, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
 const wanted = (opt('--paths') ?? 'direct,devstreams,ssh,socat').split(',');
 const profDir = opt('--cpu-prof');
 const haveSsh = existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh');
@@ -44,7 +44,7 @@ try {
   if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}));
   if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
   if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
-  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], rtt50: [], rtt99: [], rate: [], setupCpuMs: [] }, errors: [] };
+  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };
 
   /** Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile]. */
   const withCpu = async (p, fn) => {
@@ -58,17 +58,17 @@ try {
     for (const p of paths) {
       const r = results[p.name].raw;
       log(`run ${run}/${C.runs} ${p.name}: throughput`);
-      let [s, ns] = await withCpu(p, () => load.upload(p.port, C.oneBytes));
-      r.up1.push(C.oneBytes / MB / s), r.nsUp1.push(ns / C.oneBytes);
-      [s, ns] = await withCpu(p, () => load.download(p.port, C.oneBytes));
-      r.down1.push(C.oneBytes / MB / s), r.nsDown1.push(ns / C.oneBytes);
-      [s, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'up', C.eightEach));
-      r.up8.push((8 * C.eightEach) / MB / s), r.nsUp8.push(ns / (8 * C.eightEach));
-      [s, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'down', C.eightEach));
-      r.down8.push((8 * C.eightEach) / MB / s), r.nsDown8.push(ns / (8 * C.eightEach));
+      let [x, ns] = await withCpu(p, () => load.upload(p.port, C.oneBytes, C.xferMaxS));
+      r.up1.push(x.bytes / MB / x.secs), r.nsUp1.push(ns / x.bytes), r.bytes.push(x.bytes);
+      [x, ns] = await withCpu(p, () => load.download(p.port, C.oneBytes, C.xferMaxS));
+      r.down1.push(x.bytes / MB / x.secs), r.nsDown1.push(ns / x.bytes), r.bytes.push(x.bytes);
+      [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS));
+      r.up8.push(x.bytes / MB / x.secs), r.nsUp8.push(ns / x.bytes), r.bytes.push(x.bytes);
+      [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS));
+      r.down8.push(x.bytes / MB / x.secs), r.nsDown8.push(ns / x.bytes), r.bytes.push(x.bytes);
       log(`run ${run}/${C.runs} ${p.name}: ping-pong x${C.pings}`);
-      const rtt = await load.pingPong(p.port, C.pings);
-      r.rtt50.push(pct(rtt, 0.5)), r.rtt99.push(pct(rtt, 0.99));
+      const rtt = await load.pingPong(p.port, C.pings, C.pingMaxS);
+      r.rtt50.push(pct(rtt, 0.5)), r.rtt99.push(pct(rtt, 0.99)), r.pings.push(rtt.length);
       log(`run ${run}/${C.runs} ${p.name}: set-up rate, ${C.inflight} in flight`);
       const [rate, setupNs] = await withCpu(p, () => load.setupRate(p.port, C.rateTotal, C.inflight, C.rateMaxS));
       r.rate.push(rate.rate), r.setupCpuMs.push(setupNs / 1e6 / rate.started);
@@ -78,7 +78,7 @@ try {
   for (const p of paths) {
     if (p.name === 'direct') continue;
     log(`${p.name}: set-up time x${C.setups}`);
-    const st = await load.setupTimes(p.port, C.setups);
+    const st = await load.setupTimes(p.port, C.setups, C.setupMaxS);
     results[p.name].setup = { p50: pct(st.times, 0.5), p99: pct(st.times, 0.99), n: st.times.length };
     results[p.name].errors.push(...st.errors.map((e) => `set-up: ${e}`));
   }
@@ -108,7 +108,8 @@ for (const [name, res] of Object.entries(results)) {
   const r = res.raw;
   res.throughput = { up1: summary(r.up1), down1: summary(r.down1), up8: summary(r.up8), down8: summary(r.down8) };
   res.cpuNsPerByte = name === 'direct' ? null : { up1: summary(r.nsUp1), down1: summary(r.nsDown1), up8: summary(r.nsUp8), down8: summary(r.nsDown8) };
-  res.rttUs = { p50: summary(r.rtt50), p99: summary(r.rtt99) };
+  res.rttUs = { p50: summary(r.rtt50), p99: summary(r.rtt99), pings: r.pings };
+  res.bytesPerTransfer = { min: Math.min(...r.bytes), max: Math.max(...r.bytes) };
   res.setupRate = summary(r.rate);
   res.setupCpuMs = name === 'direct' ? null : summary(r.setupCpuMs);
   delete res.raw;

@@ -1,6 +1,6 @@
 // The benchmark's target service (its own process): each connection's first byte picks a mode.
 //   'E'           echo every byte back; end when the client ends.
-//   'U' + u64 N   read N bytes, then answer one byte 'K' and end (upload throughput).
+//   'U' + u64 N   read N bytes (or until EOF), then answer one byte 'K' and end (upload throughput).
 //   'D' + u64 N   send N bytes, then end (download throughput).
 // Prints `listening PORT` once it listens on 127.0.0.1 (port 0 = any).
 import net from 'node:net';
@@ -25,12 +25,17 @@ const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) =
     const n = Number(head.readBigUInt64BE(1));
     if (mode === 'U') {
       let left = n - (head.length - 9);
-      const done = () => sock.end('K');
+      let answered = false;
+      const done = () => {
+        if (!answered) sock.end('K');
+        answered = true;
+      };
       if (left <= 0) return done();
       sock.on('data', (c) => {
         left -= c.length;
         if (left <= 0) done();
       });
+      sock.on('end', done); // the client stopped early (a time-bounded run)
     } else if (mode === 'D') {
       sock.resume();
       let left = n;

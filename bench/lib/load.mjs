@@ -21,8 +21,11 @@ function header(mode, n) {
 
 const CHUNK = Buffer.alloc(256 * 1024, 0xa5);
 
-/** Sends `bytes` to the target and waits for its one-byte acknowledgement; returns seconds. */
-export async function upload(port, bytes) {
+/**
+ * Sends `bytes` to the target (or as many as fit in `maxS` seconds, then half-closes) and waits for
+ * its one-byte acknowledgement; returns the bytes sent and the seconds.
+ */
+export async function upload(port, bytes, maxS = Infinity) {
   const s = connect(port);
   await once(s, 'connect');
   const t0 = now();
@@ -37,6 +40,10 @@ export async function upload(port, bytes) {
     s.once('error', reject);
     const pump = () => {
       while (left > 0) {
+        if (now() - t0 > maxS * 1000) {
+          s.end();
+          break;
+        }
         const c = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
         left -= c.length;
         if (!s.write(c)) return void s.once('drain', pump);
@@ -48,50 +55,63 @@ export async function upload(port, bytes) {
   await acked;
   const secs = (now() - t0) / 1000;
   s.destroy();
-  return secs;
+  return { bytes: bytes - left, secs };
 }
 
-/** Asks the target for `bytes` and reads them all; returns seconds. */
-export async function download(port, bytes) {
+/** Asks the target for `bytes` and reads them all (or for `maxS` seconds); returns the bytes read and the seconds. */
+export async function download(port, bytes, maxS = Infinity) {
   const s = connect(port);
   await once(s, 'connect');
   const t0 = now();
   s.write(header('D', bytes));
   let got = 0;
+  let secs = 0;
   await new Promise((resolve, reject) => {
-    s.on('data', (d) => (got += d.length));
+    s.on('data', (d) => {
+      got += d.length;
+      if (got < bytes && now() - t0 > maxS * 1000) {
+        secs = (now() - t0) / 1000;
+        s.destroy();
+        resolve();
+      }
+    });
     s.once('end', resolve);
     s.once('error', reject);
   });
-  if (got !== bytes) throw new Error(`download: got ${got} of ${bytes} bytes`);
-  const secs = (now() - t0) / 1000;
-  s.end();
-  return secs;
+  if (secs === 0) {
+    if (got !== bytes) throw new Error(`download: got ${got} of ${bytes} bytes`);
+    secs = (now() - t0) / 1000;
+    s.end();
+  }
+  return { bytes: got, secs };
 }
 
-/** `n` transfers at once, each `bytes`; returns the wall time in seconds. */
-export async function parallel(port, n, dir, bytes) {
+/** `n` transfers at once, each `bytes` (at most `maxS` seconds); returns the bytes moved and the wall time. */
+export async function parallel(port, n, dir, bytes, maxS = Infinity) {
   const t0 = now();
-  await Promise.all(Array.from({ length: n }, () => (dir === 'up' ? upload(port, bytes) : download(port, bytes))));
-  return (now() - t0) / 1000;
+  const r = await Promise.all(Array.from({ length: n }, () => (dir === 'up' ? upload(port, bytes, maxS) : download(port, bytes, maxS))));
+  return { bytes: r.reduce((a, x) => a + x.bytes, 0), secs: (now() - t0) / 1000 };
 }
 
-/** One echo connection, `count` one-byte ping-pongs; returns the round-trip times in microseconds. */
-export async function pingPong(port, count) {
+/** One echo connection, `count` one-byte ping-pongs (at most `maxS` seconds); returns the round-trip times in microseconds. */
+export async function pingPong(port, count, maxS = Infinity) {
   const s = connect(port);
   await once(s, 'connect');
   s.write('E');
   const one = Buffer.from('x');
   const times = new Float64Array(count);
   // warm-up: the stream is set up by the first exchange
+  const start = now();
+  let n = 0;
   for (let i = -20; i < count; i++) {
     const t0 = now();
     s.write(one);
     await once(s, 'data');
-    if (i >= 0) times[i] = (now() - t0) * 1000;
+    if (i >= 0) times[n++] = (now() - t0) * 1000;
+    if (now() - start > maxS * 1000) break;
   }
   s.destroy();
-  return [...times];
+  return [...times.subarray(0, n)];
 }
 
 /** Connect, send, first byte back: the time a new stream takes to carry a byte both ways (ms). */
@@ -111,11 +131,12 @@ async function firstByte(port) {
   return ms;
 }
 
-/** `count` streams one after another; returns each one's set-up time (ms) and the failures. */
-export async function setupTimes(port, count) {
+/** `count` streams one after another (none started after `maxS` seconds); returns each one's set-up time (ms) and the failures. */
+export async function setupTimes(port, count, maxS = Infinity) {
   const times = [];
   const errors = [];
-  for (let i = 0; i < count; i++) {
+  const t0 = now();
+  for (let i = 0; i < count && now() - t0 < maxS * 1000; i++) {
     try {
       times.push(await firstByte(port));
     } catch (err) {

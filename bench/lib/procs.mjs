@@ -7,6 +7,13 @@ import net from 'node:net';
 const CLK_TCK = 100; // Linux USER_HZ
 const PAGE = 4096;
 
+/** Every child still running; killed when the driver exits, however it exits. */
+const live = new Set();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+
 /** A long-running child whose output lines can be awaited. */
 export class Proc {
   constructor(cmd, args, opts = {}) {
@@ -25,7 +32,8 @@ export class Proc {
         }
       });
     }
-    this.exited = once(this.child, 'exit').then(([code, sig]) => code ?? sig);
+    live.add(this.child);
+    this.exited = once(this.child, 'exit').then(([code, sig]) => (live.delete(this.child), code ?? sig));
   }
   get pid() {
     return this.child.pid;

@@ -55,21 +55,24 @@ export function markdown(out) {
   const m = out.machine;
   const lines = [
     `Run ${out.date.slice(0, 16).replace('T', ' ')} UTC${out.quick ? ' (--quick)' : ''}, ${out.durationS} s; ${m.cores} x ${m.cpu}, ${m.memGiB} GiB, Node ${m.node}, Linux ${m.kernel}; load average before ${m.loadavgBefore.map((x) => x.toFixed(1)).join(' ')}, after ${m.loadavgAfter.map((x) => x.toFixed(1)).join(' ')}.`,
-    `Median of ${out.config.runs} run(s), (min–max). MB = 10^6 bytes. CPU ns/B: user+system CPU time of the tunnel's own processes per byte carried.`,
+    `Median of ${out.config.runs} run(s), (min–max). MB = 10^6 bytes. CPU ns/B: user+system CPU time of the tunnel's own processes per byte carried. ` +
+      `Each transfer, ping-pong and set-up series stops early after ${out.config.xferMaxS} s, ${out.config.pingMaxS} s and ${out.config.setupMaxS} s (bytes per transfer this run: ` +
+      `${fmt(Math.min(...Object.values(R).map((r) => r.bytesPerTransfer.min)) / 2 ** 20)}-${fmt(Math.max(...Object.values(R).map((r) => r.bytesPerTransfer.max)) / 2 ** 20)} MiB).`,
     '',
     `| | ${names.join(' | ')} |`,
     `|---|${names.map(() => '---:').join('|')}|`,
-    row(`1 stream up, MB/s (${fmt(out.config.oneBytes / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up1) + ratio(r.throughput.up1.median, ssh?.throughput.up1.median)),
+    row(`1 stream up, MB/s (up to ${fmt(out.config.oneBytes / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up1) + ratio(r.throughput.up1.median, ssh?.throughput.up1.median)),
     row('1 stream down, MB/s', (r) => fmtRange(r.throughput.down1) + ratio(r.throughput.down1.median, ssh?.throughput.down1.median)),
-    row(`8 streams up, MB/s total (8 x ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8.median, ssh?.throughput.up8.median)),
+    row(`8 streams up, MB/s total (8 x up to ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8.median, ssh?.throughput.up8.median)),
     row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8.median, ssh?.throughput.down8.median)),
     row('CPU ns/B, 1 stream up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up1.median, 2)} / ${fmt(r.cpuNsPerByte.down1.median, 2)}` : '–')),
     row('CPU ns/B, 8 streams up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up8.median, 2)} / ${fmt(r.cpuNsPerByte.down8.median, 2)}` : '–')),
-    row(`1-byte RTT p50, us (${fmt(out.config.pings)} pings)`, (r) => fmtRange(r.rttUs.p50)),
+    row(`1-byte RTT p50, us (up to ${fmt(out.config.pings)} pings per run)`, (r) => fmtRange(r.rttUs.p50)),
+    row('pings per run', (r) => r.rttUs.pings.map((n) => fmt(n)).join(', ')),
     row('1-byte RTT p99, us', (r) => fmtRange(r.rttUs.p99)),
     row('RTT added over direct p50 / p99, us', (r) =>
       R.direct && r !== R.direct ? `${fmt(r.rttUs.p50.median - R.direct.rttUs.p50.median)} / ${fmt(r.rttUs.p99.median - R.direct.rttUs.p99.median)}` : '–'),
-    row(`set-up p50 / p99, ms (${fmt(out.config.setups)} streams, connect to first byte back)`, (r) => (r.setup ? `${fmt(r.setup.p50, 1)} / ${fmt(r.setup.p99, 1)}` : '–')),
+    row(`set-up p50 / p99, ms (up to ${fmt(out.config.setups)} streams, connect to first byte back)`, (r) => (r.setup ? `${fmt(r.setup.p50, 1)} / ${fmt(r.setup.p99, 1)} (${fmt(r.setup.n)} streams)` : '–')),
     row(`set-up rate, streams/s (${out.config.inflight} in flight)`, (r) => fmtRange(r.setupRate)),
     row('CPU ms per stream set-up (tunnel processes)', (r) => (r.setupCpuMs ? fmt(r.setupCpuMs.median, 2) : '–')),
     row('errors', (r) => String(r.errors.length)),

@@ -44,34 +44,46 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     DEVSTREAMS_TOKEN: readFileSync(join(dir, 'service.token'), 'utf8').trim(),
     DEVSTREAMS_CA: join(dir, 'tls', 'ca.crt'),
   };
-  const hub = new Proc(node, [...nodeArgs, CLI, 'hub', '--config', hubYaml], { name: 'hub' });
-  await Promise.race([waitForPort(hubPort, 20_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
-  const agent = new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
-  await waitOnline(env, agent);
-  const fport = await freePort();
-  const forward = new Proc(node, [...nodeArgs, CLI, 'forward', 'bench', 'target', '--listen', `127.0.0.1:${fport}`], { name: 'forward', env });
-  await forward.waitFor((l) => l.startsWith('listening on'));
-  return {
-    name: 'devstreams',
-    port: fport,
-    dir,
-    env,
-    hub,
-    agent,
-    forward,
-    pids: [forward.pid, hub.pid, agent.pid],
-    async stop() {
-      await forward.stop();
-      await agent.stop();
-      await hub.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
+  const started = [];
+  const cleanUp = async () => {
+    for (const p of started.reverse()) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    return await runDevstreams();
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
+
+  async function runDevstreams() {
+    const hub = new Proc(node, [...nodeArgs, CLI, 'hub', '--config', hubYaml], { name: 'hub' });
+    started.push(hub);
+    await Promise.race([waitForPort(hubPort, 60_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
+    const agent = new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+    started.push(agent);
+    await waitOnline(env, agent);
+    const fport = await freePort();
+    const forward = new Proc(node, [...nodeArgs, CLI, 'forward', 'bench', 'target', '--listen', `127.0.0.1:${fport}`], { name: 'forward', env });
+    started.push(forward);
+    await forward.waitFor((l) => l.startsWith('listening on'));
+    return {
+      name: 'devstreams',
+      port: fport,
+      dir,
+      env,
+      hub,
+      agent,
+      forward,
+      pids: [forward.pid, hub.pid, agent.pid],
+      stop: cleanUp,
+    };
+  }
 }
 
 /** Polls the hub's device list (bounded) until the bench device is online. */
 async function waitOnline(env, agent) {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     const p = new Proc(node, [CLI, 'devices', '--json'], { name: 'devices', env });
     await p.exited;
