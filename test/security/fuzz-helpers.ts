@@ -205,7 +205,8 @@ export class FuzzStack {
   token = '';
   ca = '';
   readonly keys = new Map<string, string>();
-  readonly agentHttp = new Agent({ keepAlive: true, maxSockets: 4 });
+  /** Idle sockets are dropped after 2 s, before the hub's 5 s keep-alive timeout can race a reuse. */
+  readonly agentHttp = new Agent({ keepAlive: true, maxSockets: 4, timeout: 2000 });
   echo!: EchoStream;
   private client!: DevstreamsClient;
 

@@ -29,12 +29,12 @@ let sent = 0;
 
 beforeAll(async () => {
   stack = await new FuzzStack().start();
-  http = new Agent({ keepAlive: true, maxSockets: 16, ca: stack.ca });
-});
+  http = new Agent({ keepAlive: true, maxSockets: 16, ca: stack.ca, timeout: 2000 });
+}, 180_000);
 afterAll(async () => {
   http?.destroy();
   await stack?.stop();
-});
+}, 60_000);
 
 const safeChars = fc.string({ unit: fc.constantFrom(...'abcXYZ019-._~%/?#&=+:@!$\'()*,;[]'.split('')), maxLength: 30 });
 const deviceSeg = fc.oneof(
@@ -130,7 +130,7 @@ function answerProblem(i: RestInput, r: { status: number; headers: Record<string
   return refusalProblem(r.status, r.body);
 }
 
-describe('REST API fuzzing (fast-check, 10,000 requests)', { timeout: 180_000 }, () => {
+describe('REST API fuzzing (fast-check, 10,000 requests)', { timeout: 600_000 }, () => {
   it('every request gets a well-formed answer; the hub, the agent and the established stream survive', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(input, { minLength: PER_BATCH, maxLength: PER_BATCH }), async (batch) => {
