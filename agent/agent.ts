@@ -31,11 +31,15 @@ export interface AgentOptions {
  */
 export class Agent extends EventEmitter {
   readonly deviceId: string;
-  private readonly allow: AgentConfig['allow'];
+  private config: AgentConfig;
+  private readonly targetDialer: TargetDialer;
   private readonly log: Logger;
   private readonly table: StreamTable;
   private readonly handler: StreamRequestHandler;
   private readonly channel: ControlChannel;
+  private readonly status: StatusReporter;
+  readonly metrics: AgentMetrics;
+  readonly metricsServer: MetricsServer | null;
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -73,6 +77,7 @@ export class Agent extends EventEmitter {
     this.handler = new StreamRequestHandler({
       deviceId: this.deviceId,
       hubHostname: new URL(config.hub.url).hostname,
+      relayHosts: config.hub.relayHosts,
       allowlist: new Allowlist(config.allow),
       table: this.table,
       targetDialer: this.targetDialer,
@@ -146,6 +151,49 @@ export class Agent extends EventEmitter {
     return this.connected ? Promise.resolve() : new Promise((resolve) => this.once('connected', () => resolve()));
   }
 
+  /**
+   * Applies a re-read config (SIGHUP): the allowlist and limits take effect for the next request;
+   * open streams are untouched. Settings that need a restart (hub.*, log, shutdown) are reported,
+   * not applied. The caller has already validated the file (an invalid one never gets here).
+   */
+  reload(next: AgentConfig): ReloadResult {
+    const result = reloadProblems(this.config, next);
+    this.handler.setAllowlist(new Allowlist(next.allow));
+    this.table.setLimit(next.limits.maxStreams);
+    this.targetDialer.setConnectTimeout(next.limits.connectTimeoutMs);
+    this.config = { ...this.config, allow: next.allow, limits: next.limits };
+    this.log.info(
+      { allow: this.describeAllowlist(), limits: next.limits, ...(result.needRestart.length ? { needRestart: result.needRestart } : {}) },
+      result.needRestart.length
+        ? `config reloaded (allowlist and limits); changes to ${result.needRestart.join(', ')} need a restart and were not applied`
+        : 'config reloaded (allowlist and limits)',
+    );
+    return result;
+  }
+
+  /**
+   * Graceful stop (SIGTERM): new requests get 503 SHUTTING_DOWN at once, open streams may finish
+   * for up to `graceMs`, then the rest are closed, the offline status published. Idempotent.
+   */
+  drain(graceMs: number = this.config.shutdown.graceMs): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.handler.stop();
+      const open = this.table.size;
+      if (open > 0) {
+        this.log.info({ openStreams: open, graceMs }, 'agent draining: new requests refused, open streams may finish');
+        const drained = await this.table.waitEmpty(graceMs);
+        if (!drained) this.log.warn({ openStreams: this.table.size, graceMs }, 'grace period over, closing the remaining streams');
+      }
+      await this.table.stop();
+      await this.channel.stop();
+      await this.handler.settled();
+      await this.status.stop();
+      await this.metricsServer?.stop();
+      this.log.info('agent stopped');
+    })();
+    return this.stopping;
+  }
+
   /** Idempotent: stop accepting, go offline, end the streams. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
@@ -153,12 +201,14 @@ export class Agent extends EventEmitter {
       await this.channel.stop();
       await this.table.stop();
       await this.handler.settled();
+      await this.status.stop();
+      await this.metricsServer?.stop();
       this.log.info('agent stopped');
     })();
     return this.stopping;
   }
 
   private describeAllowlist(): string[] {
-    return this.allow.map((e) => (e.kind === 'builtin' ? `${e.name}=builtin:${e.builtin}` : `${e.name}=${e.host}:${e.port}`));
+    return this.config.allow.map((e) => (e.kind === 'builtin' ? `${e.name}=builtin:${e.builtin}` : `${e.name}=${e.host}:${e.port}`));
   }
 }

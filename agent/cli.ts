@@ -3,6 +3,8 @@ import type { DestinationStream } from 'pino';
 import { SdNotifier, createLogger, systemdNotifyEnv, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig } from './config.js';
+import { proxyEnvFrom } from './proxy.js';
+import { reloadFromFile } from './reload.js';
 
 const USAGE = 'usage: devstreams agent --config FILE';
 
@@ -11,6 +13,8 @@ export interface AgentCliOptions {
   signal?: AbortSignal;
   /** Where the JSON log goes (default stdout). */
   logDestination?: DestinationStream;
+  /** The environment HTTPS_PROXY / NO_PROXY are read from, once (default process.env). */
+  env?: NodeJS.ProcessEnv;
   /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
   systemd?: SystemdNotifyEnv;
 }
@@ -48,7 +52,11 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     level: config.log.level as LogLevel,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
-  const agent = new Agent({ config, log });
+  const agent = new Agent({ config, log, proxyEnv: proxyEnvFrom(opts.env ?? process.env) });
+  const configFile = values.config;
+  // SIGHUP: re-read the file; allowlist and limits apply to the next request, an invalid file is refused.
+  const onHup = (): void => void reloadFromFile(configFile, loadAgentConfig, (c) => agent.reload(c), log);
+  process.on('SIGHUP', onHup);
   // systemd (Type=notify): READY=1 once the first connection attempt is under way, WATCHDOG=1 while
   // the event loop is healthy, STATUS= with the control channel and streams, STOPPING=1 at the end.
   const notify = new SdNotifier({
@@ -70,9 +78,11 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     const why = await stopRequested;
     log.info({ signal: why }, 'agent stopping');
     await notify.stopping();
+    await agent.drain(); // new requests 503, open streams get shutdown.graceMs to finish
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHup);
     notify.stop();
     await agent.stop();
   }

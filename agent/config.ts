@@ -8,8 +8,10 @@ import {
   SERVICE_NAME_PATTERN,
   deepFreeze,
   isDeviceId,
+  isLoopbackHost,
   loadConfigFile,
 } from '../protocol/index.js';
+import { proxyUrlProblem } from './proxy.js';
 
 /**
  * The agent's config file (YAML), one schema. Strict objects everywhere, so a typo is an error.
@@ -60,6 +62,13 @@ const HubSchema = z.strictObject({
   pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
   /** MQTT keep-alive: the broker declares the device offline after 1.5 times this much silence. */
   keepaliveSec: z.number().int().min(2).max(1200).default(30),
+  /** Hosts a relay URL may name (exact host names, case-insensitive). Default: url's host only.
+   *  Set when url points at an external MQTT broker, to the hub nodes' public hosts (docs/SCALE.md). */
+  relayHosts: z
+    .array(z.string().max(253).refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address'))
+    .min(1)
+    .max(64)
+    .optional(),
 }).superRefine((h, ctx) => {
   if ((h.keyFile === undefined) === (h.key === undefined)) {
     ctx.addIssue({ code: 'custom', message: 'exactly one of keyFile or key is required' });
@@ -124,6 +133,30 @@ export const AgentConfigSchema = z
       })
       .prefault({}),
     log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    /** SIGTERM/SIGINT: open streams may finish for up to graceMs, then they are closed. */
+    shutdown: z.strictObject({ graceMs: z.number().int().min(0).max(600_000).default(10_000) }).prefault({}),
+    /** The device status (README "Observe the fleet"): published on connect, on change, and this often. */
+    status: z
+      .strictObject({
+        intervalSec: z.number().int().min(10).max(86_400).default(300),
+        /** Each probe (temperature, disk, interfaces, ...) gives up after this long; its field is then null. */
+        probeTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
+      })
+      .prefault({}),
+    /** Optional Prometheus listener (off unless `listen` is set); loopback only unless allowNonLoopback. */
+    metrics: z
+      .strictObject({
+        listen: z
+          .string()
+          .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9464')
+          .optional(),
+        allowNonLoopback: z.boolean().default(false),
+      })
+      .refine((m) => m.listen === undefined || m.allowNonLoopback || isLoopbackHost(m.listen.replace(/:\d+$/, '')), {
+        message: 'listen must be a loopback address (127.0.0.1, ::1, localhost) unless allowNonLoopback: true',
+        path: ['listen'],
+      })
+      .prefault({}),
   });
 
 /** The file as written (after defaults). */
@@ -147,6 +180,8 @@ export interface AgentConfig {
     readonly reconnect: { readonly initialDelayMs: number; readonly maxDelayMs: number };
     readonly pingIntervalMs: number;
     readonly keepaliveSec: number;
+    /** Hosts a relay URL may name (lowercase); the url's host unless configured. */
+    readonly relayHosts: readonly string[];
   };
   readonly allow: readonly AllowEntry[];
   readonly limits: { readonly maxStreams: number; readonly connectTimeoutMs: number };
@@ -202,6 +237,7 @@ export function resolveAgentConfig(file: string, parsed: AgentConfigFile): Agent
       reconnect: parsed.hub.reconnect,
       pingIntervalMs: parsed.hub.pingIntervalMs,
       keepaliveSec: parsed.hub.keepaliveSec,
+      relayHosts: (parsed.hub.relayHosts ?? [new URL(parsed.hub.url).hostname]).map((h) => h.toLowerCase()),
     },
     allow: parsed.allow,
     limits: parsed.limits,

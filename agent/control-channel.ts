@@ -31,9 +31,16 @@ export interface ControlChannelOptions {
   onRequest: (payload: Buffer) => void;
   /** The number of streams set up or open, for the status message. */
   openStreams: () => number;
-  reconnectPeriodMs?: number;
+  /** Reconnect delays (exponential backoff with full jitter); default 1 s doubling up to 60 s. */
+  reconnect?: { initialDelayMs: number; maxDelayMs: number };
+  /** An http.Agent for MQTT over WebSocket (the CONNECT proxy), if one is used. */
+  wsAgent?: Agent;
   /** Least time between two status publishes caused by stream count changes. */
   statusIntervalMs?: number;
+  /** MQTT keep-alive in seconds (default 30). */
+  keepaliveSec?: number;
+  /** More status fields (system, lastError), read at each publish; must not block. */
+  statusFields?: () => Pick<DeviceStatusMessage, 'system' | 'lastError'>;
 }
 
 const STOP_TIMEOUT_MS = 3000;
@@ -53,6 +60,8 @@ export class ControlChannel extends EventEmitter {
   private online = false;
   private stopping: Promise<void> | undefined;
   private lastProblem = '';
+  private readonly backoff: Backoff;
+  private retryTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: ControlChannelOptions) {
     super();
@@ -63,6 +72,10 @@ export class ControlChannel extends EventEmitter {
     this.throttle = new StatusThrottle({
       minIntervalMs: opts.statusIntervalMs ?? 1000,
       publish: () => this.publishStatus(true),
+    });
+    this.backoff = new Backoff({
+      initialMs: opts.reconnect?.initialDelayMs ?? 1000,
+      maxMs: opts.reconnect?.maxDelayMs ?? 60_000,
     });
   }
 
@@ -166,6 +179,7 @@ export class ControlChannel extends EventEmitter {
     }
     if (this.stopping || client !== this.client) return;
     this.online = true;
+    this.backoff.reset(); // only a connection that got as far as its subscription counts as working
     this.publishStatus(true);
     this.throttle.published();
     this.emit('connected');
@@ -189,7 +203,10 @@ export class ControlChannel extends EventEmitter {
     const client = this.client;
     if (!client) return Promise.resolve();
     const status: DeviceStatusMessage = online
-      ? { v: PROTOCOL_VERSION, online: true, at: Date.now(), agentVersion: DEVSTREAMS_VERSION, openStreams: this.opts.openStreams() }
+      ? {
+          v: PROTOCOL_VERSION, online: true, at: Date.now(), agentVersion: DEVSTREAMS_VERSION, openStreams: this.opts.openStreams(),
+          ...this.opts.statusFields?.(),
+        }
       : { v: PROTOCOL_VERSION, online: false, at: Date.now() };
     this.log.debug({ online, openStreams: status.openStreams }, 'status');
     return new Promise((resolve) => {
@@ -210,6 +227,8 @@ export class ControlChannel extends EventEmitter {
     const client = this.client;
     if (!client) return;
     this.throttle.cancel();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     const wasOnline = this.online;
     this.online = false;
     const bounded = <T>(p: Promise<T>): Promise<unknown> =>

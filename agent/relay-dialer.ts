@@ -1,13 +1,18 @@
 import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { ApiErrorSchema, LIMITS, WS_SUBPROTOCOL } from '../protocol/index.js';
+import type { Agent } from 'node:http';
+import { ApiErrorSchema, LIMITS, WS_SUBPROTOCOL, startHeartbeat } from '../protocol/index.js';
 
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
   ca?: string[];
   /** How long the TLS + WebSocket handshake may take. */
   handshakeTimeoutMs?: number;
+  /** Ping interval on each stream WebSocket (dead relay detection); 0 turns it off. Default 15 s. */
+  pingIntervalMs?: number;
+  /** An http.Agent for the dial (the CONNECT proxy), if one is used. */
+  agent?: Agent;
 }
 
 /** Why the relay did not accept the device's side of a stream. */
@@ -25,16 +30,19 @@ export class RelayDialError extends Error {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+const DEFAULT_PING_INTERVAL_MS = 15_000;
 const MAX_REFUSAL_BODY_BYTES = 4096;
 
 /**
  * Dials the hub's relay for one accepted stream: TLS verified (host name included), the stream token
  * as a bearer token, subprotocol `devstreams.v1`, no compression, frames bounded. Resolves with the
- * open WebSocket; the caller wraps it in a WsDuplex.
+ * open WebSocket, paused; the caller wraps it in a WsDuplex and resumes it.
  */
 export class RelayDialer {
   private readonly ca: string[] | undefined;
   private readonly handshakeTimeoutMs: number;
+  private readonly pingIntervalMs: number;
+  private readonly agent: Agent | undefined;
   /**
    * Built once, on the first dial: a context with the system roots plus the hub's CA costs 35-130 ms
    * of CPU to build on a small machine, and it was built for every stream (set-up p50 113 ms).
@@ -44,6 +52,8 @@ export class RelayDialer {
   constructor(opts: RelayDialerOptions = {}) {
     this.ca = opts.ca;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    this.agent = opts.agent;
   }
 
   dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
@@ -72,6 +82,10 @@ export class RelayDialer {
           reject(err);
         } else {
           ws.off('error', onError);
+          // Paused: frames that arrive right behind the upgrade (the service may already have sent
+          // bytes) would otherwise be emitted before the caller listens, and be lost.
+          ws.pause();
+          startHeartbeat(ws, this.pingIntervalMs);
           resolve(ws);
         }
       };

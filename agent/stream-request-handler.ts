@@ -8,6 +8,7 @@ import {
   decodePayload,
   httpStatusOf,
   isOwnResponseTopic,
+  type BridgeResult,
   type DeviceStatus,
   type Logger,
   type StreamRequest,
@@ -23,14 +24,18 @@ import type { TargetDialer } from './target-dialer.js';
 
 export interface StreamRequestHandlerOptions {
   deviceId: string;
-  /** The hub URL's hostname: the only host a relay URL may name. */
+  /** The hub URL's hostname: the only host a relay URL may name, unless relayHosts is given. */
   hubHostname: string;
+  /** Hosts a relay URL may name (lowercase), e.g. the hub nodes behind an external broker. */
+  relayHosts?: readonly string[];
   allowlist: Allowlist;
   table: StreamTable;
   targetDialer: TargetDialer;
   relayDialer: RelayDialer;
   /** Publishes an answer (QoS 1) on a response topic. */
   respond: (topic: string, response: StreamResponse) => void;
+  /** Called when an accepted stream's session ends: its byte counts, or undefined if it never carried bytes (relay unreachable, shutdown). */
+  onSessionEnd?: (result: BridgeResult | undefined) => void;
   log: Logger;
   now?: () => number;
 }
@@ -45,6 +50,7 @@ const RECENT_IDS = 1024;
  */
 export class StreamRequestHandler {
   private readonly o: StreamRequestHandlerOptions;
+  private allowlist: Allowlist;
   private readonly log: Logger;
   private readonly now: () => number;
   /** Stream ids already handled (QoS 1 may deliver a request twice). */
@@ -54,12 +60,18 @@ export class StreamRequestHandler {
 
   constructor(opts: StreamRequestHandlerOptions) {
     this.o = opts;
+    this.allowlist = opts.allowlist;
     this.log = opts.log.child({ component: 'streams' });
     this.now = opts.now ?? Date.now;
   }
 
   async start(): Promise<void> {
     this.accepting = true;
+  }
+
+  /** A new policy (SIGHUP reload): the next request is decided by it; open streams stay. */
+  setAllowlist(allowlist: Allowlist): void {
+    this.allowlist = allowlist;
   }
 
   /** Stops accepting requests (later ones are answered 503 SHUTTING_DOWN). Open streams are the table's. */
@@ -106,7 +118,7 @@ export class StreamRequestHandler {
     // 5. Policy: the service must be on the allowlist.
     let entry: AllowEntry;
     try {
-      entry = this.o.allowlist.resolve(req.service);
+      entry = this.allowlist.resolve(req.service);
     } catch (err) {
       if (err instanceof DevstreamsError) return refuse(err);
       throw err;
@@ -142,7 +154,8 @@ export class StreamRequestHandler {
 
     // 8. Accept, then dial the relay and bridge.
     this.answer(req, log, 'OK', 'accepted');
-    this.track(slot, runStreamSession({ entry: slot, relayUrl: req.relayUrl, token: req.token, target, relayDialer: this.o.relayDialer, log }));
+    const session = runStreamSession({ entry: slot, relayUrl: req.relayUrl, token: req.token, target, relayDialer: this.o.relayDialer, log });
+    this.track(slot, session.then((r) => this.o.onSessionEnd?.(r)));
   }
 
   /** Waits (at most `timeoutMs`) for running sessions to finish; shutdown calls it after ending the streams. */
@@ -203,8 +216,9 @@ export class StreamRequestHandler {
     }
     if (u.protocol !== 'wss:') return `relayUrl: scheme must be wss: (got ${u.protocol})`;
     if (u.username || u.password) return 'relayUrl: must not carry credentials';
-    if (u.hostname.toLowerCase() !== this.o.hubHostname.toLowerCase()) {
-      return `relayUrl: host ${clip(u.hostname, 64)} is not this device's hub (${this.o.hubHostname})`;
+    const allowed = this.o.relayHosts ?? [this.o.hubHostname.toLowerCase()];
+    if (!allowed.includes(u.hostname.toLowerCase())) {
+      return `relayUrl: host ${clip(u.hostname, 64)} is not this device's hub (${clip(allowed.join(', '), 128)})`;
     }
     return null;
   }

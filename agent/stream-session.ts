@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { WsDuplex, bridge, type Logger } from '../protocol/index.js';
+import { WsDuplex, bridge, type BridgeResult, type Logger } from '../protocol/index.js';
 import { RelayDialError, type RelayDialer } from './relay-dialer.js';
 import type { StreamEntry } from './stream-table.js';
 
@@ -15,7 +15,7 @@ export async function runStreamSession(opts: {
   target: Duplex;
   relayDialer: RelayDialer;
   log: Logger;
-}): Promise<void> {
+}): Promise<BridgeResult | undefined> {
   const { entry, target, log } = opts;
   // The target may fail or close while the relay is dialled; its bytes wait in the socket buffer.
   let targetError: Error | undefined;
@@ -37,7 +37,11 @@ export async function runStreamSession(opts: {
   target.off('error', onTargetError);
 
   const relay = new WsDuplex(ws);
+  ws.resume(); // the dialer hands it over paused, so no frame is emitted before WsDuplex listens
   entry.relay = relay;
+  // Until bridge() takes over, an abort below (or a relay failure) must not throw as an unhandled 'error'.
+  const ignore = (): void => {};
+  relay.on('error', ignore);
   if (entry.abort.signal.aborted) {
     relay.abort('SHUTTING_DOWN', 'agent is shutting down');
     target.destroy();
@@ -48,7 +52,8 @@ export async function runStreamSession(opts: {
     log.warn({ err: targetError?.message ?? 'closed' }, 'target closed before the relay connected');
     return;
   }
+  relay.off('error', ignore);
   entry.phase = 'open';
   log.info('stream open');
-  await bridge(relay, target, log, { a: 'relay', b: 'target' });
+  return await bridge(relay, target, log, { a: 'relay', b: 'target' });
 }

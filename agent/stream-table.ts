@@ -23,7 +23,8 @@ interface Internal extends StreamEntry {
  * the device status, and what shutdown ends.
  */
 export class StreamTable {
-  private readonly maxStreams: number;
+  private maxStreams: number;
+  private emptyWaiters: Array<() => void> = [];
   private readonly entries = new Map<string, Internal>();
   private readonly onChange: (count: number) => void;
   private closing = false;
@@ -49,6 +50,26 @@ export class StreamTable {
     return this.entries.has(id);
   }
 
+  /** A new limit (SIGHUP reload): applies to the next reserve(); open streams stay. */
+  setLimit(maxStreams: number): void {
+    this.maxStreams = maxStreams;
+  }
+
+  /** Resolves true once no stream is left, or false after `timeoutMs`. */
+  waitEmpty(timeoutMs: number): Promise<boolean> {
+    if (this.entries.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.emptyWaiters = this.emptyWaiters.filter((w) => w !== onEmpty);
+        resolve(ok);
+      };
+      const onEmpty = (): void => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.emptyWaiters.push(onEmpty);
+    });
+  }
+
   async start(): Promise<void> {
     this.closing = false;
   }
@@ -70,6 +91,7 @@ export class StreamTable {
     if (internal !== entry) return;
     this.entries.delete(entry.id);
     internal.finish();
+    if (this.entries.size === 0) for (const w of [...this.emptyWaiters]) w();
     if (!this.closing) this.onChange(this.entries.size);
   }
 

@@ -11,10 +11,15 @@ export interface TargetDialerOptions {
  * from an allowlist entry, after policy has been checked.
  */
 export class TargetDialer {
-  private readonly connectTimeoutMs: number;
+  private connectTimeoutMs: number;
 
   constructor(opts: TargetDialerOptions) {
     this.connectTimeoutMs = opts.connectTimeoutMs;
+  }
+
+  /** A new connect timeout (SIGHUP reload), for the next dial. */
+  setConnectTimeout(ms: number): void {
+    this.connectTimeoutMs = ms;
   }
 
   /**

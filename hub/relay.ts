@@ -7,6 +7,7 @@ import {
   RELAY_PATH_PATTERN,
   WS_SUBPROTOCOL,
   bearerToken,
+  startHeartbeat,
   errorCodeOfClose,
   type ErrorCode,
   type Logger,
@@ -17,6 +18,14 @@ import { parseSubprotocols, upgradeProblem } from './upgrade-check.js';
 import { closeLeg, closeToForward, forward } from './relay-pipe.js';
 import type { StreamLog } from './stream-log.js';
 import { StreamTable, type Leg, type NewStream, type Role, type StreamEntry } from './stream-table.js';
+
+/** What the metrics learn from the relay. */
+export interface RelayEvents {
+  /** Both sides connected, `setupMs` after the stream was requested. */
+  paired?(setupMs: number): void;
+  /** A connection refused before the upgrade (bad, used or expired token, ...). */
+  refused?(code: ErrorCode): void;
+}
 
 /** How long an ended stream's tokens still get 409/410 rather than 401. */
 const TOMBSTONE_MS = 60_000;
@@ -39,9 +48,16 @@ export class Relay {
   });
   private stopping = false;
 
-  constructor(opts: { log: Logger; streamLog: StreamLog }) {
+  private readonly events: RelayEvents;
+
+  /** Ping interval on each leg (dead-peer detection, protocol/ws-heartbeat.ts); 0: off. */
+  private readonly pingIntervalMs: number;
+
+  constructor(opts: { log: Logger; streamLog: StreamLog; events?: RelayEvents; pingIntervalMs?: number }) {
     this.log = opts.log.child({ component: 'relay' });
+    this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
     this.streamLog = opts.streamLog;
+    this.events = opts.events ?? {};
   }
 
   async start(): Promise<void> {
@@ -82,6 +98,7 @@ export class Relay {
     const streamId = m[1]!;
     const refuse = (code: ErrorCode, reason: string): true => {
       this.log.warn({ streamId, code, reason }, 'relay connection refused');
+      this.events.refused?.(code);
       refuseUpgrade(socket, code, reason);
       return true;
     };
@@ -112,6 +129,7 @@ export class Relay {
     const log = this.log.child({ stream: s.id, device: s.device, service: s.service, role });
     const leg: Leg = { role, ws, backpressured: false, closed: false };
     ws.on('error', (err) => log.debug({ err: err.message }, 'relay socket error'));
+    startHeartbeat(ws, this.pingIntervalMs);
     if (s.state === 'ended') {
       closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, 'the stream has ended');
       return;
@@ -132,6 +150,7 @@ export class Relay {
     forward(service, device, (n) => (s.bytesToDevice += n));
     forward(device, service, (n) => (s.bytesFromDevice += n));
     peer.ws.resume();
+    this.events.paired?.(Date.now() - s.openedAt);
     log.info('stream paired');
   }
 
@@ -187,6 +206,7 @@ export class Relay {
       streamId: s.id,
       device: s.device,
       service: s.service,
+      requestedBy: s.requestedBy,
       closedBy: closedBy ?? 'none',
       openedAt: s.openedAt,
       closedAt,

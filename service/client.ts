@@ -1,14 +1,18 @@
 import https from 'node:https';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import {
+  DeviceInfoSchema,
   DeviceListSchema,
+  HubEndpointsSchema,
   LIMITS,
   OpenStreamResultSchema,
   StreamListSchema,
   apiPaths,
   silentLogger,
   type DeviceInfo,
+  type HubEndpoints,
   type Logger,
+  type StreamQuery,
   type OpenStreamBody,
   type StreamRecord,
   type WsDuplex,
@@ -26,6 +30,8 @@ export interface DevstreamsClientOptions {
   logger?: Logger;
   /** Deadline of a fleet query (devices, streams). Default 30 s. */
   requestTimeoutMs?: number;
+  /** Ping interval on each stream WebSocket: a relay silent for a whole interval is dropped. Default 15 s; 0 turns it off. */
+  pingIntervalMs?: number;
 }
 
 export interface OpenStreamOptions {
@@ -58,6 +64,7 @@ export class DevstreamsClient {
   private readonly requestTimeoutMs: number;
   /** For relay dials, built on the first one (not per stream). */
   private secureContext: SecureContext | undefined;
+  private readonly pingIntervalMs: number;
 
   constructor(opts: DevstreamsClientOptions) {
     let base: URL;
@@ -127,11 +134,34 @@ export class DevstreamsClient {
     return answer.devices;
   }
 
-  /** The hub's stream records, newest first. */
-  async listStreams(): Promise<StreamRecord[]> {
+  /** One device in full: presence plus its last status (system, last error). */
+  async getDevice(deviceId: string): Promise<DeviceInfo> {
+    return requestJson(this.endpoint, {
+      method: 'GET',
+      path: apiPaths.device(deviceId),
+      schema: DeviceInfoSchema,
+      timeoutMs: this.requestTimeoutMs,
+    });
+  }
+
+  /** The hub's public endpoints (API, streaming, MQTT) and their ports. */
+  async endpoints(): Promise<HubEndpoints> {
+    return requestJson(this.endpoint, {
+      method: 'GET',
+      path: apiPaths.endpoints,
+      schema: HubEndpointsSchema,
+      timeoutMs: this.requestTimeoutMs,
+    });
+  }
+
+  /** The hub's stream records, newest first, optionally filtered (device, since epoch ms, result, limit). */
+  async listStreams(query: StreamQuery = {}): Promise<StreamRecord[]> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
     const answer = await requestJson(this.endpoint, {
       method: 'GET',
-      path: apiPaths.streams,
+      path: qs ? `${apiPaths.streams}?${qs}` : apiPaths.streams,
       schema: StreamListSchema,
       timeoutMs: this.requestTimeoutMs,
     });

@@ -1,6 +1,6 @@
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { LIMITS, WS_SUBPROTOCOL, WsDuplex } from '../protocol/index.js';
+import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
 import { onAbort, readBody } from './http.js';
 
@@ -15,6 +15,8 @@ export interface RelayDial {
   /** Deadline for the WebSocket upgrade. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** Ping interval on the stream WebSocket (dead relay detection); 0 turns it off. Default 15 s. */
+  pingIntervalMs?: number;
 }
 
 /** Largest refusal body read from a relay that declines the upgrade. */
@@ -72,6 +74,7 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
       unlisten();
       ws.removeAllListeners('error');
       ws.removeAllListeners('unexpected-response');
+      startHeartbeat(ws, d.pingIntervalMs ?? 15_000);
       resolve(new WsDuplex(ws));
     });
   });

@@ -54,6 +54,7 @@ beforeAll(async () => {
       `  deviceId: ${DEVICE}`,
       '  keyFile: pi-test.key',
       `  ca: ${tls.caFile}`,
+      '  reconnect: { initialDelayMs: 200, maxDelayMs: 200 }',
       'allow:',
       `  - { name: web, port: ${target.port} }`,
       `  - { name: dead, port: ${deadPort} }`,
@@ -61,7 +62,7 @@ beforeAll(async () => {
       'limits: { maxStreams: 2, connectTimeoutMs: 2000 }',
     ].join('\n'),
   );
-  agent = new Agent({ config: loadAgentConfig(join(dir, 'agent.yaml')), log: logs.log, reconnectPeriodMs: 200 });
+  agent = new Agent({ config: loadAgentConfig(join(dir, 'agent.yaml')), log: logs.log });
   await agent.start();
   await agent.waitConnected();
 });

@@ -64,11 +64,14 @@ describe('agent config', () => {
       ca: CA_PEM,
       reconnect: { initialDelayMs: 1000, maxDelayMs: 60_000 },
       pingIntervalMs: 15_000,
+      keepaliveSec: 30,
       auth: 'token',
       tokenTtlSec: 3600,
       keyFile: join(d, 'pi-kitchen.key'),
     });
     expect(c.shutdown).toEqual({ graceMs: 10_000 });
+    expect(c.status).toEqual({ intervalSec: 300, probeTimeoutMs: 5000 });
+    expect(c.metrics).toEqual({ allowNonLoopback: false });
     expect(c.allow).toEqual([
       { kind: 'tcp', name: 'ssh', host: '127.0.0.1', port: 22 },
       { kind: 'tcp', name: 'plc', host: '192.168.1.50', port: 502 },

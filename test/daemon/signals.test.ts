@@ -1,0 +1,98 @@
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { echoTarget, type Target } from '../helpers/targets.js';
+import { DaemonStack, echoRoundTrip } from './harness.js';
+
+describe('signals: SIGHUP reloads policy, SIGTERM drains', () => {
+  const stacks: DaemonStack[] = [];
+  const targets: Target[] = [];
+  afterEach(async () => {
+    for (const s of stacks.splice(0)) await s.stop();
+    for (const t of targets.splice(0)) await t.close();
+  });
+
+  async function setup(graceMs: number): Promise<{ stack: DaemonStack; a: Target; b: Target }> {
+    const a = await echoTarget();
+    const b = await echoTarget();
+    targets.push(a, b);
+    const stack = new DaemonStack();
+    stacks.push(stack);
+    await stack.setup({ allow: [`a=${a.port}`], agent: (c) => (c.shutdown = { graceMs }) });
+    await stack.startHub();
+    await stack.startAgent();
+    return { stack, a, b };
+  }
+
+  it('SIGHUP: the new allowlist and limits apply to the next request, open streams continue, a bad file is refused with one line', async () => {
+    const { stack, b } = await setup(10_000);
+    const client = stack.client();
+    const open = await client.openStream(stack.deviceId, 'a');
+    await echoRoundTrip(open);
+
+    stack.editAgentYaml((c) => {
+      c.allow = [{ name: 'b', port: b.port }];
+      c.limits = { ...c.limits, maxStreams: 2 };
+      c.hub.url = c.hub.url.replace('localhost', '127.0.0.1'); // needs a restart: reported, not applied
+    });
+    stack.agent.child.kill('SIGHUP');
+    const reloaded = await stack.agent.waitForLog('config reloaded (allowlist and limits); changes to hub.url need a restart and were not applied');
+    expect(reloaded.needRestart).toEqual(['hub.url']);
+    await expect(client.openStream(stack.deviceId, 'a')).rejects.toMatchObject({ code: 'SERVICE_DENIED' });
+    const second = await client.openStream(stack.deviceId, 'b');
+    await echoRoundTrip(second);
+    // maxStreams 2: the open "a" stream and "b" fill it.
+    await expect(client.openStream(stack.deviceId, 'b')).rejects.toMatchObject({ code: 'LIMIT_EXCEEDED' });
+    await echoRoundTrip(open); // established under the old policy, still carried
+
+    // An invalid file: one clear error line, the running policy stays.
+    stack.editAgentYaml((c) => (c.allow = [{ name: 'b', port: 'not-a-port' }]));
+    const errorsBefore = stack.agent.lines.filter((l) => l.includes('"level":50')).length;
+    stack.agent.child.kill('SIGHUP');
+    const refused = await stack.agent.waitForLog('config reload refused, the running config stays');
+    expect(refused.err).toMatch(/allow\.0\.port/);
+    expect(stack.agent.lines.filter((l) => l.includes('"level":50')).length).toBe(errorsBefore + 1);
+    second.end();
+    await once(second, 'close');
+    const third = await client.openStream(stack.deviceId, 'b');
+    await echoRoundTrip(third);
+    for (const s of [open, third]) {
+      s.end();
+      await once(s, 'close');
+    }
+    expect(stack.agent.child.exitCode).toBeNull();
+    client.close();
+  });
+
+  it('SIGTERM: new requests get 503 SHUTTING_DOWN, open streams finish, then offline and exit 0', async () => {
+    const { stack } = await setup(10_000);
+    const client = stack.client();
+    const open = await client.openStream(stack.deviceId, 'a');
+    await echoRoundTrip(open);
+    stack.agent.child.kill('SIGTERM');
+    await stack.agent.waitForLog('agent draining: new requests refused, open streams may finish');
+    await expect(client.openStream(stack.deviceId, 'a')).rejects.toMatchObject({ code: 'SHUTTING_DOWN', status: 503 });
+    await echoRoundTrip(open, 512 * 1024); // still carried while draining
+    const endedAt = Date.now();
+    open.end();
+    expect(await stack.agent.exited).toBe(0);
+    expect(Date.now() - endedAt).toBeLessThan(5000); // it left as soon as the last stream ended
+    await stack.waitForDevice(false);
+    client.close();
+  });
+
+  it('SIGTERM: streams still open after shutdown.graceMs are closed (SHUTTING_DOWN), exit 0', async () => {
+    const { stack } = await setup(1000);
+    const client = stack.client();
+    const open = await client.openStream(stack.deviceId, 'a');
+    const err = new Promise<Error>((resolve) => open.once('error', resolve));
+    await echoRoundTrip(open);
+    const t = Date.now();
+    stack.agent.child.kill('SIGTERM');
+    expect(await stack.agent.exited).toBe(0);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(900);
+    expect(Date.now() - t).toBeLessThan(6000);
+    expect(await err).toMatchObject({ code: 'SHUTTING_DOWN' });
+    await stack.waitForDevice(false);
+    client.close();
+  });
+});
