@@ -236,9 +236,9 @@ export class FuzzStack {
     this.ca = readFileSync(join(this.dir, 'tls', 'ca.crt'), 'utf8');
     this.agentHttp.options.ca = this.ca;
     this.hub = new CliProcess(['hub', '--config', hubYaml]);
-    await this.hub.waitForLog('hub listening');
+    await this.hub.waitForLog('hub listening', {}, 60_000);
     this.agent = new CliProcess(['agent', '--config', join(this.dir, 'devices', `${FuzzStack.AGENT}.yaml`)]);
-    await this.agent.waitForLog('agent connected');
+    await this.agent.waitForLog('agent connected', {}, 60_000);
     this.client = new DevstreamsClient({ hub: `https://localhost:${this.port}`, token: this.token, ca: this.ca });
     await this.waitOnline();
     this.echo = new EchoStream(await this.client.openStream(FuzzStack.AGENT, 'echo-tcp'));
