@@ -90,7 +90,17 @@ try {
     const failed = await load.concurrent(ds.port, C.concurrent, C.checkBytes, async () => {
       peak = { agent: rss(ds.agent.pid), hub: rss(ds.hub.pid), forward: rss(ds.forward.pid) };
     });
-    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak };
+    // Why streams failed, from the three processes' warning and error lines.
+    const why = {};
+    for (const [who, proc] of [['forward', ds.forward], ['hub', ds.hub], ['agent', ds.agent]]) {
+      for (const l of proc.lines) {
+        if (!/"level":(40|50)/.test(l)) continue;
+        const j = JSON.parse(l);
+        const k = `${who}: ${j.msg}${j.err ? `: ${j.err}` : j.reason ? `: ${j.reason}` : ''}`.slice(0, 160);
+        why[k] = (why[k] ?? 0) + 1;
+      }
+    }
+    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak, warnings: why };
     log(`devstreams: agent idle for ${C.idleS} s`);
     await new Promise((r) => setTimeout(r, 3000)); // let the streams' sockets close
     const c0 = cpuNs(ds.agent.pid);

@@ -88,6 +88,8 @@ export function markdown(out) {
         `forward ${fmt(c.before.forward / MB, 1)} / ${fmt(c.peak.forward / MB, 1)} MB.`,
     );
   }
+  const warnings = Object.entries(d?.concurrency?.warnings ?? {});
+  if (warnings.length) lines.push('', 'Warnings logged during the concurrency test:', ...warnings.slice(0, 8).map(([k, n]) => `- ${n} x ${k}`));
   if (d?.idle) lines.push('', `devstreams agent idle for ${d.idle.seconds} s (control channel up, no streams): RSS ${fmt(d.idle.rssEnd / MB, 1)} MB, CPU ${fmt(d.idle.cpuPercent, 3)} % of one core.`);
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');
