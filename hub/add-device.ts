@@ -47,11 +47,14 @@ export function addDevice(opts: AddDeviceOptions): AddDeviceResult {
   }
 
   let ca: string | undefined;
-  if (config.ca) {
+  // With an external broker the agent trusts both the hub's CA and the broker's (one PEM bundle).
+  for (const [field, file] of [['ca', config.ca], ['mqtt.ca', config.mqtt?.ca]] as const) {
+    if (!file || file === config.ca && field === 'mqtt.ca') continue;
     try {
-      ca = readFileSync(config.ca, 'utf8');
+      const pem = readFileSync(file, 'utf8');
+      ca = ca === undefined ? pem : `${ca.trimEnd()}\n${pem}`;
     } catch (err) {
-      throw new ConfigError(opts.configFile, [`ca: cannot read ${config.ca} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+      throw new ConfigError(opts.configFile, [`${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
     }
   }
 
@@ -67,10 +70,11 @@ export function addDevice(opts: AddDeviceOptions): AddDeviceResult {
     agentConfigFile,
     agentConfigYaml({
       deviceId,
-      mqttUrl: mqttUrlOf(publicUrlOf(config)),
+      mqttUrl: config.mqtt ? (config.mqtt.deviceUrl ?? config.mqtt.url) : mqttUrlOf(publicUrlOf(config)),
       keyFile: `${deviceId}.key`,
       ...(caFile ? { caFile: 'ca.pem' } : {}),
       allow,
+      ...(config.mqtt ? { external: { relayHosts: config.mqtt.relayHosts ?? [publicUrlOf(config).hostname] } } : {}),
     }),
     SECRET_MODE,
   );

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { parseSlot, removeDevice, revokeKey, rotateKey, setDeviceDisabled } from './device-admin.js';
 import { createToken, listTokens, revokeToken } from './token-admin.js';
 
@@ -27,7 +28,7 @@ type Print = (text: string) => void;
  * Runs one admin subcommand; resolves to the exit code. A usage problem prints one line on stderr
  * and returns 2; a refused change throws its DevstreamsError/ConfigError (one line, non-zero).
  */
-export function runAdminCommand(sub: string, args: string[], opts: { defaultConfig: string; out: Print; err?: Print }): number {
+export async function runAdminCommand(sub: string, args: string[], opts: { defaultConfig: string; out: Print; err?: Print }): Promise<number> {
   const err = opts.err ?? ((t: string) => void process.stderr.write(t));
   const usage = (problem: string): number => {
     err(`devstreams: hub: ${problem} (see devstreams hub --help)\n`);
@@ -91,8 +92,10 @@ export function runAdminCommand(sub: string, args: string[], opts: { defaultConf
   const deviceId = positionals[0]!;
   if (sub === 'rotate-key') {
     const r = rotateKey({ configFile, deviceId, slot: parseSlot(values.slot, 'secondary') });
+    const broker = await syncBrokerAccountCli(configFile, { op: 'password', deviceId, keyFile: r.keyFile!, disabled: r.disabled });
     opts.out(
       [
+        ...(broker ? [broker] : []),
         `new ${r.slot} key for ${deviceId} written to ${r.keyFile} (0600); the other slot's key still works`,
         `Copy it to the device's key file and restart its agent; then retire the old key with:`,
         `  devstreams hub revoke-key ${deviceId} --slot ${r.slot === 'primary' ? 'secondary' : 'primary'} --config ${configFile}`,
@@ -109,10 +112,14 @@ export function runAdminCommand(sub: string, args: string[], opts: { defaultConf
   }
   if (sub === 'disable-device' || sub === 'enable-device') {
     setDeviceDisabled({ configFile, deviceId, disabled: sub === 'disable-device' });
+    const broker = await syncBrokerAccountCli(configFile, { op: sub === 'disable-device' ? 'disable' : 'enable', deviceId });
+    if (broker) opts.out(`${broker}\n`);
     opts.out(sub === 'disable-device' ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
     return 0;
   }
   const r = removeDevice({ configFile, deviceId });
+  const broker = await syncBrokerAccountCli(configFile, { op: 'remove', deviceId });
+  if (broker) opts.out(`${broker}\n`);
   opts.out(`device ${deviceId} removed${r.removedFiles!.length ? ` (deleted ${r.removedFiles!.join(', ')})` : ''}\n`);
   return 0;
 }

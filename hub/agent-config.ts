@@ -55,6 +55,8 @@ export function agentConfigYaml(opts: {
   keyFile: string;
   caFile?: string;
   allow: AllowEntry[];
+  /** External broker (docs/SCALE.md): the broker checks the key itself, and relays live on the hub nodes' hosts. */
+  external?: { relayHosts: string[] };
 }): string {
   const allow =
     opts.allow.length > 0
@@ -74,6 +76,12 @@ export function agentConfigYaml(opts: {
     `  deviceId: ${q(opts.deviceId)}`,
     `  keyFile: ${q(opts.keyFile)}`,
     ...(opts.caFile ? [`  ca: ${q(opts.caFile)}`] : []),
+    ...(opts.external
+      ? [
+          '  auth: key                                   # an external broker checks the key itself (docs/SCALE.md)',
+          `  relayHosts: [${opts.external.relayHosts.map(q).join(', ')}]   # the hub nodes that serve streams`,
+        ]
+      : []),
     'allow:                                        # deny everything else',
     ...allow,
     'limits:',

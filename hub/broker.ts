@@ -94,6 +94,11 @@ export class Broker {
     this.instance = aedes;
   }
 
+  /** False when the embedded broker is not started (the hub uses an external broker). */
+  get running(): boolean {
+    return this.instance !== null && !this.instance.closed;
+  }
+
   /** The running Aedes instance (for the control bus). */
   get aedes(): Aedes {
     if (!this.instance) throw new Error('broker is not started');

@@ -5,6 +5,7 @@ import type { DestinationStream } from 'pino';
 import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
+import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
@@ -43,8 +44,8 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
   }
   try {
     if (sub === 'init') return runInit(rest, out);
-    if (sub === 'add-device') return runAddDevice(rest, out);
-    if (isAdminCommand(sub)) return runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
+    if (sub === 'add-device') return await runAddDevice(rest, out);
+    if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {
@@ -101,7 +102,7 @@ function runInit(args: string[], out: (text: string) => void): number {
   return 0;
 }
 
-function runAddDevice(args: string[], out: (text: string) => void): number {
+async function runAddDevice(args: string[], out: (text: string) => void): Promise<number> {
   const { values, positionals } = parse(
     args,
     { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },
@@ -112,8 +113,9 @@ function runAddDevice(args: string[], out: (text: string) => void): number {
     return 0;
   }
   if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
+  const configFile = (values.config as string | undefined) ?? DEFAULT_CONFIG;
   const result = addDevice({
-    configFile: (values.config as string | undefined) ?? DEFAULT_CONFIG,
+    configFile,
     deviceId: positionals[0]!,
     allow: (values.allow as string[] | undefined) ?? [],
   });
@@ -123,6 +125,7 @@ function runAddDevice(args: string[], out: (text: string) => void): number {
       `  agent config: ${result.agentConfigFile}`,
       `  device key:   ${result.keyFile} (0600)`,
       ...(result.caFile ? [`  CA:           ${result.caFile}`] : []),
+      ...[await syncBrokerAccountCli(configFile, { op: 'add', deviceId: result.deviceId, keyFile: result.keyFile })].filter((l) => l !== null),
       `Copy these files to the device and run: devstreams agent --config ${result.deviceId}.yaml`,
       '',
     ].join('\n'),

@@ -54,6 +54,41 @@ export const HubLimitsSchema = z.strictObject({
 });
 export type HubLimits = z.infer<typeof HubLimitsSchema>;
 
+const BrokerUrlSchema = z
+  .string()
+  .max(2048)
+  .refine((v) => {
+    if (!URL.canParse(v)) return false;
+    const u = new URL(v);
+    return (u.protocol === 'mqtts:' || u.protocol === 'wss:') && !!u.hostname && !u.username && !u.password && !u.search && !u.hash;
+  }, 'must be mqtts://HOST[:PORT] or wss://HOST[:PORT]/PATH (TLS only, no credentials in the URL)');
+
+/** An external MQTT broker (docs/SCALE.md): the hub then starts no embedded broker. */
+export const HubMqttSchema = z
+  .strictObject({
+    /** Where this hub node connects, with its own account. */
+    url: BrokerUrlSchema,
+    username: z.string().min(1).max(256),
+    password: z.string().min(1).max(1024).optional(),
+    passwordFile: z.string().min(1).max(4096).optional(),
+    /** CA for the broker's certificate (default: the system's trust store). */
+    ca: z.string().min(1).max(4096).optional(),
+    /** The broker URL written into agent configs by add-device (default: url). */
+    deviceUrl: BrokerUrlSchema.optional(),
+    /** Hosts a device accepts in relay URLs, written into agent configs (default: publicUrl's host). */
+    relayHosts: z.array(z.string().min(1).max(253).regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')).min(1).max(64).optional(),
+    /** Device accounts kept in step with the registry by add-device, rotate-key, disable/enable/remove-device:
+     *  `mosquitto-dynsec` (Mosquitto's dynamic security plugin, over MQTT) or `none` (the operator does it). */
+    accounts: z.enum(['none', 'mosquitto-dynsec']).default('none'),
+    connectTimeoutMs: z.number().int().min(500).max(120_000).default(10_000),
+  })
+  .superRefine((m, ctx) => {
+    if ((m.password === undefined) === (m.passwordFile === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'exactly one of password or passwordFile is required' });
+    }
+  });
+export type HubMqttConfig = z.infer<typeof HubMqttSchema>;
+
 export const HubConfigSchema = z.strictObject({
   /** Where the one TLS port (API, relay, MQTT over WebSocket) listens. */
   listen: HostPortSchema.default('127.0.0.1:8443'),
@@ -121,7 +156,9 @@ export const HubConfigSchema = z.strictObject({
     .default([]),
   /** Resource limits against hostile or runaway clients (README "Limits"). */
   limits: HubLimitsSchema.prefault({}),
-});
+  /** An external MQTT broker instead of the embedded one (docs/SCALE.md); devices then connect to it. */
+  mqtt: HubMqttSchema.optional(),
+}).refine((c) => !(c.mqtt && c.mqtts), { message: 'mqtts: not used with an external broker (mqtt); devices connect to the broker', path: ['mqtts'] });
 
 export type HubConfig = z.infer<typeof HubConfigSchema>;
 
@@ -163,6 +200,16 @@ export function loadHubConfig(file: string, overrides: { listen?: string } = {})
     log: { ...raw.log },
     limits: { ...raw.limits },
     ...(raw.mqtts ? { mqtts: { ...raw.mqtts } } : {}),
+    ...(raw.mqtt
+      ? {
+          mqtt: {
+            ...raw.mqtt,
+            ...(raw.mqtt.passwordFile !== undefined ? { passwordFile: resolve(dir, raw.mqtt.passwordFile) } : {}),
+            ...(raw.mqtt.ca !== undefined ? { ca: resolve(dir, raw.mqtt.ca) } : {}),
+            ...(raw.mqtt.relayHosts ? { relayHosts: [...raw.mqtt.relayHosts] } : {}),
+          },
+        }
+      : {}),
   };
   return deepFreeze({ file: abs, dir, config });
 }

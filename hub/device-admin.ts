@@ -20,6 +20,8 @@ export interface DeviceAdminResult {
   slot?: KeySlot;
   /** remove-device: the files deleted from DIR/devices. */
   removedFiles?: string[];
+  /** rotate-key: whether the device is disabled (the broker account stays so; hub/mosquitto-sync.ts). */
+  disabled?: boolean;
 }
 
 function target(configFile: string, deviceId: string): { registryFile: string; dir: string; entry: RegistryEntry } {
@@ -53,12 +55,12 @@ export function parseSlot(value: string | undefined, fallback: KeySlot): KeySlot
  * slot's previous key is disconnected.
  */
 export function rotateKey(opts: { configFile: string; deviceId: string; slot: KeySlot }): DeviceAdminResult {
-  const { registryFile, dir } = target(opts.configFile, opts.deviceId);
+  const { registryFile, dir, entry } = target(opts.configFile, opts.deviceId);
   const key = newSecret();
   const keyFile = join(dir, 'devices', `${opts.deviceId}.key`);
   writeFileAtomic(keyFile, key, SECRET_MODE);
   update(registryFile, opts.deviceId, (e) => ({ ...e, keys: { ...e.keys, [opts.slot]: keySlotRecord(key) } }));
-  return { deviceId: opts.deviceId, registryFile, keyFile, slot: opts.slot };
+  return { deviceId: opts.deviceId, registryFile, keyFile, slot: opts.slot, disabled: entry.disabled };
 }
 
 /** Empties a key slot: that key stops working at once. The last key cannot be revoked (disable the device instead). */

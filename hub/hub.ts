@@ -10,6 +10,8 @@ import { hubEndpoints } from './endpoints.js';
 import { Health } from './health.js';
 import { HistoryStore } from './history-store.js';
 import { HubMetrics } from './metrics.js';
+import { MosquittoHubAccount } from './mosquitto-dynsec.js';
+import { MqttControlBus } from './mqtt-control-bus.js';
 import { ObserveRoutes } from './observe-routes.js';
 import { DeviceRegistry } from './registry.js';
 import { ServiceTokens } from './service-tokens.js';
@@ -65,8 +67,10 @@ export class Hub {
     const log = this.log;
     this.registry = new DeviceRegistry({ file: config.registry, log });
     this.broker = new Broker({ registry: this.registry, deviceAuth: config.deviceAuth, log });
-    this.bus = new AedesControlBus({ broker: this.broker, log });
-    this.presence = new DevicePresence({ bus: this.bus, log, disconnects: this.broker });
+    // An external broker (config.mqtt): no embedded broker runs; presence comes from status topics only.
+    const external = config.mqtt ? new MqttControlBus({ config: config.mqtt, clientId: `devstreams-${this.nodeId}`, log }) : null;
+    this.bus = external ?? new AedesControlBus({ broker: this.broker, log });
+    this.presence = new DevicePresence({ bus: this.bus, log, ...(external ? {} : { disconnects: this.broker }) });
     this.history = new HistoryStore({
       file: config.history.file,
       maxAgeMs: config.history.maxAgeDays * 86_400_000,
@@ -122,7 +126,11 @@ export class Hub {
       onAuthenticated: (req) => this.server.authenticated(req.socket),
     });
     this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
-    this.components = [this.registry, this.tokens, this.history, this.broker, this.presence, this.streams, this.relay, this.api, this.server];
+    const hubAccount =
+      external && config.mqtt?.accounts === 'mosquitto-dynsec'
+        ? [new MosquittoHubAccount({ bus: external, username: config.mqtt.username, log })]
+        : [];
+    this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, this.presence, this.streams, this.relay, this.api, this.server];
   }
 
   /** The public https URL, with the real port once started. */

@@ -126,7 +126,7 @@ export class HubServer {
       this.mqttsBoundPort = await listenOn(mqtts, at.host, at.port, 'mqtts.listen');
       this.log.info({ host: at.host, port: this.mqttsBoundPort }, 'mqtts listening');
     }
-    this.broker.aedes.on('clientReady', (client) => {
+    if (this.broker.running) this.broker.aedes.on('clientReady', (client) => {
       const socket = this.mqttSockets.get(client.conn as unknown as Duplex);
       if (socket) this.guard.authenticated(socket);
     });

@@ -15,12 +15,21 @@ export interface DeviceSpec {
   start?: boolean;
 }
 
+/** An external MQTT broker for the stack (test/fleet/mosquitto.ts): started after `hub init`. */
+export interface StackBroker {
+  /** Starts the broker using the stack's folder (its TLS files); resolves to the hub config's `mqtt` section. */
+  setUp(dir: string): Promise<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
 /** A hub and its agents as real processes, set up the way a user does it: init, add-device, run. */
 export class Stack {
   readonly dir = mkdtempSync(join(tmpdir(), 'devstreams-e2e-'));
   hub!: CliProcess;
   port = 0;
   readonly agents = new Map<string, CliProcess>();
+  /** With a broker, the hub uses it instead of its embedded one (hub config `mqtt`). */
+  constructor(readonly opts: { broker?: StackBroker } = {}) {}
 
   get hubUrl(): string {
     return `https://localhost:${this.port}`;
@@ -42,6 +51,12 @@ export class Stack {
   async start(devices: DeviceSpec[]): Promise<this> {
     this.port = await freePort();
     await mustRun(['hub', 'init', '--dir', this.dir, '--listen', `127.0.0.1:${this.port}`]);
+    if (this.opts.broker) {
+      const file = join(this.dir, 'hub.yaml');
+      const cfg = parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      cfg.mqtt = await this.opts.broker.setUp(this.dir);
+      writeFileSync(file, stringify(cfg), { mode: 0o600 });
+    }
     for (const d of devices) await this.addDevice(d);
     this.hub = new CliProcess(['hub', '--config', join(this.dir, 'hub.yaml')]);
     await this.hub.waitForLog('hub listening');
@@ -97,6 +112,7 @@ export class Stack {
   async stop(): Promise<void> {
     for (const a of this.agents.values()) await a.stop();
     if (this.hub) await this.hub.stop();
+    if (this.opts.broker) await this.opts.broker.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
