@@ -38,9 +38,9 @@ const perSecond = z.number().positive().max(1_000_000);
 
 export const HubLimitsSchema = z.strictObject({
   /** Stream requests (POST .../streams) one service token may make per second (token bucket; burst = 1 s worth). */
-  streamRequestsPerTokenPerSecond: perSecond.default(20),
+  streamRequestsPerTokenPerSecond: perSecond.default(100),
   /** Stream requests one device may receive per second, from all tokens together. */
-  streamRequestsPerDevicePerSecond: perSecond.default(10),
+  streamRequestsPerDevicePerSecond: perSecond.default(50),
   /** Streams one device may have on this hub at once, being set up or open. */
   streamsPerDevice: count(100_000).default(64),
   /** Streams on this hub still in their handshake (asked, or accepted and not yet paired). */
