@@ -4,7 +4,8 @@ import { echoTarget, type Target } from '../helpers/targets.js';
 import { DaemonStack, echoRoundTrip } from './harness.js';
 import { TcpProxy } from './tcp-proxy.js';
 
-describe('the control channel reconnects with backoff; open streams do not depend on it', () => {
+// Real hub and agent processes per test: generous bounds for a loaded CI machine.
+describe('the control channel reconnects with backoff; open streams do not depend on it', { timeout: 120000 }, () => {
   const stack = new DaemonStack();
   let proxy: TcpProxy;
   let target: Target;

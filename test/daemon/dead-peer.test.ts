@@ -10,7 +10,8 @@ const PING_MS = 1000;
 /** Timer and scheduling slack on a busy 2-core machine, on top of the two intervals. */
 const SLACK_MS = 750;
 
-describe('dead relay detection (ping/pong) and hub restarts', () => {
+// Real hub and agent processes per test: generous bounds for a loaded CI machine.
+describe('dead relay detection (ping/pong) and hub restarts', { timeout: 120000 }, () => {
   const stacks: DaemonStack[] = [];
   const closers: Array<() => Promise<void>> = [];
   afterEach(async () => {

@@ -168,5 +168,5 @@ describe(`the agent keeps no descriptors after ${STREAMS} streams with faults`, 
     expect(stack.agent.child.exitCode).toBeNull();
     httpsAgent.destroy();
     client.close();
-  }, 180_000);
+  }, 300_000);
 });

@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { echoTarget, type Target } from '../helpers/targets.js';
 import { DaemonStack, echoRoundTrip } from './harness.js';
 
-describe('signals: SIGHUP reloads policy, SIGTERM drains', () => {
+// Real hub and agent processes per test: generous bounds for a loaded CI machine.
+describe('signals: SIGHUP reloads policy, SIGTERM drains', { timeout: 120000 }, () => {
   const stacks: DaemonStack[] = [];
   const targets: Target[] = [];
   afterEach(async () => {
@@ -35,8 +36,10 @@ describe('signals: SIGHUP reloads policy, SIGTERM drains', () => {
       c.hub.url = c.hub.url.replace('localhost', '127.0.0.1'); // needs a restart: reported, not applied
     });
     stack.agent.child.kill('SIGHUP');
-    const reloaded = await stack.agent.waitForLog('config reloaded (allowlist and limits); changes to hub.url need a restart and were not applied');
-    expect(reloaded.needRestart).toEqual(['hub.url']);
+    const line = await stack.agent.waitForLine((l) => l.includes('"msg":"config reloaded (allowlist and limits); changes to '));
+    const reloaded = JSON.parse(line) as { msg: string; needRestart: string[] };
+    expect(reloaded.needRestart).toContain('hub.url');
+    expect(reloaded.msg).toMatch(/hub\.url.* need a restart and were not applied$/);
     await expect(client.openStream(stack.deviceId, 'a')).rejects.toMatchObject({ code: 'SERVICE_DENIED' });
     const second = await client.openStream(stack.deviceId, 'b');
     await echoRoundTrip(second);
