@@ -1,4 +1,4 @@
-// npm run build:deb [-- [--out DIR] [--compression xz|gzip] [ARCH...]]:
+// npm run build:deb [-- [--out DIR] [--compression xz|gzip|none] [ARCH...]]:
 // dist/deb/devstreams-agent_VERSION_{arm64,amd64}.deb from the single executables (issue 5).
 // Needs `npm run build:binary` first and dpkg-deb (Debian's dpkg). Contents:
 //   /usr/bin/devstreams                                   the executable (0755)
@@ -121,11 +121,11 @@ function parseArgs(argv) {
   const list = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--out') outDir = resolve(argv[++i] ?? fail('--out needs a folder'));
-    else if (argv[i] === '--compression') comp = argv[++i] ?? fail('--compression needs xz or gzip');
+    else if (argv[i] === '--compression') comp = argv[++i] ?? fail('--compression needs xz, gzip or none');
     else if (TARGETS[argv[i]]) list.push(argv[i]);
-    else fail(`unknown argument ${JSON.stringify(argv[i])} (usage: build-deb.mjs [--out DIR] [--compression xz|gzip] [${Object.keys(TARGETS).join('|')}...])`);
+    else fail(`unknown argument ${JSON.stringify(argv[i])} (usage: build-deb.mjs [--out DIR] [--compression xz|gzip|none] [${Object.keys(TARGETS).join('|')}...])`);
   }
-  if (!['xz', 'gzip'].includes(comp)) fail(`--compression must be xz or gzip, not ${JSON.stringify(comp)}`);
+  if (!['xz', 'gzip', 'none'].includes(comp)) fail(`--compression must be xz, gzip or none, not ${JSON.stringify(comp)}`);
   return { out: outDir, compression: comp, arches: list.length ? list : Object.keys(TARGETS) };
 }
 
