@@ -119,6 +119,11 @@ export class Broker {
     this.disconnectListeners.push(listener);
   }
 
+  /** Calls `listener` for every CONNECT refused for its credentials (the metrics count them). */
+  onAuthFailure(listener: () => void): void {
+    this.authFailureListeners.push(listener);
+  }
+
   isConnected(deviceId: string): boolean {
     return this.current.has(deviceId);
   }
@@ -138,6 +143,7 @@ export class Broker {
   ): void {
     const refuse = (returnCode: number, why: string, device?: string): void => {
       this.log.warn({ device, why }, 'mqtt connection refused');
+      for (const l of this.authFailureListeners) l();
       done(Object.assign(new Error(why), { returnCode }) as AuthenticateError, null);
     };
     if (!username || !password) return refuse(BAD_USERNAME_OR_PASSWORD, 'no username or password');

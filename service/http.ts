@@ -24,11 +24,12 @@ export interface JsonRequest<S extends z.ZodType> {
   signal?: AbortSignal | undefined;
 }
 
-/** `path` under the hub's base URL, keeping a base path prefix (https://host/prefix). */
+/** `path` (with an optional `?query`) under the hub's base URL, keeping a base path prefix (https://host/prefix). */
 export function hubUrl(base: URL, path: string): URL {
   const url = new URL(base.href);
-  url.pathname = base.pathname.replace(/\/+$/, '') + path;
-  url.search = '';
+  const q = path.indexOf('?');
+  url.pathname = base.pathname.replace(/\/+$/, '') + (q < 0 ? path : path.slice(0, q));
+  url.search = q < 0 ? '' : path.slice(q);
   url.hash = '';
   return url;
 }
