@@ -75,8 +75,19 @@ export function bridge(
       log.info(fields, result.error ? 'bridge ended with error' : 'bridge closed');
       resolve(result);
     };
-    a.once('close', onClose);
-    b.once('close', onClose);
+    // A side that closed before the bridge began (a target that answered and reset while the
+    // relay was still being dialled) will not emit 'close' again: count it now, with its error.
+    for (const [s, side] of [[a, 'a'], [b, 'b']] as const) {
+      if (!s.destroyed) {
+        s.once('close', onClose);
+        continue;
+      }
+      // Its EOF or error has been emitted already and cannot be carried: end the other side too.
+      process.nextTick(() => {
+        fail(side, s.errored ?? new Error(`${side === 'a' ? labels.a : labels.b} closed before the stream began`));
+        onClose();
+      });
+    }
   });
 }
 

@@ -163,3 +163,24 @@ describe('bridge', () => {
     expect(e.code).toBe('PEER_GONE');
   });
 });
+
+describe('bridge with a side that closed before it began', () => {
+  it('resolves, reports the error and closes the other side (a target that replied and reset early)', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const tcp = net.createServer((sock) => sock.end('early reply'));
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    cleanups.push(async () => void tcp.close());
+    const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    sock.on('error', () => {});
+    sock.resume();
+    await once(sock, 'close'); // gone before the bridge exists
+    const clientErr = once(client, 'error');
+    const result = await bridge(server, sock, silentLogger, { a: 'relay', b: 'target' });
+    expect(result.failedSide).toBe('b');
+    expect(result.error).toBeDefined();
+    const [e] = (await clientErr) as [DevstreamsError];
+    expect(e.code).toBe('PEER_GONE');
+  });
+});
