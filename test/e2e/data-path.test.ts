@@ -1,32 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
-import type { Duplex } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevstreamsClient } from '../../service/index.js';
 import { CliProcess } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
 import { digestTarget, echoTarget, type Target } from '../helpers/targets.js';
+import { roundTrip, sha256 } from '../helpers/streams.js';
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Writes `payload` (then EOF) and collects everything that comes back until EOF. */
-async function roundTrip(s: Duplex, payload: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise<void>((resolve, reject) => {
-    s.once('end', resolve);
-    s.once('error', reject);
-  });
-  // Feed in 64 KiB slices, honouring backpressure, as a TCP peer would.
-  for (let off = 0; off < payload.length; off += 65536) {
-    if (!s.write(payload.subarray(off, off + 65536))) await once(s, 'drain');
-  }
-  s.end();
-  await ended;
-  return Buffer.concat(chunks);
-}
+const sha = sha256;
 
 describe('the data path, end to end (hub and agent as real processes, TLS on)', () => {
   const stack = new Stack();

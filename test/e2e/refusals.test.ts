@@ -6,6 +6,7 @@ import { DevstreamsClient } from '../../service/index.js';
 import { runCli } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
 import { closedPort, holdTarget, type Target } from '../helpers/targets.js';
+import { refusalOf } from '../helpers/streams.js';
 
 /** Every way a stream can be refused, seen as a user sees it: `devstreams connect` and the SDK. */
 describe('refusals', () => {
@@ -33,15 +34,6 @@ describe('refusals', () => {
 
   const connect = (device: string, service: string, env = stack.env, extra: string[] = []) =>
     runCli(['connect', device, service, ...extra], { env });
-
-  async function refusalOf(p: Promise<unknown>): Promise<DevstreamsError> {
-    try {
-      await p;
-    } catch (err) {
-      return err as DevstreamsError;
-    }
-    throw new Error('expected a refusal');
-  }
 
   it('unknown device: 404 DEVICE_UNKNOWN, one line on stderr, non-zero exit', async () => {
     const r = await connect('no-such-device', 'echo');

@@ -1,46 +1,21 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics, type DevstreamsError } from '../../protocol/index.js';
+import { topics } from '../../protocol/index.js';
 import type { DevstreamsClient } from '../../service/index.js';
 import { CLI, runCli } from '../helpers/proc.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
 import { Stack } from '../helpers/stack.js';
 import { closedPort, digestTarget, type Target } from '../helpers/targets.js';
+import { refusalOf, roundTrip, sha256 } from '../helpers/streams.js';
 import { Mosquitto, haveMosquitto } from './mosquitto.js';
 
 const exec = promisify(execFile);
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-async function roundTrip(s: Duplex, payload: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise<void>((resolve, reject) => {
-    s.once('end', resolve);
-    s.once('error', reject);
-  });
-  for (let off = 0; off < payload.length; off += 65536) {
-    if (!s.write(payload.subarray(off, off + 65536))) await once(s, 'drain');
-  }
-  s.end();
-  await ended;
-  return Buffer.concat(chunks);
-}
-
-async function refusalOf(p: Promise<unknown>): Promise<DevstreamsError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as DevstreamsError;
-  }
-  throw new Error('expected a refusal');
-}
+const sha = sha256;
 
 /** The hub, its agents and devstreams' main paths on Debian's Mosquitto (hub config `mqtt`). */
 describe.skipIf(!haveMosquitto)('external broker: Mosquitto with the dynamic security plugin', () => {
