@@ -46,7 +46,7 @@ export const HubLimitsSchema = z.strictObject({
   /** Streams on this hub still in their handshake (asked, or accepted and not yet paired). */
   pendingHandshakes: count(1_000_000).default(1024),
   /** Connections from one source address that have not authenticated yet (all listeners together). */
-  unauthenticatedPerAddress: count(100_000).default(64),
+  unauthenticatedPerAddress: count(100_000).default(256),
   /** A connection must authenticate within this time (TLS handshake, HTTP headers, MQTT CONNECT, relay upgrade). */
   authTimeoutMs: z.number().int().min(200).max(120_000).default(10_000),
   /** Largest MQTT packet a device may send (control payloads are at most 8 KiB). */
