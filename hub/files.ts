@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { z } from 'zod';
+import { ConfigError, describeIssues } from '../protocol/index.js';
 
 /**
  * Writes a file atomically and durably with the given mode: a temporary file in the same folder,
@@ -58,3 +60,32 @@ function fsyncDir(dir: string): void {
 export const SECRET_MODE = 0o600;
 /** A public file (certificates). */
 export const PUBLIC_MODE = 0o644;
+
+/**
+ * Reads one of the hub's JSON state files (registry, service tokens): size bound, JSON, schema.
+ * A missing file is `empty()`. Throws a ConfigError naming the file and `what` is wrong.
+ */
+export function readJsonStateFile<S extends z.ZodType>(
+  file: string,
+  schema: S,
+  opts: { what: string; maxBytes: number; empty: () => z.output<S> },
+): z.output<S> {
+  let text: string;
+  try {
+    if (statSync(file).size > opts.maxBytes) throw new ConfigError(file, [`larger than ${opts.maxBytes} bytes`]);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return opts.empty();
+    throw new ConfigError(file, [`cannot read ${opts.what} (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ConfigError(file, [`${opts.what} is not valid JSON`]);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(file, [`${opts.what} is invalid: ${describeIssues(parsed.error)}`]);
+  return parsed.data;
+}

@@ -1,7 +1,6 @@
-import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, DeviceIdSchema, describeIssues, deviceSigningKey, type Logger } from '../protocol/index.js';
-import { SECRET_MODE, writeFileAtomic } from './files.js';
+import { DeviceIdSchema, deviceSigningKey, type Logger } from '../protocol/index.js';
+import { readJsonStateFile, SECRET_MODE, writeFileAtomic } from './files.js';
 import { WatchedFile } from './watched-file.js';
 
 /**
@@ -56,24 +55,7 @@ export function emptyRegistry(): RegistryFile {
 
 /** Reads and validates a registry file; a missing file is an empty registry. Throws ConfigError naming the file. */
 export function readRegistryFile(file: string): RegistryFile {
-  let text: string;
-  try {
-    if (statSync(file).size > MAX_REGISTRY_BYTES) throw new ConfigError(file, [`larger than ${MAX_REGISTRY_BYTES} bytes`]);
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyRegistry();
-    throw new ConfigError(file, [`cannot read the device registry (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new ConfigError(file, ['the device registry is not valid JSON']);
-  }
-  const parsed = RegistryFileSchema.safeParse(json);
-  if (!parsed.success) throw new ConfigError(file, [`the device registry is invalid: ${describeIssues(parsed.error)}`]);
-  return parsed.data;
+  return readJsonStateFile(file, RegistryFileSchema, { what: 'the device registry', maxBytes: MAX_REGISTRY_BYTES, empty: emptyRegistry });
 }
 
 /** Writes the registry atomically, mode 0600. */

@@ -1,8 +1,7 @@
-import { readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigError, describeIssues, hashSecret, secretMatches, type Logger } from '../protocol/index.js';
+import { hashSecret, secretMatches, type Logger } from '../protocol/index.js';
 import type { HubConfig } from './config.js';
-import { SECRET_MODE, writeFileAtomic } from './files.js';
+import { readJsonStateFile, SECRET_MODE, writeFileAtomic } from './files.js';
 import { WatchedFile } from './watched-file.js';
 
 /**
@@ -41,24 +40,11 @@ export interface Caller {
 }
 
 export function readTokensFile(file: string): TokensFile {
-  let text: string;
-  try {
-    if (statSync(file).size > MAX_TOKENS_BYTES) throw new ConfigError(file, [`larger than ${MAX_TOKENS_BYTES} bytes`]);
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { tokens: {} };
-    throw new ConfigError(file, [`cannot read the service tokens file (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new ConfigError(file, ['the service tokens file is not valid JSON']);
-  }
-  const parsed = TokensFileSchema.safeParse(json);
-  if (!parsed.success) throw new ConfigError(file, [`the service tokens file is invalid: ${describeIssues(parsed.error)}`]);
-  return parsed.data;
+  return readJsonStateFile(file, TokensFileSchema, {
+    what: 'the service tokens file',
+    maxBytes: MAX_TOKENS_BYTES,
+    empty: () => ({ tokens: {} }),
+  });
 }
 
 /** Writes the tokens file atomically, mode 0600. */
