@@ -1,7 +1,5 @@
-import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../protocol/index.js';
-import { errorBody } from './http-util.js';
+import { errorBody, rawJsonResponse } from './http-util.js';
 
 /**
  * The https server's 'clientError' handler: a request Node's HTTP parser cannot read (malformed,
@@ -25,14 +23,6 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
     status = 408;
     reason = 'request not received in time (limits.authTimeoutMs)';
   }
-  const text = JSON.stringify(errorBody('BAD_REQUEST', reason, status));
-  const head = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
-    'Content-Type: application/json; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(text)}`,
-    `${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}`,
-    'Connection: close',
-  ];
-  socket.end(`${head.join('\r\n')}\r\n\r\n${text}`);
+  socket.end(rawJsonResponse(status, errorBody('BAD_REQUEST', reason, status)));
   socket.once('finish', () => socket.destroy());
 }

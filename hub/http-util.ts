@@ -37,18 +37,25 @@ export function sendError(res: ServerResponse, code: ErrorCode, reason: string, 
  * the raw socket, then the socket is closed.
  */
 export function refuseUpgrade(socket: Duplex, code: ErrorCode, reason: string): void {
-  const body = JSON.stringify(errorBody(code, reason));
   const status = ERRORS[code].http;
+  // 426 names the upgrade it wants
+  const extra = code === 'VERSION_MISMATCH' ? ['Upgrade: websocket'] : [];
+  if (socket.writable) socket.end(rawJsonResponse(status, errorBody(code, reason), extra));
+  else socket.destroy();
+}
+
+/** A whole HTTP/1.1 answer with a JSON body, for writing on a raw socket (no ServerResponse there). */
+export function rawJsonResponse(status: number, body: unknown, extraHeaders: string[] = []): string {
+  const text = JSON.stringify(body);
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`,
     'Content-Type: application/json; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
+    `Content-Length: ${Buffer.byteLength(text)}`,
     `${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}`,
     'Connection: close',
+    ...extraHeaders,
   ];
-  if (code === 'VERSION_MISMATCH') head.push('Upgrade: websocket'); // 426 names the upgrade it wants
-  if (socket.writable) socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
-  else socket.destroy();
+  return `${head.join('\r\n')}\r\n\r\n${text}`;
 }
 
 /**
