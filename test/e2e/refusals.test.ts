@@ -1,16 +1,17 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { apiPaths, WS_SUBPROTOCOL, type DevstreamsError } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
+import { describeEachBroker } from '../helpers/brokers.js';
 import { runCli } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
 import { closedPort, holdTarget, type Target } from '../helpers/targets.js';
 import { refusalOf } from '../helpers/streams.js';
 
 /** Every way a stream can be refused, seen as a user sees it: `devstreams connect` and the SDK. */
-describe('refusals', () => {
-  const stack = new Stack();
+describeEachBroker('refusals', (b) => {
+  const stack = new Stack(b.stackOptions());
   let hold: Target;
   let secret: Target;
   let client: DevstreamsClient;

@@ -2,14 +2,15 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeEachBroker } from '../helpers/brokers.js';
 import { CLI, CliProcess } from '../helpers/proc.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
 import { Stack } from '../helpers/stack.js';
 
 const run = promisify(execFile);
 
-describe.skipIf(!haveSshd)('OpenSSH through devstreams (real sshd, real ssh client)', () => {
-  const stack = new Stack();
+describe.skipIf(!haveSshd)('OpenSSH through devstreams', () => describeEachBroker('real sshd, real ssh client', (b) => {
+  const stack = new Stack(b.stackOptions());
   let sshd: Sshd;
 
   beforeAll(async () => {
@@ -53,4 +54,4 @@ describe.skipIf(!haveSshd)('OpenSSH through devstreams (real sshd, real ssh clie
       await fwd.stop();
     }
   });
-});
+}));
