@@ -54,7 +54,7 @@ export class Agent extends EventEmitter {
     // One proxy decision for the hub's host: the control channel and the relay share it.
     const hubUrl = new URL(config.hub.url);
     const proxy = proxyFor(hubUrl, config.hub.proxy, opts.proxyEnv ?? {});
-    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy) : undefined;
+    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy, this.log.child({ component: 'control' })) : undefined;
     if (proxy !== undefined) {
       if (wsAgent) this.log.info({ proxy: redactProxy(proxy) }, 'hub connections go through an HTTP proxy');
       else this.log.warn({ proxy: redactProxy(proxy) }, 'an mqtts:// control channel does not use the proxy (use a wss:// hub URL)');
@@ -84,7 +84,7 @@ export class Agent extends EventEmitter {
       relayDialer: new RelayDialer({
         ...(ca ? { ca } : {}),
         pingIntervalMs: config.hub.pingIntervalMs,
-        ...(proxy !== undefined ? { agent: proxyAgent(proxy) } : {}),
+        ...(proxy !== undefined ? { agent: proxyAgent(proxy, this.log.child({ component: 'relay' })) } : {}),
       }),
       respond: (topic, response) => {
         this.metrics.answered(response.code);

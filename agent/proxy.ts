@@ -1,5 +1,6 @@
 import type { Agent } from 'node:http';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import type { Logger } from '../protocol/index.js';
 
 /**
  * Outbound through an HTTP proxy by CONNECT, for the hub connections (MQTT over WebSocket and the
@@ -70,9 +71,29 @@ export function noProxyMatches(target: URL, noProxy: string): boolean {
   return false;
 }
 
-/** An http.Agent that tunnels through `proxyUrl` by CONNECT (TLS to the hub runs inside the tunnel). */
-export function proxyAgent(proxyUrl: string): Agent {
-  return new HttpsProxyAgent(proxyUrl, { keepAlive: false });
+/**
+ * An http.Agent that tunnels through `proxyUrl` by CONNECT (TLS to the hub runs inside the tunnel).
+ * A proxy that answers the CONNECT with anything but 200 (407 credentials, 403 a port it does not
+ * allow, 502 a hub it cannot reach) is logged on `log`: the WebSocket underneath reports that only as
+ * an "unexpected server response", which the MQTT client drops without a word. Said once per
+ * distinct answer (the control channel retries), again after a CONNECT that succeeded.
+ */
+export function proxyAgent(proxyUrl: string, log?: Logger): Agent {
+  const agent = new HttpsProxyAgent(proxyUrl, { keepAlive: false });
+  if (log) {
+    let last: number | undefined;
+    agent.on('proxyConnect', (res: { statusCode: number; statusText: string }) => {
+      if (res.statusCode === 200) {
+        last = undefined;
+        return;
+      }
+      const fields = { proxy: redactProxy(proxyUrl), status: res.statusCode, statusText: String(res.statusText).slice(0, 100) };
+      if (res.statusCode !== last) log.warn(fields, 'the proxy refused the CONNECT to the hub');
+      else log.debug(fields, 'the proxy refused the CONNECT to the hub');
+      last = res.statusCode;
+    });
+  }
+  return agent;
 }
 
 /** The proxy URL without credentials, for logs. */

@@ -127,5 +127,24 @@ describe.skipIf(skip !== null)(
       for (const secret of secrets()) expect(out).not.toContain(secret);
       await agent.stop();
     });
+
+    it('wrong proxy credentials: tinyproxy refuses the CONNECT (401), the agent says so once (not per retry), keeps retrying, never comes online', async () => {
+      const wrongPassword = `wrong-${randomBytes(6).toString('hex')}`;
+      stack.editAgentYaml((c) => (c.hub.proxy = `http://${PROXY_USER}:${wrongPassword}@${ns.hostAddr}:${proxy.opts.port}`));
+      const mark = proxy.lineCount;
+      const agent = startAgentInNs({});
+      const refused = await agent.waitForLog('the proxy refused the CONNECT to the hub', {}, 30_000);
+      expect(refused).toMatchObject({ component: 'control', proxy: `http://${ns.hostAddr}:${proxy.opts.port}` });
+      expect([401, 407]).toContain(refused.status); // tinyproxy 1.11 answers a CONNECT with bad credentials 401
+      for (let n = 1; n <= 3; n++) await agent.waitForLine(() => agent.logs('control channel reconnecting').length >= n, 30_000);
+      // Three attempts, each refused by the proxy (it logged them), one warning.
+      expect(proxy.connectsSince(mark).length).toBeGreaterThanOrEqual(3);
+      expect(agent.logs('the proxy refused the CONNECT to the hub')).toHaveLength(1);
+      expect(agent.logs('agent connected')).toEqual([]);
+      await stack.waitForDevice(false);
+      const out = agent.lines.join('\n');
+      for (const secret of [...secrets(), wrongPassword]) expect(out).not.toContain(secret);
+      await agent.stop();
+    });
   },
 );
