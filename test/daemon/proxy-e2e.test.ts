@@ -109,6 +109,20 @@ describe.skipIf(skip !== null)(
       await stack.waitForDevice(false);
     });
 
+    it('HTTPS_PROXY with NO_PROXY naming the hub: the agent dials directly, which the namespace cannot; nothing reaches the proxy', async () => {
+      stack.editAgentYaml((c) => delete c.hub.proxy);
+      const mark = proxy.lineCount;
+      const agent = startAgentInNs({ HTTPS_PROXY: proxyUrl, NO_PROXY: 'example.com,localhost' });
+      const err = await agent.waitForLog('control channel error', {}, 30_000);
+      expect(err.code).toBe('ECONNREFUSED'); // the namespace's own loopback: nothing listens there
+      expect(err.err).toContain(`:${stack.port}`);
+      await agent.waitForLine(() => agent.logs('control channel reconnecting').length >= 2, 30_000);
+      expect(agent.logs('hub connections go through an HTTP proxy')).toEqual([]);
+      expect(agent.logs('agent connected')).toEqual([]);
+      expect(proxy.connectsSince(mark)).toEqual([]);
+      await agent.stop();
+    });
+
     it('a wrong proxy port: the agent keeps retrying, never comes online, and says what failed without the proxy password or its key', async () => {
       const wrongPort = await freePort();
       stack.editAgentYaml((c) => (c.hub.proxy = `http://${PROXY_USER}:${PROXY_PASSWORD}@${ns.hostAddr}:${wrongPort}`));
