@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 export interface BridgeResult {
@@ -46,6 +46,8 @@ export function bridge(
 
   a.on('error', (err) => fail('a', err));
   b.on('error', (err) => fail('b', err));
+  // Before the pipes' own 'end' handlers, so a reset is found as early as possible.
+  for (const s of [a, b]) if (isPlainTcp(s)) probeResetOnEof(s);
   a.pipe(b);
   b.pipe(a);
 
@@ -89,6 +91,25 @@ export function bridge(
       });
     }
   });
+}
+
+function isPlainTcp(s: Duplex): s is Socket {
+  return s instanceof Socket && !(s as Socket & { encrypted?: boolean }).encrypted;
+}
+
+/**
+ * A TCP peer that sent bytes and then reset the connection is reported by Node as a plain EOF
+ * (libuv takes the hang-up after a short read for an EOF and never reads the ECONNRESET), so a
+ * half-open socket would wait forever for writes that can never arrive. On EOF, a zero-length write
+ * tells the two apart: nothing is sent on a connection whose peer half-closed (FIN), and it fails with
+ * ECONNRESET or EPIPE on a reset one, which ends the bridge through the socket's 'error'.
+ */
+function probeResetOnEof(s: Socket): void {
+  const probe = (): void => {
+    if (!s.destroyed && s.writable) s.write(Buffer.alloc(0));
+  };
+  if (s.readableEnded) process.nextTick(probe);
+  else s.once('end', probe);
 }
 
 /** TCP sockets are reset (RST) so the peer sees an abort, not a clean EOF; other streams destroyed. */

@@ -164,6 +164,36 @@ describe('bridge', () => {
   });
 });
 
+describe('bridge with a TCP peer that replies and then resets', () => {
+  it('aborts the WebSocket side, although Node reports that reset as a plain EOF', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const tcp = net.createServer((sock) =>
+      sock.once('data', () => {
+        sock.write('0123456789');
+        sock.resetAndDestroy();
+      }),
+    );
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    cleanups.push(async () => void tcp.close());
+    // Half-open, as the agent's targets are: without the bridge's probe this socket sees only 'end'.
+    const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(sock, 'connect');
+    const got: Buffer[] = [];
+    client.on('data', (c: Buffer) => got.push(c));
+    const clientErr = once(client, 'error');
+    const done = bridge(server, sock, silentLogger, { a: 'relay', b: 'target' });
+    client.write('hello');
+    const result = await done;
+    expect(result.failedSide).toBe('b');
+    expect((result.error as NodeJS.ErrnoException).code).toMatch(/^(ECONNRESET|EPIPE)$/);
+    const [e] = (await clientErr) as [DevstreamsError];
+    expect(e.code).toBe('PEER_GONE');
+    expect(Buffer.concat(got).toString()).toBe('0123456789');
+  }, 10_000);
+});
+
 describe('bridge with a side that closed before it began', () => {
   it('resolves, reports the error and closes the other side (a target that replied and reset early)', async () => {
     const { client, server, close } = await wsPair();
