@@ -19,13 +19,19 @@ const CONCURRENCY = 16;
 const SLACK = 3;
 const KINDS = ['normal', 'refused', 'reset', 'vanish', 'unpaired'] as const;
 
-/** A local service that resets the connection (RST) when the stream's first bytes arrive. */
+/**
+ * A local service that resets the connection (RST) when the stream's first bytes arrive; every other
+ * connection writes a short reply first (which Node reports as a plain EOF: reply-reset.test.ts).
+ */
 async function resetTarget(): Promise<Target> {
+  let n = 0;
   const srv = net.createServer((s) => {
     s.on('error', () => {});
-    // Reset as soon as the service's first bytes arrive. (Writing a reply first and then resetting
-    // leaves some streams open at the agent: an open finding, see docs/OPERATIONS.md.)
-    s.once('data', () => s.resetAndDestroy());
+    const reply = n++ % 2 === 1;
+    s.once('data', () => {
+      if (reply) s.write('0123456789');
+      s.resetAndDestroy();
+    });
   });
   srv.listen(0, '127.0.0.1');
   await once(srv, 'listening');
