@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import type { Agent } from 'node:http';
-import { ApiErrorSchema, LIMITS, WS_SUBPROTOCOL, startHeartbeat } from '../protocol/index.js';
+import { ApiErrorSchema, LIMITS, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat } from '../protocol/index.js';
 
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
@@ -48,6 +48,8 @@ export class RelayDialer {
    * of CPU to build on a small machine, and it was built for every stream (set-up p50 113 ms).
    */
   private secureContext: SecureContext | undefined;
+  /** Resumes TLS sessions with the relay (direct dials only: through a proxy the agent dials). */
+  private readonly sessions = new TlsSessionCache();
 
   constructor(opts: RelayDialerOptions = {}) {
     this.ca = opts.ca;
@@ -67,7 +69,7 @@ export class RelayDialer {
         maxPayload: LIMITS.maxDataFrameBytes,
         handshakeTimeout: this.handshakeTimeoutMs,
         followRedirects: false,
-        ...(this.agent ? { agent: this.agent } : {}),
+        ...(this.agent ? { agent: this.agent } : { createConnection: this.sessions.connect }),
       });
       let settled = false;
       const settle = (err: RelayDialError | null): void => {

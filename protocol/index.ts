@@ -11,6 +11,7 @@ export * from './device-token.js';
 export * from './loopback.js';
 export * from './ws-duplex.js';
 export * from './ws-heartbeat.js';
+export * from './tls-sessions.js';
 export * from './bridge.js';
 export * from './config-loader.js';
 export * from './logger.js';

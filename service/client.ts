@@ -7,6 +7,7 @@ import {
   LIMITS,
   OpenStreamResultSchema,
   StreamListSchema,
+  TlsSessionCache,
   apiPaths,
   silentLogger,
   type DeviceInfo,
@@ -64,6 +65,7 @@ export class DevstreamsClient {
   private readonly requestTimeoutMs: number;
   /** For relay dials, built on the first one (not per stream). */
   private secureContext: SecureContext | undefined;
+  private readonly sessions = new TlsSessionCache();
   private readonly pingIntervalMs: number;
 
   constructor(opts: DevstreamsClientOptions) {
@@ -113,6 +115,7 @@ export class DevstreamsClient {
       url: answer.url,
       token: answer.token,
       ...(this.ca !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) } : {}),
+      sessions: this.sessions,
       timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
       signal: opts.signal,
       pingIntervalMs: this.pingIntervalMs,

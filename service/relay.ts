@@ -1,6 +1,6 @@
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat } from '../protocol/index.js';
+import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
 import { onAbort, readBody } from './http.js';
 
@@ -12,6 +12,8 @@ export interface RelayDial {
   ca?: string | Buffer;
   /** A TLS context built once from `ca` (wins over `ca`): building one per dial costs ~1 ms of CPU. */
   secureContext?: SecureContext;
+  /** Resumes TLS sessions across dials (one cache per client). */
+  sessions?: TlsSessionCache;
   /** Deadline for the WebSocket upgrade. */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
@@ -47,6 +49,7 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
       maxPayload: LIMITS.maxDataFrameBytes,
       handshakeTimeout: d.timeoutMs,
       followRedirects: false,
+      ...(d.sessions ? { createConnection: d.sessions.connect } : {}),
     });
     const fail = (err: Error): void => {
       if (settled) return;
