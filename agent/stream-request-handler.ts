@@ -178,7 +178,7 @@ export class StreamRequestHandler {
 
   private answer(req: StreamRequest, log: Logger, code: 'OK' | DevstreamsError['code'], reason: string): void {
     const status = (code === 'OK' ? 200 : httpStatusOf(code)) as DeviceStatus;
-    if (code === 'OK') log.info('stream request accepted');
+    if (code === 'OK') log.debug('stream request accepted');
     else log.info({ status, code, reason }, 'stream request refused');
     this.o.respond(req.replyTo, { v: PROTOCOL_VERSION, streamId: req.streamId, status, code, reason: clip(reason) });
   }

@@ -3,7 +3,7 @@ import { constants as fsConstants, mkdirSync, readFileSync } from 'node:fs';
 import { access, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import initSqlJs from 'sql.js/dist/sql-wasm-inline.js';
-import type { Database, SqlJsStatic } from 'sql.js';
+import type { Database, SqlJsStatic, Statement } from 'sql.js';
 import { ConfigError, type Logger, type StreamQuery, type StreamRecord } from '../protocol/index.js';
 import { fromRow, HISTORY_SCHEMA_SQL, HISTORY_SCHEMA_VERSION, INSERT_SQL, queryOf, toParams } from './history-sql.js';
 
@@ -31,6 +31,8 @@ export class HistoryStore {
   private readonly o: HistoryStoreOptions;
   private readonly log: Logger;
   private db: Database | null = null;
+  /** Prepared once: preparing the INSERT for every record cost ~0.8 ms of CPU per stream. */
+  private insertStmt: Statement | null = null;
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> | null = null;
   private dirty = false;
@@ -78,13 +80,16 @@ export class HistoryStore {
     this.timer = null;
     await this.writing;
     if (this.dirty) await this.flush();
+    this.insertStmt?.free();
+    this.insertStmt = null;
     this.db.close();
     this.db = null;
   }
 
   insert(record: StreamRecord): void {
     if (!this.db) return;
-    this.db.run(INSERT_SQL, toParams(record));
+    this.insertStmt ??= this.db.prepare(INSERT_SQL);
+    this.insertStmt.run(toParams(record));
     this.changed();
   }
 

@@ -138,7 +138,7 @@ export class StreamRequests {
       expiresAt,
       replyTo: topics.streamResponse(deviceId, this.nodeId),
     };
-    log.info({ timeoutMs }, 'stream requested');
+    log.debug({ timeoutMs }, 'stream requested');
     try {
       await this.bus.publish(topics.streamRequest(deviceId), JSON.stringify(request), { qos: 1 });
     } catch (err) {
@@ -174,7 +174,7 @@ export class StreamRequests {
       // The device's side connected and left again before its answer arrived (the relay recorded it).
       throw new DevstreamsError('PEER_GONE', 'the device side closed before the stream was set up');
     }
-    log.info('stream accepted by the device');
+    log.debug('stream accepted by the device');
     return { streamId, device: deviceId, service: body.service, url: relayUrl, token: serviceToken, expiresAt };
   }
 
