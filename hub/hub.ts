@@ -10,7 +10,7 @@ import { hubEndpoints } from './endpoints.js';
 import { Health } from './health.js';
 import { HistoryStore } from './history-store.js';
 import { HubMetrics } from './metrics.js';
-import { MosquittoHubAccount } from './mosquitto-dynsec.js';
+import { MosquittoAccounts } from './mosquitto-accounts.js';
 import { MqttControlBus } from './mqtt-control-bus.js';
 import { ObserveRoutes } from './observe-routes.js';
 import { DeviceRegistry } from './registry.js';
@@ -128,7 +128,7 @@ export class Hub {
     this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
     const hubAccount =
       external && config.mqtt?.accounts === 'mosquitto-dynsec'
-        ? [new MosquittoHubAccount({ bus: external, username: config.mqtt.username, log })]
+        ? [new MosquittoAccounts({ bus: external, registry: this.registry, username: config.mqtt.username, log })]
         : [];
     this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, this.presence, this.streams, this.relay, this.api, this.server];
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { PROTOCOL_VERSION, TOPIC_ROOT, topics, type Logger } from '../protocol/index.js';
+import { PROTOCOL_VERSION, TOPIC_ROOT, topics } from '../protocol/index.js';
 import type { ControlBus } from './control-bus.js';
 
 /**
@@ -49,6 +49,12 @@ export interface DynsecResponse {
   data?: unknown;
 }
 
+export interface BrokerClient {
+  username: string;
+  disabled: boolean;
+  roles: string[];
+}
+
 export class DynsecError extends Error {
   constructor(
     readonly command: string,
@@ -81,36 +87,62 @@ export class MosquittoDynsec {
   }
 
   /** Runs one command; resolves to its error text (undefined: success). Rejects when unanswered. */
-  async run(cmd: Command): Promise<string | undefined> {
-    return (await this.ask(cmd)).error;
+  async run(cmd: Command, timeoutMs = this.timeoutMs): Promise<string | undefined> {
+    return (await this.ask(cmd, timeoutMs)).error;
   }
 
-  /** Runs one command; resolves to its whole response. Rejects when unanswered. */
-  async ask(cmd: Command): Promise<DynsecResponse> {
+  /** Runs one command; resolves to its whole response. Rejects when unanswered or when the bus cannot publish. */
+  async ask(cmd: Command, timeoutMs = this.timeoutMs): Promise<DynsecResponse> {
     const correlationData = randomBytes(8).toString('hex');
+    let timer: NodeJS.Timeout | undefined;
     const answer = new Promise<DynsecResponse>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      timer = setTimeout(() => {
         this.waiting.delete(correlationData);
-        reject(new DynsecError(cmd.command, `no answer within ${this.timeoutMs} ms (is the plugin loaded, and may this account use ${CONTROL}?)`));
-      }, this.timeoutMs);
+        reject(new DynsecError(cmd.command, `no answer within ${timeoutMs} ms (is the plugin loaded, and may this account use ${CONTROL}?)`));
+      }, timeoutMs);
       this.waiting.set(correlationData, (r) => {
         clearTimeout(timer);
         resolve(r);
       });
     });
-    await this.bus.publish(CONTROL, JSON.stringify({ commands: [{ ...cmd, correlationData }] }), { qos: 1 });
+    answer.catch(() => undefined); // rejected while the publish is still pending: handled below, never unhandled
+    try {
+      await this.bus.publish(CONTROL, JSON.stringify({ commands: [{ ...cmd, correlationData }] }), { qos: 1 });
+    } catch (err) {
+      clearTimeout(timer);
+      this.waiting.delete(correlationData);
+      throw err;
+    }
     return answer;
   }
 
   /** The roles a client holds, or null if there is no such client. */
-  async rolesOf(username: string): Promise<string[] | null> {
-    const r = await this.ask({ command: 'getClient', username });
+  async rolesOf(username: string, timeoutMs = this.timeoutMs): Promise<string[] | null> {
+    const r = await this.ask({ command: 'getClient', username }, timeoutMs);
     if (r.error !== undefined) {
       if (/not found/i.test(r.error)) return null;
       throw new DynsecError('getClient', r.error);
     }
     const roles = (r.data as { client?: { roles?: { rolename?: unknown }[] } } | undefined)?.client?.roles ?? [];
     return roles.map((x) => String(x.rolename));
+  }
+
+  /** Every client account at the broker (paged `listClients`): its username, roles and whether it is disabled. */
+  async listClients(pageSize = 1000): Promise<BrokerClient[]> {
+    const out: BrokerClient[] = [];
+    for (let offset = 0; ; offset += pageSize) {
+      const r = await this.ask({ command: 'listClients', verbose: true, count: pageSize, offset });
+      if (r.error !== undefined) throw new DynsecError('listClients', r.error);
+      const data = r.data as { totalCount?: unknown; clients?: unknown } | undefined;
+      const page = Array.isArray(data?.clients) ? (data.clients as { username?: unknown; disabled?: unknown; roles?: unknown }[]) : [];
+      for (const c of page) {
+        if (typeof c?.username !== 'string') continue;
+        const roles = Array.isArray(c.roles) ? (c.roles as { rolename?: unknown }[]).map((x) => String(x?.rolename)) : [];
+        out.push({ username: c.username, disabled: c.disabled === true, roles });
+      }
+      const total = typeof data?.totalCount === 'number' ? data.totalCount : 0;
+      if (page.length < pageSize || offset + pageSize >= total) return out;
+    }
   }
 
   /** Runs a command that must succeed, or whose error is one of `tolerated` (e.g. "already exists"). */
@@ -126,11 +158,29 @@ export class MosquittoDynsec {
     }
   }
 
-  /** The hub's role, given to its own account (idempotent). */
-  async ensureHubAccount(username: string): Promise<void> {
+  /**
+   * The hub's role, given to its own account (idempotent); true if it was added now. Mosquitto
+   * disconnects every connection of a client whose roles change, this one included when `username`
+   * is its own account: the answer may then be lost, so the role is confirmed once the connection
+   * is back (mqtt.js reconnects within a second), within `waitMs`.
+   */
+  async ensureHubAccount(username: string, waitMs = 15_000): Promise<boolean> {
     await this.ensureRole(HUB_ROLE, HUB_ACLS);
-    if ((await this.rolesOf(username))?.includes(HUB_ROLE)) return;
-    await this.must({ command: 'addClientRole', username, rolename: HUB_ROLE, priority: 0 });
+    if ((await this.rolesOf(username))?.includes(HUB_ROLE)) return false;
+    const error = await this.run({ command: 'addClientRole', username, rolename: HUB_ROLE, priority: 0 }, 1000).catch(() => undefined);
+    if (error !== undefined) throw new DynsecError('addClientRole', error);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        const roles = await this.rolesOf(username, 1000);
+        if (roles?.includes(HUB_ROLE)) return true;
+        throw new DynsecError('addClientRole', `"${username}" does not hold the role ${HUB_ROLE}`);
+      } catch (err) {
+        if (err instanceof DynsecError && !/no answer/.test(err.detail)) throw err;
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   /** Creates (or refreshes) a device's account with `key` as its password; enabled unless `disabled`. */
@@ -158,7 +208,7 @@ export class MosquittoDynsec {
   }
 
   /** Mosquitto disconnects a disabled or deleted client without its last will: publish it for the device. */
-  private async markOffline(deviceId: string): Promise<void> {
+  async markOffline(deviceId: string): Promise<void> {
     await this.bus.publish(topics.status(deviceId), JSON.stringify({ v: PROTOCOL_VERSION, online: false }), { qos: 1, retain: true });
   }
 
@@ -187,35 +237,4 @@ export class MosquittoDynsec {
       waiter(typeof r.error === 'string' ? { error: r.error } : { data: r.data });
     }
   }
-}
-
-/**
- * Hub component (after the control bus): makes sure the hub's own account holds the hub role, so
- * a fresh dynsec setup needs only the admin account. A failure is logged, not fatal: the role may
- * have been set up by the operator with an account that has no dynsec rights.
- */
-export class MosquittoHubAccount {
-  private readonly dynsec: MosquittoDynsec;
-  private readonly username: string;
-  private readonly log: Logger;
-
-  constructor(opts: { bus: ControlBus; username: string; log: Logger }) {
-    this.dynsec = new MosquittoDynsec({ bus: opts.bus, timeoutMs: 5000 });
-    this.username = opts.username;
-    this.log = opts.log.child({ component: 'mosquitto-dynsec' });
-  }
-
-  async start(): Promise<void> {
-    try {
-      await this.dynsec.start();
-      await this.dynsec.ensureHubAccount(this.username);
-      this.log.info({ role: HUB_ROLE }, 'hub broker account has the hub role');
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not check the hub role at the broker');
-    } finally {
-      await this.dynsec.stop().catch(() => undefined);
-    }
-  }
-
-  async stop(): Promise<void> {}
 }
