@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
 import { CliProcess, freePort } from '../helpers/proc.js';
 import type { StackBroker } from '../helpers/stack.js';
 
@@ -68,6 +69,28 @@ export class Mosquitto implements StackBroker {
       ca: 'tls/ca.crt',
       accounts: 'mosquitto-dynsec',
     };
+  }
+
+  /**
+   * A raw MQTT connection to this broker (for isolation and account tests); resolves once
+   * connected, rejects with the broker's refusal. `track` collects it for the caller's cleanup.
+   */
+  async connectRaw(opts: { user: string; password: string; clientId?: string; ca: string; track?: MqttClient[] }): Promise<MqttClient> {
+    const c = mqtt.connect(this.url, {
+      clientId: opts.clientId ?? opts.user,
+      username: opts.user,
+      password: opts.password,
+      ca: readFileSync(opts.ca),
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+    });
+    opts.track?.push(c);
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+      c.once('close', () => reject(new Error('connection closed')));
+    });
+    return c;
   }
 
   async stop(): Promise<void> {
