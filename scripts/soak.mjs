@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket } from 'ws';
 import { parse, stringify } from 'yaml';
+import { procStats } from './proc-stats.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -100,21 +101,6 @@ async function freePort() {
   await new Promise((r) => s.close(r));
   return p;
 }
-function procStats(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const fds = readdirSync(`/proc/${pid}/fd`);
-  let sockets = 0;
-  for (const fd of fds) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) sockets++;
-    } catch {
-      // closed while we looked
-    }
-  }
-  return { rssMiB: +(rssKiB / 1024).toFixed(1), fds: fds.length, sockets };
-}
-
 // ---------- the local service: an echo server that can be restarted on its port
 class EchoService {
   constructor() {

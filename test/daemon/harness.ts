@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -105,19 +105,8 @@ export class DaemonStack {
   }
 }
 
-/** Open descriptors and sockets of a process, from /proc. */
-export function fdCounts(pid: number): { fds: number; sockets: number } {
-  const fds = readdirSync(`/proc/${pid}/fd`);
-  let sockets = 0;
-  for (const fd of fds) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) sockets++;
-    } catch {
-      // closed while we looked
-    }
-  }
-  return { fds: fds.length, sockets };
-}
+/** Open descriptors and sockets of a process, from /proc (shared with the soak). */
+export { fdCounts } from '../../scripts/proc-stats.mjs';
 
 async function mustRun(args: string[]): Promise<void> {
   const r = await runCli(args);
