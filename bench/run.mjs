@@ -2,13 +2,13 @@
 // Every tunnel runs as real processes on loopback; the load generator is this process and the
 // target service is bench/target-server.mjs. Writes bench/results.json and bench/results.md.
 //
-//   node bench/run.mjs [--quick] [--paths direct,devstreams,ssh,socat] [--no-write] [--cpu-prof DIR]
+//   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal,ssh,socat] [--no-write] [--cpu-prof DIR]
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpuNs, rss } from './lib/procs.mjs';
-import { ROOT, direct, startDevstreams, startSocat, startSsh, startTarget } from './lib/stack.mjs';
+import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { MB, MiB, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
@@ -20,7 +20,7 @@ const quick = flag('--quick');
 const C = quick
   ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, rateTotal: 300, rateMaxS: 4, xferMaxS: 5, pingMaxS: 5, setupMaxS: 10, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
   : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, rateTotal: 1000, rateMaxS: 8, xferMaxS: 15, pingMaxS: 15, setupMaxS: 40, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
-const wanted = (opt('--paths') ?? 'direct,devstreams,ssh,socat').split(',');
+const wanted = (opt('--paths') ?? 'direct,devstreams,minimal,ssh,socat').split(',');
 const profDir = opt('--cpu-prof');
 const haveSsh = existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh');
 const haveSocat = (() => {
@@ -42,6 +42,7 @@ const results = {};
 try {
   if (wanted.includes('direct')) paths.push(direct(target.port));
   if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}));
+  if (wanted.includes('minimal')) paths.push(await startMinimal(target.port));
   if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
   if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
   for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };

@@ -115,7 +115,7 @@ export async function pingPong(port, count, maxS = Infinity) {
 }
 
 /** Connect, send, first byte back: the time a new stream takes to carry a byte both ways (ms). */
-async function firstByte(port) {
+export async function firstByte(port) {
   const t0 = now();
   const s = connect(port);
   s.write('Ex');

@@ -153,6 +153,34 @@ export async function startSocat(targetPort) {
   };
 }
 
+/**
+ * The minimal Node tunnel of devstreams' shape (bench/lib/minimal-tunnel.mjs): the floor of what
+ * Node, ws and TLS cost for these connections, with none of devstreams' checks.
+ */
+export async function startMinimal(targetPort) {
+  const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-minimal-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2']);
+  const script = join(ROOT, 'bench/lib/minimal-tunnel.mjs');
+  const relay = new Proc(node, [script, 'relay', cert, key], { name: 'min-relay' });
+  const relayPort = Number((await relay.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
+  const agent = new Proc(node, [script, 'agent', cert, String(relayPort), String(targetPort)], { name: 'min-agent' });
+  await agent.waitFor((l) => l === 'ready');
+  const service = new Proc(node, [script, 'service', cert, String(relayPort)], { name: 'min-service' });
+  const port = Number((await service.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
+  return {
+    name: 'minimal wss',
+    port,
+    pids: [service.pid, relay.pid, agent.pid],
+    async stop() {
+      for (const p of [service, agent, relay]) await p.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** Direct loopback TCP to the target: no tunnel process. */
 export function direct(targetPort) {
   return { name: 'direct', port: targetPort, pids: [], async stop() {} };
