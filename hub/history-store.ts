@@ -33,6 +33,13 @@ export class HistoryStore {
   private db: Database | null = null;
   /** Prepared once: preparing the INSERT for every record cost ~0.8 ms of CPU per stream. */
   private insertStmt: Statement | null = null;
+  /**
+   * Records not yet in the database: inserted together, in one transaction, on the next turn of the
+   * event loop (one auto-committed INSERT each cost ~1 ms of CPU under a burst of stream ends).
+   * Every read and every write to disk inserts them first, so nothing can see the gap.
+   */
+  private pending: StreamRecord[] = [];
+  private pendingFlush: NodeJS.Immediate | null = null;
   private timer: NodeJS.Timeout | null = null;
   private writing: Promise<void> | null = null;
   private dirty = false;
@@ -79,6 +86,7 @@ export class HistoryStore {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.writing;
+    this.insertPending();
     if (this.dirty) await this.flush();
     this.insertStmt?.free();
     this.insertStmt = null;
@@ -88,14 +96,33 @@ export class HistoryStore {
 
   insert(record: StreamRecord): void {
     if (!this.db) return;
-    this.insertStmt ??= this.db.prepare(INSERT_SQL);
-    this.insertStmt.run(toParams(record));
+    this.pending.push(record);
+    this.pendingFlush ??= setImmediate(() => this.insertPending());
     this.changed();
+  }
+
+  private insertPending(): void {
+    if (this.pendingFlush) clearImmediate(this.pendingFlush);
+    this.pendingFlush = null;
+    const db = this.db;
+    if (!db || this.pending.length === 0) return;
+    const records = this.pending;
+    this.pending = [];
+    this.insertStmt ??= db.prepare(INSERT_SQL);
+    db.exec('BEGIN');
+    try {
+      for (const r of records) this.insertStmt.run(toParams(r));
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      this.log.error({ records: records.length, err: (err as Error).message }, 'stream records not stored');
+    }
   }
 
   /** Newest first (by end time), filtered. */
   query(q: StreamQuery): StreamRecord[] {
     if (!this.db) return [];
+    this.insertPending();
     const { sql, params } = queryOf(q);
     const stmt = this.db.prepare(sql);
     try {
@@ -110,6 +137,7 @@ export class HistoryStore {
 
   count(): number {
     if (!this.db) return 0;
+    this.insertPending();
     return Number(this.db.exec('SELECT count(*) FROM streams')[0]?.values[0]?.[0] ?? 0);
   }
 
@@ -161,6 +189,7 @@ export class HistoryStore {
     const { file } = this.o;
     const db = this.db;
     if (!file || !db) return;
+    this.insertPending();
     this.prune();
     this.dirty = false;
     const data = db.export();
