@@ -11,8 +11,8 @@ import { TargetDialer } from './target-dialer.js';
 import { proxyAgent, proxyFor, redactProxy, type ProxyEnv } from './proxy.js';
 import { reloadProblems, type ReloadResult } from './reload.js';
 import { warnIfKeyFileExposed } from './key-file-check.js';
-import { AgentMetrics } from './metrics-registry.js';
-import { MetricsServer } from './metrics-server.js';
+import type { AgentMetrics } from './metrics-registry.js';
+import type { MetricsServer } from './metrics-server.js';
 import { StatusCollector } from './status-collector.js';
 import { StatusReporter } from './status-reporter.js';
 
@@ -38,8 +38,9 @@ export class Agent extends EventEmitter {
   private readonly handler: StreamRequestHandler;
   private readonly channel: ControlChannel;
   private readonly status: StatusReporter;
-  readonly metrics: AgentMetrics;
-  readonly metricsServer: MetricsServer | null;
+  /** Loaded by start() only when metrics.listen is set: prom-client stays out of an agent without it. */
+  metrics: AgentMetrics | null = null;
+  metricsServer: MetricsServer | null = null;
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -65,9 +66,6 @@ export class Agent extends EventEmitter {
       maxStreams: config.limits.maxStreams,
       onChange: () => this.channel.streamsChanged(),
     });
-    this.metrics = new AgentMetrics({ openStreams: () => this.table.size });
-    const { listen, allowNonLoopback } = config.metrics;
-    this.metricsServer = listen ? new MetricsServer({ listen, allowNonLoopback, metrics: this.metrics, log: this.log }) : null;
     this.status = new StatusReporter({
       collector: new StatusCollector({ probeTimeoutMs: config.status.probeTimeoutMs, log: this.log }),
       intervalMs: config.status.intervalSec * 1000,
@@ -87,12 +85,12 @@ export class Agent extends EventEmitter {
         ...(proxy !== undefined ? { agent: proxyAgent(proxy, this.log.child({ component: 'relay' })) } : {}),
       }),
       respond: (topic, response) => {
-        this.metrics.answered(response.code);
+        this.metrics?.answered(response.code);
         if (response.status >= 500) this.status.recordError(response.code, response.reason);
         this.channel.respond(topic, response);
       },
       onSessionEnd: (r) => {
-        if (r) this.metrics.streamEnded(r.bytesAtoB, r.bytesBtoA);
+        if (r) this.metrics?.streamEnded(r.bytesAtoB, r.bytesBtoA);
         else if (!this.stopping) this.status.recordError('RELAY_FAILED', 'an accepted stream ended before carrying data (relay unreachable or refused)');
       },
       log: this.log,
@@ -114,11 +112,11 @@ export class Agent extends EventEmitter {
     });
     this.channel.on('connected', () => {
       this.log.info('agent connected');
-      this.metrics.connected();
+      this.metrics?.connected();
       this.emit('connected');
     });
     this.channel.on('disconnected', () => {
-      this.metrics.disconnected();
+      this.metrics?.disconnected();
       this.emit('disconnected');
     });
   }
@@ -140,10 +138,20 @@ export class Agent extends EventEmitter {
     warnIfKeyFileExposed(this.config.hub.keyFile, this.log);
     await this.table.start();
     await this.handler.start();
-    await this.metricsServer?.start();
+    await this.startMetrics();
     await this.status.start();
     await this.channel.start();
     this.log.info({ allow: this.describeAllowlist() }, 'agent started');
+  }
+
+  /** The metrics listener, when configured: its modules (and prom-client) are loaded here, not at start-up. */
+  private async startMetrics(): Promise<void> {
+    const { listen, allowNonLoopback } = this.config.metrics;
+    if (!listen) return;
+    const [{ AgentMetrics }, { MetricsServer }] = await Promise.all([import('./metrics-registry.js'), import('./metrics-server.js')]);
+    this.metrics = new AgentMetrics({ openStreams: () => this.table.size });
+    this.metricsServer = new MetricsServer({ listen, allowNonLoopback, metrics: this.metrics, log: this.log });
+    await this.metricsServer.start();
   }
 
   /** Resolves once the control channel is connected (or at once if it is). */

@@ -1,0 +1,88 @@
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [-- NODE_ARGS...]
+// The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
+// (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
+// runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
+// executable given with --exe. After --settle seconds online it reads VmRSS from /proc/PID/status
+// and utime+stime (+ reaped children) from /proc/PID/stat, waits --seconds, and reads them again.
+// Prints one JSON line. Light: two idle processes; no load generated.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Proc } from './lib/procs.mjs';
+import { ROOT, startDevstreams } from './lib/stack.mjs';
+
+const argv = process.argv.slice(2);
+const dashes = argv.indexOf('--');
+const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
+const nodeArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
+const opt = (name, def) => {
+  const i = own.indexOf(name);
+  return i >= 0 ? own[i + 1] : def;
+};
+const seconds = Number(opt('--seconds', '60'));
+const settle = Number(opt('--settle', '5'));
+const exe = opt('--exe');
+
+const status = (pid) => {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') };
+};
+/** utime+stime+cutime+cstime in ns (USER_HZ 100): the process and the children it reaped. */
+const cpuNs = (pid) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e7;
+};
+const MB = (n) => Math.round((n / 1e6) * 10) / 10;
+
+const target = new Proc(process.execPath, [join(ROOT, 'bench/target-server.mjs')], { name: 'target' });
+const targetPort = Number((await target.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
+// The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
+const ds = await startDevstreams(targetPort, { logLevel: 'warn' });
+let agent = ds.agent;
+let sea;
+try {
+  await ds.forward.stop(); // the service side is not part of this measurement
+  if (exe || nodeArgs.length) {
+    await ds.agent.stop();
+    const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
+    sea = exe ? new Proc(exe, args, { name: 'agent-exe' }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent' });
+    agent = sea;
+    await waitConnected();
+  }
+  await new Promise((r) => setTimeout(r, settle * 1000));
+  const s0 = status(agent.pid);
+  const c0 = cpuNs(agent.pid);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const c1 = cpuNs(agent.pid);
+  const s1 = status(agent.pid);
+  if (agent.child.exitCode !== null) throw new Error(`agent exited: ${agent.lines.slice(-10).join('\n')}`);
+  console.log(
+    JSON.stringify({
+      agent: exe ? exe : `node ${process.version} ${nodeArgs.join(' ')} dist/devstreams.mjs`.replace(/  +/g, ' '),
+      seconds,
+      rssStartMB: MB(s0.rss),
+      rssEndMB: MB(s1.rss),
+      rssAnonMB: MB(s1.anon),
+      rssFileMB: MB(s1.file),
+      peakMB: MB(s1.hwm),
+      cpuPercent: Math.round(((100 * (c1 - c0)) / (seconds * 1e9)) * 1000) / 1000,
+    }),
+  );
+} finally {
+  await sea?.stop();
+  await ds.stop();
+  await target.stop();
+}
+
+/** Bounded wait for the executable's agent to be online again, asking the hub's device list. */
+async function waitConnected() {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const p = new Proc(process.execPath, [join(ROOT, 'dist/devstreams.mjs'), 'devices', '--json'], { name: 'devices', env: ds.env });
+    await p.exited;
+    if (/"id":\s*"bench"[^}]*"online":\s*true/.test(p.lines.join('\n'))) return;
+    if (sea.child.exitCode !== null || Date.now() > deadline) throw new Error(`executable agent not online: ${sea.lines.slice(-10).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
