@@ -95,7 +95,7 @@ describe('relay', () => {
     const svcClosed = closed(svc);
     dev.close(4503, 'target reset');
     expect(await svcClosed).toEqual({ code: 4503, reason: 'target reset' });
-    expect(await recordOf(s.streamId)).toMatchObject({ result: 'error', code: 'DEVICE_OFFLINE', status: 503, closedBy: 'device', reason: 'target reset' });
+    expect(await recordOf(s.streamId)).toMatchObject({ result: 'error', code: 'TARGET_UNREACHABLE', status: 503, closedBy: 'device', reason: 'target reset' });
   });
 
   it('turns an abrupt loss of one side into 4502 for the other', async () => {

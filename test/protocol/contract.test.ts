@@ -7,6 +7,7 @@ import {
   ConfigError,
   decodePayload,
   ERRORS,
+  errorCodeOfClose,
   isOwnResponseTopic,
   loadConfigFile,
   parseServiceSpec,
@@ -46,6 +47,11 @@ describe('error codes', () => {
       expect(m.http, code).toBeLessThan(600);
       expect(m.ws === 1001 || m.ws === 1009 || m.ws === 1011 || (m.ws >= 4000 && m.ws < 5000), code).toBe(true);
     }
+  });
+
+  it('give every code its own close code, so a close maps back to the code that sent it', () => {
+    for (const [code, m] of Object.entries(ERRORS)) expect(errorCodeOfClose(m.ws), code).toBe(code);
+    expect(errorCodeOfClose(4999)).toBe('PEER_GONE');
   });
 });
 
