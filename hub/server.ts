@@ -119,7 +119,9 @@ export class HubServer {
     this.url = publicUrlOf(this.config, this.boundPort);
 
     if (this.config.mqtts) {
-      const mqtts = createTlsServer(tlsOptions, (socket) => this.handleMqtt(socket, socket));
+      // noDelay: MQTT packets are small and latency-bound (a stream request, a PUBACK); with Nagle a
+      // packet written while the previous one is unacknowledged waits for the device's delayed ACK.
+      const mqtts = createTlsServer({ ...tlsOptions, noDelay: true }, (socket) => this.handleMqtt(socket, socket));
       this.track(mqtts);
       this.mqtts = mqtts;
       const at = parseHostPort(this.config.mqtts.listen)!;

@@ -1,7 +1,8 @@
 // `npm run bench:fleet`: how far one hub node goes. Simulated devices (bench/fleet/sim.mjs, several
 // processes) connect to the embedded broker and to Debian's Mosquitto (if installed); at 1,000 /
 // 5,000 / 10,000 devices online: connect rate, hub RSS and CPU, stream set-up p50/p99 (POST to a
-// paired relay and one echoed byte). Loopback only, bounded: FLEET_STEPS (default 1000,5000,10000).
+// paired relay and one echoed byte). Loopback only, bounded: FLEET_STEPS (default 1000,5000,10000),
+// FLEET_MODES (default embedded,mosquitto).
 import { execFileSync } from 'node:child_process';
 import { createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -79,7 +80,7 @@ async function startMosquitto(dir, max) {
   const port = await freePort();
   const conf = join(mdir, 'mosquitto.conf');
   writeFileSync(conf, ['user root', 'per_listener_settings false', 'allow_anonymous false', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information',
-    'max_packet_size 16384', `plugin ${DYNSEC}`, `plugin_opt_config_file ${file}`, `listener ${port} 127.0.0.1`,
+    'max_packet_size 16384', ...(process.env.FLEET_NAGLE ? [] : ['set_tcp_nodelay true']), `plugin ${DYNSEC}`, `plugin_opt_config_file ${file}`, `listener ${port} 127.0.0.1`,
     `certfile ${join(dir, 'tls', 'hub.crt')}`, `keyfile ${join(dir, 'tls', 'hub.key')}`, ''].join('\n'));
   const proc = new Proc('bash', ['-c', `ulimit -n 65536 2>/dev/null; exec ${MOSQUITTO} -c ${conf}`], { name: 'mosquitto' });
   await proc.waitFor((l) => / running$/.test(l), 60_000);
@@ -169,7 +170,7 @@ async function measure(mode) {
   return rows;
 }
 
-const modes = ['embedded', ...(existsSync(MOSQUITTO) && existsSync(DYNSEC) ? ['mosquitto'] : [])];
+const modes = ['embedded', ...(existsSync(MOSQUITTO) && existsSync(DYNSEC) ? ['mosquitto'] : [])].filter((m) => !process.env.FLEET_MODES || process.env.FLEET_MODES.split(',').includes(m));
 const results = [];
 for (const m of modes) results.push(...(await measure(m)));
 writeFileSync(new URL('results.json', import.meta.url), JSON.stringify({ at: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
