@@ -116,6 +116,9 @@ export class ControlChannel extends EventEmitter {
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
     client.on('connect', () => void this.onConnect(client));
+    // mqtts:// (a plain TLS socket; ws already sets it for wss://): no Nagle on the small, latency-bound
+    // MQTT packets, or an answer written behind an unacknowledged one waits for a delayed ACK.
+    client.on('connect', () => (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true));
     // Emitted right before each new attempt's CONNECT is built: a fresh token for every attempt.
     client.on('reconnect', () => {
       client.options.password = this.credential();
