@@ -1,8 +1,8 @@
-// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [-- NODE_ARGS...]
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [-- NODE_ARGS...]
 // The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
 // (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
 // runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
-// executable given with --exe. After --settle seconds online it reads VmRSS from /proc/PID/status
+// executable given with --exe; --node-options sets NODE_OPTIONS for the agent alone. After --settle seconds online it reads VmRSS from /proc/PID/status
 // and utime+stime (+ reaped children) from /proc/PID/stat, waits --seconds, and reads them again.
 // Prints one JSON line. Light: two idle processes; no load generated.
 import { readFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ const opt = (name, def) => {
 const seconds = Number(opt('--seconds', '60'));
 const settle = Number(opt('--settle', '5'));
 const exe = opt('--exe');
+const nodeOptions = opt('--node-options');
 
 const status = (pid) => {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -43,10 +44,11 @@ let agent = ds.agent;
 let sea;
 try {
   await ds.forward.stop(); // the service side is not part of this measurement
-  if (exe || nodeArgs.length) {
+  if (exe || nodeArgs.length || nodeOptions) {
     await ds.agent.stop();
     const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
-    sea = exe ? new Proc(exe, args, { name: 'agent-exe' }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent' });
+    const env = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+    sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
     agent = sea;
     await waitConnected();
   }
@@ -60,6 +62,7 @@ try {
   console.log(
     JSON.stringify({
       agent: exe ? exe : `node ${process.version} ${nodeArgs.join(' ')} dist/devstreams.mjs`.replace(/  +/g, ' '),
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       seconds,
       rssStartMB: MB(s0.rss),
       rssEndMB: MB(s1.rss),
