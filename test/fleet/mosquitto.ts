@@ -51,6 +51,7 @@ export class Mosquitto implements StackBroker {
         'log_type information',
         'connection_messages true',
         'max_packet_size 16384',
+        'set_tcp_nodelay true', // as docs/SCALE.md recommends: no Nagle on latency-bound MQTT packets
         `plugin ${DYNSEC_PLUGIN}`,
         `plugin_opt_config_file ${dynsec}`,
         `listener ${this.port} 127.0.0.1`,
