@@ -1,0 +1,32 @@
+// Where the CPU per byte goes, process by process: devstreams (forward, hub, agent) or the minimal
+// wss tunnel (service side, relay, agent side), for one stream and for 8 streams, up and down.
+//   node bench/per-process.mjs devstreams|minimal [--mib 256]
+// Prints one line per transfer: MB/s and CPU ns/B of each of the three processes.
+import { cpuNs } from './lib/procs.mjs';
+import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
+import * as load from './lib/load.mjs';
+import { MiB } from './lib/stats.mjs';
+
+const which = process.argv[2] ?? 'devstreams';
+const i = process.argv.indexOf('--mib');
+const mib = i > 0 ? Number(process.argv[i + 1]) : 256;
+const names = which === 'minimal' ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
+const target = await startTarget();
+const path = which === 'minimal' ? await startMinimal(target.port) : await startDevstreams(target.port);
+try {
+  await load.download(path.port, 16 * MiB); // warm-up
+  for (const streams of [1, 8]) {
+    for (const dir of ['up', 'down']) {
+      const c0 = path.pids.map(cpuNs);
+      const x = streams === 1
+        ? await (dir === 'up' ? load.upload(path.port, mib * MiB) : load.download(path.port, mib * MiB))
+        : await load.parallel(path.port, 8, dir, (mib / 8) * MiB);
+      const c1 = path.pids.map(cpuNs);
+      const perProc = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / x.bytes).toFixed(2)}`).join(', ');
+      console.log(`${which} ${streams} stream(s) ${dir}: ${(x.bytes / 1e6 / x.secs).toFixed(0)} MB/s; ns/B ${perProc}`);
+    }
+  }
+} finally {
+  await path.stop();
+  await target.proc.stop();
+}
