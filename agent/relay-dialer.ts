@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import type { Agent } from 'node:http';
-import { ApiErrorSchema, LIMITS, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat } from '../protocol/index.js';
+import { ApiErrorSchema, LIMITS, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat, zeroMask } from '../protocol/index.js';
 
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
@@ -66,6 +66,7 @@ export class RelayDialer {
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
         perMessageDeflate: false,
+        generateMask: zeroMask,
         maxPayload: LIMITS.maxDataFrameBytes,
         handshakeTimeout: this.handshakeTimeoutMs,
         followRedirects: false,

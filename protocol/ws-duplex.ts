@@ -140,6 +140,18 @@ export class WsDuplex extends Duplex {
   }
 }
 
+/**
+ * `generateMask` for the stream WebSockets a client dials (agent and SDK): an all-zero masking key,
+ * with which ws sends the caller's buffer as it is instead of copying it into a masked one (RFC
+ * 6455 5.3 lets the key be any value; XOR with zero leaves the payload unchanged). Masking exists so
+ * that script in a browser cannot make a cleartext WebSocket look like other traffic to an
+ * intermediary (RFC 6455 10.3); a stream WebSocket is always wss://, so no intermediary sees the
+ * frames, and no untrusted script writes them. The relay still unmasks every frame as usual.
+ */
+export function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
 /** A close reason must fit in 123 bytes of UTF-8. */
 export function truncateReason(reason: string): string {
   let r = reason;

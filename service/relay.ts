@@ -1,6 +1,6 @@
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, type TlsSessionCache } from '../protocol/index.js';
+import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, zeroMask, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
 import { onAbort, readBody } from './http.js';
 
@@ -46,6 +46,7 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
       headers: { Authorization: `Bearer ${d.token}` },
       ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
       perMessageDeflate: false,
+      generateMask: zeroMask,
       maxPayload: LIMITS.maxDataFrameBytes,
       handshakeTimeout: d.timeoutMs,
       followRedirects: false,
