@@ -194,10 +194,7 @@ export class Agent extends EventEmitter {
       }
       await this.table.stop();
       await this.channel.stop();
-      await this.handler.settled();
-      await this.status.stop();
-      await this.metricsServer?.stop();
-      this.log.info('agent stopped');
+      await this.stopTheRest();
     })();
     return this.stopping;
   }
@@ -208,12 +205,17 @@ export class Agent extends EventEmitter {
       await this.handler.stop();
       await this.channel.stop();
       await this.table.stop();
-      await this.handler.settled();
-      await this.status.stop();
-      await this.metricsServer?.stop();
-      this.log.info('agent stopped');
+      await this.stopTheRest();
     })();
     return this.stopping;
+  }
+
+  /** The end of drain() and stop(), once the streams and the channel are down. */
+  private async stopTheRest(): Promise<void> {
+    await this.handler.settled();
+    await this.status.stop();
+    await this.metricsServer?.stop();
+    this.log.info('agent stopped');
   }
 
   private describeAllowlist(): string[] {
