@@ -73,7 +73,7 @@ export class Relay {
   accept(streamId: string): boolean {
     const s = this.table.get(streamId);
     if (!s || s.state !== 'requested') return false;
-    s.state = 'accepted';
+    this.table.setState(s, 'accepted');
     s.timer = setTimeout(() => this.expire(s), Math.max(0, s.expiresAt - Date.now()));
     s.timer.unref();
     return true;
@@ -142,7 +142,7 @@ export class Relay {
       log.debug('first side connected, waiting for its peer');
       return;
     }
-    s.state = 'paired';
+    this.table.setState(s, 'paired');
     if (s.timer) clearTimeout(s.timer);
     s.timer = null;
     const device = role === 'device' ? leg : peer;
@@ -195,7 +195,7 @@ export class Relay {
     if (s.state === 'ended') return;
     const wasRequested = s.state === 'requested';
     const wasPaired = s.state === 'paired';
-    s.state = 'ended';
+    this.table.setState(s, 'ended');
     if (s.timer) clearTimeout(s.timer);
     s.timer = setTimeout(() => this.table.delete(s.id), TOMBSTONE_MS);
     s.timer.unref();
@@ -227,21 +227,17 @@ export class Relay {
 
   /** Number of streams not yet ended (for tests and metrics). */
   activeCount(): number {
-    return this.table.all().filter((s) => s.state !== 'ended').length;
+    return this.table.liveCount();
   }
 
   /** A device's streams not yet ended: being set up or open (limits.streamsPerDevice). */
   deviceStreamCount(device: string): number {
-    let n = 0;
-    for (const s of this.table.all()) if (s.device === device && s.state !== 'ended') n++;
-    return n;
+    return this.table.deviceLiveCount(device);
   }
 
   /** Streams still in their handshake: requested, or accepted and not yet paired (limits.pendingHandshakes). */
   handshakeCount(): number {
-    let n = 0;
-    for (const s of this.table.all()) if (s.state === 'requested' || s.state === 'accepted') n++;
-    return n;
+    return this.table.handshakeCount();
   }
 
   /** Legs currently paused because their peer's send buffer is full (for tests and metrics). */

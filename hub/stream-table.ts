@@ -31,7 +31,7 @@ export interface StreamEntry {
   requestedBy: string | null;
   openedAt: number;
   expiresAt: number;
-  state: StreamState;
+  readonly state: StreamState;
   used: Record<Role, boolean>;
   legs: Partial<Record<Role, Leg>>;
   bytesToDevice: number;
@@ -57,6 +57,13 @@ export class StreamTable {
   private readonly streams = new Map<string, StreamEntry>();
   private readonly tokens = new Map<string, { streamId: string; role: Role }>();
   private readonly digestsOf = new Map<string, string[]>();
+  /**
+   * Counts kept as states change, so the limits checked on every request cost O(1): ended streams
+   * stay in the table for a minute, which at 100 streams/s is 6,000 entries to scan.
+   */
+  private live = 0;
+  private handshakes = 0;
+  private readonly liveByDevice = new Map<string, number>();
 
   add(s: NewStream): StreamEntry {
     const entry: StreamEntry = {
@@ -82,7 +89,31 @@ export class StreamTable {
     this.tokens.set(deviceDigest, { streamId: s.streamId, role: 'device' });
     this.tokens.set(serviceDigest, { streamId: s.streamId, role: 'service' });
     this.digestsOf.set(s.streamId, [deviceDigest, serviceDigest]);
+    this.count(entry, +1);
     return entry;
+  }
+
+  /** Moves a stream to `to` (never back from ended), keeping the counts right. */
+  setState(entry: StreamEntry, to: StreamState): void {
+    if (entry.state === to || entry.state === 'ended') return;
+    this.count(entry, -1);
+    (entry as { state: StreamState }).state = to;
+    this.count(entry, +1);
+  }
+
+  /** Streams not yet ended. */
+  liveCount(): number {
+    return this.live;
+  }
+
+  /** A device's streams not yet ended. */
+  deviceLiveCount(device: string): number {
+    return this.liveByDevice.get(device) ?? 0;
+  }
+
+  /** Streams requested or accepted, not yet paired or ended. */
+  handshakeCount(): number {
+    return this.handshakes;
   }
 
   get(streamId: string): StreamEntry | undefined {
@@ -98,7 +129,9 @@ export class StreamTable {
 
   delete(streamId: string): void {
     const entry = this.streams.get(streamId);
-    if (entry?.timer) clearTimeout(entry.timer);
+    if (!entry) return;
+    if (entry.timer) clearTimeout(entry.timer);
+    this.count(entry, -1);
     this.streams.delete(streamId);
     for (const d of this.digestsOf.get(streamId) ?? []) this.tokens.delete(d);
     this.digestsOf.delete(streamId);
@@ -106,5 +139,14 @@ export class StreamTable {
 
   all(): StreamEntry[] {
     return [...this.streams.values()];
+  }
+
+  private count(entry: StreamEntry, by: 1 | -1): void {
+    if (entry.state === 'ended') return;
+    this.live += by;
+    const n = (this.liveByDevice.get(entry.device) ?? 0) + by;
+    if (n > 0) this.liveByDevice.set(entry.device, n);
+    else this.liveByDevice.delete(entry.device);
+    if (entry.state === 'requested' || entry.state === 'accepted') this.handshakes += by;
   }
 }
