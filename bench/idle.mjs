@@ -1,13 +1,19 @@
-// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [-- NODE_ARGS...]
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [-- NODE_ARGS...]
 // The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
 // (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
 // runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
 // executable given with --exe; --node-options sets NODE_OPTIONS for the agent alone. After --settle seconds online it reads VmRSS from /proc/PID/status
 // and utime+stime (+ reaped children) from /proc/PID/stat, waits --seconds, and reads them again.
-// Prints one JSON line. Light: two idle processes; no load generated.
+// With --load, the agent first carries what the bench's other figures put through it (256 MiB up
+// and down on one stream, then 1,000 concurrent checked streams) and is then measured idle: the RSS
+// of an agent that has worked. --env sets environment variables for the agent alone.
+// Prints one JSON line. Light without --load: two idle processes.
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import * as load from './lib/load.mjs';
 import { Proc } from './lib/procs.mjs';
+import { MiB } from './lib/stats.mjs';
 import { ROOT, startDevstreams } from './lib/stack.mjs';
 
 const argv = process.argv.slice(2);
@@ -22,6 +28,8 @@ const seconds = Number(opt('--seconds', '60'));
 const settle = Number(opt('--settle', '5'));
 const exe = opt('--exe');
 const nodeOptions = opt('--node-options');
+const withLoad = own.includes('--load');
+const agentEnv = Object.fromEntries((opt('--env') ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const status = (pid) => {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -43,15 +51,22 @@ const ds = await startDevstreams(targetPort, { logLevel: 'warn' });
 let agent = ds.agent;
 let sea;
 try {
-  await ds.forward.stop(); // the service side is not part of this measurement
-  if (exe || nodeArgs.length || nodeOptions) {
+  if (exe || nodeArgs.length || nodeOptions || Object.keys(agentEnv).length) {
     await ds.agent.stop();
     const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
-    const env = nodeOptions ? { NODE_OPTIONS: nodeOptions } : {};
+    const env = { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
     sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
     agent = sea;
     await waitConnected();
   }
+  if (withLoad) {
+    await load.upload(ds.port, 256 * MiB, 15);
+    await load.download(ds.port, 256 * MiB, 15);
+    const failed = await load.concurrent(ds.port, 1000, 4096, async () => {});
+    if (failed) throw new Error(`${failed} of 1,000 concurrent streams failed`);
+    await new Promise((r) => setTimeout(r, 3000)); // let the streams' sockets close
+  }
+  await ds.forward.stop(); // the service side is not part of this measurement
   await new Promise((r) => setTimeout(r, settle * 1000));
   const s0 = status(agent.pid);
   const c0 = cpuNs(agent.pid);
@@ -63,6 +78,8 @@ try {
     JSON.stringify({
       agent: exe ? exe : `node ${process.version} ${nodeArgs.join(' ')} dist/devstreams.mjs`.replace(/  +/g, ' '),
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
+      ...(Object.keys(agentEnv).length ? { env: agentEnv } : {}),
+      load: withLoad,
       seconds,
       rssStartMB: MB(s0.rss),
       rssEndMB: MB(s1.rss),

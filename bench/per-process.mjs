@@ -1,7 +1,8 @@
 // Where the CPU per byte goes, process by process: devstreams (forward, hub, agent) or the minimal
 // wss tunnel (service side, relay, agent side), for one stream and for 8 streams, up and down.
-//   node bench/per-process.mjs devstreams|minimal [--mib 256]
+//   node bench/per-process.mjs devstreams|minimal [--mib 256] [--node-args "--max-semi-space-size=1"]
 // Prints one line per transfer: MB/s and CPU ns/B of each of the three processes.
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { cpuNs } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
@@ -10,9 +11,11 @@ import { MiB } from './lib/stats.mjs';
 const which = process.argv[2] ?? 'devstreams';
 const i = process.argv.indexOf('--mib');
 const mib = i > 0 ? Number(process.argv[i + 1]) : 256;
+const j = process.argv.indexOf('--node-args');
+const nodeArgs = j > 0 ? process.argv[j + 1].split(' ').filter(Boolean) : [];
 const names = which === 'minimal' ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which === 'minimal' ? await startMinimal(target.port) : await startDevstreams(target.port);
+const path = which === 'minimal' ? await startMinimal(target.port) : await startDevstreams(target.port, { nodeArgs });
 try {
   await load.download(path.port, 16 * MiB); // warm-up
   for (const streams of [1, 8]) {

@@ -3,6 +3,7 @@
 // target service is bench/target-server.mjs. Writes bench/results.json and bench/results.md.
 //
 //   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal,ssh,socat] [--no-write] [--cpu-prof DIR]
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
 import { execFileSync } from 'node:child_process';

