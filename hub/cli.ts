@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, type SystemdNotifyEnv } from '../protocol/index.js';
+import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
@@ -151,6 +151,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     level: config.log.level,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
+  tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
   const hub = new Hub({ config, log });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.

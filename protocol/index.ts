@@ -16,3 +16,4 @@ export * from './bridge.js';
 export * from './config-loader.js';
 export * from './logger.js';
 export * from './sd-notify.js';
+export * from './gc-tuning.js';

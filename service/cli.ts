@@ -1,4 +1,4 @@
-import { LIMITS } from '../protocol/index.js';
+import { LIMITS, tuneGcForRelaying } from '../protocol/index.js';
 import { runConnect } from './connect.js';
 import { makeContext } from './context.js';
 import { runEcho } from './echo.js';
@@ -74,6 +74,7 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       const { values, positionals } = parseCommand(command, args, { ...HUB_OPTIONS, ...TIMEOUT }, ['DEVICE', 'SERVICE']);
       if (values.help) return help(command);
       const timeoutMs = timeoutOf(values.timeout);
+      tuneGcForRelaying(); // this process only carries the stream (protocol/gc-tuning.ts)
       return runConnect(makeContext(values), positionals[0]!, positionals[1]!, timeoutMs);
     }
     case 'forward': {
@@ -83,6 +84,7 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       if (values.listen === undefined) throw new UsageError('forward: --listen [HOST:]PORT is required');
       const listen = parseListen(values.listen);
       const timeoutMs = timeoutOf(values.timeout);
+      tuneGcForRelaying(); // this process only carries streams (protocol/gc-tuning.ts)
       return runForward(makeContext(values), positionals[0]!, positionals[1]!, listen, timeoutMs);
     }
     case 'echo': {

@@ -13,10 +13,16 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { WebSocket, WebSocketServer } from 'ws';
 
 const HIGH_WATER = 1 << 20;
 const [role, ...args] = process.argv.slice(2);
+// The same garbage-collection setting as devstreams' hub and service side (protocol/gc-tuning.ts),
+// so that the floor is measured on equal terms; the agent side keeps V8's default, like the agent.
+if ((role === 'relay' || role === 'service') && Number(process.versions.v8.split('.')[0]) >= 13) {
+  setFlagsFromString('--external-memory-accounted-in-global-limit');
+}
 const wsOptions = (ca) => ({ secureContext: tls.createSecureContext({ ca: readFileSync(ca) }), perMessageDeflate: false });
 
 /** WebSocket <-> TCP socket, both ways, with backpressure; either end closing closes the other. */
