@@ -55,6 +55,18 @@ try {
     return [r, p.pids.reduce((a, pid) => a + cpuNs(pid), 0) - c0];
   };
 
+  // The agent idle while fresh: online, never carried a stream (the figure after all the load is
+  // measured at the end).
+  const dsFresh = paths.find((p) => p.name === 'devstreams');
+  if (dsFresh) {
+    log(`devstreams: fresh agent idle for ${C.idleS} s`);
+    await new Promise((r) => setTimeout(r, 5000)); // settle after start
+    const c0 = cpuNs(dsFresh.agent.pid);
+    const rss0 = rss(dsFresh.agent.pid);
+    await new Promise((r) => setTimeout(r, C.idleS * 1000));
+    results.devstreams.idleFresh = { seconds: C.idleS, rssStart: rss0, rssEnd: rss(dsFresh.agent.pid), cpuPercent: (100 * (cpuNs(dsFresh.agent.pid) - c0)) / (C.idleS * 1e9) };
+  }
+
   // Runs are interleaved across paths, so a change in the machine's load hits all of them alike.
   for (let run = 1; run <= C.runs; run++) {
     for (const p of paths) {
