@@ -1,22 +1,23 @@
 import { setFlagsFromString } from 'node:v8';
 
 /**
- * Garbage collection for a process that relays bytes: the hub and `devstreams forward` call this
- * first thing at start; the agent does not (see below); the SDK never does (it lives in its user's
- * process and changes no global setting).
+ * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
+ * call this first thing at start; the agent does not (see below); the SDK never does (it lives in
+ * its user's process and changes no global setting).
  *
  * Every chunk a socket reads is an ArrayBuffer outside V8's heap. From V8 13 (Node 24, which the
  * executables carry) V8 answers that external memory with full mark-compact collections: dozens a
  * second while a stream carries 100+ MB/s, where Node 20's V8 ran cheap scavenges. With
  * --external-memory-accounted-in-global-limit the external bytes count in V8's global heap limit
  * and are collected with the rest. Measured (issue 6; `node bench/per-process.mjs devstreams
- * --mib 256`, one stream, Node 24.22.3, 2-core machine): the hub's CPU per byte 6.3-8.6 -> 4.4-5.1
- * ns/B, the agent's 3.9-6.5 -> 2.8-4.6 ns/B, one stream 92-98 -> 131-138 MB/s up.
+ * --mib 256`, Node 24.22.3, 2-core machine, two runs each): one stream up 96, 116 -> 133, 142 MB/s,
+ * the hub 8.0, 6.7 -> 4.5, 4.4 ns/B; one stream down 105, 115 -> 183, 161 MB/s.
  *
- * The price is memory: more garbage waits for a collection. An agent that carried 256 MiB each way
- * peaked at 238 MB RSS with it, 174-179 MB without (`node bench/idle.mjs --load`). The agent runs on
- * small boards where memory is the scarcer resource, so it keeps V8's default; the hub and the
- * service side run where memory is plentiful and the hub carries every stream.
+ * The price is memory: more garbage waits for a collection. Given to the agent too, it took the
+ * agent from 3.9-6.5 to 2.8-4.6 ns/B, but an agent that carried 256 MiB each way then peaked at 238
+ * MB RSS instead of 174-179 (`node bench/idle.mjs --load`). The agent runs on small boards where
+ * memory is the scarcer resource, so it keeps V8's default; the hub and the service side run where
+ * memory is plentiful, and the hub carries every stream.
  *
  * V8 reads the option when it sizes its next collection, so setting it after start takes effect
  * (the same figures as on the command line). Before V8 13 the option does not exist and nothing is
