@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { SdNotifier, createLogger, systemdNotifyEnv, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
+import { SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
-import { loadAgentConfig } from './config.js';
+import { loadAgentConfig, type AgentConfig } from './config.js';
 import { proxyEnvFrom } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
@@ -52,10 +52,15 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     level: config.log.level as LogLevel,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
+  tuneGcForRelaying(config.runtime.gc === 'throughput');
   const agent = new Agent({ config, log, proxyEnv: proxyEnvFrom(opts.env ?? process.env) });
   const configFile = values.config;
   // SIGHUP: re-read the file; allowlist and limits apply to the next request, an invalid file is refused.
-  const onHup = (): void => void reloadFromFile(configFile, loadAgentConfig, (c) => agent.reload(c), log);
+  const reload = (c: AgentConfig): void => {
+    tuneGcForRelaying(c.runtime.gc === 'throughput');
+    agent.reload(c);
+  };
+  const onHup = (): void => void reloadFromFile(configFile, loadAgentConfig, reload, log);
   process.on('SIGHUP', onHup);
   // systemd (Type=notify): READY=1 once the first connection attempt is under way, WATCHDOG=1 while
   // the event loop is healthy, STATUS= with the control channel and streams, STOPPING=1 at the end.

@@ -2,8 +2,8 @@ import { setFlagsFromString } from 'node:v8';
 
 /**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
- * call this first thing at start; the agent does not (see below); the SDK never does (it lives in
- * its user's process and changes no global setting).
+ * call this first thing at start; the agent only with `runtime.gc: throughput` in its config (see
+ * below); the SDK never does (it lives in its user's process and changes no global setting).
  *
  * Every chunk a socket reads is an ArrayBuffer outside V8's heap. From V8 13 (Node 24, which the
  * executables carry) V8 answers that external memory with full mark-compact collections: dozens a
@@ -16,16 +16,17 @@ import { setFlagsFromString } from 'node:v8';
  * The price is memory: more garbage waits for a collection. Given to the agent too, it took the
  * agent from 3.9-6.5 to 2.8-4.6 ns/B, but an agent that carried 256 MiB each way then peaked at 238
  * MB RSS instead of 174-179 (`node bench/idle.mjs --load`). The agent runs on small boards where
- * memory is the scarcer resource, so it keeps V8's default; the hub and the service side run where
- * memory is plentiful, and the hub carries every stream.
+ * memory is the scarcer resource, so it keeps V8's default unless its config says `runtime.gc:
+ * throughput` (a gateway with memory to spare); the hub and the service side run where memory is
+ * plentiful, and the hub carries every stream. `on = false` puts V8's default back (a reload).
  *
  * V8 reads the option when it sizes its next collection, so setting it after start takes effect
  * (the same figures as on the command line). Before V8 13 the option does not exist and nothing is
  * changed.
  */
-export function tuneGcForRelaying(): boolean {
+export function tuneGcForRelaying(on = true): boolean {
   const major = Number(process.versions.v8.split('.')[0]);
   if (!(major >= 13)) return false;
-  setFlagsFromString('--external-memory-accounted-in-global-limit');
+  setFlagsFromString(on ? '--external-memory-accounted-in-global-limit' : '--no-external-memory-accounted-in-global-limit');
   return true;
 }

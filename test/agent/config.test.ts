@@ -94,6 +94,17 @@ describe('agent config', () => {
     expect(c.hub.ca).toBeUndefined();
     expect(c.limits).toEqual({ maxStreams: 16, connectTimeoutMs: 5000 });
     expect(c.log.level).toBe('info');
+    expect(c.runtime).toEqual({ gc: 'memory' });
+  });
+
+  it('takes runtime.gc: throughput, and names a wrong value', () => {
+    const d = dir();
+    const c = loadAgentConfig(write(d, 'a.yaml', `hub: { url: "wss://hub.example.com/mqtt", deviceId: d1, key: "${KEY}" }\nallow: []\nruntime: { gc: throughput }\n`));
+    expect(c.runtime.gc).toBe('throughput');
+    expect(Object.isFrozen(c.runtime)).toBe(true);
+    const e = loadError(`hub: { url: "wss://hub.example.com/mqtt", deviceId: d1, key: "${KEY}" }\nallow: []\nruntime: { gc: fast, heap: 1 }\n`);
+    expect(e.message).toContain('runtime.gc:');
+    expect(e.message).toContain('runtime: Unrecognized key: "heap"');
   });
 
   it('resolves keyFile against the config folder, not the working directory', () => {
