@@ -57,8 +57,8 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
   const configFile = values.config;
   // SIGHUP: re-read the file; allowlist and limits apply to the next request, an invalid file is refused.
   const reload = (c: AgentConfig): void => {
-    tuneGcForRelaying(c.runtime.gc === 'throughput');
     agent.reload(c);
+    tuneGcForRelaying(c.runtime.gc === 'throughput');
   };
   const onHup = (): void => void reloadFromFile(configFile, loadAgentConfig, reload, log);
   process.on('SIGHUP', onHup);
