@@ -12,9 +12,9 @@ import './lib/shipped-runtime.mjs'; // first: re-runs this script under the ship
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as load from './lib/load.mjs';
-import { Proc } from './lib/procs.mjs';
+import { Proc, cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
-import { ROOT, startDevstreams } from './lib/stack.mjs';
+import { ROOT, startDevstreams, startTarget, waitOnline } from './lib/stack.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -36,18 +36,11 @@ const status = (pid) => {
   const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') };
 };
-/** utime+stime+cutime+cstime in ns (USER_HZ 100): the process and the children it reaped. */
-const cpuNs = (pid) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1e7;
-};
 const MB = (n) => Math.round((n / 1e6) * 10) / 10;
 
-const target = new Proc(process.execPath, [join(ROOT, 'bench/target-server.mjs')], { name: 'target' });
-const targetPort = Number((await target.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
+const target = await startTarget();
 // The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
-const ds = await startDevstreams(targetPort, { logLevel: 'warn' });
+const ds = await startDevstreams(target.port, { logLevel: 'warn' });
 let agent = ds.agent;
 let sea;
 try {
@@ -57,7 +50,7 @@ try {
     const env = { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
     sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
     agent = sea;
-    await waitConnected();
+    await waitOnline(ds.env, sea);
   }
   if (withLoad) {
     await load.upload(ds.port, 256 * MiB, 15);
@@ -92,17 +85,5 @@ try {
 } finally {
   await sea?.stop();
   await ds.stop();
-  await target.stop();
-}
-
-/** Bounded wait for the executable's agent to be online again, asking the hub's device list. */
-async function waitConnected() {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const p = new Proc(process.execPath, [join(ROOT, 'dist/devstreams.mjs'), 'devices', '--json'], { name: 'devices', env: ds.env });
-    await p.exited;
-    if (/"id":\s*"bench"[^}]*"online":\s*true/.test(p.lines.join('\n'))) return;
-    if (sea.child.exitCode !== null || Date.now() > deadline) throw new Error(`executable agent not online: ${sea.lines.slice(-10).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await target.proc.stop();
 }

@@ -83,8 +83,8 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
   }
 }
 
-/** Polls the hub's device list (bounded) until the bench device is online. */
-async function waitOnline(env, agent) {
+/** Polls the hub's device list (bounded) until the bench device is online (`agent`: its process). */
+export async function waitOnline(env, agent) {
   const deadline = Date.now() + 60_000;
   for (;;) {
     const p = new Proc(node, [CLI, 'devices', '--json'], { name: 'devices', env });
