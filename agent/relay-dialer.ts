@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import type { Agent } from 'node:http';
-import { ApiErrorSchema, LIMITS, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat, zeroMask } from '../protocol/index.js';
+import { ApiErrorSchema, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat, streamDialOptions } from '../protocol/index.js';
 
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
@@ -61,15 +61,10 @@ export class RelayDialer {
   dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
-        headers: { Authorization: `Bearer ${token}` },
+        ...streamDialOptions(token, this.handshakeTimeoutMs),
         ...(this.ca ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca })) } : {}),
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
-        perMessageDeflate: false,
-        generateMask: zeroMask,
-        maxPayload: LIMITS.maxDataFrameBytes,
-        handshakeTimeout: this.handshakeTimeoutMs,
-        followRedirects: false,
         ...(this.agent ? { agent: this.agent } : { createConnection: this.sessions.connect }),
       });
       let settled = false;

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
+import type { ClientOptions, WebSocket } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { LIMITS } from './limits.js';
 
@@ -162,6 +162,23 @@ export class WsDuplex extends Duplex {
  */
 export function zeroMask(mask: Buffer): void {
   mask.fill(0);
+}
+
+/**
+ * The ws options every stream WebSocket is dialled with, by the agent and by the SDK (their TLS
+ * options are their own): the stream token as a bearer token, no compression (the payload is
+ * usually encrypted already), the zero masking key, frames up to LIMITS.maxDataFrameBytes, no
+ * redirects (a relay URL is followed exactly as the hub named it), and an upgrade deadline.
+ */
+export function streamDialOptions(token: string, handshakeTimeoutMs: number): ClientOptions {
+  return {
+    headers: { Authorization: `Bearer ${token}` },
+    perMessageDeflate: false,
+    generateMask: zeroMask,
+    maxPayload: LIMITS.maxDataFrameBytes,
+    handshakeTimeout: handshakeTimeoutMs,
+    followRedirects: false,
+  };
 }
 
 /** A close reason must fit in 123 bytes of UTF-8. */

@@ -1,6 +1,6 @@
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { LIMITS, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, zeroMask, type TlsSessionCache } from '../protocol/index.js';
+import { WS_SUBPROTOCOL, WsDuplex, startHeartbeat, streamDialOptions, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
 import { onAbort, readBody } from './http.js';
 
@@ -43,13 +43,8 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
   return new Promise((resolve, reject) => {
     let settled = false;
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
-      headers: { Authorization: `Bearer ${d.token}` },
+      ...streamDialOptions(d.token, d.timeoutMs),
       ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
-      perMessageDeflate: false,
-      generateMask: zeroMask,
-      maxPayload: LIMITS.maxDataFrameBytes,
-      handshakeTimeout: d.timeoutMs,
-      followRedirects: false,
       ...(d.sessions ? { createConnection: d.sessions.connect } : {}),
     });
     const fail = (err: Error): void => {
