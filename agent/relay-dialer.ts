@@ -30,6 +30,7 @@ export class RelayDialError extends Error {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
+const MIN_TLS_VERSION = 'TLSv1.2';
 const DEFAULT_PING_INTERVAL_MS = 15_000;
 const MAX_REFUSAL_BODY_BYTES = 4096;
 
@@ -58,13 +59,25 @@ export class RelayDialer {
     this.agent = opts.agent;
   }
 
+  /**
+   * Opens the TLS connection for a dial to `relayUrl` that will follow soon (the stream passed the
+   * policy and the target is being connected), so that its handshake overlaps the target's connect
+   * and the answer's trip through the hub. Returns the release function: the session calls it once
+   * its dial is done; it closes the connection if the dial did not take it (the target was
+   * unreachable). Through a proxy there is nothing to open ahead.
+   */
+  preconnect(relayUrl: string): () => void {
+    if (this.agent) return () => {};
+    return this.sessions.preconnect(new URL(relayUrl), { secureContext: this.context(), minVersion: MIN_TLS_VERSION });
+  }
+
   dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
-        ...(this.ca ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca })) } : {}),
+        ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
-        minVersion: 'TLSv1.2',
+        minVersion: MIN_TLS_VERSION,
         ...(this.agent ? { agent: this.agent } : { createConnection: this.sessions.connect }),
       });
       let settled = false;
@@ -101,6 +114,12 @@ export class RelayDialer {
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** The secure context of the configured trust anchors (built on first use), or none for the system's. */
+  private context(): SecureContext | undefined {
+    if (!this.ca) return undefined;
+    return (this.secureContext ??= createSecureContext({ ca: this.ca }));
   }
 }
 

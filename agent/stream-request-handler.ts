@@ -134,19 +134,23 @@ export class StreamRequestHandler {
       return refuse(new DevstreamsError('LIMIT_EXCEEDED', `device has ${this.o.table.size} streams, the limit is ${this.o.table.limit}`));
     }
 
-    // 7. Connect the target (builtins need no connect).
+    // 7. Connect the target (builtins need no connect). The relay's TLS connection opens meanwhile,
+    // so its handshake overlaps the connect and the answer's trip through the hub.
+    const releaseRelayConnection = this.o.relayDialer.preconnect(req.relayUrl);
     let target: Duplex;
     if (builtin) target = builtin();
     else if (entry.kind === 'tcp') {
       try {
         target = await this.o.targetDialer.dial(entry.host, entry.port, slot.abort.signal);
       } catch (err) {
+        releaseRelayConnection();
         this.o.table.release(slot);
         if (err instanceof DevstreamsError) return refuse(err);
         throw err;
       }
     } else throw new Error('unreachable');
     if (slot.abort.signal.aborted) {
+      releaseRelayConnection();
       target.destroy();
       this.o.table.release(slot);
       return refuse(new DevstreamsError('SHUTTING_DOWN', 'agent is shutting down'));
@@ -154,7 +158,15 @@ export class StreamRequestHandler {
 
     // 8. Accept, then dial the relay and bridge.
     this.answer(req, log, 'OK', 'accepted');
-    const session = runStreamSession({ entry: slot, relayUrl: req.relayUrl, token: req.token, target, relayDialer: this.o.relayDialer, log });
+    const session = runStreamSession({
+      entry: slot,
+      relayUrl: req.relayUrl,
+      token: req.token,
+      target,
+      relayDialer: this.o.relayDialer,
+      releaseRelayConnection,
+      log,
+    });
     this.track(slot, session.then((r) => this.o.onSessionEnd?.(r)));
   }
 

@@ -14,6 +14,8 @@ export async function runStreamSession(opts: {
   token: string;
   target: Duplex;
   relayDialer: RelayDialer;
+  /** Closes the relay connection opened ahead (RelayDialer.preconnect) if the dial did not take it. */
+  releaseRelayConnection?: () => void;
   log: Logger;
 }): Promise<BridgeResult | undefined> {
   const { entry, target, log } = opts;
@@ -29,11 +31,13 @@ export async function runStreamSession(opts: {
   try {
     ws = await opts.relayDialer.dial(opts.relayUrl, opts.token, entry.abort.signal);
   } catch (err) {
+    opts.releaseRelayConnection?.();
     target.destroy();
     const e = err as RelayDialError;
     log.warn({ ...(e.status !== undefined ? { status: e.status } : {}), ...(e.code ? { code: e.code } : {}), err: e.message }, 'relay dial failed');
     return;
   }
+  opts.releaseRelayConnection?.();
   target.off('error', onTargetError);
 
   const relay = new WsDuplex(ws);

@@ -6,6 +6,7 @@ import {
   HubEndpointsSchema,
   LIMITS,
   OpenStreamResultSchema,
+  type OpenStreamResult,
   StreamListSchema,
   TlsSessionCache,
   apiPaths,
@@ -103,23 +104,32 @@ export class DevstreamsClient {
   async openStream(device: string, service: string, opts: OpenStreamOptions = {}): Promise<WsDuplex> {
     const started = Date.now();
     const body: OpenStreamBody = { service, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
-    const answer = await requestJson(this.endpoint, {
-      method: 'POST',
-      path: apiPaths.openStream(device),
-      body,
-      schema: OpenStreamResultSchema,
-      timeoutMs: (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS,
-      signal: opts.signal,
-    });
-    const stream = await dialRelay({
-      url: answer.url,
-      token: answer.token,
-      ...(this.ca !== undefined ? { secureContext: (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) } : {}),
-      sessions: this.sessions,
-      timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
-      signal: opts.signal,
-      pingIntervalMs: this.pingIntervalMs,
-    });
+    const secureContext = this.ca !== undefined ? (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) : undefined;
+    // The relay is usually the hub itself: its TLS handshake overlaps the wait for the device's answer.
+    const release = this.sessions.preconnect(this.endpoint.base, { secureContext });
+    let stream: WsDuplex;
+    let answer: OpenStreamResult;
+    try {
+      answer = await requestJson(this.endpoint, {
+        method: 'POST',
+        path: apiPaths.openStream(device),
+        body,
+        schema: OpenStreamResultSchema,
+        timeoutMs: (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS,
+        signal: opts.signal,
+      });
+      stream = await dialRelay({
+        url: answer.url,
+        token: answer.token,
+        ...(secureContext ? { secureContext } : {}),
+        sessions: this.sessions,
+        timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+        signal: opts.signal,
+        pingIntervalMs: this.pingIntervalMs,
+      });
+    } finally {
+      release();
+    }
     this.log.info(
       { device, service, streamId: answer.streamId, setupMs: Date.now() - started },
       'stream open',

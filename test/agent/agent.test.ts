@@ -3,7 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Agent as HttpAgent } from 'node:http';
 import { Agent } from '../../agent/agent.js';
+import { RelayDialer } from '../../agent/relay-dialer.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import { StreamClosedError, newSecret, topics } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
@@ -119,12 +121,14 @@ describe('agent with a real broker and relay', () => {
     await noStreamsLeft();
   });
 
-  it('403 for a service not on the allowlist, and the target is never dialled', async () => {
+  it('403 for a service not on the allowlist, and neither the target nor the relay is dialled', async () => {
     const before = target.connections;
+    const hubBefore = hub.tlsConnections;
     for (const spec of ['telnet', `localhost:${target.port}`, `127.0.0.2:${target.port}`, '2222']) {
       const { res } = await ask(spec);
       expect(res).toMatchObject({ status: 403, code: 'SERVICE_DENIED' });
     }
+    expect(hub.tlsConnections).toBe(hubBefore);
     // A later allowed request is dialled: had a refused one been dialled, it would show up first.
     const { req } = await ask('web');
     expect(target.connections).toBe(before + 1);
@@ -133,11 +137,14 @@ describe('agent with a real broker and relay', () => {
   });
 
   it('503 when the target port is closed, naming host:port and the errno code', async () => {
+    const openBefore = hub.tlsConnections - hub.tlsClosed;
     const { res } = await ask('dead');
     expect(res).toMatchObject({ status: 503, code: 'TARGET_UNREACHABLE' });
     expect(res.reason).toContain(`127.0.0.1:${deadPort}`);
     expect(res.reason).toContain('ECONNREFUSED');
     await noStreamsLeft();
+    // The relay connection opened while the target was dialled is closed again, unused.
+    await vi.waitFor(() => expect(hub.tlsConnections - hub.tlsClosed).toBe(openBefore), { timeout: 5000 });
   });
 
   it('429 over maxStreams, and the status reports the open streams', async () => {
@@ -258,3 +265,32 @@ describe('agent with a real broker and relay', () => {
     await agent.stop();
   });
 });
+
+describe('RelayDialer.preconnect', () => {
+  it('the dial takes the relay connection opened ahead: same name, port and trust anchors, no second connection', async () => {
+    const dialer = new RelayDialer({ ca: [tls.ca] });
+    const req = hub.request(DEVICE, 'echo');
+    const before = hub.tlsConnections;
+    const release = dialer.preconnect(req.relayUrl);
+    await vi.waitFor(() => expect(hub.tlsConnections).toBe(before + 1), { timeout: 5000 });
+    const ws = await dialer.dial(req.relayUrl, req.token);
+    expect(hub.tlsConnections).toBe(before + 1);
+    release(); // taken: releasing leaves it open
+    ws.resume();
+    const side = await hub.deviceSide(req.streamId);
+    const got = collect(side);
+    ws.send(Buffer.from('over the early connection'));
+    await got.until('over the early connection');
+    ws.close(1000);
+    side.destroy();
+  });
+
+  it('through a proxy nothing is opened ahead', async () => {
+    const dialer = new RelayDialer({ ca: [tls.ca], agent: new HttpAgent() });
+    const before = hub.tlsConnections;
+    const release = dialer.preconnect(hub.request(DEVICE, 'echo').relayUrl);
+    release();
+    expect(hub.tlsConnections).toBe(before);
+  });
+});
+

@@ -29,6 +29,9 @@ export class FakeHub {
   readonly published: { topic: string; payload: string; retain: boolean }[] = [];
   /** Relay upgrades refused, with the HTTP status sent. */
   readonly relayRefusals: number[] = [];
+  /** TLS connections accepted on the hub's port (MQTT and relay alike), and how many have closed. */
+  tlsConnections = 0;
+  tlsClosed = 0;
   port = 0;
   private broker!: Aedes;
   private server!: Server;
@@ -70,6 +73,10 @@ export class FakeHub {
       handleProtocols: (protocols) => (protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     });
     this.server = createServer({ cert: this.tls.cert, key: this.tls.key }, (_req, res) => res.writeHead(404).end());
+    this.server.on('secureConnection', (socket) => {
+      this.tlsConnections++;
+      socket.once('close', () => this.tlsClosed++);
+    });
     this.server.on('upgrade', (req, socket, head) => {
       const path = new URL(req.url ?? '/', 'https://x').pathname;
       if (path === apiPaths.mqtt) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DevstreamsError, WsDuplex } from '../../protocol/index.js';
 import { DevstreamsClient, HubRefusalError, HubRequestError } from '../../service/index.js';
 import { dialRelay } from '../../service/relay.js';
@@ -64,6 +64,30 @@ describe('DevstreamsClient.openStream', () => {
         body: { service: 'echo', timeoutMs: 5000 },
       },
     ]);
+  });
+
+  it('opens its relay connection while the hub waits for the device, and the dial uses that one', async () => {
+    await setup();
+    hub.api = async (call, h) => {
+      // The device takes its time to answer; meanwhile the client's relay connection comes up
+      // (the first connection carries this request). Without it, this waits until the test fails.
+      await vi.waitFor(() => expect(h.tlsConnections).toBe(2), { timeout: 5000 });
+      return h.defaultApi(call);
+    };
+    const stream = await client.openStream('pi-kitchen', 'echo');
+    expect(hub.tlsConnections).toBe(2); // the relay dial made no connection of its own
+    expect((await roundTrip(stream, Buffer.from('through the early connection'))).toString()).toBe('through the early connection');
+  });
+
+  it('closes the relay connection it opened ahead when the hub refuses the stream', async () => {
+    await setup();
+    hub.api = async (_call, h) => {
+      await vi.waitFor(() => expect(h.tlsConnections).toBe(2), { timeout: 5000 });
+      return errorBody('DEVICE_OFFLINE', 503, 'device is offline');
+    };
+    expect(await rejection(client.openStream('pi-kitchen', 'ssh'))).toMatchObject({ code: 'DEVICE_OFFLINE' });
+    // Only the API's keep-alive connection stays open.
+    await vi.waitFor(() => expect(hub.tlsConnections - hub.tlsClosed).toBe(1), { timeout: 5000 });
   });
 
   it('keeps the base path of the hub URL and encodes the device id', async () => {

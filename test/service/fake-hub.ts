@@ -47,6 +47,9 @@ export class FakeHub {
   /** Set to refuse every relay upgrade with this answer. */
   relayRefusal: ApiAnswer | null = null;
   readonly relaySockets = new Set<WebSocket>();
+  /** TLS connections accepted (API and relay alike), and how many have closed. */
+  tlsConnections = 0;
+  tlsClosed = 0;
   private readonly server: https.Server;
   private readonly wss = new WebSocketServer({
     noServer: true,
@@ -57,6 +60,10 @@ export class FakeHub {
   constructor(tls: TestTls) {
     this.server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => void this.onRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    this.server.on('secureConnection', (socket: Duplex) => {
+      this.tlsConnections++;
+      socket.once('close', () => this.tlsClosed++);
+    });
   }
 
   async start(): Promise<this> {
