@@ -13,14 +13,15 @@ import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, star
 import * as load from './lib/load.mjs';
 import { MB, MiB, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
+import { wanSetup } from './lib/wan.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
 const opt = (f) => (argv.includes(f) ? argv[argv.indexOf(f) + 1] : undefined);
 const quick = flag('--quick');
 const C = quick
-  ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, rateTotal: 300, rateMaxS: 4, xferMaxS: 5, pingMaxS: 5, setupMaxS: 10, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
-  : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, rateTotal: 1000, rateMaxS: 8, xferMaxS: 15, pingMaxS: 15, setupMaxS: 40, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
+  ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, wanSetups: 10, rateTotal: 300, rateMaxS: 4, xferMaxS: 5, pingMaxS: 5, setupMaxS: 10, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
+  : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, wanSetups: 40, rateTotal: 1000, rateMaxS: 8, xferMaxS: 15, pingMaxS: 15, setupMaxS: 40, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
 const wanted = (opt('--paths') ?? 'direct,devstreams,minimal,ssh,socat').split(',');
 const profDir = opt('--cpu-prof');
 const haveSsh = existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh');
@@ -122,6 +123,10 @@ try {
     await new Promise((r) => setTimeout(r, C.idleS * 1000));
     const cpu = cpuNs(ds.agent.pid) - c0;
     results.devstreams.idle = { seconds: C.idleS, rssStart: rss0, rssEnd: rss(ds.agent.pid), cpuPercent: (100 * cpu) / (C.idleS * 1e9) };
+    log(`devstreams: set-up with a 50 ms round trip to the hub x${C.wanSetups}`);
+    const wan = await wanSetup(target.port, { rttMs: 50, streams: C.wanSetups });
+    results.devstreams.wanSetup = { rttMs: wan.rttMs, p50: wan.p50, p90: wan.p90, n: wan.n };
+    results.devstreams.errors.push(...wan.errors.map((e) => `set-up over 50 ms: ${e}`));
   }
 } finally {
   for (const p of paths) await p.stop().catch((e) => log(`stopping ${p.name}: ${e.message}`));

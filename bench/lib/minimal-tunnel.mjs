@@ -55,6 +55,9 @@ function forward(a, b) {
   });
 }
 
+// A clean exit on SIGTERM, so that --cpu-prof (bench/per-process.mjs --node-args) writes its profile.
+process.on('SIGTERM', () => process.exit(0));
+
 if (role === 'relay') {
   const [cert, key] = args;
   const server = https.createServer({ cert: readFileSync(cert), key: readFileSync(key) });

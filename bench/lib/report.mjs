@@ -93,6 +93,11 @@ export function markdown(out) {
   if (warnings.length) lines.push('', 'Warnings logged during the concurrency test:', ...warnings.slice(0, 8).map(([k, n]) => `- ${n} x ${k}`));
   if (d?.idleFresh) lines.push('', `devstreams agent idle for ${d.idleFresh.seconds} s, fresh (control channel up, never carried a stream): RSS ${fmt(d.idleFresh.rssEnd / MB, 1)} MB, CPU ${fmt(d.idleFresh.cpuPercent, 3)} % of one core.`);
   if (d?.idle) lines.push('', `devstreams agent idle for ${d.idle.seconds} s after the run (control channel up, no streams): RSS ${fmt(d.idle.rssEnd / MB, 1)} MB, CPU ${fmt(d.idle.cpuPercent, 3)} % of one core.`);
+  if (d?.wanSetup) {
+    const w = d.wanSetup;
+    lines.push('', `devstreams set-up with a ${w.rttMs} ms round trip to the hub (for the agent and the service side alike, through bench/lib/delay-proxy.mjs), ${w.n} streams: ` +
+      `p50 ${fmt(w.p50)} ms (${fmt(w.p50 / w.rttMs, 1)} round trips), p90 ${fmt(w.p90)} ms.`);
+  }
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');
     for (const t of out.targets) lines.push(`| ${t.name} | ${t.want} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);

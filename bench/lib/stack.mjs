@@ -19,15 +19,18 @@ export async function startTarget() {
 /**
  * devstreams: `hub init`, `hub add-device` (the target and echo allowed, maxStreams raised to 1024),
  * the hub, the agent, and `devstreams forward` (the service side) each as their own process.
- * `nodeArgs` go to all three (e.g. --cpu-prof).
+ * `nodeArgs` go to all three (e.g. --cpu-prof). `rttMs`: the hub is reached only through
+ * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
+ * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
+  const publicPort = rttMs > 0 ? await freePort() : hubPort;
   await run(node, [CLI, 'hub', 'init', '--dir', dir, '--listen', `127.0.0.1:${hubPort}`]);
   const hubYaml = join(dir, 'hub.yaml');
   // The hub's name: 127.0.0.1 skips a name lookup per connection (1.5-5 ms here, see bench/README.md).
-  if (host !== 'localhost') writeFileSync(hubYaml, readFileSync(hubYaml, 'utf8').replace(/^# publicUrl: .*$/m, `publicUrl: https://${host}:${hubPort}`));
+  if (host !== 'localhost') writeFileSync(hubYaml, readFileSync(hubYaml, 'utf8').replace(/^# publicUrl: .*$/m, `publicUrl: https://${host}:${publicPort}`));
   // The hub's per-device and per-token request rates (100/s and 50/s by default), streams per
   // device (64) and connections being set up per address (256: here the agent and the service side
   // both dial from 127.0.0.1, 2,000 relay dials at once for 1,000 streams) would cap the set-up
@@ -42,7 +45,7 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
   }
   writeFileSync(agentYaml, /^limits:/m.test(y) ? y.replace(/maxStreams: \d+/, 'maxStreams: 1024') : `${y}limits:\n  maxStreams: 1024\n`, { mode: 0o600 });
   const env = {
-    DEVSTREAMS_HUB: `https://${host}:${hubPort}`,
+    DEVSTREAMS_HUB: `https://${host}:${publicPort}`,
     DEVSTREAMS_TOKEN: readFileSync(join(dir, 'service.token'), 'utf8').trim(),
     DEVSTREAMS_CA: join(dir, 'tls', 'ca.crt'),
   };
@@ -62,6 +65,11 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     const hub = new Proc(node, [...nodeArgs, CLI, 'hub', '--config', hubYaml], { name: 'hub' });
     started.push(hub);
     await Promise.race([waitForPort(hubPort, 60_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
+    if (rttMs > 0) {
+      const proxy = new Proc(node, [join(ROOT, 'bench/lib/delay-proxy.mjs'), String(publicPort), String(hubPort), String(rttMs / 2)], { name: 'delay-proxy' });
+      started.push(proxy);
+      await proxy.waitFor((l) => l.startsWith('listening '));
+    }
     const agent = new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
     started.push(agent);
     await waitOnline(env, agent);
@@ -159,18 +167,18 @@ export async function startSocat(targetPort) {
  * The minimal Node tunnel of devstreams' shape (bench/lib/minimal-tunnel.mjs): the floor of what
  * Node, ws and TLS cost for these connections, with none of devstreams' checks.
  */
-export async function startMinimal(targetPort) {
+export async function startMinimal(targetPort, { nodeArgs = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-minimal-'));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
     '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2']);
   const script = join(ROOT, 'bench/lib/minimal-tunnel.mjs');
-  const relay = new Proc(node, [script, 'relay', cert, key], { name: 'min-relay' });
+  const relay = new Proc(node, [...nodeArgs, script, 'relay', cert, key], { name: 'min-relay' });
   const relayPort = Number((await relay.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
-  const agent = new Proc(node, [script, 'agent', cert, String(relayPort), String(targetPort)], { name: 'min-agent' });
+  const agent = new Proc(node, [...nodeArgs, script, 'agent', cert, String(relayPort), String(targetPort)], { name: 'min-agent' });
   await agent.waitFor((l) => l === 'ready');
-  const service = new Proc(node, [script, 'service', cert, String(relayPort)], { name: 'min-service' });
+  const service = new Proc(node, [...nodeArgs, script, 'service', cert, String(relayPort)], { name: 'min-service' });
   const port = Number((await service.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
   return {
     name: 'minimal wss',

@@ -1,0 +1,23 @@
+// Stream set-up with a far-away hub: loopback hides what a round trip costs, this shows it.
+// The hub is reached only through bench/lib/delay-proxy.mjs (this machine has no netem).
+//   node bench/wan.mjs [--rtt 50] [--streams 40]
+// Prints the set-up time (connect to `devstreams forward` to the first byte echoed back by the
+// target) p50 and p90, in ms and in round trips.
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
+import { startTarget } from './lib/stack.mjs';
+import { wanSetup } from './lib/wan.mjs';
+
+const arg = (name, def) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const target = await startTarget();
+try {
+  const w = await wanSetup(target.port, { rttMs: arg('--rtt', 50), streams: arg('--streams', 40) });
+  console.log(
+    `set-up with a ${w.rttMs} ms round trip to the hub, ${w.n} streams (${w.errors.length} failed): ` +
+      `p50 ${w.p50.toFixed(0)} ms (${(w.p50 / w.rttMs).toFixed(1)} round trips), p90 ${w.p90.toFixed(0)} ms`,
+  );
+} finally {
+  await target.proc.stop();
+}
