@@ -1,6 +1,6 @@
 // Where the CPU of a stream set-up goes, process by process: the set-up rate series alone (N
 // streams, 50 in flight) through devstreams, with CPU time per set-up of forward, hub and agent.
-//   node bench/setup-profile.mjs [--streams 1000] [--cpu-prof DIR] [--node-args "..."]
+//   node bench/setup-profile.mjs [--streams 1000] [--cpu-prof DIR] [--node-args "..."] [--log-level warn]
 // With --cpu-prof, the three processes write V8 CPU profiles to DIR (see profile-summary.mjs).
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { cpuNs } from './lib/procs.mjs';
@@ -15,7 +15,8 @@ const streams = Number(arg('--streams', '1000'));
 const profDir = arg('--cpu-prof');
 const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(arg('--node-args', '')).split(' ').filter(Boolean)];
 const target = await startTarget();
-const path = await startDevstreams(target.port, { nodeArgs });
+const logLevel = arg('--log-level'); // the hub's and the agent's (info by default)
+const path = await startDevstreams(target.port, { nodeArgs, ...(logLevel ? { logLevel } : {}) });
 try {
   await load.setupRate(path.port, 100, 50, 8); // warm-up
   const c0 = path.pids.map(cpuNs);

@@ -67,6 +67,8 @@ export class DevstreamsClient {
   /** For relay dials, built on the first one (not per stream). */
   private secureContext: SecureContext | undefined;
   private readonly sessions = new TlsSessionCache();
+  /** Where the hub's last answer put the relay: the next stream's relay connection opens there early. */
+  private relayOrigin: URL;
   private readonly pingIntervalMs: number;
 
   constructor(opts: DevstreamsClientOptions) {
@@ -89,6 +91,7 @@ export class DevstreamsClient {
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
     this.endpoint = { base, token: opts.token, agent };
+    this.relayOrigin = base; // until an answer says otherwise, the relay is the hub itself
   }
 
   /** The hub's base URL (for messages). */
@@ -105,8 +108,9 @@ export class DevstreamsClient {
     const started = Date.now();
     const body: OpenStreamBody = { service, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
     const secureContext = this.ca !== undefined ? (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) : undefined;
-    // The relay is usually the hub itself: its TLS handshake overlaps the wait for the device's answer.
-    const release = this.sessions.preconnect(this.endpoint.base, { secureContext });
+    // The relay's TLS handshake overlaps the wait for the device's answer. It opens where the last
+    // answer put the relay (a hub whose public name is not the one this client uses, or a hub node).
+    const release = this.sessions.preconnect(this.relayOrigin, { secureContext });
     let stream: WsDuplex;
     let answer: OpenStreamResult;
     try {
@@ -118,6 +122,7 @@ export class DevstreamsClient {
         timeoutMs: (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS,
         signal: opts.signal,
       });
+      this.relayOrigin = relayOriginOf(answer.url) ?? this.relayOrigin;
       stream = await dialRelay({
         url: answer.url,
         token: answer.token,
@@ -184,5 +189,15 @@ export class DevstreamsClient {
   /** Releases the kept-alive HTTPS connections. Open streams are the caller's and stay open. */
   close(): void {
     this.endpoint.agent.destroy();
+  }
+}
+
+/** The origin of a relay URL from the hub's answer, if it is a wss:// URL (dialRelay refuses others). */
+function relayOriginOf(url: string): URL | undefined {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'wss:' ? new URL(u.origin) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -90,6 +90,27 @@ describe('DevstreamsClient.openStream', () => {
     await vi.waitFor(() => expect(hub.tlsConnections - hub.tlsClosed).toBe(1), { timeout: 5000 });
   });
 
+  it('opens the next relay connection where the last answer put the relay (another name for the hub)', async () => {
+    await setup(); // the client knows the hub as 127.0.0.1; its answers name the relay localhost
+    hub.api = (call, h) => {
+      const answer = h.defaultApi(call) as { status: number; body: { url: string } };
+      answer.body.url = answer.body.url.replace('wss://127.0.0.1:', 'wss://localhost:');
+      return answer;
+    };
+    const first = await client.openStream('pi-kitchen', 'echo');
+    await roundTrip(first, Buffer.from('one'));
+    const before = hub.tlsConnections; // the API's, the first early one (unused) and the first relay's
+    hub.api = async (call, h) => {
+      await vi.waitFor(() => expect(h.tlsConnections).toBe(before + 1), { timeout: 5000 });
+      const answer = h.defaultApi(call) as { status: number; body: { url: string } };
+      answer.body.url = answer.body.url.replace('wss://127.0.0.1:', 'wss://localhost:');
+      return answer;
+    };
+    const second = await client.openStream('pi-kitchen', 'echo');
+    expect(hub.tlsConnections).toBe(before + 1); // the dial to localhost took the early connection
+    expect((await roundTrip(second, Buffer.from('two'))).toString()).toBe('two');
+  });
+
   it('keeps the base path of the hub URL and encodes the device id', async () => {
     await setup();
     const prefixed = new DevstreamsClient({ hub: `${hub.url}/`, token: TOKEN, ca: tls.ca });
