@@ -8,6 +8,7 @@ import { RelayDialer } from './relay-dialer.js';
 import { StreamRequestHandler } from './stream-request-handler.js';
 import { StreamTable } from './stream-table.js';
 import { TargetDialer } from './target-dialer.js';
+import { IdleMemoryReclaimer } from './idle-memory.js';
 import { proxyAgent, proxyFor, redactProxy, type ProxyEnv } from './proxy.js';
 import { reloadProblems, type ReloadResult } from './reload.js';
 import { warnIfKeyFileExposed } from './key-file-check.js';
@@ -22,6 +23,9 @@ export interface AgentOptions {
   /** HTTPS_PROXY / NO_PROXY as read at start-up by the CLI (the config's hub.proxy wins). */
   proxyEnv?: ProxyEnv;
 }
+
+/** How long the agent is idle (online, no stream) before it gives memory back (agent/idle-memory.ts). */
+const IDLE_RECLAIM_MS = 10_000;
 
 /**
  * The device daemon's composition root. Builds its components (no I/O), starts them in order
@@ -38,6 +42,7 @@ export class Agent extends EventEmitter {
   private readonly handler: StreamRequestHandler;
   private readonly channel: ControlChannel;
   private readonly status: StatusReporter;
+  private readonly reclaimer: IdleMemoryReclaimer;
   /** Loaded by start() only when metrics.listen is set: prom-client stays out of an agent without it. */
   metrics: AgentMetrics | null = null;
   metricsServer: MetricsServer | null = null;
@@ -62,9 +67,13 @@ export class Agent extends EventEmitter {
     }
     this.targetDialer = new TargetDialer({ connectTimeoutMs: config.limits.connectTimeoutMs });
 
+    this.reclaimer = new IdleMemoryReclaimer({ idleMs: IDLE_RECLAIM_MS, busy: () => this.table.size > 0, log: this.log });
     this.table = new StreamTable({
       maxStreams: config.limits.maxStreams,
-      onChange: () => this.channel.streamsChanged(),
+      onChange: () => {
+        this.channel.streamsChanged();
+        this.reclaimer.poke();
+      },
     });
     this.status = new StatusReporter({
       collector: new StatusCollector({ probeTimeoutMs: config.status.probeTimeoutMs, log: this.log }),
@@ -111,6 +120,7 @@ export class Agent extends EventEmitter {
       ...(wsAgent ? { wsAgent } : {}),
     });
     this.channel.on('connected', () => {
+      this.reclaimer.poke(); // start-up's garbage goes once the agent is online and idle
       this.log.info('agent connected');
       this.metrics?.connected();
       this.emit('connected');
@@ -212,6 +222,7 @@ export class Agent extends EventEmitter {
 
   /** The end of drain() and stop(), once the streams and the channel are down. */
   private async stopTheRest(): Promise<void> {
+    this.reclaimer.stop();
     await this.handler.settled();
     await this.status.stop();
     await this.metricsServer?.stop();
