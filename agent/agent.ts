@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { rootCertificates } from 'node:tls';
-import type { Logger } from '../protocol/index.js';
+import { IdleMemoryReclaimer, type Logger } from '../protocol/index.js';
 import { Allowlist } from './allowlist.js';
 import type { AgentConfig } from './config.js';
 import { ControlChannel } from './control-channel.js';
@@ -8,7 +8,6 @@ import { RelayDialer } from './relay-dialer.js';
 import { StreamRequestHandler } from './stream-request-handler.js';
 import { StreamTable } from './stream-table.js';
 import { TargetDialer } from './target-dialer.js';
-import { IdleMemoryReclaimer } from './idle-memory.js';
 import { proxyAgent, proxyFor, redactProxy, type ProxyEnv } from './proxy.js';
 import { reloadProblems, type ReloadResult } from './reload.js';
 import { warnIfKeyFileExposed } from './key-file-check.js';
@@ -23,9 +22,6 @@ export interface AgentOptions {
   /** HTTPS_PROXY / NO_PROXY as read at start-up by the CLI (the config's hub.proxy wins). */
   proxyEnv?: ProxyEnv;
 }
-
-/** How long the agent is idle (online, no stream) before it gives memory back (agent/idle-memory.ts). */
-const IDLE_RECLAIM_MS = 10_000;
 
 /**
  * The device daemon's composition root. Builds its components (no I/O), starts them in order
@@ -67,7 +63,8 @@ export class Agent extends EventEmitter {
     }
     this.targetDialer = new TargetDialer({ connectTimeoutMs: config.limits.connectTimeoutMs });
 
-    this.reclaimer = new IdleMemoryReclaimer({ idleMs: IDLE_RECLAIM_MS, busy: () => this.table.size > 0, log: this.log });
+    // Memory back once the agent is online with no stream for a while (protocol/idle-memory.ts).
+    this.reclaimer = new IdleMemoryReclaimer({ busy: () => this.table.size > 0, log: this.log });
     this.table = new StreamTable({
       maxStreams: config.limits.maxStreams,
       onChange: () => {

@@ -17,3 +17,4 @@ export * from './config-loader.js';
 export * from './logger.js';
 export * from './sd-notify.js';
 export * from './gc-tuning.js';
+export * from './idle-memory.js';

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { IdleMemoryReclaimer } from '../protocol/index.js';
 import type { ServiceContext } from './context.js';
 import { Forwarder } from './forward.js';
 
@@ -15,6 +16,9 @@ export async function runForward(
   timeoutMs: number | undefined,
   stopSignal: Promise<unknown> = onceSignal(),
 ): Promise<number> {
+  // A forwarder may run for days: memory back once no connection has been open for a while (the
+  // CLI's process only; the SDK's Forwarder leaves its user's process alone).
+  const reclaimer = new IdleMemoryReclaimer({ busy: () => forwarder.connections > 0, log: ctx.log });
   const forwarder = new Forwarder({
     client: ctx.client,
     device,
@@ -23,6 +27,7 @@ export async function runForward(
     port: listen.port,
     ...(timeoutMs !== undefined ? { stream: { timeoutMs } } : {}),
     logger: ctx.log,
+    onConnections: () => reclaimer.poke(),
   });
   try {
     await forwarder.start();
@@ -34,7 +39,9 @@ export async function runForward(
   const { host, port } = forwarder.address;
   ctx.out(`listening on ${hostPort(host, port)} -> ${device}/${service}\n`);
   ctx.log.info({ host, port, device, service }, 'forwarder listening');
+  reclaimer.poke();
   await stopSignal;
+  reclaimer.stop();
   ctx.log.info('forwarder stopping');
   await forwarder.stop();
   ctx.client.close();

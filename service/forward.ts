@@ -13,6 +13,8 @@ export interface ForwarderOptions {
   port: number;
   stream?: OpenStreamOptions;
   logger?: Logger;
+  /** Called with the number of client connections open whenever it changes. */
+  onConnections?: (open: number) => void;
 }
 
 /**
@@ -25,6 +27,7 @@ export class Forwarder {
   private readonly log: Logger;
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
+  private readonly onConnections: (open: number) => void;
   private readonly streams = new Set<WsDuplex>();
   private readonly bridges = new Set<Promise<unknown>>();
   /** Streams being opened, so stop() and a departing client can give up on them. */
@@ -35,6 +38,12 @@ export class Forwarder {
   constructor(opts: ForwarderOptions) {
     this.opts = opts;
     this.log = opts.logger ?? silentLogger;
+    this.onConnections = opts.onConnections ?? (() => {});
+  }
+
+  /** Client connections open now (being set up or forwarding). */
+  get connections(): number {
+    return this.sockets.size;
   }
 
   /** The address actually listened on (the real port when 0 was asked). */
@@ -67,7 +76,11 @@ export class Forwarder {
     }
     socket.setNoDelay(true);
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    this.onConnections(this.sockets.size);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.onConnections(this.sockets.size);
+    });
     // The client may give up while the stream is being opened; the bridge then cleans up.
     socket.on('error', () => undefined);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;

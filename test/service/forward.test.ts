@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DevstreamsClient, Forwarder } from '../../service/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { FakeHub, errorBody, type ApiAnswer } from './fake-hub.js';
@@ -71,6 +71,25 @@ describe('Forwarder', () => {
       '/api/v1/devices/pi-kitchen/streams',
       '/api/v1/devices/pi-kitchen/streams',
     ]);
+  });
+
+  it('reports the client connections open as they change (what `devstreams forward` idles on)', async () => {
+    hub = await new FakeHub(tls).start();
+    client = new DevstreamsClient({ hub: hub.url, token: 'service-token-0123456789', ca: tls.ca });
+    const counts: number[] = [];
+    forwarder = new Forwarder({ client, device: 'pi-kitchen', service: 'echo', port: 0, onConnections: (n) => counts.push(n) });
+    await forwarder.start();
+    const a = await dial(forwarder.address.port);
+    const b = await dial(forwarder.address.port);
+    await vi.waitFor(() => expect(forwarder!.connections).toBe(2));
+    const [ra, rb] = [readAll(a), readAll(b)];
+    a.end('a');
+    b.end('b');
+    expect((await ra).toString()).toBe('a');
+    expect((await rb).toString()).toBe('b');
+    await vi.waitFor(() => expect(counts.at(-1)).toBe(0));
+    expect(counts).toEqual([1, 2, 1, 0]);
+    expect(forwarder.connections).toBe(0);
   });
 
   it('resets a connection whose stream is refused and logs one warn line', async () => {

@@ -1,13 +1,19 @@
-import { collectGarbage, type Logger } from '../protocol/index.js';
+import { collectGarbage } from './gc-tuning.js';
+import type { Logger } from './logger.js';
 
 /**
- * Gives memory back when the agent goes idle: one full garbage collection `idleMs` after the agent
- * came online, and again `idleMs` after its last stream closed, unless a stream opened meanwhile.
- * V8 grows its young generation during start-up and keeps the garbage of a busy period; its own
- * memory reducer may not run for minutes in a process that mostly sleeps, and a board's memory is
- * the scarce resource. One collection of the agent's heap costs tens of ms of CPU, once per idle
- * period. Measured (node bench/idle.mjs, Node 24): a fresh agent 94.4 -> 81.4 MB RSS.
+ * Gives memory back when a long-running process goes idle (the agent; `devstreams forward`): one
+ * full garbage collection `idleMs` after a poke (the agent came online, a stream closed) when
+ * nothing is open, none while something is. V8 grows its young generation during start-up and keeps
+ * the garbage of a busy period; its own memory reducer may not run for minutes in a process that
+ * mostly sleeps, and a board's memory is the scarce resource. One collection costs 0.1-0.25 s of
+ * CPU here, once per idle period. Measured (node bench/idle.mjs, Node 24): a fresh agent 94.9 ->
+ * 82.5 MB RSS, an agent after work 256.5 -> 180.6 MB. Never in the SDK: it changes no global
+ * setting of its user's process.
  */
+/** How long a process is idle before it gives memory back. */
+export const IDLE_RECLAIM_MS = 10_000;
+
 export class IdleMemoryReclaimer {
   private readonly idleMs: number;
   private readonly busy: () => boolean;
@@ -16,8 +22,8 @@ export class IdleMemoryReclaimer {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(opts: { idleMs: number; busy: () => boolean; log: Logger; collect?: () => number | null }) {
-    this.idleMs = opts.idleMs;
+  constructor(opts: { busy: () => boolean; log: Logger; idleMs?: number; collect?: () => number | null }) {
+    this.idleMs = opts.idleMs ?? IDLE_RECLAIM_MS;
     this.busy = opts.busy;
     this.collect = opts.collect ?? collectGarbage;
     this.log = opts.log;

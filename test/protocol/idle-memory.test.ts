@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { IdleMemoryReclaimer } from '../../agent/idle-memory.js';
-import { collectGarbage, silentLogger } from '../../protocol/index.js';
+import { IdleMemoryReclaimer, collectGarbage, silentLogger } from '../../protocol/index.js';
 
 afterEach(() => {
   vi.useRealTimers();
