@@ -1,6 +1,9 @@
 import { collectGarbage } from './gc-tuning.js';
 import type { Logger } from './logger.js';
 
+/** How long a process is idle before it gives memory back. */
+export const IDLE_RECLAIM_MS = 10_000;
+
 /**
  * Gives memory back when a long-running process goes idle (the agent; `devstreams forward`): one
  * full garbage collection `idleMs` after a poke (the agent came online, a stream closed) when
@@ -11,9 +14,6 @@ import type { Logger } from './logger.js';
  * 82.5 MB RSS, an agent after work 256.5 -> 180.6 MB. Never in the SDK: it changes no global
  * setting of its user's process.
  */
-/** How long a process is idle before it gives memory back. */
-export const IDLE_RECLAIM_MS = 10_000;
-
 export class IdleMemoryReclaimer {
   private readonly idleMs: number;
   private readonly busy: () => boolean;
