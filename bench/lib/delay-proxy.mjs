@@ -20,13 +20,15 @@ function delayed(from, to) {
       if (queued <= 4 << 20 && from.isPaused()) from.resume();
     }, oneWayMs);
   });
+  // A half-close crosses the link like the bytes before it; a reset tears the other side down.
   from.on('end', () => setTimeout(() => to.end(), oneWayMs));
   from.on('error', () => setTimeout(() => to.destroy(), oneWayMs));
-  from.on('close', () => setTimeout(() => to.destroy(), oneWayMs + 1));
 }
 
-const server = net.createServer({ noDelay: true }, (client) => {
-  const upstream = net.connect({ port: upstreamPort, host: '127.0.0.1', noDelay: true });
+// allowHalfOpen: each socket ends its own side when the other direction's delayed end arrives, and
+// closes once both directions have ended.
+const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (client) => {
+  const upstream = net.connect({ port: upstreamPort, host: '127.0.0.1', noDelay: true, allowHalfOpen: true });
   upstream.on('error', () => client.destroy());
   client.on('error', () => upstream.destroy());
   delayed(client, upstream);
