@@ -98,7 +98,12 @@ export class TlsSessionCache {
       ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
       ...(tls.minVersion ? { minVersion: tls.minVersion } : {}),
     };
-    const socket = this.dial(key, options);
+    let socket: TLSSocket;
+    try {
+      socket = this.dial(key, options);
+    } catch {
+      return () => {}; // options tls.connect refuses at once: the dial itself will say what is wrong
+    }
     const warm: WarmSocket = {
       socket,
       secureContext: tls.secureContext,

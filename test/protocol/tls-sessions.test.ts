@@ -173,4 +173,11 @@ describe('TlsSessionCache.preconnect: the TLS connection opened ahead of its dia
     expect(accepted).toBe(before + 2); // two streams, two connections, none dialled late
     expect(cache.warmCount).toBe(0);
   });
+
+  it('options tls.connect refuses at once open nothing and throw nothing: the dial reports them', () => {
+    const cache = new TlsSessionCache();
+    const release = cache.preconnect(new URL(`https://localhost:${port}/`), { minVersion: 'TLSv9' as never });
+    expect(cache.warmCount).toBe(0);
+    release();
+  });
 });
