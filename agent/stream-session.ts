@@ -31,13 +31,13 @@ export async function runStreamSession(opts: {
   try {
     ws = await opts.relayDialer.dial(opts.relayUrl, opts.token, entry.abort.signal);
   } catch (err) {
-    opts.releaseRelayConnection?.();
     target.destroy();
     const e = err as RelayDialError;
     log.warn({ ...(e.status !== undefined ? { status: e.status } : {}), ...(e.code ? { code: e.code } : {}), err: e.message }, 'relay dial failed');
     return;
+  } finally {
+    opts.releaseRelayConnection?.(); // taken by the dial, or closed now
   }
-  opts.releaseRelayConnection?.();
   target.off('error', onTargetError);
 
   const relay = new WsDuplex(ws);

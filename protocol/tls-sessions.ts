@@ -25,6 +25,16 @@ interface WarmPool {
  */
 export const WARM_MAX_IDLE_MS = 5_000;
 
+/**
+ * The server name a connection sends and the key its tickets and early connections are kept under:
+ * as ws's own tlsConnect, no SNI for an IP address. One function for dials and preconnects alike,
+ * so that a dial finds the connection opened ahead for it.
+ */
+function serverOf(host: string, port: number, servername?: string): { servername: string; key: string } {
+  const name = servername ?? (isIP(host) ? '' : host);
+  return { servername: name, key: `${name || host}:${port}` };
+}
+
 /** The TLS options the dial that takes a preconnected socket will pass (none: Node's defaults). */
 export interface PreconnectTls {
   secureContext?: SecureContext | undefined;
@@ -67,12 +77,10 @@ export class TlsSessionCache {
    * object).
    */
   readonly connect = ((opts: ConnectionOptions): TLSSocket => {
-    const host = opts.host ?? 'localhost';
-    // As ws's own tlsConnect: no SNI for an IP address, and never a Unix socket path.
-    const servername = opts.servername ?? (isIP(host) ? '' : host);
-    const key = `${servername || host}:${Number(opts.port ?? 443)}`;
+    const { servername, key } = serverOf(opts.host ?? 'localhost', Number(opts.port ?? 443), opts.servername);
     const warm = this.takeWarm(key, opts);
     if (warm) return warm;
+    // As ws's own tlsConnect: never a Unix socket path.
     return this.dial(key, { ...opts, path: undefined, servername } as ConnectionOptions);
   }) as unknown as typeof createConnection;
 
@@ -86,8 +94,7 @@ export class TlsSessionCache {
     // As ws: the host without an IPv6 address's brackets, 443 unless the URL names a port.
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
     const port = url.port ? Number(url.port) : 443;
-    const servername = isIP(host) ? '' : host;
-    const key = `${servername || host}:${port}`;
+    const { servername, key } = serverOf(host, port);
     // noDelay as the dial's own: with Nagle, the upgrade request behind the handshake waited 40 ms
     // for a delayed ACK (set-up p50 13 -> 51 ms).
     const options: ConnectionOptions & { noDelay: boolean } = {
