@@ -2,11 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   DevstreamsError,
   OPEN_STREAM_PATH_PATTERN,
-  OpenStreamBodySchema,
   apiPaths,
   bearerToken,
-  describeIssues,
-  isDeviceId,
   type DeviceInfo,
   type Logger,
   type StreamRecord,
@@ -14,7 +11,8 @@ import {
 import type { DevicePresence } from './device-presence.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
-import { callerMayReachDevice, callerMayUseService, type Caller, type ServiceTokens } from './service-tokens.js';
+import { admitOpenRequest } from './open-checks.js';
+import { callerMayReachDevice, type Caller, type ServiceTokens } from './service-tokens.js';
 import type { ObserveRoutes } from './observe-routes.js';
 import type { StreamLog } from './stream-log.js';
 import type { StreamLimits } from './stream-limits.js';
@@ -110,26 +108,8 @@ export class Api {
   }
 
   private async openStream(req: IncomingMessage, res: ServerResponse, rawId: string, log: Logger, caller: Caller): Promise<void> {
-    let deviceId: string;
-    try {
-      deviceId = decodeURIComponent(rawId);
-    } catch {
-      throw new DevstreamsError('BAD_REQUEST', 'device id in the path is not valid URL encoding');
-    }
-    const json = await readJsonBody(req);
-    const body = OpenStreamBodySchema.safeParse(json);
-    if (!body.success) throw new DevstreamsError('BAD_REQUEST', `invalid request body: ${describeIssues(body.error)}`);
-    if (!isDeviceId(deviceId)) throw new DevstreamsError('BAD_REQUEST', `"${deviceId.slice(0, 80)}" is not a device id`);
-    // Scope first, before the registry or the device is consulted: a token learns nothing of devices it may not reach.
-    if (!callerMayReachDevice(caller, deviceId)) {
-      log.warn({ device: deviceId }, 'stream refused: device outside the token scope');
-      throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not reach device "${deviceId}"`);
-    }
-    if (!callerMayUseService(caller, body.data.service)) {
-      log.warn({ device: deviceId, service: body.data.service }, 'stream refused: service outside the token scope');
-      throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not use service "${body.data.service}"`);
-    }
-    const result = await this.streams.open(deviceId, body.data, caller.name);
+    const { deviceId, body } = admitOpenRequest(caller, rawId, await readJsonBody(req), log);
+    const result = await this.streams.open(deviceId, body, caller.name);
     log.debug({ stream: result.streamId, device: deviceId }, 'stream handed to the service');
     sendJson(res, 201, result);
   }

@@ -16,6 +16,7 @@ import { ObserveRoutes } from './observe-routes.js';
 import { DeviceRegistry } from './registry.js';
 import { ServiceTokens } from './service-tokens.js';
 import { Relay } from './relay.js';
+import { StreamConnect } from './stream-connect.js';
 import { HubServer } from './server.js';
 import { StreamLog } from './stream-log.js';
 import { StreamLimits } from './stream-limits.js';
@@ -125,7 +126,15 @@ export class Hub {
       limits,
       onAuthenticated: (req) => this.server.authenticated(req.socket),
     });
-    this.server = new HubServer({ config, api: this.api, relay: this.relay, broker: this.broker, log });
+    const connect = new StreamConnect({
+      tokens: this.tokens,
+      streams: this.streams,
+      relay: this.relay,
+      limits,
+      log,
+      authFailure: () => this.metrics.authFailure('api'),
+    });
+    this.server = new HubServer({ config, api: this.api, relay: this.relay, connect, broker: this.broker, log });
     const hubAccount =
       external && config.mqtt?.accounts === 'mosquitto-dynsec'
         ? [new MosquittoAccounts({ bus: external, registry: this.registry, username: config.mqtt.username, log })]

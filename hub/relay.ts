@@ -5,6 +5,7 @@ import {
   ERRORS,
   LIMITS,
   RELAY_PATH_PATTERN,
+  STREAM_ID_HEADER,
   WS_SUBPROTOCOL,
   bearerToken,
   startHeartbeat,
@@ -46,6 +47,8 @@ export class Relay {
     clientTracking: false,
     handleProtocols: () => WS_SUBPROTOCOL,
   });
+  /** Upgrades being accepted, and their stream: its id goes out in the 101's STREAM_ID_HEADER. */
+  private readonly joining = new WeakMap<IncomingMessage, string>();
   private stopping = false;
 
   private readonly events: RelayEvents;
@@ -58,6 +61,10 @@ export class Relay {
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
     this.streamLog = opts.streamLog;
     this.events = opts.events ?? {};
+    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      const streamId = this.joining.get(req);
+      if (streamId) headers.push(`${STREAM_ID_HEADER}: ${streamId}`);
+    });
   }
 
   async start(): Promise<void> {
@@ -96,32 +103,56 @@ export class Relay {
     const m = RELAY_PATH_PATTERN.exec(path);
     if (!m) return false;
     const streamId = m[1]!;
-    const refuse = (code: ErrorCode, reason: string): true => {
-      this.log.warn({ streamId, code, reason }, 'relay connection refused');
-      this.events.refused?.(code);
-      refuseUpgrade(socket, code, reason);
-      return true;
-    };
-    if (this.stopping) return refuse('SHUTTING_DOWN', 'the hub is shutting down');
+    if (this.stopping) return this.refuse(socket, streamId, 'SHUTTING_DOWN', 'the hub is shutting down');
     const problem = upgradeProblem(req);
-    if (problem) return refuse('BAD_REQUEST', problem);
+    if (problem) return this.refuse(socket, streamId, 'BAD_REQUEST', problem);
     const header = req.headers['sec-websocket-protocol'];
     const offered = (header === undefined ? null : parseSubprotocols(header)) ?? new Set<string>();
     if (!offered.has(WS_SUBPROTOCOL)) {
-      return refuse('VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
+      return this.refuse(socket, streamId, 'VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
     }
     const token = bearerToken(req.headers.authorization);
-    if (!token) return refuse('UNAUTHORIZED', 'missing or malformed bearer token');
+    if (!token) return this.refuse(socket, streamId, 'UNAUTHORIZED', 'missing or malformed bearer token');
+    this.join(streamId, token, req, socket, head, onAccepted);
+    return true;
+  }
+
+  /**
+   * Joins a side to `streamId` with its stream token over this upgrade, or refuses it. The
+   * open-and-connect upgrade (hub/stream-connect.ts) comes here with the token it was just given;
+   * its caller has checked the WebSocket headers and the subprotocol.
+   */
+  join(streamId: string, token: string, req: IncomingMessage, socket: Duplex, head: Buffer, onAccepted?: () => void): void {
+    if (this.stopping) return void this.refuse(socket, streamId, 'SHUTTING_DOWN', 'the hub is shutting down');
     const hit = this.table.byToken(token);
-    if (!hit || hit.stream.id !== streamId) return refuse('UNAUTHORIZED', 'token is not valid for this stream');
+    if (!hit || hit.stream.id !== streamId) return void this.refuse(socket, streamId, 'UNAUTHORIZED', 'token is not valid for this stream');
     const { stream, role } = hit;
-    if (stream.used[role]) return refuse('TOKEN_USED', `the ${role} token of this stream was already used`);
+    if (stream.used[role]) return void this.refuse(socket, streamId, 'TOKEN_USED', `the ${role} token of this stream was already used`);
     if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
-      return refuse('STREAM_EXPIRED', 'the stream has ended or passed its deadline');
+      return void this.refuse(socket, streamId, 'STREAM_EXPIRED', 'the stream has ended or passed its deadline');
     }
     stream.used[role] = true;
     onAccepted?.();
+    this.joining.set(req, streamId);
     this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(stream, role, ws));
+  }
+
+  /**
+   * The service side of an accepted stream left before it could join (its open-and-connect
+   * upgrade went away while the device answered): the stream cannot pair, so it ends now
+   * (recorded `unpaired`, PEER_GONE) instead of holding the device's side until the deadline.
+   */
+  abandon(streamId: string, role: Role, reason: string): void {
+    const s = this.table.get(streamId);
+    if (!s || s.state !== 'accepted') return;
+    this.end(s, role, { result: 'unpaired', code: 'PEER_GONE', reason });
+    for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS.PEER_GONE.ws, reason);
+  }
+
+  private refuse(socket: Duplex, streamId: string, code: ErrorCode, reason: string): true {
+    this.log.warn({ streamId, code, reason }, 'relay connection refused');
+    this.events.refused?.(code);
+    refuseUpgrade(socket, code, reason);
     return true;
   }
 

@@ -14,6 +14,7 @@ import { answerClientError } from './client-error.js';
 import { refuseUpgrade } from './http-util.js';
 import { MqttPacketGuard } from './mqtt-packet-guard.js';
 import type { Relay } from './relay.js';
+import type { StreamConnect } from './stream-connect.js';
 import { upgradeProblem } from './upgrade-check.js';
 
 type ServerConfig = Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts' | 'limits'>;
@@ -32,6 +33,7 @@ const CIPHERS = `TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY
 export class HubServer {
   private readonly config: ServerConfig;
   private readonly api: Api;
+  private readonly connect: StreamConnect;
   private readonly relay: Relay;
   private readonly broker: Broker;
   private readonly log: Logger;
@@ -51,12 +53,15 @@ export class HubServer {
     config: ServerConfig;
     api: Api;
     relay: Relay;
+    /** The open-and-connect upgrade (service token; joins the stream it opens). */
+    connect: StreamConnect;
     broker: Broker;
     log: Logger;
   }) {
     this.config = opts.config;
     this.api = opts.api;
     this.relay = opts.relay;
+    this.connect = opts.connect;
     this.broker = opts.broker;
     this.log = opts.log.child({ component: 'server' });
     const { limits } = opts.config;
@@ -163,6 +168,7 @@ export class HubServer {
       return;
     }
     if (this.relay.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
+    if (this.connect.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
     refuseUpgrade(socket, 'NOT_FOUND', `no WebSocket endpoint at ${String(path).slice(0, 200)}`);
   }
 

@@ -10,6 +10,15 @@ export const apiPaths = {
   devices: `${API_PREFIX}/devices`,
   device: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}`,
   openStream: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/streams`,
+  /**
+   * Opens a stream and joins it as the service side in one request: a WebSocket upgrade that the
+   * hub answers once the device has (ARCHITECTURE "Opening a stream in one request").
+   */
+  connectStream: (deviceId: string, body: OpenStreamBody) => {
+    const q = new URLSearchParams({ service: body.service });
+    if (body.timeoutMs !== undefined) q.set('timeoutMs', String(body.timeoutMs));
+    return `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/streams/connect?${q.toString()}`;
+  },
   streams: `${API_PREFIX}/streams`,
   /** The hub's public endpoints (for firewall rules). */
   endpoints: `${API_PREFIX}/endpoints`,
@@ -25,6 +34,11 @@ export const RELAY_PATH_PATTERN = /^\/api\/v1\/streams\/([A-Za-z0-9_-]{22})\/con
 export const DEVICE_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})$/;
 /** Matches the open-stream path and yields the (URL-encoded) device id. */
 export const OPEN_STREAM_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})\/streams$/;
+
+/** Matches the path of an open-and-connect upgrade and yields the (URL-encoded) device id. */
+export const CONNECT_STREAM_PATH_PATTERN = /^\/api\/v1\/devices\/([^/]{1,200})\/streams\/connect$/;
+/** Response header of an accepted relay upgrade: the stream's id (for logs and the stream records). */
+export const STREAM_ID_HEADER = 'devstreams-stream-id';
 
 /** POST /api/v1/devices/{id}/streams */
 export const OpenStreamBodySchema = z.strictObject({

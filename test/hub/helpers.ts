@@ -192,14 +192,16 @@ export function dialRelay(
   url: string,
   token: string | null,
   opts: { protocol?: string } = {},
-): Promise<{ ws: WebSocket } | { status: number; body: any }> {
+): Promise<{ ws: WebSocket; headers: Record<string, string | string[] | undefined> } | { status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts.protocol ?? WS_SUBPROTOCOL, {
       ca: t.ca,
       perMessageDeflate: false,
       headers: token !== null ? { authorization: `Bearer ${token}` } : {},
     });
-    ws.once('open', () => resolve({ ws }));
+    let headers: Record<string, string | string[] | undefined> = {};
+    ws.once('upgrade', (res) => (headers = res.headers));
+    ws.once('open', () => resolve({ ws, headers }));
     ws.once('unexpected-response', (_req, res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

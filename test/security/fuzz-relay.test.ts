@@ -11,7 +11,9 @@ import { FuzzStack, parseRawResponse, pool, refusalProblem, type RawResponse } f
  * subprotocols, handshake headers, stray and malformed header lines), each on its own TLS
  * connection (sessions resumed), sent raw to a real hub. Each batch of 100 also carries the real
  * stream id and service token of a stream opened for it, so accepted upgrades, second use and
- * cross-stream use happen too. Every answer is a 101 or a refusal with status, code and reason.
+ * cross-stream use happen too. Requests to the open-and-connect endpoint carry the hub's service
+ * token or garbage, with real and broken queries, so streams are opened there too. Every answer
+ * is a 101 or a refusal with status, code and reason.
  */
 
 const BATCHES = 100;
@@ -63,13 +65,20 @@ function openStream(): Promise<Stream> {
   });
 }
 
-type Pick<T> = { kind: 'real' } | { kind: 'other'; value: T };
+type Pick<T> = { kind: 'real' } | { kind: 'service' } | { kind: 'other'; value: T };
 const id22 = fc.string({ unit: fc.constantFrom(...'ABCabc019_-'.split('')), minLength: 22, maxLength: 22 });
 const input = fc.record({
   method: fc.oneof({ weight: 8, arbitrary: fc.constant('GET') }, { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'OPTIONS', 'get', 'G E T') }),
   path: fc.oneof(
     { weight: 6, arbitrary: fc.constant<Pick<string>>({ kind: 'real' }) },
     { weight: 2, arbitrary: id22.map((v): Pick<string> => ({ kind: 'other', value: apiPaths.relay(v) })) },
+    // The open-and-connect endpoint (hub/stream-connect.ts): the real agent, and broken device ids.
+    {
+      weight: 2,
+      arbitrary: fc
+        .constantFrom(`${apiPaths.openStream(FuzzStack.AGENT)}/connect`, `${apiPaths.openStream(FuzzStack.AGENT)}/connect`, '/api/v1/devices//streams/connect', '/api/v1/devices/%ZZ/streams/connect', `/api/v1/devices/${'x'.repeat(201)}/streams/connect`, '/api/v1/devices/nobody/streams/connect')
+        .map((v): Pick<string> => ({ kind: 'other', value: v })),
+    },
     {
       weight: 2,
       arbitrary: fc
@@ -80,9 +89,14 @@ const input = fc.record({
         .map((v): Pick<string> => ({ kind: 'other', value: v })),
     },
   ),
-  query: fc.oneof(fc.constant(''), fc.string({ unit: fc.constantFrom(...'a=&%x1'.split('')), maxLength: 20 }).map((q) => `?${q}`)),
+  query: fc.oneof(
+    fc.constant(''),
+    fc.string({ unit: fc.constantFrom(...'a=&%x1'.split('')), maxLength: 20 }).map((q) => `?${q}`),
+    fc.constantFrom('?service=echo', '?service=echo&timeoutMs=5000', '?service=ssh', '?service=echo&service=echo', '?timeoutMs=1', '?service=echo&timeoutMs=-1', '?service=%00'),
+  ),
   token: fc.oneof(
     { weight: 5, arbitrary: fc.constant<Pick<string | null>>({ kind: 'real' }) },
+    { weight: 2, arbitrary: fc.constant<Pick<string | null>>({ kind: 'service' }) },
     { weight: 3, arbitrary: fc.oneof(fc.constant(null), fc.string({ maxLength: 60 }), fc.constantFrom('x'.repeat(600), '', 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).map((v): Pick<string | null> => ({ kind: 'other', value: v })) },
   ),
   authScheme: fc.constantFrom('Bearer ', 'Bearer ', 'Bearer ', 'bearer ', 'Basic ', ''),
@@ -102,8 +116,8 @@ type Input = typeof input extends fc.Arbitrary<infer T> ? T : never;
 
 function render(i: Input, real: Stream): Buffer {
   if (i.raw) return Buffer.concat([Buffer.from(i.raw), Buffer.from('\r\n\r\n')]);
-  const path = i.path.kind === 'real' ? apiPaths.relay(real.streamId) : i.path.value;
-  const token = i.token.kind === 'real' ? real.token : i.token.value;
+  const path = i.path.kind === 'other' ? i.path.value : apiPaths.relay(real.streamId);
+  const token = i.token.kind === 'real' ? real.token : i.token.kind === 'service' ? stack.token : i.token.value;
   const lines = [`${i.method} ${path}${i.query} HTTP/1.1`, 'Host: localhost'];
   if (i.upgrade !== null) lines.push(`Upgrade: ${i.upgrade}`);
   if (i.connection !== null) lines.push(`Connection: ${i.connection}`);
