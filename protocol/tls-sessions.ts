@@ -10,6 +10,8 @@ interface WarmSocket {
   drop: () => void;
   /** Closes it once it has waited `warmMaxIdleMs`. */
   timer: NodeJS.Timeout;
+  /** A spare (TlsSessionCache.spare): its own holder, let go when it is taken or forgotten. */
+  spare: boolean;
 }
 
 /** Per server name and port: the connections waiting, and how many preconnects are not released yet. */
@@ -91,39 +93,9 @@ export class TlsSessionCache {
    * waiting than preconnects not yet released (so none is closed that a pending dial could take).
    */
   preconnect(url: URL, tls: PreconnectTls = {}): () => void {
-    // As ws: the host without an IPv6 address's brackets, 443 unless the URL names a port.
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    const port = url.port ? Number(url.port) : 443;
-    const { servername, key } = serverOf(host, port);
-    // noDelay as the dial's own: with Nagle, the upgrade request behind the handshake waited 40 ms
-    // for a delayed ACK (set-up p50 13 -> 51 ms).
-    const options: ConnectionOptions & { noDelay: boolean } = {
-      host,
-      port,
-      servername,
-      noDelay: true,
-      ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
-      ...(tls.minVersion ? { minVersion: tls.minVersion } : {}),
-    };
-    let socket: TLSSocket;
-    try {
-      socket = this.dial(key, options);
-    } catch {
-      return () => {}; // options tls.connect refuses at once: the dial itself will say what is wrong
-    }
-    const warm: WarmSocket = {
-      socket,
-      secureContext: tls.secureContext,
-      minVersion: tls.minVersion,
-      drop: () => this.forget(key, warm),
-      timer: setTimeout(() => this.forget(key, warm) && socket.destroy(), this.warmMaxIdleMs).unref(),
-    };
-    socket.on('error', warm.drop); // an unused connection that fails is only forgotten
-    socket.on('close', warm.drop);
-    let pool = this.warm.get(key);
-    if (!pool) this.warm.set(key, (pool = { sockets: [], holders: 0 }));
-    pool.sockets.push(warm);
-    pool.holders++;
+    const opened = this.open(url, tls, false);
+    if (!opened) return () => {};
+    const { key } = opened;
     let released = false;
     return () => {
       if (released) return;
@@ -138,6 +110,71 @@ export class TlsSessionCache {
       }
       if (p.holders === 0 && p.sockets.length === 0) this.warm.delete(key);
     };
+  }
+
+  /**
+   * Keeps one connection to `url`'s host and port waiting for the next dial, whenever it comes (a
+   * client that opens streams one after another: its next stream then skips the TCP and TLS
+   * handshakes). Does nothing if one is waiting already. A spare holds itself: it goes when a dial
+   * takes it, or is closed once it has waited `warmMaxIdleMs`.
+   */
+  spare(url: URL, tls: PreconnectTls = {}): void {
+    const { key } = this.target(url);
+    if ((this.warm.get(key)?.sockets.length ?? 0) > 0) return;
+    this.open(url, tls, true);
+  }
+
+  private target(url: URL): { host: string; port: number; servername: string; key: string } {
+    // As ws: the host without an IPv6 address's brackets, 443 unless the URL names a port.
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    const port = url.port ? Number(url.port) : 443;
+    return { host, port, ...serverOf(host, port) };
+  }
+
+  /** Opens a waiting connection and counts its holder (null: options tls.connect refuses at once). */
+  private open(url: URL, tls: PreconnectTls, spare: boolean): { key: string } | null {
+    const { host, port, servername, key } = this.target(url);
+    // noDelay as the dial's own: with Nagle, the upgrade request behind the handshake waited 40 ms
+    // for a delayed ACK (set-up p50 13 -> 51 ms).
+    const options: ConnectionOptions & { noDelay: boolean } = {
+      host,
+      port,
+      servername,
+      noDelay: true,
+      ...(tls.secureContext ? { secureContext: tls.secureContext } : {}),
+      ...(tls.minVersion ? { minVersion: tls.minVersion } : {}),
+    };
+    let socket: TLSSocket;
+    try {
+      socket = this.dial(key, options);
+    } catch {
+      return null; // the dial itself will say what is wrong
+    }
+    const warm: WarmSocket = {
+      socket,
+      secureContext: tls.secureContext,
+      minVersion: tls.minVersion,
+      drop: () => this.forget(key, warm),
+      timer: setTimeout(() => this.forget(key, warm) && socket.destroy(), this.warmMaxIdleMs).unref(),
+      spare,
+    };
+    socket.on('error', warm.drop); // an unused connection that fails is only forgotten
+    socket.on('close', warm.drop);
+    let pool = this.warm.get(key);
+    if (!pool) this.warm.set(key, (pool = { sockets: [], holders: 0 }));
+    pool.sockets.push(warm);
+    pool.holders++;
+    return { key };
+  }
+
+  /** Closes every connection still waiting (a client that is done). Tickets are kept. */
+  closeWaiting(): void {
+    for (const [key, pool] of [...this.warm]) {
+      for (const w of [...pool.sockets]) {
+        this.forget(key, w);
+        w.socket.destroy();
+      }
+    }
   }
 
   /** How many server names and ports have a ticket (tests). */
@@ -186,6 +223,7 @@ export class TlsSessionCache {
     if (i < 0) return false;
     clearTimeout(w.timer);
     pool!.sockets.splice(i, 1);
+    if (w.spare) pool!.holders--;
     if (pool!.holders === 0 && pool!.sockets.length === 0) this.warm.delete(key);
     return true;
   }

@@ -6,7 +6,6 @@ import {
   HubEndpointsSchema,
   LIMITS,
   OpenStreamResultSchema,
-  type OpenStreamResult,
   StreamListSchema,
   TlsSessionCache,
   apiPaths,
@@ -19,7 +18,8 @@ import {
   type StreamRecord,
   type WsDuplex,
 } from '../protocol/index.js';
-import { requestJson, type HubEndpoint } from './http.js';
+import { HubRefusalError } from './errors.js';
+import { hubUrl, requestJson, type HubEndpoint } from './http.js';
 import { dialRelay } from './relay.js';
 
 export interface DevstreamsClientOptions {
@@ -67,9 +67,9 @@ export class DevstreamsClient {
   /** For relay dials, built on the first one (not per stream). */
   private secureContext: SecureContext | undefined;
   private readonly sessions = new TlsSessionCache();
-  /** Where the hub's last answer put the relay: the next stream's relay connection opens there early. */
-  private relayOrigin: URL;
   private readonly pingIntervalMs: number;
+  /** Streams asked for so far (the second one starts keeping a spare connection). */
+  private streamsAsked = 0;
 
   constructor(opts: DevstreamsClientOptions) {
     let base: URL;
@@ -91,7 +91,6 @@ export class DevstreamsClient {
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
     this.endpoint = { base, token: opts.token, agent };
-    this.relayOrigin = base; // until an answer says otherwise, the relay is the hub itself
   }
 
   /** The hub's base URL (for messages). */
@@ -100,46 +99,76 @@ export class DevstreamsClient {
   }
 
   /**
-   * Asks the hub for a stream to `service` on `device` and dials the relay. Resolves with the
-   * stream once the relay accepted it; the device side joins within the handshake deadline (bytes
-   * written before that wait in the relay's TCP buffers).
+   * Opens a stream to `service` on `device`. Resolves with the stream once the hub has the
+   * device's yes and this side has joined; the device side joins within the handshake deadline
+   * (bytes written before that wait in the relay's TCP buffers).
+   *
+   * One request does it all: a WebSocket upgrade to the hub's open-and-connect endpoint, which the
+   * hub answers once the device has. A hub without that endpoint (404 NOT_FOUND) gets the two
+   * steps instead: `POST .../streams`, then the relay URL it answers.
    */
   async openStream(device: string, service: string, opts: OpenStreamOptions = {}): Promise<WsDuplex> {
     const started = Date.now();
     const body: OpenStreamBody = { service, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
     const secureContext = this.ca !== undefined ? (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) : undefined;
-    // The relay's TLS handshake overlaps the wait for the device's answer. It opens where the last
-    // answer put the relay (a hub whose public name is not the one this client uses, or a hub node).
-    const release = this.sessions.preconnect(this.relayOrigin, { secureContext });
+    const answerMs = (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS;
+    const url = hubUrl(this.endpoint.base, apiPaths.connectStream(device, body));
+    url.protocol = 'wss:';
+    let streamId = '';
     let stream: WsDuplex;
-    let answer: OpenStreamResult;
     try {
-      answer = await requestJson(this.endpoint, {
-        method: 'POST',
-        path: apiPaths.openStream(device),
-        body,
-        schema: OpenStreamResultSchema,
-        timeoutMs: (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS,
-        signal: opts.signal,
-      });
-      this.relayOrigin = relayOriginOf(answer.url) ?? this.relayOrigin;
-      stream = await dialRelay({
-        url: answer.url,
-        token: answer.token,
+      // The dial takes the connection kept waiting for it, if there is one (below).
+      const dial = dialRelay({
+        url: url.href,
+        token: this.endpoint.token,
+        what: `GET ${url.pathname}`,
+        target: this.endpoint.base.origin,
+        onStreamId: (id) => (streamId = id),
         ...(secureContext ? { secureContext } : {}),
         sessions: this.sessions,
-        timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+        timeoutMs: answerMs,
         signal: opts.signal,
         pingIntervalMs: this.pingIntervalMs,
       });
-    } finally {
-      release();
+      // A client that opens a second stream is likely to open more (`devstreams forward`, a page's
+      // requests): from then on, one connection waits for the next stream, its handshakes done
+      // (closed unused after 5 s). One stream alone (`devstreams connect`) opens no spare.
+      if (this.streamsAsked++ > 0) this.sessions.spare(url, secureContext ? { secureContext } : {});
+      stream = await dial;
+    } catch (err) {
+      if (!(err instanceof HubRefusalError && err.code === 'NOT_FOUND')) throw err;
+      ({ stream, streamId } = await this.openInTwoSteps(device, body, answerMs, secureContext, opts.signal));
     }
-    this.log.info(
-      { device, service, streamId: answer.streamId, setupMs: Date.now() - started },
-      'stream open',
-    );
+    this.log.info({ device, service, streamId, setupMs: Date.now() - started }, 'stream open');
     return stream;
+  }
+
+  /** The two-step open for a hub without open-and-connect: the REST call, then the relay dial. */
+  private async openInTwoSteps(
+    device: string,
+    body: OpenStreamBody,
+    answerMs: number,
+    secureContext: SecureContext | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ stream: WsDuplex; streamId: string }> {
+    const answer = await requestJson(this.endpoint, {
+      method: 'POST',
+      path: apiPaths.openStream(device),
+      body,
+      schema: OpenStreamResultSchema,
+      timeoutMs: answerMs,
+      signal,
+    });
+    const stream = await dialRelay({
+      url: answer.url,
+      token: answer.token,
+      ...(secureContext ? { secureContext } : {}),
+      sessions: this.sessions,
+      timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+      signal,
+      pingIntervalMs: this.pingIntervalMs,
+    });
+    return { stream, streamId: answer.streamId };
   }
 
   async listDevices(): Promise<DeviceInfo[]> {
@@ -186,18 +215,9 @@ export class DevstreamsClient {
     return answer.streams;
   }
 
-  /** Releases the kept-alive HTTPS connections. Open streams are the caller's and stay open. */
+  /** Releases the kept-alive HTTPS connections and the spare one. Open streams are the caller's and stay open. */
   close(): void {
     this.endpoint.agent.destroy();
-  }
-}
-
-/** The origin of a relay URL from the hub's answer, if it is a wss:// URL (dialRelay refuses others). */
-function relayOriginOf(url: string): URL | undefined {
-  try {
-    const u = new URL(url);
-    return u.protocol === 'wss:' ? new URL(u.origin) : undefined;
-  } catch {
-    return undefined;
+    this.sessions.closeWaiting();
   }
 }

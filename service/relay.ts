@@ -1,14 +1,20 @@
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { WS_SUBPROTOCOL, WsDuplex, startHeartbeat, streamDialOptions, type TlsSessionCache } from '../protocol/index.js';
+import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, streamDialOptions, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
 import { onAbort, readBody } from './http.js';
 
 export interface RelayDial {
-  /** wss:// relay URL from the hub's open-stream answer. */
+  /** wss:// relay URL from the hub's open-stream answer, or the hub's open-and-connect URL. */
   url: string;
-  /** The single-use service-role stream token. */
+  /** The single-use service-role stream token (the service token for open-and-connect). */
   token: string;
+  /** Names the request in refusals (default `relay PATH`). */
+  what?: string;
+  /** Names the hub in transport errors (default the URL's origin and path). */
+  target?: string;
+  /** Called with the stream id the hub's answer names (STREAM_ID_HEADER), before the promise resolves. */
+  onStreamId?: (streamId: string) => void;
   ca?: string | Buffer;
   /** A TLS context built once from `ca` (wins over `ca`): building one per dial costs ~1 ms of CPU. */
   secureContext?: SecureContext;
@@ -39,7 +45,8 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
   if (url.protocol !== 'wss:') {
     return Promise.reject(new HubRequestError(`the hub answered a relay URL with scheme ${url.protocol} (wss: expected)`));
   }
-  const where = `${url.origin}${url.pathname}`;
+  const where = d.target ?? `${url.origin}${url.pathname}`;
+  const what = d.what ?? `relay ${url.pathname}`;
   return new Promise((resolve, reject) => {
     let settled = false;
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
@@ -59,9 +66,13 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
     ws.on('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0;
       readBody(res, MAX_REFUSAL_BYTES).then(
-        (body) => fail(refusalFromAnswer(`relay ${url.pathname}`, status, res.headers['content-type'], body)),
-        () => fail(refusalFromAnswer(`relay ${url.pathname}`, status, res.headers['content-type'], Buffer.alloc(0))),
+        (body) => fail(refusalFromAnswer(what, status, res.headers['content-type'], body)),
+        () => fail(refusalFromAnswer(what, status, res.headers['content-type'], Buffer.alloc(0))),
       );
+    });
+    ws.once('upgrade', (res) => {
+      const id = res.headers[STREAM_ID_HEADER];
+      if (typeof id === 'string') d.onStreamId?.(id);
     });
     ws.once('open', () => {
       if (settled) return;

@@ -181,3 +181,43 @@ describe('TlsSessionCache.preconnect: the TLS connection opened ahead of its dia
     release();
   });
 });
+
+describe('TlsSessionCache.spare: one connection kept for the next dial', () => {
+  it('the next dial takes the spare; a second spare is not opened while one waits; closeWaiting closes it', async () => {
+    await vi.waitFor(() => expect(closed).toBe(accepted));
+    const cache = new TlsSessionCache();
+    const secureContext = createSecureContext({ ca: tls.ca });
+    const url = new URL(`wss://localhost:${port}/any/path?q=1`);
+    const before = accepted;
+    cache.spare(url, { secureContext });
+    cache.spare(url, { secureContext }); // one waits already: nothing more
+    expect(cache.warmCount).toBe(1);
+    await vi.waitFor(() => expect(accepted).toBe(before + 1));
+    await dial('localhost', { cache, secureContext });
+    expect(accepted).toBe(before + 1); // the dial made no connection of its own
+    expect(cache.warmCount).toBe(0);
+    cache.spare(url, { secureContext });
+    await vi.waitFor(() => expect(accepted).toBe(before + 2));
+    const closedBefore = closed;
+    cache.closeWaiting();
+    expect(cache.warmCount).toBe(0);
+    await vi.waitFor(() => expect(closed).toBe(closedBefore + 1));
+  });
+
+  it('a spare nobody takes is closed after its idle time, and leaves nothing behind for preconnects', async () => {
+    await vi.waitFor(() => expect(closed).toBe(accepted));
+    const cache = new TlsSessionCache(32, 100);
+    const secureContext = createSecureContext({ ca: tls.ca });
+    const url = new URL(`https://localhost:${port}/`);
+    const before = accepted;
+    cache.spare(url, { secureContext });
+    await vi.waitFor(() => expect(accepted).toBe(before + 1));
+    await vi.waitFor(() => expect(closed).toBe(before + 1)); // closed by the client, 100 ms on
+    expect(cache.warmCount).toBe(0);
+    // Its holder went with it: a preconnect released unused is closed at once, not kept for the spare's.
+    const release = cache.preconnect(url, { secureContext });
+    expect(cache.warmCount).toBe(1);
+    release();
+    expect(cache.warmCount).toBe(0);
+  });
+});

@@ -90,8 +90,8 @@ describe('bin/devstreams', () => {
   it('runs echo, prints a refusal as one line, and exits 1 on a hub error', async () => {
     hub = await new FakeHub(tls).start();
     hub.api = (call, h) => {
-      if (call.path === '/api/v1/devices/pi/streams') return h.defaultApi(call);
-      if (call.path === '/api/v1/devices/pi-2/streams') return errorBody('SERVICE_DENIED', 403, 'service "echo" is not allowed');
+      if (call.path.startsWith('/api/v1/devices/pi/streams/connect?')) return h.defaultApi(call);
+      if (call.path.startsWith('/api/v1/devices/pi-2/streams/connect?')) return errorBody('SERVICE_DENIED', 403, 'service "echo" is not allowed');
       return errorBody('UNAUTHORIZED', 401, 'unknown service token');
     };
     const [ok, refused, query] = await Promise.all([

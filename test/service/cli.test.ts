@@ -74,7 +74,7 @@ describe('devstreams echo', () => {
     expect(r.err).toBe('');
     expect(r.out).toMatch(/^echo ok: 300000 bytes, set-up \d+ ms, round trip \d+ ms\n$/);
     expect(r.code).toBe(0);
-    expect(hub.calls[0]!.body).toEqual({ service: 'echo' });
+    expect(hub.calls[0]!.path).toBe('/api/v1/devices/pi-kitchen/streams/connect?service=echo');
   });
 
   it('prints one refusal line and exits 1', async () => {
@@ -82,7 +82,7 @@ describe('devstreams echo', () => {
     hub.api = () => errorBody('SERVICE_UNKNOWN', 404, 'this agent has no echo service');
     const r = await cli('echo', ['pi-kitchen', '--service', 'echo2', '--timeout', '5000']);
     expect(r).toEqual({ code: 1, out: '', err: 'devstreams: pi-kitchen/echo2 refused: 404 SERVICE_UNKNOWN: this agent has no echo service\n' });
-    expect(hub.calls[0]!.body).toEqual({ service: 'echo2', timeoutMs: 5000 });
+    expect(hub.calls[0]!.path).toMatch(/\/streams\/connect\?service=echo2&timeoutMs=5000$/);
   });
 
   it('reports a data mismatch', async () => {

@@ -48,7 +48,7 @@ async function rejection(p: Promise<unknown>): Promise<DevstreamsError> {
 }
 
 describe('DevstreamsClient.openStream', () => {
-  it('asks the hub, dials the relay and carries bytes and EOF both ways', async () => {
+  it('opens the stream in one request over one connection, and carries bytes and EOF both ways', async () => {
     await setup();
     const stream = await client.openStream('pi-kitchen', 'echo', { timeoutMs: 5000 });
     expect(stream).toBeInstanceOf(WsDuplex);
@@ -58,57 +58,43 @@ describe('DevstreamsClient.openStream', () => {
     expect(stream.errored).toBeNull();
     expect(hub.calls).toEqual([
       {
-        method: 'POST',
-        path: '/api/v1/devices/pi-kitchen/streams',
+        method: 'GET',
+        path: '/api/v1/devices/pi-kitchen/streams/connect?service=echo&timeoutMs=5000',
         authorization: `Bearer ${TOKEN}`,
-        body: { service: 'echo', timeoutMs: 5000 },
+        body: undefined,
       },
+    ]);
+    expect(hub.tlsConnections).toBe(1);
+  });
+
+  it('from its second stream on keeps one connection waiting for the next, and closes it with the client', async () => {
+    await setup();
+    for (const [i, connections] of [[1, 1], [2, 3], [3, 4]] as const) {
+      const stream = await client.openStream('pi-kitchen', 'echo');
+      expect((await roundTrip(stream, Buffer.from(`stream ${i}`))).toString()).toBe(`stream ${i}`);
+      // 1: its own; 2: its own and a spare; 3: took the spare, and a new spare
+      await vi.waitFor(() => expect(hub.tlsConnections).toBe(connections));
+    }
+    client.close();
+    await vi.waitFor(() => expect(hub.tlsClosed).toBe(hub.tlsConnections));
+  });
+
+  it('falls back to the REST call and the relay dial on a hub without open-and-connect (404 NOT_FOUND)', async () => {
+    await setup();
+    hub.connectRoute = false;
+    const stream = await client.openStream('pi-kitchen', 'echo', { timeoutMs: 5000 });
+    expect((await roundTrip(stream, Buffer.from('in two steps'))).toString()).toBe('in two steps');
+    expect(hub.calls.map((c) => `${c.method} ${c.path} ${JSON.stringify(c.body)}`)).toEqual([
+      'GET /api/v1/devices/pi-kitchen/streams/connect?service=echo&timeoutMs=5000 undefined',
+      'POST /api/v1/devices/pi-kitchen/streams {"service":"echo","timeoutMs":5000}',
     ]);
   });
 
-  it('opens its relay connection while the hub waits for the device, and the dial uses that one', async () => {
+  it('does not fall back when the device is what is not found (404 DEVICE_UNKNOWN)', async () => {
     await setup();
-    hub.api = async (call, h) => {
-      // The device takes its time to answer; meanwhile the client's relay connection comes up
-      // (the first connection carries this request). Without it, this waits until the test fails.
-      await vi.waitFor(() => expect(h.tlsConnections).toBe(2), { timeout: 5000 });
-      return h.defaultApi(call);
-    };
-    const stream = await client.openStream('pi-kitchen', 'echo');
-    expect(hub.tlsConnections).toBe(2); // the relay dial made no connection of its own
-    expect((await roundTrip(stream, Buffer.from('through the early connection'))).toString()).toBe('through the early connection');
-  });
-
-  it('closes the relay connection it opened ahead when the hub refuses the stream', async () => {
-    await setup();
-    hub.api = async (_call, h) => {
-      await vi.waitFor(() => expect(h.tlsConnections).toBe(2), { timeout: 5000 });
-      return errorBody('DEVICE_OFFLINE', 503, 'device is offline');
-    };
-    expect(await rejection(client.openStream('pi-kitchen', 'ssh'))).toMatchObject({ code: 'DEVICE_OFFLINE' });
-    // Only the API's keep-alive connection stays open.
-    await vi.waitFor(() => expect(hub.tlsConnections - hub.tlsClosed).toBe(1), { timeout: 5000 });
-  });
-
-  it('opens the next relay connection where the last answer put the relay (another name for the hub)', async () => {
-    await setup(); // the client knows the hub as 127.0.0.1; its answers name the relay localhost
-    hub.api = (call, h) => {
-      const answer = h.defaultApi(call) as { status: number; body: { url: string } };
-      answer.body.url = answer.body.url.replace('wss://127.0.0.1:', 'wss://localhost:');
-      return answer;
-    };
-    const first = await client.openStream('pi-kitchen', 'echo');
-    await roundTrip(first, Buffer.from('one'));
-    const before = hub.tlsConnections; // the API's, the first early one (unused) and the first relay's
-    hub.api = async (call, h) => {
-      await vi.waitFor(() => expect(h.tlsConnections).toBe(before + 1), { timeout: 5000 });
-      const answer = h.defaultApi(call) as { status: number; body: { url: string } };
-      answer.body.url = answer.body.url.replace('wss://127.0.0.1:', 'wss://localhost:');
-      return answer;
-    };
-    const second = await client.openStream('pi-kitchen', 'echo');
-    expect(hub.tlsConnections).toBe(before + 1); // the dial to localhost took the early connection
-    expect((await roundTrip(second, Buffer.from('two'))).toString()).toBe('two');
+    hub.api = () => errorBody('DEVICE_UNKNOWN', 404, 'no such device');
+    expect(await rejection(client.openStream('pi-x', 'ssh'))).toMatchObject({ code: 'DEVICE_UNKNOWN', status: 404 });
+    expect(hub.calls.map((c) => c.method)).toEqual(['GET']);
   });
 
   it('keeps the base path of the hub URL and encodes the device id', async () => {
@@ -116,9 +102,12 @@ describe('DevstreamsClient.openStream', () => {
     const prefixed = new DevstreamsClient({ hub: `${hub.url}/`, token: TOKEN, ca: tls.ca });
     hub.api = () => errorBody('DEVICE_UNKNOWN', 404, 'no such device');
     await rejection(prefixed.openStream('a b', 'ssh'));
+    hub.connectRoute = false;
+    await rejection(prefixed.openStream('a b', 'ssh'));
     prefixed.close();
-    expect(hub.calls[0]!.path).toBe('/api/v1/devices/a%20b/streams');
-    expect(hub.calls[0]!.body).toEqual({ service: 'ssh' });
+    expect(hub.calls[0]!.path).toBe('/api/v1/devices/a%20b/streams/connect?service=ssh');
+    expect(hub.calls[2]!.path).toBe('/api/v1/devices/a%20b/streams');
+    expect(hub.calls[2]!.body).toEqual({ service: 'ssh' });
   });
 
   it.each([
@@ -149,8 +138,9 @@ describe('DevstreamsClient.openStream', () => {
     first.destroy();
   });
 
-  it('maps a relay refusal during openStream (410 STREAM_EXPIRED)', async () => {
+  it.each([true, false])('maps a relay refusal during openStream (410 STREAM_EXPIRED; open-and-connect: %s)', async (connectRoute) => {
     await setup();
+    hub.connectRoute = connectRoute;
     hub.relayRefusal = errorBody('STREAM_EXPIRED', 410, 'stream expired');
     const err = await rejection(client.openStream('pi-kitchen', 'echo'));
     expect(err.code).toBe('STREAM_EXPIRED');
@@ -159,8 +149,16 @@ describe('DevstreamsClient.openStream', () => {
 
   it('gives a clear error for garbage answers', async () => {
     await setup();
-    hub.api = () => ({ status: 201, body: '<html>hello</html>', contentType: 'text/html' });
+    hub.api = () => ({ status: 502, body: '<html>Bad Gateway</html>', contentType: 'text/html' });
     let err = await rejection(client.openStream('pi', 'ssh'));
+    expect(err).toBeInstanceOf(HubRefusalError);
+    expect(err).toMatchObject({ code: 'INTERNAL', status: 502 });
+    expect(err.message).toMatch(/^GET \/api\/v1\/devices\/pi\/streams\/connect: hub answered HTTP 502 without a devstreams error body \(text\/html: "<html>Bad Gateway<\/html>"\)/);
+
+    // The two-step open's answers (a hub without open-and-connect).
+    hub.connectRoute = false;
+    hub.api = () => ({ status: 201, body: '<html>hello</html>', contentType: 'text/html' });
+    err = await rejection(client.openStream('pi', 'ssh'));
     expect(err).toBeInstanceOf(HubRequestError);
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toMatch(/POST \/api\/v1\/devices\/pi\/streams: hub answered HTTP 201 with an invalid body: not JSON \(text\/html/);

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { WS_SUBPROTOCOL, WsDuplex, apiPaths, newSecret, newStreamId, type ErrorCode } from '../../protocol/index.js';
+import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, apiPaths, newSecret, newStreamId, type ErrorCode } from '../../protocol/index.js';
 import type { TestTls } from '../helpers/tls.js';
 
 /** A stand-in for the hub (REST API + relay) for service SDK tests: real HTTPS and WebSockets. */
@@ -44,6 +44,8 @@ export class FakeHub {
   readonly tokens = new Map<string, string>();
   api: ApiHandler = (call, hub) => hub.defaultApi(call);
   relay: RelayHandler = echoRelay;
+  /** false: no open-and-connect endpoint (404 NOT_FOUND, as a hub before it had one). */
+  connectRoute = true;
   /** Set to refuse every relay upgrade with this answer. */
   relayRefusal: ApiAnswer | null = null;
   readonly relaySockets = new Set<WebSocket>();
@@ -78,10 +80,15 @@ export class FakeHub {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  /** 201 with a fresh stream for POST .../streams; empty lists for the queries; 404 otherwise. */
+  /**
+   * 201 with a fresh stream for POST .../streams and for an open-and-connect upgrade (which it then
+   * accepts); empty lists for the queries; 404 otherwise.
+   */
   defaultApi(call: ApiCall): ApiAnswer {
     const m = /^\/api\/v1\/devices\/([^/]+)\/streams$/.exec(call.path);
     if (call.method === 'POST' && m) return { status: 201, body: this.newStream(decodeURIComponent(m[1]!), (call.body as { service: string }).service) };
+    const c = CONNECT.exec(call.path);
+    if (call.method === 'GET' && c) return { status: 201, body: this.newStream(decodeURIComponent(c[1]!), new URLSearchParams(c[2]).get('service') ?? '') };
     if (call.method === 'GET' && call.path === apiPaths.devices) return { status: 200, body: { devices: [] } };
     if (call.method === 'GET' && call.path === apiPaths.streams) return { status: 200, body: { streams: [] } };
     return errorBody('NOT_FOUND', 404, 'no such path');
@@ -124,6 +131,7 @@ export class FakeHub {
           `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.toString()}`,
       );
     };
+    if (CONNECT.test(req.url ?? '')) return void this.onConnect(req, socket, head, refuse);
     if (this.relayRefusal) return refuse(this.relayRefusal);
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const streamId = token ? this.tokens.get(token) : undefined;
@@ -139,8 +147,28 @@ export class FakeHub {
     });
   }
 
+  /** An open-and-connect upgrade: the API handler answers it as it would the POST; a 201 is accepted. */
+  private async onConnect(req: IncomingMessage, socket: Duplex, head: Buffer, refuse: (a: ApiAnswer) => void): Promise<void> {
+    const call: ApiCall = { method: 'GET', path: req.url ?? '', authorization: req.headers.authorization, body: undefined };
+    this.calls.push(call);
+    if (!this.connectRoute) return refuse(errorBody('NOT_FOUND', 404, 'no WebSocket endpoint at this path'));
+    if (this.relayRefusal) return refuse(this.relayRefusal);
+    const answer = await this.api(call, this);
+    if (answer.status !== 201) return refuse(answer);
+    const streamId = (answer.body as { streamId: string }).streamId;
+    this.wss.once('headers', (headers: string[]) => headers.push(`${STREAM_ID_HEADER}: ${streamId}`));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.relaySockets.add(ws);
+      ws.on('error', () => undefined);
+      ws.once('close', () => this.relaySockets.delete(ws));
+      this.relay(ws, streamId);
+    });
+  }
+
   private readonly usedTokens = new Set<string>();
 }
+
+const CONNECT = /^\/api\/v1\/devices\/([^/?]+)\/streams\/connect\?(.*)$/;
 
 function send(res: ServerResponse, a: ApiAnswer): void {
   const isRaw = typeof a.body === 'string' || Buffer.isBuffer(a.body);

@@ -68,8 +68,8 @@ describe('Forwarder', () => {
     expect((await ra).equals(da)).toBe(true);
     expect((await rb).equals(db)).toBe(true);
     expect(hub.calls.map((c) => c.path)).toEqual([
-      '/api/v1/devices/pi-kitchen/streams',
-      '/api/v1/devices/pi-kitchen/streams',
+      '/api/v1/devices/pi-kitchen/streams/connect?service=echo',
+      '/api/v1/devices/pi-kitchen/streams/connect?service=echo',
     ]);
   });
 
