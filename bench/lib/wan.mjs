@@ -1,7 +1,8 @@
 // Stream set-up with a far-away hub (bench/wan.mjs and the full run): devstreams started with its
 // hub behind bench/lib/delay-proxy.mjs, which adds `rttMs` to every connection to the hub (MQTT,
 // API and relay, from the agent and from the service side), then `streams` set-ups one after another.
-import { startDevstreams } from './stack.mjs';
+import { spawn } from 'node:child_process';
+import { CLI, startDevstreams } from './stack.mjs';
 import * as load from './load.mjs';
 import { pct } from './stats.mjs';
 
@@ -15,4 +16,45 @@ export async function wanSetup(targetPort, { rttMs = 50, streams = 40, maxS = 12
   } finally {
     await path.stop();
   }
+}
+
+/**
+ * The same with `devstreams connect`, one process per stream as ssh's ProxyCommand runs it: from
+ * the spawn to the first byte echoed back on its stdout. It includes the process's start-up (Node
+ * and the CLI), so it is measured at `rttMs` and with the hub reached directly: the
+ * difference is what the link costs, and over `rttMs` the round trips a fresh process waits.
+ */
+export async function wanConnectSetup(targetPort, { rttMs = 50, streams = 10 } = {}) {
+  const at = async (rtt) => {
+    const path = await startDevstreams(targetPort, { rttMs: rtt });
+    try {
+      await connectOnce(path.env); // warm-up: the CLI's files in the page cache
+      const times = [];
+      for (let i = 0; i < streams; i++) times.push(await connectOnce(path.env));
+      return pct(times, 0.5);
+    } finally {
+      await path.stop();
+    }
+  };
+  const far = await at(rttMs);
+  const near = await at(0);
+  return { rttMs, n: streams, p50: far, p50Near: near, roundTrips: (far - near) / rttMs };
+}
+
+/** One `devstreams connect bench target` process: ms from its spawn to the first byte echoed back. */
+function connectOnce(env) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [CLI, 'connect', 'bench', 'target'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.stdin.write('Ex');
+    let ms = null;
+    child.stdout.once('data', () => {
+      ms = performance.now() - t0;
+      child.stdin.end();
+    });
+    child.stdout.resume();
+    child.once('close', (code) => (ms !== null ? resolve(ms) : reject(new Error(`connect exited with ${code} before the first byte: ${err.trim()}`))));
+  });
 }
