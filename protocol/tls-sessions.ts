@@ -65,6 +65,8 @@ export interface PreconnectTls {
 export class TlsSessionCache {
   private readonly sessions = new Map<string, Buffer>();
   private readonly warm = new Map<string, WarmPool>();
+  /** Connections `connect` took from the waiting ones (wasWaiting). */
+  private readonly handedOut = new WeakSet<TLSSocket>();
   private readonly max: number;
   private readonly warmMaxIdleMs: number;
 
@@ -81,7 +83,10 @@ export class TlsSessionCache {
   readonly connect = ((opts: ConnectionOptions): TLSSocket => {
     const { servername, key } = serverOf(opts.host ?? 'localhost', Number(opts.port ?? 443), opts.servername);
     const warm = this.takeWarm(key, opts);
-    if (warm) return warm;
+    if (warm) {
+      this.handedOut.add(warm);
+      return warm;
+    }
     // As ws's own tlsConnect: never a Unix socket path.
     return this.dial(key, { ...opts, path: undefined, servername } as ConnectionOptions);
   }) as unknown as typeof createConnection;
@@ -165,6 +170,15 @@ export class TlsSessionCache {
     pool.sockets.push(warm);
     pool.holders++;
     return { key };
+  }
+
+  /**
+   * Whether `connect` gave this socket from the waiting ones. Such a connection may have been
+   * closed by the server just as the dial took it (the hub closes a connection that sent nothing
+   * for `limits.authTimeoutMs`), so a dial that fails on it at once may be tried again.
+   */
+  wasWaiting(socket: unknown): boolean {
+    return this.handedOut.has(socket as TLSSocket);
   }
 
   /** Closes every connection still waiting (a client that is done). Tickets are kept. */

@@ -47,12 +47,30 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
   }
   const where = d.target ?? `${url.origin}${url.pathname}`;
   const what = d.what ?? `relay ${url.pathname}`;
+  return dialOnce(d, url, where, what, true);
+}
+
+/** Transport errors that mean the connection was closed under the request. */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE']);
+
+function dialOnce(d: RelayDial, url: URL, where: string, what: string, mayRetry: boolean): Promise<WsDuplex> {
+  const sessions = d.sessions;
   return new Promise((resolve, reject) => {
+    /** The dial got a connection that was waiting for it (TlsSessionCache.spare or preconnect). */
+    let tookWaiting = false;
     let settled = false;
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
       ...streamDialOptions(d.token, d.timeoutMs),
       ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
-      ...(d.sessions ? { createConnection: d.sessions.connect } : {}),
+      ...(sessions
+        ? {
+            createConnection: ((opts: never) => {
+              const socket = sessions.connect(opts);
+              tookWaiting = sessions.wasWaiting(socket);
+              return socket;
+            }) as typeof sessions.connect,
+          }
+        : {}),
     });
     const fail = (err: Error): void => {
       if (settled) return;
@@ -61,7 +79,18 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
       reject(err);
       if (ws.readyState !== ws.CLOSED) ws.terminate();
     };
-    ws.on('error', (err) => fail(unreachable(where, err)));
+    ws.on('error', (err: NodeJS.ErrnoException) => {
+      // A waiting connection the server closed just as it was taken: once more, on a new one (the
+      // request never reached the hub, which had closed that connection).
+      if (mayRetry && tookWaiting && !settled && RESET_CODES.has(err.code ?? '')) {
+        settled = true;
+        unlisten();
+        ws.terminate();
+        resolve(dialOnce(d, url, where, what, false));
+        return;
+      }
+      fail(unreachable(where, err));
+    });
     const unlisten = onAbort(d.signal, fail);
     ws.on('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0;

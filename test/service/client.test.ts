@@ -79,6 +79,25 @@ describe('DevstreamsClient.openStream', () => {
     await vi.waitFor(() => expect(hub.tlsClosed).toBe(hub.tlsConnections));
   });
 
+  it('opens again, once, on a new connection when the hub resets the spare connection just as it is taken', async () => {
+    await setup();
+    hub.resetUpgrade = (n) => n === 3; // stream 3's request, on the spare stream 2 left
+    for (const i of [1, 2, 3]) {
+      const stream = await client.openStream('pi-kitchen', 'echo');
+      expect((await roundTrip(stream, Buffer.from(`stream ${i}`))).toString()).toBe(`stream ${i}`);
+    }
+    expect(hub.upgrades).toBe(4);
+  });
+
+  it('does not open again when the reset comes on a connection of its own', async () => {
+    await setup();
+    hub.resetUpgrade = (n) => n === 1;
+    const err = await rejection(client.openStream('pi-kitchen', 'echo'));
+    expect(err).toBeInstanceOf(HubRequestError);
+    expect(err.message).toMatch(/^cannot reach hub https:\/\/127\.0\.0\.1:\d+: .*ECONNRESET/);
+    expect(hub.upgrades).toBe(1);
+  });
+
   it('falls back to the REST call and the relay dial on a hub without open-and-connect (404 NOT_FOUND)', async () => {
     await setup();
     hub.connectRoute = false;

@@ -1,6 +1,6 @@
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, apiPaths, newSecret, newStreamId, type ErrorCode } from '../../protocol/index.js';
@@ -46,6 +46,10 @@ export class FakeHub {
   relay: RelayHandler = echoRelay;
   /** false: no open-and-connect endpoint (404 NOT_FOUND, as a hub before it had one). */
   connectRoute = true;
+  /** Upgrade requests received (relay and open-and-connect alike). */
+  upgrades = 0;
+  /** Resets the TCP connection under the n-th upgrade request (1-based) instead of answering it. */
+  resetUpgrade: (n: number) => boolean = () => false;
   /** Set to refuse every relay upgrade with this answer. */
   relayRefusal: ApiAnswer | null = null;
   readonly relaySockets = new Set<WebSocket>();
@@ -124,6 +128,12 @@ export class FakeHub {
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.resetUpgrade(++this.upgrades)) {
+      // The TCP socket under the TLS one: resetting that sends a real RST.
+      const raw = (socket as unknown as { _parent: Socket | null })._parent ?? (socket as Socket);
+      raw.resetAndDestroy();
+      return;
+    }
     const refuse = (a: ApiAnswer): void => {
       const body = Buffer.from(typeof a.body === 'string' ? a.body : JSON.stringify(a.body));
       socket.end(
