@@ -7,11 +7,14 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { WebSocket } from 'ws';
 import {
   PROTOCOL_VERSION,
+  StreamListSchema,
   WS_SUBPROTOCOL,
+  apiPaths,
   createLogger,
   newSecret,
   topics,
   type Logger,
+  type StreamRecord,
   type StreamRequest,
   type StreamResponse,
 } from '../../protocol/index.js';
@@ -184,6 +187,15 @@ export function api(
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/** The hub's record of a stream, waiting up to 3 s for it to be written (undefined if it never is). */
+export async function recordOf(t: TestHub, streamId: string): Promise<StreamRecord | undefined> {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const rec = StreamListSchema.parse((await api(t, 'GET', apiPaths.streams)).body).streams.find((r) => r.streamId === streamId);
+    if (rec || Date.now() >= deadline) return rec;
+  }
 }
 
 /** Dials a relay URL; resolves with the open socket or the refusal's status and JSON body. */

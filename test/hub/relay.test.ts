@@ -1,8 +1,8 @@
 import type { MqttClient } from 'mqtt';
 import type { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EOF_FRAME, OpenStreamResultSchema, StreamListSchema, apiPaths, type StreamRequest } from '../../protocol/index.js';
-import { api, closed, connectDevice, dialRelay, fakeAgent, nextMessage, startTestHub, until, type TestHub } from './helpers.js';
+import { EOF_FRAME, OpenStreamResultSchema, apiPaths, type StreamRequest } from '../../protocol/index.js';
+import { api, closed, connectDevice, recordOf, dialRelay, fakeAgent, nextMessage, startTestHub, until, type TestHub } from './helpers.js';
 
 let t: TestHub;
 let device: MqttClient;
@@ -38,17 +38,6 @@ async function both(s: { url: string; serviceToken: string; deviceToken: string 
   return { dev: d.ws, svc: v.ws };
 }
 
-async function records(): Promise<ReturnType<typeof StreamListSchema.parse>['streams']> {
-  return StreamListSchema.parse((await api(t, 'GET', apiPaths.streams)).body).streams;
-}
-
-async function recordOf(streamId: string) {
-  let rec: Awaited<ReturnType<typeof records>>[number] | undefined;
-  const deadline = Date.now() + 3000;
-  while (!(rec = (await records()).find((r) => r.streamId === streamId)) && Date.now() < deadline);
-  return rec;
-}
-
 describe('relay', () => {
   it('pairs the two sides and passes bytes both ways, binary as binary and text as text; 1000 stays 1000', async () => {
     const s = await openStream();
@@ -82,7 +71,7 @@ describe('relay', () => {
     const devClosed = closed(d.ws);
     v.ws.close(1000);
     expect(await devClosed).toEqual({ code: 1000, reason: '' });
-    const rec = await recordOf(s.streamId);
+    const rec = await recordOf(t, s.streamId);
     expect(rec).toMatchObject({ device: 'relay-dev', service: 'echo', result: 'ok', status: 200, code: 'OK', closedBy: 'service', bytesToDevice: big.length, bytesFromDevice: 11 });
     const line = t.logs.lines().find((l) => l.msg === 'stream ended' && l.streamId === s.streamId);
     expect(line).toMatchObject({ device: 'relay-dev', service: 'echo', result: 'ok', closedBy: 'service', bytesToDevice: big.length, bytesFromDevice: 11 });
@@ -95,7 +84,7 @@ describe('relay', () => {
     const svcClosed = closed(svc);
     dev.close(4503, 'target reset');
     expect(await svcClosed).toEqual({ code: 4503, reason: 'target reset' });
-    expect(await recordOf(s.streamId)).toMatchObject({ result: 'error', code: 'TARGET_UNREACHABLE', status: 503, closedBy: 'device', reason: 'target reset' });
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'TARGET_UNREACHABLE', status: 503, closedBy: 'device', reason: 'target reset' });
   });
 
   it('turns an abrupt loss of one side into 4502 for the other', async () => {
@@ -104,7 +93,7 @@ describe('relay', () => {
     const devClosed = closed(dev);
     svc.terminate();
     expect((await devClosed).code).toBe(4502);
-    expect(await recordOf(s.streamId)).toMatchObject({ result: 'error', code: 'PEER_GONE', closedBy: 'service' });
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'PEER_GONE', closedBy: 'service' });
   });
 
   it('refuses before the upgrade: 409 on token reuse, 401 for a wrong or foreign token, 426 without the subprotocol', async () => {
@@ -134,7 +123,7 @@ describe('relay', () => {
     const c = await closed(d.ws);
     expect(c.code).toBe(4410);
     expect(await dialRelay(t, s.url, s.serviceToken)).toMatchObject({ status: 410, body: { error: { code: 'STREAM_EXPIRED' } } });
-    expect(await recordOf(s.streamId)).toMatchObject({ result: 'unpaired', code: 'STREAM_EXPIRED', status: 410, closedBy: 'hub', service: 'ssh' });
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'unpaired', code: 'STREAM_EXPIRED', status: 410, closedBy: 'hub', service: 'ssh' });
   });
 
   it('never logs a secret', () => {
@@ -190,6 +179,6 @@ describe('relay backpressure', () => {
     const c = closed(dev);
     svc.close(1000);
     await c;
-    expect(await recordOf(s.streamId)).toMatchObject({ result: 'ok', bytesToDevice: total });
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'ok', bytesToDevice: total });
   });
 });

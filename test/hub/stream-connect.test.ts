@@ -2,9 +2,9 @@ import { connect as tlsConnect } from 'node:tls';
 import type { MqttClient } from 'mqtt';
 import type { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EOF_FRAME, STREAM_ID_HEADER, StreamListSchema, WS_SUBPROTOCOL, apiPaths, type StreamRequest, type StreamResponse } from '../../protocol/index.js';
+import { EOF_FRAME, STREAM_ID_HEADER, WS_SUBPROTOCOL, apiPaths, type StreamRequest, type StreamResponse } from '../../protocol/index.js';
 import { HubLimitsSchema } from '../../hub/config.js';
-import { api, closed, connectDevice, dialRelay, fakeAgent, nextMessage, startTestHub, until, type TestHub } from './helpers.js';
+import { closed, connectDevice, dialRelay, fakeAgent, nextMessage, recordOf, startTestHub, until, type TestHub } from './helpers.js';
 
 // The open-and-connect upgrade (hub/stream-connect.ts): one WebSocket request with the service
 // token opens the stream and joins it as its service side.
@@ -60,17 +60,6 @@ function upgradeRequest(): string {
   );
 }
 
-async function records() {
-  return StreamListSchema.parse((await api(t, 'GET', apiPaths.streams)).body).streams;
-}
-
-async function recordOf(streamId: string) {
-  let rec: Awaited<ReturnType<typeof records>>[number] | undefined;
-  const deadline = Date.now() + 3000;
-  while (!(rec = (await records()).find((r) => r.streamId === streamId)) && Date.now() < deadline);
-  return rec;
-}
-
 describe('open-and-connect', () => {
   it('opens the stream and joins it in one request: bytes and EOF both ways, the stream id in the 101, recorded ok', async () => {
     expect(apiPaths.connectStream('conn-dev', { service: 'echo', timeoutMs: 5000 })).toBe('/api/v1/devices/conn-dev/streams/connect?service=echo&timeoutMs=5000');
@@ -90,7 +79,7 @@ describe('open-and-connect', () => {
     r.ws.close(1000, 'done');
     const dev = await deviceLegs.get(streamId)!;
     expect((await closed(dev)).code).toBe(1000);
-    const rec = await recordOf(streamId);
+    const rec = await recordOf(t, streamId);
     expect(rec).toMatchObject({ device: 'conn-dev', service: 'echo', result: 'ok', closedBy: 'service', bytesToDevice: 19, bytesFromDevice: 19 });
     expect(rec?.requestedBy).toBeTruthy();
   });
@@ -194,7 +183,7 @@ describe('open-and-connect', () => {
       socket.end();
       await new Promise((r) => socket.once('close', r));
       const streamId = requests[seen]!.streamId;
-      const rec = await recordOf(streamId);
+      const rec = await recordOf(t, streamId);
       expect(rec).toMatchObject({ result: 'unpaired', code: 'PEER_GONE', closedBy: 'service' });
       // The device's side, dialled after its answer, finds the stream ended.
       await expect(deviceLegs.get(streamId)!).rejects.toMatchObject({ refusal: { status: 410 } });
