@@ -72,13 +72,28 @@ export class RelayDialer {
   }
 
   dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
+    return this.dialOnce(relayUrl, token, signal, true);
+  }
+
+  private dialOnce(relayUrl: string, token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
+      /** The dial got the connection opened ahead for it (preconnect). */
+      let tookWaiting = false;
+      const sessions = this.sessions;
       const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
         ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
         minVersion: MIN_TLS_VERSION,
-        ...(this.agent ? { agent: this.agent } : { createConnection: this.sessions.connect }),
+        ...(this.agent
+          ? { agent: this.agent }
+          : {
+              createConnection: ((opts: never) => {
+                const socket = sessions.connect(opts);
+                tookWaiting = sessions.wasWaiting(socket);
+                return socket;
+              }) as typeof sessions.connect,
+            }),
       });
       let settled = false;
       const settle = (err: RelayDialError | null): void => {
@@ -101,8 +116,21 @@ export class RelayDialer {
         }
       };
       const onOpen = (): void => settle(null);
-      const onError = (err: NodeJS.ErrnoException): void =>
+      const onError = (err: NodeJS.ErrnoException): void => {
+        // The connection opened ahead, closed by the hub just as the dial took it (the hub closes a
+        // connection that sent nothing for its limits.authTimeoutMs): the upgrade never reached
+        // the hub, so the token is unused; once more, on a connection of its own.
+        if (mayRetry && tookWaiting && !settled && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+          settled = true;
+          signal?.removeEventListener('abort', onAbort);
+          ws.off('open', onOpen);
+          ws.on('error', () => {});
+          ws.terminate();
+          resolve(this.dialOnce(relayUrl, token, signal, false));
+          return;
+        }
         settle(new RelayDialError(`relay connection failed: ${err.code ?? err.message}`));
+      };
       const onAbort = (): void => settle(new RelayDialError('agent is shutting down'));
       ws.once('open', onOpen);
       ws.on('error', onError);

@@ -285,6 +285,36 @@ describe('RelayDialer.preconnect', () => {
     side.destroy();
   });
 
+  it('the hub resetting the connection opened ahead as the dial takes it: the dial goes again, once, on its own', async () => {
+    const dialer = new RelayDialer({ ca: [tls.ca] });
+    const req = hub.request(DEVICE, 'echo');
+    const before = hub.tlsConnections;
+    const upgrades = hub.relayUpgrades;
+    hub.resetRelayUpgrade = (n) => n === upgrades + 1;
+    try {
+      const release = dialer.preconnect(req.relayUrl);
+      await vi.waitFor(() => expect(hub.tlsConnections).toBe(before + 1), { timeout: 5000 });
+      const ws = await dialer.dial(req.relayUrl, req.token);
+      release();
+      expect(hub.relayUpgrades).toBe(upgrades + 2);
+      expect(hub.tlsConnections).toBe(before + 2);
+      ws.resume();
+      const side = await hub.deviceSide(req.streamId);
+      const got = collect(side);
+      ws.send(Buffer.from('on the second try'));
+      await got.until('on the second try');
+      ws.close(1000);
+      side.destroy();
+      // A reset on a connection of its own is not tried again.
+      const other = hub.request(DEVICE, 'echo');
+      hub.resetRelayUpgrade = (n) => n === upgrades + 3;
+      await expect(dialer.dial(other.relayUrl, other.token)).rejects.toThrow(/relay connection failed: ECONNRESET/);
+      expect(hub.relayUpgrades).toBe(upgrades + 3);
+    } finally {
+      hub.resetRelayUpgrade = () => false;
+    }
+  });
+
   it('through a proxy nothing is opened ahead', async () => {
     const dialer = new RelayDialer({ ca: [tls.ca], agent: new HttpAgent() });
     const before = hub.tlsConnections;

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import {
@@ -32,6 +32,9 @@ export class FakeHub {
   /** TLS connections accepted on the hub's port (MQTT and relay alike), and how many have closed. */
   tlsConnections = 0;
   tlsClosed = 0;
+  /** Relay upgrade requests received; `resetRelayUpgrade(n)` true resets the TCP connection under the n-th (1-based). */
+  relayUpgrades = 0;
+  resetRelayUpgrade: (n: number) => boolean = () => false;
   port = 0;
   private broker!: Aedes;
   private server!: Server;
@@ -84,6 +87,11 @@ export class FakeHub {
           this.sockets.add(ws);
           this.broker.handle(createWebSocketStream(ws) as never, req);
         });
+        return;
+      }
+      if (this.resetRelayUpgrade(++this.relayUpgrades)) {
+        // The TCP socket under the TLS one: resetting that sends a real RST.
+        ((socket as unknown as { _parent: Socket | null })._parent ?? (socket as Socket)).resetAndDestroy();
         return;
       }
       const m = RELAY_PATH_PATTERN.exec(path);
