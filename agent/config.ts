@@ -9,8 +9,8 @@ import {
   deepFreeze,
   isDeviceId,
   isLoopbackHost,
-  loadConfigFile,
 } from '../protocol/index.js';
+import { loadConfigFile } from '../protocol/config-loader.js';
 import { proxyUrlProblem } from './proxy.js';
 
 /**

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, LIMITS, LOG_LEVELS, deepFreeze, loadConfigFile } from '../protocol/index.js';
+import { ConfigError, LIMITS, LOG_LEVELS, deepFreeze } from '../protocol/index.js';
+import { loadConfigFile } from '../protocol/config-loader.js';
 
 /** `HOST:PORT` (`[v6]:PORT` for IPv6); port 0 asks the OS for a free port. */
 const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/;

@@ -1,18 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-
-/** A config file that cannot be used. `message` is one line naming the file, each bad field and why. */
-export class ConfigError extends Error {
-  readonly file: string;
-  readonly problems: string[];
-  constructor(file: string, problems: string[]) {
-    super(`${file}: ${problems.join('; ')}`);
-    this.name = 'ConfigError';
-    this.file = file;
-    this.problems = problems;
-  }
-}
+import { ConfigError, deepFreeze } from './config-error.js';
 
 const MAX_CONFIG_BYTES = 256 * 1024;
 
@@ -54,12 +43,4 @@ export function parseConfigText<S extends z.ZodType>(file: string, text: string,
     );
   }
   return deepFreeze(parsed.data);
-}
-
-export function deepFreeze<T>(value: T): Readonly<T> {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
-  }
-  return value;
 }

@@ -56,7 +56,7 @@ async function bundleAll() {
     platform: 'node',
     format: 'cjs',
     target: `node${NODE_VERSION.split('.')[0]}`,
-    define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) },
+    define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version), __DEVSTREAMS_SEA__: 'true' },
     // Whitespace and comments out: the main script is held in memory as one string for the life of
     // the process, and the dependencies' comments carry non-ASCII characters (e.g. "RFC 4291 §2.7"),
     // which turn the whole 3.8 MB source into a two-byte string (7.5 MB). ASCII and no comments:

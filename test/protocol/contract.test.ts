@@ -9,12 +9,12 @@ import {
   ERRORS,
   errorCodeOfClose,
   isOwnResponseTopic,
-  loadConfigFile,
   parseServiceSpec,
   parseTopic,
   StreamRequestSchema,
   topics,
 } from '../../protocol/index.js';
+import { loadConfigFile } from '../../protocol/config-loader.js';
 
 describe('topics', () => {
   it('round-trips every topic kind and refuses anything else', () => {
