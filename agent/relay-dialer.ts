@@ -77,23 +77,13 @@ export class RelayDialer {
 
   private dialOnce(relayUrl: string, token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
-      /** The dial got the connection opened ahead for it (preconnect). */
-      let tookWaiting = false;
-      const sessions = this.sessions;
+      const connection = this.agent ? undefined : this.sessions.forOneDial();
       const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
         ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
         minVersion: MIN_TLS_VERSION,
-        ...(this.agent
-          ? { agent: this.agent }
-          : {
-              createConnection: ((opts: never) => {
-                const socket = sessions.connect(opts);
-                tookWaiting = sessions.wasWaiting(socket);
-                return socket;
-              }) as typeof sessions.connect,
-            }),
+        ...(connection ? { createConnection: connection.createConnection } : { agent: this.agent }),
       });
       let settled = false;
       const settle = (err: RelayDialError | null): void => {
@@ -120,7 +110,7 @@ export class RelayDialer {
         // The connection opened ahead, closed by the hub just as the dial took it (the hub closes a
         // connection that sent nothing for its limits.authTimeoutMs): the upgrade never reached
         // the hub, so the token is unused; once more, on a connection of its own.
-        if (mayRetry && tookWaiting && !settled && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        if (mayRetry && !settled && connection?.retryable(err)) {
           settled = true;
           signal?.removeEventListener('abort', onAbort);
           ws.off('open', onOpen);

@@ -65,8 +65,6 @@ export interface PreconnectTls {
 export class TlsSessionCache {
   private readonly sessions = new Map<string, Buffer>();
   private readonly warm = new Map<string, WarmPool>();
-  /** Connections `connect` took from the waiting ones (wasWaiting). */
-  private readonly handedOut = new WeakSet<TLSSocket>();
   private readonly max: number;
   private readonly warmMaxIdleMs: number;
 
@@ -80,16 +78,32 @@ export class TlsSessionCache {
    * where it can (typed as net's, which is what ws declares; ws only ever calls it with an options
    * object).
    */
-  readonly connect = ((opts: ConnectionOptions): TLSSocket => {
+  readonly connect = ((opts: ConnectionOptions): TLSSocket => this.take(opts).socket) as unknown as typeof createConnection;
+
+  /**
+   * `connect` for one dial, which also tells whether a failure of that dial may be tried again: a
+   * connection that was waiting (preconnect, spare) may have been closed by the server just as the
+   * dial took it (the hub closes a connection that sent nothing for `limits.authTimeoutMs`). Then
+   * the request never reached the server, and the dial fails with ECONNRESET or EPIPE.
+   */
+  forOneDial(): { createConnection: typeof createConnection; retryable: (err: NodeJS.ErrnoException) => boolean } {
+    let tookWaiting = false;
+    const take = ((opts: ConnectionOptions): TLSSocket => {
+      const taken = this.take(opts);
+      tookWaiting = taken.waiting;
+      return taken.socket;
+    }) as unknown as typeof createConnection;
+    return { createConnection: take, retryable: (err) => tookWaiting && (err.code === 'ECONNRESET' || err.code === 'EPIPE') };
+  }
+
+  /** A waiting connection for these options, or a new dial that resumes where it can. */
+  private take(opts: ConnectionOptions): { socket: TLSSocket; waiting: boolean } {
     const { servername, key } = serverOf(opts.host ?? 'localhost', Number(opts.port ?? 443), opts.servername);
     const warm = this.takeWarm(key, opts);
-    if (warm) {
-      this.handedOut.add(warm);
-      return warm;
-    }
+    if (warm) return { socket: warm, waiting: true };
     // As ws's own tlsConnect: never a Unix socket path.
-    return this.dial(key, { ...opts, path: undefined, servername } as ConnectionOptions);
-  }) as unknown as typeof createConnection;
+    return { socket: this.dial(key, { ...opts, path: undefined, servername } as ConnectionOptions), waiting: false };
+  }
 
   /**
    * Opens a connection to `url`'s host and port (https: or wss:) now, for a dial expected soon.
@@ -98,7 +112,7 @@ export class TlsSessionCache {
    * waiting than preconnects not yet released (so none is closed that a pending dial could take).
    */
   preconnect(url: URL, tls: PreconnectTls = {}): () => void {
-    const opened = this.open(url, tls, false);
+    const opened = this.open(this.target(url), tls, false);
     if (!opened) return () => {};
     const { key } = opened;
     let released = false;
@@ -124,9 +138,9 @@ export class TlsSessionCache {
    * takes it, or is closed once it has waited `warmMaxIdleMs`.
    */
   spare(url: URL, tls: PreconnectTls = {}): void {
-    const { key } = this.target(url);
-    if ((this.warm.get(key)?.sockets.length ?? 0) > 0) return;
-    this.open(url, tls, true);
+    const target = this.target(url);
+    if ((this.warm.get(target.key)?.sockets.length ?? 0) > 0) return;
+    this.open(target, tls, true);
   }
 
   private target(url: URL): { host: string; port: number; servername: string; key: string } {
@@ -137,8 +151,8 @@ export class TlsSessionCache {
   }
 
   /** Opens a waiting connection and counts its holder (null: options tls.connect refuses at once). */
-  private open(url: URL, tls: PreconnectTls, spare: boolean): { key: string } | null {
-    const { host, port, servername, key } = this.target(url);
+  private open(target: ReturnType<TlsSessionCache['target']>, tls: PreconnectTls, spare: boolean): { key: string } | null {
+    const { host, port, servername, key } = target;
     // noDelay as the dial's own: with Nagle, the upgrade request behind the handshake waited 40 ms
     // for a delayed ACK (set-up p50 13 -> 51 ms).
     const options: ConnectionOptions & { noDelay: boolean } = {
@@ -170,15 +184,6 @@ export class TlsSessionCache {
     pool.sockets.push(warm);
     pool.holders++;
     return { key };
-  }
-
-  /**
-   * Whether `connect` gave this socket from the waiting ones. Such a connection may have been
-   * closed by the server just as the dial took it (the hub closes a connection that sent nothing
-   * for `limits.authTimeoutMs`), so a dial that fails on it at once may be tried again.
-   */
-  wasWaiting(socket: unknown): boolean {
-    return this.handedOut.has(socket as TLSSocket);
   }
 
   /** Closes every connection still waiting (a client that is done). Tickets are kept. */

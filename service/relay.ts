@@ -50,27 +50,14 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
   return dialOnce(d, url, where, what, true);
 }
 
-/** Transport errors that mean the connection was closed under the request. */
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE']);
-
 function dialOnce(d: RelayDial, url: URL, where: string, what: string, mayRetry: boolean): Promise<WsDuplex> {
-  const sessions = d.sessions;
+  const connection = d.sessions?.forOneDial();
   return new Promise((resolve, reject) => {
-    /** The dial got a connection that was waiting for it (TlsSessionCache.spare or preconnect). */
-    let tookWaiting = false;
     let settled = false;
     const ws = new WebSocket(url, WS_SUBPROTOCOL, {
       ...streamDialOptions(d.token, d.timeoutMs),
       ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
-      ...(sessions
-        ? {
-            createConnection: ((opts: never) => {
-              const socket = sessions.connect(opts);
-              tookWaiting = sessions.wasWaiting(socket);
-              return socket;
-            }) as typeof sessions.connect,
-          }
-        : {}),
+      ...(connection ? { createConnection: connection.createConnection } : {}),
     });
     const fail = (err: Error): void => {
       if (settled) return;
@@ -82,7 +69,7 @@ function dialOnce(d: RelayDial, url: URL, where: string, what: string, mayRetry:
     ws.on('error', (err: NodeJS.ErrnoException) => {
       // A waiting connection the server closed just as it was taken: once more, on a new one (the
       // request never reached the hub, which had closed that connection).
-      if (mayRetry && tookWaiting && !settled && RESET_CODES.has(err.code ?? '')) {
+      if (mayRetry && !settled && connection?.retryable(err)) {
         settled = true;
         unlisten();
         ws.terminate();
