@@ -15,7 +15,7 @@ import {
   type StreamRecord,
 } from '../protocol/index.js';
 import { refuseUpgrade } from './http-util.js';
-import { parseSubprotocols, upgradeProblem } from './upgrade-check.js';
+import { streamUpgradeProblem } from './upgrade-check.js';
 import { closeLeg, closeToForward, forward } from './relay-pipe.js';
 import type { StreamLog } from './stream-log.js';
 import { StreamTable, type Leg, type NewStream, type Role, type StreamEntry } from './stream-table.js';
@@ -104,13 +104,8 @@ export class Relay {
     if (!m) return false;
     const streamId = m[1]!;
     if (this.stopping) return this.refuse(socket, streamId, 'SHUTTING_DOWN', 'the hub is shutting down');
-    const problem = upgradeProblem(req);
-    if (problem) return this.refuse(socket, streamId, 'BAD_REQUEST', problem);
-    const header = req.headers['sec-websocket-protocol'];
-    const offered = (header === undefined ? null : parseSubprotocols(header)) ?? new Set<string>();
-    if (!offered.has(WS_SUBPROTOCOL)) {
-      return this.refuse(socket, streamId, 'VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
-    }
+    const problem = streamUpgradeProblem(req);
+    if (problem) return this.refuse(socket, streamId, problem.code, problem.reason);
     const token = bearerToken(req.headers.authorization);
     if (!token) return this.refuse(socket, streamId, 'UNAUTHORIZED', 'missing or malformed bearer token');
     this.join(streamId, token, req, socket, head, onAccepted);

@@ -3,7 +3,6 @@ import type { Duplex } from 'node:stream';
 import {
   CONNECT_STREAM_PATH_PATTERN,
   DevstreamsError,
-  WS_SUBPROTOCOL,
   bearerToken,
   type Logger,
 } from '../protocol/index.js';
@@ -13,7 +12,7 @@ import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
 import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
-import { parseSubprotocols, upgradeProblem } from './upgrade-check.js';
+import { streamUpgradeProblem } from './upgrade-check.js';
 
 /**
  * The open-and-connect upgrade (ARCHITECTURE "Opening a stream in one request"):
@@ -67,12 +66,8 @@ export class StreamConnect {
   }
 
   private async connect(rawId: string, query: string, req: IncomingMessage, socket: Duplex, head: Buffer, onAuthenticated?: () => void): Promise<void> {
-    const problem = upgradeProblem(req);
-    if (problem) throw new DevstreamsError('BAD_REQUEST', problem);
-    const header = req.headers['sec-websocket-protocol'];
-    if (!(header !== undefined && parseSubprotocols(header)?.has(WS_SUBPROTOCOL))) {
-      throw new DevstreamsError('VERSION_MISMATCH', `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}`);
-    }
+    const problem = streamUpgradeProblem(req);
+    if (problem) throw new DevstreamsError(problem.code, problem.reason);
     const token = bearerToken(req.headers.authorization);
     const caller = token ? this.tokens.authenticate(token) : null;
     if (!caller) {

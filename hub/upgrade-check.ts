@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { WS_SUBPROTOCOL } from '../protocol/index.js';
 
 /**
  * Checks a WebSocket upgrade request the way `ws` will (RFC 6455 section 4.2.1), so that the hub
@@ -20,6 +21,20 @@ export function upgradeProblem(req: IncomingMessage): string | null {
   if (version !== 13 && version !== 8) return 'Sec-WebSocket-Version must be 13';
   const protocols = req.headers['sec-websocket-protocol'];
   if (protocols !== undefined && parseSubprotocols(protocols) === null) return 'invalid Sec-WebSocket-Protocol header';
+  return null;
+}
+
+/**
+ * The problem with a stream WebSocket upgrade (a relay dial, an open-and-connect): malformed
+ * (400), or without the relay's subprotocol (426); null when it may go on.
+ */
+export function streamUpgradeProblem(req: IncomingMessage): { code: 'BAD_REQUEST' | 'VERSION_MISMATCH'; reason: string } | null {
+  const problem = upgradeProblem(req);
+  if (problem) return { code: 'BAD_REQUEST', reason: problem };
+  const header = req.headers['sec-websocket-protocol'];
+  if (!(header !== undefined && parseSubprotocols(header)?.has(WS_SUBPROTOCOL))) {
+    return { code: 'VERSION_MISMATCH', reason: `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}` };
+  }
   return null;
 }
 
