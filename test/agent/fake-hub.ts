@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import {
@@ -16,6 +16,7 @@ import {
   topics,
   type StreamRequest,
 } from '../../protocol/index.js';
+import { tcpUnder } from '../helpers/tls.js';
 
 /**
  * A stand-in for the hub in agent tests: one TLS port (127.0.0.1:0) with an embedded Aedes broker
@@ -90,8 +91,7 @@ export class FakeHub {
         return;
       }
       if (this.resetRelayUpgrade(++this.relayUpgrades)) {
-        // The TCP socket under the TLS one: resetting that sends a real RST.
-        ((socket as unknown as { _parent: Socket | null })._parent ?? (socket as Socket)).resetAndDestroy();
+        tcpUnder(socket).resetAndDestroy();
         return;
       }
       const m = RELAY_PATH_PATTERN.exec(path);

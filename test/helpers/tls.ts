@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 
 export interface TestTls {
@@ -39,4 +40,9 @@ export function makeTestTls(): TestTls {
     cert: readFileSync(f('server.crt'), 'utf8'),
     key: readFileSync(f('server.key'), 'utf8'),
   };
+}
+
+/** The TCP socket under a TLS one (or the socket itself): resetting that sends a real RST. */
+export function tcpUnder(socket: unknown): Socket {
+  return (socket as { _parent: Socket | null })._parent ?? (socket as Socket);
 }

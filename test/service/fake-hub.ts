@@ -1,10 +1,10 @@
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, apiPaths, newSecret, newStreamId, type ErrorCode } from '../../protocol/index.js';
-import type { TestTls } from '../helpers/tls.js';
+import { tcpUnder, type TestTls } from '../helpers/tls.js';
 
 /** A stand-in for the hub (REST API + relay) for service SDK tests: real HTTPS and WebSockets. */
 
@@ -129,9 +129,7 @@ export class FakeHub {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.resetUpgrade(++this.upgrades)) {
-      // The TCP socket under the TLS one: resetting that sends a real RST.
-      const raw = (socket as unknown as { _parent: Socket | null })._parent ?? (socket as Socket);
-      raw.resetAndDestroy();
+      tcpUnder(socket).resetAndDestroy();
       return;
     }
     const refuse = (a: ApiAnswer): void => {
@@ -149,12 +147,7 @@ export class FakeHub {
     if (!streamId || req.url !== apiPaths.relay(streamId)) return refuse(errorBody('UNAUTHORIZED', 401, 'unknown token'));
     this.tokens.delete(token!);
     this.usedTokens.add(token!);
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.relaySockets.add(ws);
-      ws.on('error', () => undefined);
-      ws.once('close', () => this.relaySockets.delete(ws));
-      this.relay(ws, streamId);
-    });
+    this.accept(req, socket, head, streamId);
   }
 
   /** An open-and-connect upgrade: the API handler answers it as it would the POST; a 201 is accepted. */
@@ -167,6 +160,11 @@ export class FakeHub {
     if (answer.status !== 201) return refuse(answer);
     const streamId = (answer.body as { streamId: string }).streamId;
     this.wss.once('headers', (headers: string[]) => headers.push(`${STREAM_ID_HEADER}: ${streamId}`));
+    this.accept(req, socket, head, streamId);
+  }
+
+  /** Completes an accepted upgrade and hands the stream's WebSocket to the relay handler. */
+  private accept(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.relaySockets.add(ws);
       ws.on('error', () => undefined);

@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DevstreamsClient } from '../../service/index.js';
-import { makeTestTls } from '../helpers/tls.js';
+import { makeTestTls, tcpUnder } from '../helpers/tls.js';
 
 /**
  * The keep-alive race: the hub closes an idle kept-alive connection just as the SDK sends the next
@@ -22,8 +22,7 @@ describe('SDK over a kept-alive connection the hub resets', () => {
     let connections = 0;
     const perConnection = new Map<Socket, number>();
     server = https.createServer({ key: tls.key, cert: tls.cert, keepAliveTimeout: 60_000 }, (req, res) => {
-      // The TCP socket under the TLS one: resetting that sends a real RST.
-      const raw = (req.socket as unknown as { _parent: Socket | null })._parent ?? (req.socket as Socket);
+      const raw = tcpUnder(req.socket);
       const n = (perConnection.get(raw) ?? 0) + 1;
       perConnection.set(raw, n);
       if (n === 2) {
