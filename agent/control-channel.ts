@@ -3,6 +3,7 @@ import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mq
 import {
   DEVSTREAMS_VERSION,
   PROTOCOL_VERSION,
+  coalesceCorkedWrites,
   mintDeviceToken,
   topics,
   type DeviceStatusMessage,
@@ -115,6 +116,8 @@ export class ControlChannel extends EventEmitter {
     this.log.info({ url: this.opts.url }, 'control channel connecting');
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
+    // wss://: one WebSocket frame (and TLS record) per MQTT packet, not one per piece mqtt-packet writes.
+    client.on('connect', () => coalesceCorkedWrites(client.stream));
     client.on('connect', () => void this.onConnect(client));
     // mqtts:// (a plain TLS socket; ws already sets it for wss://): no Nagle on the small, latency-bound
     // MQTT packets, or an answer written behind an unacknowledged one waits for a delayed ACK.

@@ -5,7 +5,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_CIPHERS, createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { ConfigError, apiPaths, type Logger } from '../protocol/index.js';
+import { ConfigError, apiPaths, coalesceCorkedWrites, type Logger } from '../protocol/index.js';
 import type { Api } from './api.js';
 import type { Broker } from './broker.js';
 import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
@@ -179,6 +179,7 @@ export class HubServer {
       onOversize: (why) => this.log.warn({ address: socket.remoteAddress, why }, 'mqtt connection closed (limits.mqttMaxPacketBytes)'),
     });
     guarded.on('error', () => guarded.destroy());
+    coalesceCorkedWrites(guarded); // one WebSocket frame per MQTT packet, not one per piece
     this.mqttSockets.set(guarded, socket);
     this.broker.handle(guarded, req);
   }

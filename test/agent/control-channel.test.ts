@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
-import { topics } from '../../protocol/index.js';
+import mqttPacket from 'mqtt-packet';
+import { PROTOCOL_VERSION, topics } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { FakeHub } from './fake-hub.js';
 import { captureLog } from './helpers.js';
@@ -62,6 +63,27 @@ describe('control channel', () => {
     const off = await hub.waitFor((p) => p.topic === topics.status('dev1') && p.payload.includes('"online":false'), from);
     expect(off).toMatchObject({ retain: true });
     expect(ch.connected).toBe(false);
+  });
+
+  it('sends each MQTT packet once connected as one WebSocket message, not one per piece', async () => {
+    const key = hub.addDevice('dev5');
+    const { ch } = channel({ url: hub.url, key, deviceId: 'dev5', ca: [tls.ca] });
+    const sizes = hub.mqttMessageSizes;
+    await ch.start();
+    await once(ch, 'connected');
+    const from = sizes.length;
+    const p0 = hub.published.length;
+    ch.respond(topics.streamResponse('dev5'), { v: PROTOCOL_VERSION, streamId: 'f'.repeat(32), status: 200, code: 'OK', reason: 'accepted' });
+    const got = await hub.waitFor((m) => m.topic === topics.streamResponse('dev5'), p0);
+    const packet = mqttPacket.generate({ cmd: 'publish', topic: got.topic, payload: Buffer.from(got.payload), qos: 1, messageId: 1, retain: false, dup: false });
+    // The broker has parsed it, so its bytes have all arrived. mqtt-packet writes a PUBLISH in six
+    // pieces, the smallest one byte; coalesced, what one tick wrote (here perhaps the status PUBLISH
+    // the channel sends on connecting, too) leaves as one message.
+    const since = sizes.slice(from);
+    expect(since.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(packet.length);
+    expect(since.length).toBeLessThanOrEqual(2);
+    expect(Math.min(...since)).toBeGreaterThanOrEqual(4);
+    await ch.stop();
   });
 
   it('checks the hub certificate host name, not only the chain', async () => {

@@ -36,6 +36,8 @@ export class FakeHub {
   /** Relay upgrade requests received; `resetRelayUpgrade(n)` true resets the TCP connection under the n-th (1-based). */
   relayUpgrades = 0;
   resetRelayUpgrade: (n: number) => boolean = () => false;
+  /** The size of every WebSocket message the devices sent on their MQTT connections, in order. */
+  readonly mqttMessageSizes: number[] = [];
   port = 0;
   private broker!: Aedes;
   private server!: Server;
@@ -86,6 +88,7 @@ export class FakeHub {
       if (path === apiPaths.mqtt) {
         mqttWss.handleUpgrade(req, socket, head, (ws) => {
           this.sockets.add(ws);
+          ws.on('message', (d: Buffer) => this.mqttMessageSizes.push(d.length));
           this.broker.handle(createWebSocketStream(ws) as never, req);
         });
         return;

@@ -1,5 +1,8 @@
+import { once } from 'node:events';
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, topics } from '../../protocol/index.js';
 import { connectDevice, startTestHub, until, type TestHub } from './helpers.js';
@@ -100,6 +103,32 @@ describe('embedded broker: topic ACL', () => {
     await a.publishAsync(topics.streamResponse('dev-a'), '{}', { qos: 1 });
     expect(a.connected).toBe(true);
     await a.endAsync();
+  });
+});
+
+describe('MQTT over WebSocket framing', () => {
+  it('sends each MQTT packet to a device as one WebSocket message, not one per piece', async () => {
+    const ws = new WebSocket(`wss://localhost:${t.port}/mqtt`, ['mqtt'], { ca: t.ca, perMessageDeflate: false });
+    await once(ws, 'open');
+    const messages: Buffer[] = [];
+    const packets: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p) => packets.push(p));
+    ws.on('message', (d: Buffer) => {
+      messages.push(d);
+      parser.parse(d);
+    });
+    const send = (p: Record<string, unknown>): void => void ws.send(mqttPacket.generate(p as unknown as mqttPacket.Packet));
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'dev-b', keepalive: 30, username: 'dev-b', password: Buffer.from(keyB) });
+    await until(() => packets.length >= 1, 3000, 'CONNACK');
+    send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: topics.streamRequest('dev-b'), qos: 1 }] });
+    await until(() => packets.length >= 2, 3000, 'SUBACK');
+    send({ cmd: 'publish', topic: topics.status('dev-b'), payload: JSON.stringify({ v: PROTOCOL_VERSION, online: true, agentVersion: 'test', openStreams: 0 }), qos: 1, messageId: 2, retain: true, dup: false });
+    await until(() => packets.length >= 3, 3000, 'PUBACK');
+    ws.terminate();
+    expect(packets.map((p) => p.cmd)).toEqual(['connack', 'suback', 'puback']);
+    // One message per packet, each exactly that packet's bytes.
+    expect(messages.map((m) => m.length)).toEqual(packets.map((p) => mqttPacket.generate(p).length));
   });
 });
 
