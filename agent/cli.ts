@@ -1,8 +1,10 @@
+import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
+import { gcModeFor } from './gc-mode.js';
 import { proxyEnvFrom } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
@@ -17,6 +19,8 @@ export interface AgentCliOptions {
   env?: NodeJS.ProcessEnv;
   /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
   systemd?: SystemdNotifyEnv;
+  /** The machine's memory, which `runtime.gc: auto` goes by (default os.totalmem()). */
+  totalMemoryBytes?: number;
 }
 
 /**
@@ -52,13 +56,21 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     level: config.log.level as LogLevel,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
-  tuneGcForRelaying(config.runtime.gc === 'throughput');
+  const memory = opts.totalMemoryBytes ?? totalmem();
+  let gcMode = '';
+  const applyGc = (c: AgentConfig): void => {
+    const mode = gcModeFor(c.runtime.gc, memory);
+    tuneGcForRelaying(mode === 'throughput');
+    if (mode !== gcMode) log.info({ gc: mode, setting: c.runtime.gc, memoryMB: Math.round(memory / 2 ** 20) }, 'garbage collection mode');
+    gcMode = mode;
+  };
+  applyGc(config);
   const agent = new Agent({ config, log, proxyEnv: proxyEnvFrom(opts.env ?? process.env) });
   const configFile = values.config;
   // SIGHUP: re-read the file; allowlist and limits apply to the next request, an invalid file is refused.
   const reload = (c: AgentConfig): void => {
     agent.reload(c);
-    tuneGcForRelaying(c.runtime.gc === 'throughput');
+    applyGc(c);
   };
   const onHup = (): void => void reloadFromFile(configFile, loadAgentConfig, reload, log);
   process.on('SIGHUP', onHup);

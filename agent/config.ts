@@ -144,11 +144,13 @@ export const AgentConfigSchema = z
       })
       .prefault({}),
     /**
-     * gc: memory (default: V8's own garbage collection) or throughput (external memory counted in
-     * V8's heap limit: about a third less CPU per byte carried on Node 24, and up to 60 MB more RSS
-     * during bulk transfers; protocol/gc-tuning.ts). Applied at start and on SIGHUP.
+     * gc: auto (default: throughput on a machine with 2 GiB of memory or more, else memory), memory
+     * (V8's own garbage collection) or throughput (external memory counted in V8's heap limit: about
+     * a third less CPU per byte carried on Node 24, a quarter less per interactive round trip, and up
+     * to 60 MB more RSS during bulk transfers; agent/gc-mode.ts, protocol/gc-tuning.ts). Applied at
+     * start and on SIGHUP.
      */
-    runtime: z.strictObject({ gc: z.enum(['memory', 'throughput']).default('memory') }).prefault({}),
+    runtime: z.strictObject({ gc: z.enum(['auto', 'memory', 'throughput']).default('auto') }).prefault({}),
     /** Optional Prometheus listener (off unless `listen` is set); loopback only unless allowNonLoopback. */
     metrics: z
       .strictObject({

@@ -3,8 +3,8 @@ import { runInNewContext } from 'node:vm';
 
 /**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
- * call this first thing at start; the agent only with `runtime.gc: throughput` in its config (see
- * below); the SDK never does (it lives in its user's process and changes no global setting).
+ * call this first thing at start; the agent when its `runtime.gc` resolves to throughput (see
+ * below and agent/gc-mode.ts); the SDK never does (it lives in its user's process and changes no global setting).
  *
  * Every chunk a socket reads is an ArrayBuffer outside V8's heap. From V8 13 (Node 24, which the
  * executables carry) V8 answers that external memory with full mark-compact collections: dozens a
@@ -16,10 +16,10 @@ import { runInNewContext } from 'node:vm';
  *
  * The price is memory: more garbage waits for a collection. Given to the agent too, it took the
  * agent from 3.9-6.5 to 2.8-4.6 ns/B, but an agent that carried 256 MiB each way then peaked at 238
- * MB RSS instead of 174-179 (`node bench/idle.mjs --load`). The agent runs on small boards where
- * memory is the scarcer resource, so it keeps V8's default unless its config says `runtime.gc:
- * throughput` (a gateway with memory to spare); the hub and the service side run where memory is
- * plentiful, and the hub carries every stream. `on = false` puts V8's default back (a reload).
+ * MB RSS instead of 174-179 (`node bench/idle.mjs --load`). The agent runs on boards where memory
+ * may be the scarcer resource, so it sets this only with 2 GiB of memory or more (`runtime.gc: auto`,
+ * the default) or when its config says `throughput`; the hub and the service side run where memory
+ * is plentiful, and the hub carries every stream. `on = false` puts V8's default back (a reload).
  *
  * V8 reads the option when it sizes its next collection, so setting it after start takes effect
  * (the same figures as on the command line). Before V8 13 the option does not exist and nothing is

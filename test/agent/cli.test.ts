@@ -41,9 +41,11 @@ describe('devstreams agent', () => {
         if (line.msg === 'agent connected') onConnected();
       },
     };
-    const exited = runAgentCli(['--config', join(dir, 'agent.yaml')], { signal: stop.signal, logDestination: destination });
+    const exited = runAgentCli(['--config', join(dir, 'agent.yaml')], { signal: stop.signal, logDestination: destination, totalMemoryBytes: 2 ** 30 });
     await connected;
     expect(lines.find((l) => l.msg === 'agent connected')).toMatchObject({ deviceId: 'cli-dev', level: 30 });
+    // runtime.gc: auto on a 1 GiB board keeps V8's default collection
+    expect(lines.find((l) => l.msg === 'garbage collection mode')).toMatchObject({ gc: 'memory', setting: 'auto', memoryMB: 1024 });
     stop.abort();
     expect(await exited).toBe(0);
     expect(lines.at(-1)).toMatchObject({ msg: 'agent stopped' });

@@ -94,7 +94,7 @@ describe('agent config', () => {
     expect(c.hub.ca).toBeUndefined();
     expect(c.limits).toEqual({ maxStreams: 16, connectTimeoutMs: 5000 });
     expect(c.log.level).toBe('info');
-    expect(c.runtime).toEqual({ gc: 'memory' });
+    expect(c.runtime).toEqual({ gc: 'auto' });
   });
 
   it('takes runtime.gc: throughput, and names a wrong value', () => {

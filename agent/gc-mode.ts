@@ -1,0 +1,24 @@
+import type { AgentConfig } from './config.js';
+
+/**
+ * Below this much memory, `runtime.gc: auto` keeps V8's default collection (memory); from it on,
+ * the agent counts external memory in V8's heap limit (throughput; protocol/gc-tuning.ts).
+ *
+ * What the choice trades, measured (issue 6):
+ * - throughput: the agent's CPU per byte carried 3.9-6.5 -> 2.8-4.6 ns/B (`node bench/per-process.mjs
+ *   devstreams`), and per interactive round trip (1-byte ping-pong, 10,000 times) 258-271 -> 188-211
+ *   us, with the round trip's p99 3.4-3.7 -> 2.4-3.1 ms: under V8's default the agent's 14 MB heap ran
+ *   a mark-compact every ~400 round trips;
+ * - memory: after carrying 256 MiB each way and 1,000 concurrent streams (`node bench/idle.mjs
+ *   --load --seconds 20`, two runs each), the agent's peak RSS was 274-287 MB instead of 226-244, and
+ *   it stayed at 207-216 MB idle instead of 169.
+ * Some 50 MB is under 3 % of 2 GiB (a Raspberry Pi 4 or 5, most gateways), a tenth of a 512 MB board.
+ */
+export const AUTO_THROUGHPUT_MIN_MEMORY_BYTES = 2 * 1024 ** 3;
+
+/** The collection mode the agent runs with, for its `runtime.gc` setting on a machine with `totalMemoryBytes`. */
+export function gcModeFor(setting: AgentConfig['runtime']['gc'], totalMemoryBytes: number): 'memory' | 'throughput' {
+  if (setting !== 'auto') return setting;
+  // A little under 2 GiB still counts: the kernel keeps some memory out of what it reports.
+  return totalMemoryBytes >= AUTO_THROUGHPUT_MIN_MEMORY_BYTES * 0.9 ? 'throughput' : 'memory';
+}
