@@ -1,12 +1,13 @@
 // Where the CPU per byte goes, process by process: devstreams (forward, hub, agent) or the minimal
 // wss tunnel (service side, relay, agent side), for one stream and for 8 streams, up and down.
 //   node bench/per-process.mjs devstreams|minimal [--mib 256] [--node-args "--max-semi-space-size=1"]
-// Prints one line per transfer: MB/s and CPU ns/B of each of the three processes.
+// Prints one line per transfer: MB/s and CPU ns/B of each of the three processes; then a 1-byte
+// ping-pong (10,000 round trips): RTT p50/p99 and CPU us per round trip of each process.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { cpuNs } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
-import { MiB } from './lib/stats.mjs';
+import { MiB, pct } from './lib/stats.mjs';
 
 const which = process.argv[2] ?? 'devstreams';
 const i = process.argv.indexOf('--mib');
@@ -29,6 +30,11 @@ try {
       console.log(`${which} ${streams} stream(s) ${dir}: ${(x.bytes / 1e6 / x.secs).toFixed(0)} MB/s; ns/B ${perProc}`);
     }
   }
+  const c0 = path.pids.map(cpuNs);
+  const rtts = await load.pingPong(path.port, 10_000, 60);
+  const c1 = path.pids.map(cpuNs);
+  const perRt = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / 1e3 / rtts.length).toFixed(0)}`).join(', ');
+  console.log(`${which} ping-pong: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
 } finally {
   await path.stop();
   await target.proc.stop();
