@@ -99,15 +99,21 @@ try {
   }
   const ds = paths.find((p) => p.name === 'devstreams');
   if (ds) {
-    log(`devstreams: ${C.concurrent} concurrent streams`);
-    const before = { agent: rss(ds.agent.pid), hub: rss(ds.hub.pid), forward: rss(ds.forward.pid) };
+    // On a hub, agent and forward of their own, started for it: after the transfers above, the
+    // worked processes hold memory the streams then reuse, and "memory per open stream" would
+    // measure that history instead of what a stream costs (12 KB per stream in one such run).
+    log(`devstreams: ${C.concurrent} concurrent streams (fresh hub, agent and forward)`);
+    const cs = await startDevstreams(target.port);
+    await load.setupTimes(cs.port, 20); // the first streams' one-time costs (code, TLS sessions) out of the way
+    await new Promise((r) => setTimeout(r, 3000));
+    const before = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
     let peak;
-    const failed = await load.concurrent(ds.port, C.concurrent, C.checkBytes, async () => {
-      peak = { agent: rss(ds.agent.pid), hub: rss(ds.hub.pid), forward: rss(ds.forward.pid) };
+    const failed = await load.concurrent(cs.port, C.concurrent, C.checkBytes, async () => {
+      peak = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
     });
     // Why streams failed, from the three processes' warning and error lines.
     const why = {};
-    for (const [who, proc] of [['forward', ds.forward], ['hub', ds.hub], ['agent', ds.agent]]) {
+    for (const [who, proc] of [['forward', cs.forward], ['hub', cs.hub], ['agent', cs.agent]]) {
       for (const l of proc.lines) {
         if (!/"level":(40|50)/.test(l)) continue;
         const j = JSON.parse(l);
@@ -115,9 +121,10 @@ try {
         why[k] = (why[k] ?? 0) + 1;
       }
     }
-    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak, warnings: why };
+    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak, warnings: why, freshStack: true };
+    await cs.stop();
     log(`devstreams: agent idle for ${C.idleS} s`);
-    await new Promise((r) => setTimeout(r, 3000)); // let the streams' sockets close
+    await new Promise((r) => setTimeout(r, 3000)); // let the last streams' sockets close
     const c0 = cpuNs(ds.agent.pid);
     const rss0 = rss(ds.agent.pid);
     await new Promise((r) => setTimeout(r, C.idleS * 1000));

@@ -83,7 +83,7 @@ export function markdown(out) {
     const c = d.concurrency;
     lines.push(
       '',
-      `devstreams, ${fmt(c.streams)} streams open at once, ${fmt(c.bytesEach)} checked bytes each way per stream: ${c.failed} failed. ` +
+      `devstreams, ${fmt(c.streams)} streams open at once${c.freshStack ? ' (a hub, agent and forward started for this test)' : ''}, ${fmt(c.bytesEach)} checked bytes each way per stream: ${c.failed} failed. ` +
         `RSS before / at peak: agent ${fmt(c.before.agent / MB, 1)} / ${fmt(c.peak.agent / MB, 1)} MB (${fmt((c.peak.agent - c.before.agent) / c.streams / KB, 1)} KB per stream), ` +
         `hub ${fmt(c.before.hub / MB, 1)} / ${fmt(c.peak.hub / MB, 1)} MB (${fmt((c.peak.hub - c.before.hub) / c.streams / KB, 1)} KB per stream), ` +
         `forward ${fmt(c.before.forward / MB, 1)} / ${fmt(c.peak.forward / MB, 1)} MB.`,
