@@ -5,8 +5,8 @@ import type { AgentConfig } from './config.js';
  * the agent counts external memory in V8's heap limit (throughput; protocol/gc-tuning.ts).
  *
  * What the choice trades, measured (issue 6):
- * - throughput: the agent's CPU per byte carried 3.9-6.5 -> 2.8-4.6 ns/B (`node bench/per-process.mjs
- *   devstreams`), and per interactive round trip (1-byte ping-pong, 10,000 times) 258-271 -> 188-211
+ * - throughput: the agent's CPU per byte carried 3.6-6.0 -> 2.4-4.7 ns/B (`node bench/per-process.mjs
+ *   devstreams --mib 256`, two runs each), and per interactive round trip (1-byte ping-pong, 10,000 times) 258-271 -> 188-211
  *   us, with the round trip's p99 3.4-3.7 -> 2.4-3.1 ms: under V8's default the agent's 14 MB heap ran
  *   a mark-compact every ~400 round trips;
  * - memory: after carrying 256 MiB each way and 1,000 concurrent streams (`node bench/idle.mjs

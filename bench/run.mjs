@@ -104,25 +104,28 @@ try {
     // measure that history instead of what a stream costs (12 KB per stream in one such run).
     log(`devstreams: ${C.concurrent} concurrent streams (fresh hub, agent and forward)`);
     const cs = await startDevstreams(target.port);
-    await load.setupTimes(cs.port, 20); // the first streams' one-time costs (code, TLS sessions) out of the way
-    await new Promise((r) => setTimeout(r, 3000));
-    const before = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
-    let peak;
-    const failed = await load.concurrent(cs.port, C.concurrent, C.checkBytes, async () => {
-      peak = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
-    });
-    // Why streams failed, from the three processes' warning and error lines.
-    const why = {};
-    for (const [who, proc] of [['forward', cs.forward], ['hub', cs.hub], ['agent', cs.agent]]) {
-      for (const l of proc.lines) {
-        if (!/"level":(40|50)/.test(l)) continue;
-        const j = JSON.parse(l);
-        const k = `${who}: ${j.msg}${j.err ? `: ${j.err}` : j.reason ? `: ${j.reason}` : ''}`.slice(0, 160);
-        why[k] = (why[k] ?? 0) + 1;
+    try {
+      await load.setupTimes(cs.port, 20); // the first streams' one-time costs (code, TLS sessions) out of the way
+      await new Promise((r) => setTimeout(r, 3000));
+      const before = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
+      let peak;
+      const failed = await load.concurrent(cs.port, C.concurrent, C.checkBytes, async () => {
+        peak = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
+      });
+      // Why streams failed, from the three processes' warning and error lines.
+      const why = {};
+      for (const [who, proc] of [['forward', cs.forward], ['hub', cs.hub], ['agent', cs.agent]]) {
+        for (const l of proc.lines) {
+          if (!/"level":(40|50)/.test(l)) continue;
+          const j = JSON.parse(l);
+          const k = `${who}: ${j.msg}${j.err ? `: ${j.err}` : j.reason ? `: ${j.reason}` : ''}`.slice(0, 160);
+          why[k] = (why[k] ?? 0) + 1;
+        }
       }
+      results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak, warnings: why, freshStack: true };
+    } finally {
+      await cs.stop();
     }
-    results.devstreams.concurrency = { streams: C.concurrent, bytesEach: C.checkBytes, failed, before, peak, warnings: why, freshStack: true };
-    await cs.stop();
     log(`devstreams: agent idle for ${C.idleS} s`);
     await new Promise((r) => setTimeout(r, 3000)); // let the last streams' sockets close
     const c0 = cpuNs(ds.agent.pid);

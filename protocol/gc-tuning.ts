@@ -4,7 +4,8 @@ import { runInNewContext } from 'node:vm';
 /**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
  * call this first thing at start; the agent when its `runtime.gc` resolves to throughput (see
- * below and agent/gc-mode.ts); the SDK never does (it lives in its user's process and changes no global setting).
+ * below and agent/gc-mode.ts); the SDK never does (it lives in its user's process and changes no
+ * global setting).
  *
  * Every chunk a socket reads is an ArrayBuffer outside V8's heap. From V8 13 (Node 24, which the
  * executables carry) V8 answers that external memory with full mark-compact collections: dozens a
