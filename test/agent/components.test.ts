@@ -1,5 +1,6 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { StatusThrottle } from '../../agent/status-throttle.js';
 import { StreamTable } from '../../agent/stream-table.js';
@@ -19,6 +20,106 @@ describe('TargetDialer', () => {
     expect(socket.readableFlowing).toBe(null);
     expect(socket.allowHalfOpen).toBe(true);
     socket.destroy();
+    server.close();
+  });
+
+  it('delivers every byte of two targets read at once, in order, through the one shared read buffer', async () => {
+    // Two targets each send 4 MiB in writes of varying size; both sockets are read at once, so a read
+    // that was not copied out of the shared buffer before the next would show as corrupt bytes.
+    const sent = new Map<number, string>();
+    const server = createServer((s) => {
+      const data = randomBytes(4 * 1024 * 1024);
+      sent.set(s.remotePort!, createHash('sha256').update(data).digest('hex'));
+      for (let i = 0; i < data.length; ) {
+        const n = 1 + ((i * 7919) % 9000);
+        s.write(data.subarray(i, i + n));
+        i += n;
+      }
+      s.end();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const dialer = new TargetDialer({ connectTimeoutMs: 2000 });
+    const port = (server.address() as AddressInfo).port;
+    const sockets = await Promise.all([dialer.dial('127.0.0.1', port), dialer.dial('127.0.0.1', port)]);
+    const digests = await Promise.all(
+      sockets.map(async (sock) => {
+        const h = createHash('sha256');
+        let bytes = 0;
+        sock.on('data', (d: Buffer) => {
+          h.update(d);
+          bytes += d.length;
+        });
+        await once(sock, 'end');
+        return { port: sock.localPort!, bytes, digest: h.digest('hex') };
+      }),
+    );
+    for (const d of digests) {
+      expect(d.bytes).toBe(4 * 1024 * 1024);
+      expect(d.digest).toBe(sent.get(d.port));
+    }
+    for (const sock of sockets) sock.destroy();
+    server.close();
+  });
+
+  it('keeps the bytes of each read while they wait, unread, in the socket', async () => {
+    // Small writes, one read each, land in the shared buffer one after another while nothing is
+    // taken from the socket: each must have been copied out, or they all show the last read's bytes.
+    const data = randomBytes(64 * 1000);
+    let written!: () => void;
+    const allWritten = new Promise<void>((r) => (written = r));
+    const server = createServer(async (s) => {
+      s.setNoDelay(true);
+      for (let i = 0; i < data.length; i += 1000) {
+        s.write(data.subarray(i, i + 1000));
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      s.end();
+      written();
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const sock = await new TargetDialer({ connectTimeoutMs: 2000 }).dial('127.0.0.1', (server.address() as AddressInfo).port);
+    sock.read(0); // start reading, as a pipe would, without taking anything
+    await allWritten;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sock.readableLength).toBeGreaterThan(4000); // several reads are waiting
+    const got: Buffer[] = [];
+    sock.on('data', (d: Buffer) => got.push(d));
+    await once(sock, 'end');
+    expect(Buffer.compare(Buffer.concat(got), data)).toBe(0);
+    sock.destroy();
+    server.close();
+  });
+
+  it('stops reading a target nobody reads (backpressure), and loses nothing once read', async () => {
+    const data = randomBytes(16 * 1024 * 1024);
+    let serverSide!: Socket;
+    const server = createServer((s) => {
+      serverSide = s;
+      s.on('error', () => {});
+      s.end(data);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const sock = await new TargetDialer({ connectTimeoutMs: 2000 }).dial('127.0.0.1', (server.address() as AddressInfo).port);
+    sock.pause();
+    sock.read(0); // start reading, as a pipe would, then never take anything
+    await new Promise((r) => setTimeout(r, 300));
+    // What the socket holds stays near its high-water mark; the rest waits in the sender.
+    expect(sock.readableLength).toBeLessThanOrEqual(sock.readableHighWaterMark + 64 * 1024);
+    expect(serverSide.writableLength).toBeGreaterThan(0);
+    const h = createHash('sha256');
+    let bytes = 0;
+    sock.on('data', (d: Buffer) => {
+      h.update(d);
+      bytes += d.length;
+    });
+    sock.resume();
+    await once(sock, 'end');
+    expect(bytes).toBe(data.length);
+    expect(h.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    sock.destroy();
     server.close();
   });
 
