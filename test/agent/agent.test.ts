@@ -75,6 +75,17 @@ afterAll(async () => {
   await hub?.stop();
 });
 
+/** Sends `text` on a relay WebSocket the dialer returned, sees it arrive on the hub's device side, and closes both. */
+async function carriesToDeviceSide(ws: Awaited<ReturnType<RelayDialer['dial']>>, streamId: string, text: string): Promise<void> {
+  ws.resume();
+  const side = await hub.deviceSide(streamId);
+  const got = collect(side);
+  ws.send(Buffer.from(text));
+  await got.until(text);
+  ws.close(1000);
+  side.destroy();
+}
+
 /** Each stream test leaves no stream behind, so the next starts from zero. */
 async function noStreamsLeft(): Promise<void> {
   try {
@@ -276,13 +287,7 @@ describe('RelayDialer.preconnect', () => {
     const ws = await dialer.dial(req.relayUrl, req.token);
     expect(hub.tlsConnections).toBe(before + 1);
     release(); // taken: releasing leaves it open
-    ws.resume();
-    const side = await hub.deviceSide(req.streamId);
-    const got = collect(side);
-    ws.send(Buffer.from('over the early connection'));
-    await got.until('over the early connection');
-    ws.close(1000);
-    side.destroy();
+    await carriesToDeviceSide(ws, req.streamId, 'over the early connection');
   });
 
   it('the hub resetting the connection opened ahead as the dial takes it: the dial goes again, once, on its own', async () => {
@@ -298,13 +303,7 @@ describe('RelayDialer.preconnect', () => {
       release();
       expect(hub.relayUpgrades).toBe(upgrades + 2);
       expect(hub.tlsConnections).toBe(before + 2);
-      ws.resume();
-      const side = await hub.deviceSide(req.streamId);
-      const got = collect(side);
-      ws.send(Buffer.from('on the second try'));
-      await got.until('on the second try');
-      ws.close(1000);
-      side.destroy();
+      await carriesToDeviceSide(ws, req.streamId, 'on the second try');
       // A reset on a connection of its own is not tried again.
       const other = hub.request(DEVICE, 'echo');
       hub.resetRelayUpgrade = (n) => n === upgrades + 3;
