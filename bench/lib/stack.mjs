@@ -23,7 +23,7 @@ export async function startTarget() {
  * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
  * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0 } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
   const publicPort = rttMs > 0 ? await freePort() : hubPort;
@@ -70,7 +70,10 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
       started.push(proxy);
       await proxy.waitFor((l) => l.startsWith('listening '));
     }
-    const agent = new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+    // agentExe: the agent as a single executable (dist/bin/devstreams-linux-x64), as devices run it.
+    const agent = agentExe
+      ? new Proc(agentExe, ['agent', '--config', agentYaml], { name: 'agent-exe' })
+      : new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
     started.push(agent);
     await waitOnline(env, agent);
     const fport = await freePort();

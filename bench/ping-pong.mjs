@@ -1,0 +1,36 @@
+// A 1-byte ping-pong alone, for comparing builds (issue 6, figure 2): CPU per round trip of each
+// process of devstreams (forward, hub, agent) or of the minimal wss tunnel (service, relay, agent),
+// without the transfers that run before the ping-pong of bench/per-process.mjs and grow the heaps.
+//   node bench/ping-pong.mjs devstreams|minimal [--pings 20000] [--rounds 2] [--node-args "--cpu-prof ..."]
+// 2,000 round trips warm up, then each round prints: RTT p50 and p99 (us), CPU us per round trip of
+// each process. DEVSTREAMS_CLI=/path/to/devstreams.mjs measures another build (bench/README.md).
+import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
+import { cpuNs } from './lib/procs.mjs';
+import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
+import * as load from './lib/load.mjs';
+import { pct } from './lib/stats.mjs';
+
+const which = process.argv[2] ?? 'devstreams';
+const opt = (name, def) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : def;
+};
+const pings = Number(opt('--pings', '20000'));
+const rounds = Number(opt('--rounds', '2'));
+const nodeArgs = opt('--node-args', '').split(' ').filter(Boolean);
+const names = which === 'minimal' ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
+const target = await startTarget();
+const path = which === 'minimal' ? await startMinimal(target.port, { nodeArgs }) : await startDevstreams(target.port, { nodeArgs });
+try {
+  await load.pingPong(path.port, 2000, 60);
+  for (let r = 0; r < rounds; r++) {
+    const c0 = path.pids.map(cpuNs);
+    const rtts = await load.pingPong(path.port, pings, 120);
+    const c1 = path.pids.map(cpuNs);
+    const perRt = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / 1e3 / rtts.length).toFixed(0)}`).join(', ');
+    console.log(`${which} ping-pong ${rtts.length}: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
+  }
+} finally {
+  await path.stop();
+  await target.proc.stop();
+}
