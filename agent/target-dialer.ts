@@ -1,24 +1,9 @@
 import { connect, type Socket } from 'node:net';
-import { DevstreamsError } from '../protocol/index.js';
+import { DevstreamsError, sharedReadBuffer } from '../protocol/index.js';
 
 export interface TargetDialerOptions {
   /** How long a TCP connect may take before the target counts as unreachable. */
   connectTimeoutMs: number;
-}
-
-/**
- * One read buffer for every target socket of this process. Node 24 reads a socket into a 64 KiB
- * slab and, for the small reads of an interactive session, allocated a new slab per read (gdb:
- * `node::StreamReadSlab::Allocate`): the agent made 25-50 MB/s of ArrayBuffers in a 1-byte
- * ping-pong and spent a sixth of its CPU collecting them. Reads land here instead (one at a time:
- * each is copied out before the event loop runs the next) and only the bytes read are copied into
- * the socket's readable side, so `pipe`, 'data', 'end' and backpressure work as before.
- */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/** `onread` for a target socket: the bytes read, copied, into its readable side; false pauses reading. */
-function readInto(socket: () => Socket): { buffer: Buffer; callback: (n: number, buf: Uint8Array) => boolean } {
-  return { buffer: READ_BUFFER, callback: (n, buf) => socket().push(Buffer.from(buf.subarray(0, n))) };
 }
 
 /**
@@ -46,7 +31,8 @@ export class TargetDialer {
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
       // allowHalfOpen: the target's EOF is carried to the service while bytes may still flow to the target.
-      const socket: Socket = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: readInto(() => socket) });
+      // Reads land in the process's one read buffer (protocol/tcp-read-buffer.ts).
+      const socket: Socket = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: sharedReadBuffer(() => socket) });
       let settled = false;
       const done = (err: DevstreamsError | null): void => {
         if (settled) return;

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { DevstreamsError, bridge, silentLogger, type Logger, type WsDuplex } from '../protocol/index.js';
+import { DevstreamsError, adoptAccepted, bridge, silentLogger, type Logger, type WsDuplex } from '../protocol/index.js';
 import type { DevstreamsClient, OpenStreamOptions } from './client.js';
 import { HubRefusalError } from './errors.js';
 
@@ -69,11 +69,13 @@ export class Forwarder {
     this.bound = { host, port: addr.port };
   }
 
-  private onConnection(socket: net.Socket): void {
+  private onConnection(accepted: net.Socket): void {
     if (this.stopping) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
+    // Reads into the process's one read buffer (protocol/tcp-read-buffer.ts), still paused.
+    const socket = adoptAccepted(accepted, { allowHalfOpen: true });
     socket.setNoDelay(true);
     this.sockets.add(socket);
     this.onConnections(this.sockets.size);

@@ -1,0 +1,172 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { adoptAccepted } from '../../protocol/index.js';
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+/** A listening server whose accepted connections are handed to `onAccepted`. */
+async function listen(onAccepted: (s: Socket) => void, pauseOnConnect = true): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect }, onAccepted);
+  servers.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+function dial(port: number): Promise<Socket> {
+  const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  sockets.push(c);
+  return once(c, 'connect').then(() => c);
+}
+
+/** Writes `data` in writes of varying size, then ends. */
+function sendInPieces(s: Socket, data: Buffer): void {
+  for (let i = 0; i < data.length; ) {
+    const n = 1 + ((i * 7919) % 9000);
+    s.write(data.subarray(i, i + n));
+    i += n;
+  }
+  s.end();
+}
+
+async function readAll(s: Socket): Promise<{ bytes: number; digest: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  s.on('data', (d: Buffer) => {
+    h.update(d);
+    bytes += d.length;
+  });
+  s.resume();
+  await once(s, 'end');
+  return { bytes, digest: h.digest('hex') };
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Resolves once `cond()` holds, checking every 10 ms for at most `ms`. */
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('adoptAccepted', () => {
+  it('moves two accepted connections onto the one read buffer: paused, every byte intact, EOF carried both ways', async () => {
+    const adopted: Socket[] = [];
+    const accepted: Socket[] = [];
+    const { port } = await listen((s) => {
+      accepted.push(s);
+      const a = adoptAccepted(s, { allowHalfOpen: true });
+      sockets.push(a);
+      adopted.push(a);
+    });
+    const clients = await Promise.all([dial(port), dial(port)]);
+    await until(() => adopted.length === 2);
+    expect(adopted[0]).not.toBe(accepted[0]);
+    expect(accepted.every((s) => s.destroyed)).toBe(true);
+    expect(adopted.every((s) => s.isPaused() && s.allowHalfOpen)).toBe(true);
+    expect(new Set(adopted.map((s) => s.remotePort))).toEqual(new Set(clients.map((c) => c.localPort)));
+
+    // Both read at once: a read not copied out of the shared buffer before the next shows as corrupt bytes.
+    const data = clients.map(() => randomBytes(4 * 1024 * 1024));
+    clients.forEach((c, i) => sendInPieces(c, data[i]!));
+    const byPort = new Map(clients.map((c, i) => [c.localPort, sha256(data[i]!)]));
+    const got = await Promise.all(adopted.map(readAll));
+    got.forEach((g, i) => {
+      expect(g.bytes).toBe(4 * 1024 * 1024);
+      expect(g.digest).toBe(byPort.get(adopted[i]!.remotePort));
+    });
+
+    // Half-open: after the client's EOF the adopted socket still writes, then ends.
+    const reply = once(clients[0]!, 'end');
+    const back: Buffer[] = [];
+    clients[0]!.on('data', (d: Buffer) => back.push(d));
+    adopted[0]!.end('bye');
+    await reply;
+    expect(Buffer.concat(back).toString()).toBe('bye');
+  });
+
+  it('keeps the bytes of each read while they wait, unread, in the socket', async () => {
+    let adopted!: Socket;
+    const { port } = await listen((s) => {
+      adopted = adoptAccepted(s, { allowHalfOpen: true });
+      sockets.push(adopted);
+    });
+    const client = await dial(port);
+    client.setNoDelay(true);
+    await until(() => adopted !== undefined);
+    adopted.read(0); // start reading, as a pipe would, without taking anything
+    // Twelve writes, each read on its own into the shared buffer before the next is sent: each must
+    // have been copied out, or all twelve show the last read's bytes.
+    const data = randomBytes(12 * 1000);
+    for (let i = 0; i < data.length; i += 1000) {
+      client.write(data.subarray(i, i + 1000));
+      await until(() => adopted.readableLength >= i + 1000);
+    }
+    client.end();
+    const got: Buffer[] = [];
+    adopted.on('data', (d: Buffer) => got.push(d));
+    adopted.resume();
+    await once(adopted, 'end');
+    expect(Buffer.compare(Buffer.concat(got), data)).toBe(0);
+  });
+
+  it("takes the connection out of the server's count: close() completes while it still carries bytes", async () => {
+    let adopted!: Socket;
+    const { server, port } = await listen((s) => {
+      adopted = adoptAccepted(s, { allowHalfOpen: true });
+      sockets.push(adopted);
+    });
+    const client = await dial(port);
+    await until(() => adopted !== undefined);
+    servers.splice(servers.indexOf(server), 1);
+    await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    const echoed = once(client, 'data');
+    adopted.on('data', (d: Buffer) => adopted.write(d));
+    adopted.resume();
+    client.write('still here');
+    expect(String((await echoed)[0])).toBe('still here');
+  });
+
+  it('stops reading a connection nobody reads (backpressure), and loses nothing once read', async () => {
+    let adopted!: Socket;
+    const { port } = await listen((s) => {
+      adopted = adoptAccepted(s, { allowHalfOpen: true });
+      sockets.push(adopted);
+    });
+    const client = await dial(port);
+    await until(() => adopted !== undefined);
+    const data = randomBytes(16 * 1024 * 1024);
+    client.end(data);
+    adopted.read(0); // start reading, as a pipe would, then take nothing
+    await until(() => client.writableLength > 0 && adopted.readableLength > 0);
+    // What the socket holds stays near its high-water mark; the rest waits in the sender.
+    expect(adopted.readableLength).toBeLessThanOrEqual(adopted.readableHighWaterMark + 64 * 1024);
+    const got = await readAll(adopted);
+    expect(got.bytes).toBe(data.length);
+    expect(got.digest).toBe(sha256(data));
+  });
+
+  it('returns a connection that is already being read as it is', async () => {
+    let result: Socket | undefined;
+    let accepted: Socket | undefined;
+    const { port } = await listen((s) => {
+      accepted = s;
+      result = adoptAccepted(s, { allowHalfOpen: true });
+      sockets.push(s);
+    }, false);
+    await dial(port);
+    await until(() => result !== undefined);
+    expect(result).toBe(accepted);
+    expect(result!.destroyed).toBe(false);
+  });
+});
