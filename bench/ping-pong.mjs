@@ -2,11 +2,15 @@
 // process of devstreams (forward, hub, agent) or of the minimal wss tunnel (service, relay, agent),
 // without the transfers that run before the ping-pong of bench/per-process.mjs and grow the heaps.
 //   node bench/ping-pong.mjs devstreams|minimal [--pings 20000] [--rounds 2] [--node-args "--cpu-prof ..."]
+//   node bench/ping-pong.mjs devstreams --connect    (through `devstreams connect` over its stdin and
+//                                                     stdout, as ssh's ProxyCommand runs it)
 // 2,000 round trips warm up, then each round prints: RTT p50 and p99 (us), CPU us per round trip of
 // each process. DEVSTREAMS_CLI=/path/to/devstreams.mjs measures another build (bench/README.md).
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { cpuNs } from './lib/procs.mjs';
-import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
+import { CLI, startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { pct } from './lib/stats.mjs';
 
@@ -18,19 +22,44 @@ const opt = (name, def) => {
 const pings = Number(opt('--pings', '20000'));
 const rounds = Number(opt('--rounds', '2'));
 const nodeArgs = opt('--node-args', '').split(' ').filter(Boolean);
-const names = which === 'minimal' ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
+const viaConnect = process.argv.includes('--connect');
+const names = which === 'minimal' ? ['service', 'relay', 'agent'] : [viaConnect ? 'connect' : 'forward', 'hub', 'agent'];
 const target = await startTarget();
 const path = which === 'minimal' ? await startMinimal(target.port, { nodeArgs }) : await startDevstreams(target.port, { nodeArgs });
+let child;
 try {
-  await load.pingPong(path.port, 2000, 60);
+  let pids = path.pids;
+  let pingPong = (count) => load.pingPong(path.port, count, 120);
+  if (viaConnect) {
+    // One `devstreams connect` process, its stdin and stdout the stream to the target (an echo).
+    child = spawn(process.execPath, [...nodeArgs, CLI, 'connect', 'bench', 'target'], { env: { ...process.env, ...path.env }, stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.write('E');
+    pids = [child.pid, ...path.pids.slice(1)];
+    pingPong = async (count) => {
+      const one = Buffer.from('x');
+      const times = [];
+      for (let i = 0; i < count; i++) {
+        const t0 = performance.now();
+        child.stdin.write(one);
+        await once(child.stdout, 'data');
+        times.push((performance.now() - t0) * 1000);
+      }
+      return times;
+    };
+  }
+  await pingPong(2000);
   for (let r = 0; r < rounds; r++) {
-    const c0 = path.pids.map(cpuNs);
-    const rtts = await load.pingPong(path.port, pings, 120);
-    const c1 = path.pids.map(cpuNs);
+    const c0 = pids.map(cpuNs);
+    const rtts = await pingPong(pings);
+    const c1 = pids.map(cpuNs);
     const perRt = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / 1e3 / rtts.length).toFixed(0)}`).join(', ');
-    console.log(`${which} ping-pong ${rtts.length}: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
+    console.log(`${which}${viaConnect ? ' connect' : ''} ping-pong ${rtts.length}: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
   }
 } finally {
+  if (child) {
+    child.stdin.end(); // EOF: the stream ends cleanly and connect exits
+    await once(child, 'exit');
+  }
   await path.stop();
   await target.proc.stop();
 }

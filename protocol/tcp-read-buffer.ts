@@ -21,11 +21,11 @@ export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
   return { buffer: READ_BUFFER, callback: (n, buf) => socket().push(Buffer.from(buf.subarray(0, n))) };
 }
 
-/** What `new net.Socket()` accepts beyond its typings: the handle of a connection to wrap. */
-interface SocketFromHandle extends net.SocketConstructorOpts {
-  handle: unknown;
-  pauseOnCreate: boolean;
+/** What `new net.Socket()` accepts beyond @types/node 20's typings: `onread`, a handle to wrap. */
+export interface SharedReadSocketOptions extends net.SocketConstructorOpts {
   onread: SharedRead;
+  handle?: unknown;
+  pauseOnCreate?: boolean;
 }
 
 /**
@@ -43,7 +43,7 @@ export function adoptAccepted(accepted: net.Socket, opts: { allowHalfOpen: boole
   if (!handle || handle.reading !== false || accepted.destroyed || accepted.readableLength > 0) return accepted;
   holder._handle = null;
   accepted.destroy();
-  const options: SocketFromHandle = {
+  const options: SharedReadSocketOptions = {
     handle,
     allowHalfOpen: opts.allowHalfOpen,
     readable: true,

@@ -1,5 +1,6 @@
+import net from 'node:net';
 import { Duplex } from 'node:stream';
-import { bridge } from '../protocol/index.js';
+import { bridge, sharedReadBuffer, type SharedReadSocketOptions } from '../protocol/index.js';
 import { openOrReport, type ServiceContext } from './context.js';
 import { streamFailedLine } from './errors.js';
 
@@ -13,7 +14,7 @@ export async function runConnect(
   device: string,
   service: string,
   timeoutMs: number | undefined,
-  stdio: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream } = { stdin: process.stdin, stdout: process.stdout },
+  stdio: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream } = { stdin: standardInput(), stdout: process.stdout },
 ): Promise<number> {
   const stream = await openOrReport(ctx, device, service, () =>
     ctx.client.openStream(device, service, timeoutMs !== undefined ? { timeoutMs } : {}),
@@ -28,4 +29,20 @@ export async function runConnect(
     return 1;
   }
   return 0;
+}
+
+/**
+ * Standard input as Node makes `process.stdin` for a pipe or a socket (ssh gives its ProxyCommand
+ * pipes), but reading into the process's one read buffer (protocol/tcp-read-buffer.ts): Node's own
+ * allocates a new 64 KiB read slab for every keystroke read. A terminal or a file is not a socket
+ * (the constructor throws before anything is opened): then `process.stdin`, as it is.
+ */
+export function standardInput(fd = 0): NodeJS.ReadableStream {
+  try {
+    const options: SharedReadSocketOptions = { fd, readable: true, writable: false, onread: sharedReadBuffer(() => stdin) };
+    const stdin: net.Socket = new net.Socket(options);
+    return stdin;
+  } catch {
+    return process.stdin;
+  }
 }

@@ -1,4 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -6,7 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, WsDuplex, silentLogger } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/client.js';
 import { runServiceCli } from '../../service/cli.js';
-import { runConnect } from '../../service/connect.js';
+import { runConnect, standardInput } from '../../service/connect.js';
 import type { ServiceContext } from '../../service/context.js';
 import { runEcho } from '../../service/echo.js';
 import { runForward } from '../../service/forward-command.js';
@@ -138,6 +142,49 @@ describe('devstreams connect', () => {
     expect(await runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout })).toBe(0);
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
     expect(ctx.stderr).toEqual([]);
+  });
+
+  it('reads standard input that is a pipe into the shared read buffer: every byte of many small writes, then EOF', async () => {
+    // ssh gives its ProxyCommand pipes; a FIFO is one. Reader first (non-blocking), then the writer.
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-stdin-'));
+    const fifo = join(dir, 'in');
+    execFileSync('mkfifo', [fifo]);
+    const stdin = standardInput(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+    const writer = new net.Socket({ fd: openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK), readable: false, writable: true });
+    try {
+      expect(stdin).toBeInstanceOf(net.Socket);
+      expect(stdin).not.toBe(process.stdin);
+      await startHub();
+      const ctx = memoryContext();
+      const stdout = new PassThrough();
+      const chunks: Buffer[] = [];
+      stdout.on('data', (c: Buffer) => chunks.push(c));
+      const data = randomBytes(300_000);
+      for (let i = 0; i < data.length; ) {
+        const n = 1 + ((i * 7919) % 3000);
+        writer.write(data.subarray(i, i + n));
+        i += n;
+      }
+      writer.end();
+      expect(await runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout })).toBe(0);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    } finally {
+      writer.destroy();
+      (stdin as net.Socket).destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads standard input that is not a pipe or socket (a file, a terminal) as process.stdin', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-stdin-'));
+    writeFileSync(join(dir, 'f'), 'x');
+    const fd = openSync(join(dir, 'f'), 'r');
+    try {
+      expect(standardInput(fd)).toBe(process.stdin);
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 1 with the refusal line', async () => {
