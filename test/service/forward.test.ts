@@ -124,6 +124,24 @@ describe('Forwarder', () => {
     await expect(dial(port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it('aborts nothing once the stream is open: a client that leaves after that ends it through the bridge', async () => {
+    const { port } = await setup();
+    const signals: AbortSignal[] = [];
+    const open = client.openStream.bind(client);
+    vi.spyOn(client, 'openStream').mockImplementation((device, service, opts) => {
+      signals.push(opts!.signal!);
+      return open(device, service, opts);
+    });
+    const a = await dial(port);
+    const ra = readAll(a);
+    a.end('ping');
+    expect((await ra).toString()).toBe('ping');
+    a.destroy();
+    await vi.waitFor(() => expect(forwarder!.connections).toBe(0), { timeout: 5000 });
+    expect(signals).toHaveLength(1);
+    expect(signals[0]!.aborted).toBe(false);
+  });
+
   it('gives up on streams still being opened when stopped', async () => {
     const { port } = await setup();
     let asked!: () => void;
