@@ -1,6 +1,6 @@
 // Where the CPU per byte goes, process by process: devstreams (forward, hub, agent) or the minimal
 // wss tunnel (service side, relay, agent side), for one stream and for 8 streams, up and down.
-//   node bench/per-process.mjs devstreams|minimal [--mib 256] [--node-args "--max-semi-space-size=1"]
+//   node bench/per-process.mjs devstreams|minimal|minimal-mux [--mib 256] [--node-args "--max-semi-space-size=1"]
 //     [--agent-exe dist/bin/devstreams-linux-x64]   (devstreams' agent as the single executable)
 // Prints one line per transfer: MB/s and CPU ns/B of each of the three processes; then a 1-byte
 // ping-pong (10,000 round trips): RTT p50/p99 and CPU us per round trip of each process.
@@ -17,9 +17,9 @@ const j = process.argv.indexOf('--node-args');
 const nodeArgs = j > 0 ? process.argv[j + 1].split(' ').filter(Boolean) : [];
 const e = process.argv.indexOf('--agent-exe');
 const agentExe = e > 0 ? process.argv[e + 1] : undefined;
-const names = which === 'minimal' ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
+const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which === 'minimal' ? await startMinimal(target.port) : await startDevstreams(target.port, { nodeArgs, agentExe });
+const path = which.startsWith('minimal') ? await startMinimal(target.port, { mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });
 try {
   await load.download(path.port, 16 * MiB); // warm-up
   for (const streams of [1, 8]) {

@@ -1,7 +1,7 @@
 // A 1-byte ping-pong alone, for comparing builds (issue 6, figure 2): CPU per round trip of each
 // process of devstreams (forward, hub, agent) or of the minimal wss tunnel (service, relay, agent),
 // without the transfers that run before the ping-pong of bench/per-process.mjs and grow the heaps.
-//   node bench/ping-pong.mjs devstreams|minimal [--pings 20000] [--rounds 2] [--node-args "--cpu-prof ..."]
+//   node bench/ping-pong.mjs devstreams|minimal|minimal-mux [--pings 20000] [--rounds 2] [--node-args "--cpu-prof ..."]
 //   node bench/ping-pong.mjs devstreams --connect    (through `devstreams connect` over its stdin and
 //                                                     stdout, as ssh's ProxyCommand runs it)
 // 2,000 round trips warm up, then each round prints: RTT p50 and p99 (us), CPU us per round trip of
@@ -23,9 +23,9 @@ const pings = Number(opt('--pings', '20000'));
 const rounds = Number(opt('--rounds', '2'));
 const nodeArgs = opt('--node-args', '').split(' ').filter(Boolean);
 const viaConnect = process.argv.includes('--connect');
-const names = which === 'minimal' ? ['service', 'relay', 'agent'] : [viaConnect ? 'connect' : 'forward', 'hub', 'agent'];
+const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : [viaConnect ? 'connect' : 'forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which === 'minimal' ? await startMinimal(target.port, { nodeArgs }) : await startDevstreams(target.port, { nodeArgs });
+const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs });
 let child;
 try {
   let pids = path.pids;

@@ -1,7 +1,8 @@
 // Where the CPU of a stream set-up goes, process by process: the set-up rate series alone (N
 // streams, 50 in flight) through devstreams, with CPU time per set-up of forward, hub and agent.
-//   node bench/setup-profile.mjs [--streams 1000] [--cpu-prof DIR] [--node-args "..."] [--log-level warn] [--path minimal]
-// --path minimal profiles the minimal wss tunnel instead (service, relay, agent), the floor to compare with.
+//   node bench/setup-profile.mjs [--streams 1000] [--cpu-prof DIR] [--node-args "..."] [--log-level warn] [--path minimal|minimal-mux]
+// --path minimal profiles the minimal wss tunnel instead (service, relay, agent), the floor to compare with;
+// minimal-mux the floor of a multiplexed design (bench/lib/minimal-mux-tunnel.mjs).
 // With --cpu-prof, the three processes write V8 CPU profiles to DIR (see profile-summary.mjs).
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { cpuNs } from './lib/procs.mjs';
@@ -17,9 +18,10 @@ const profDir = arg('--cpu-prof');
 const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(arg('--node-args', '')).split(' ').filter(Boolean)];
 const target = await startTarget();
 const logLevel = arg('--log-level'); // the hub's and the agent's (info by default)
-const minimal = arg('--path', 'devstreams') === 'minimal';
+const which = arg('--path', 'devstreams');
+const minimal = which.startsWith('minimal');
 const path = minimal
-  ? await startMinimal(target.port, { nodeArgs })
+  ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' })
   : await startDevstreams(target.port, { nodeArgs, ...(logLevel ? { logLevel } : {}) });
 const names = minimal ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 try {

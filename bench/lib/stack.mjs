@@ -168,15 +168,16 @@ export async function startSocat(targetPort) {
 
 /**
  * The minimal Node tunnel of devstreams' shape (bench/lib/minimal-tunnel.mjs): the floor of what
- * Node, ws and TLS cost for these connections, with none of devstreams' checks.
+ * Node, ws and TLS cost for these connections, with none of devstreams' checks. With `mux`, the
+ * floor of a multiplexed design instead (bench/lib/minimal-mux-tunnel.mjs): one connection per side.
  */
-export async function startMinimal(targetPort, { nodeArgs = [] } = {}) {
+export async function startMinimal(targetPort, { nodeArgs = [], mux = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-minimal-'));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
     '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2']);
-  const script = join(ROOT, 'bench/lib/minimal-tunnel.mjs');
+  const script = join(ROOT, mux ? 'bench/lib/minimal-mux-tunnel.mjs' : 'bench/lib/minimal-tunnel.mjs');
   const relay = new Proc(node, [...nodeArgs, script, 'relay', cert, key], { name: 'min-relay' });
   const relayPort = Number((await relay.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
   const agent = new Proc(node, [...nodeArgs, script, 'agent', cert, String(relayPort), String(targetPort)], { name: 'min-agent' });
@@ -184,7 +185,7 @@ export async function startMinimal(targetPort, { nodeArgs = [] } = {}) {
   const service = new Proc(node, [...nodeArgs, script, 'service', cert, String(relayPort)], { name: 'min-service' });
   const port = Number((await service.waitFor((l) => l.startsWith('listening '))).split(' ')[1]);
   return {
-    name: 'minimal wss',
+    name: mux ? 'minimal wss mux' : 'minimal wss',
     port,
     pids: [service.pid, relay.pid, agent.pid],
     async stop() {
