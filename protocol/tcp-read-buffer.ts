@@ -21,11 +21,16 @@ export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
   return { buffer: READ_BUFFER, callback: (n, buf) => socket().push(Buffer.from(buf.subarray(0, n))) };
 }
 
-/** What `new net.Socket()` accepts beyond @types/node 20's typings: `onread`, a handle to wrap. */
+/**
+ * What `new net.Socket()` accepts beyond @types/node 20's typings: `onread`, a handle to wrap, and
+ * the two ways Node itself starts a socket without reading (a server's `pauseOnConnect`, and
+ * `manualStart` for `process.stdin`: no read until the first consumer asks).
+ */
 export interface SharedReadSocketOptions extends net.SocketConstructorOpts {
   onread: SharedRead;
   handle?: unknown;
   pauseOnCreate?: boolean;
+  manualStart?: boolean;
 }
 
 /**

@@ -39,7 +39,7 @@ export async function runConnect(
  */
 export function standardInput(fd = 0): NodeJS.ReadableStream {
   try {
-    const options: SharedReadSocketOptions = { fd, readable: true, writable: false, onread: sharedReadBuffer(() => stdin) };
+    const options: SharedReadSocketOptions = { fd, readable: true, writable: false, manualStart: true, onread: sharedReadBuffer(() => stdin) };
     const stdin: net.Socket = new net.Socket(options);
     return stdin;
   } catch {
