@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -6,6 +6,7 @@ import { StatusThrottle } from '../../agent/status-throttle.js';
 import { StreamTable } from '../../agent/stream-table.js';
 import { TargetDialer } from '../../agent/target-dialer.js';
 import { DevstreamsError } from '../../protocol/index.js';
+import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -29,31 +30,15 @@ describe('TargetDialer', () => {
     const sent = new Map<number, string>();
     const server = createServer((s) => {
       const data = randomBytes(4 * 1024 * 1024);
-      sent.set(s.remotePort!, createHash('sha256').update(data).digest('hex'));
-      for (let i = 0; i < data.length; ) {
-        const n = 1 + ((i * 7919) % 9000);
-        s.write(data.subarray(i, i + n));
-        i += n;
-      }
-      s.end();
+      sent.set(s.remotePort!, sha256(data));
+      writeInPieces(s, data);
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const dialer = new TargetDialer({ connectTimeoutMs: 2000 });
     const port = (server.address() as AddressInfo).port;
     const sockets = await Promise.all([dialer.dial('127.0.0.1', port), dialer.dial('127.0.0.1', port)]);
-    const digests = await Promise.all(
-      sockets.map(async (sock) => {
-        const h = createHash('sha256');
-        let bytes = 0;
-        sock.on('data', (d: Buffer) => {
-          h.update(d);
-          bytes += d.length;
-        });
-        await once(sock, 'end');
-        return { port: sock.localPort!, bytes, digest: h.digest('hex') };
-      }),
-    );
+    const digests = await Promise.all(sockets.map(async (sock) => ({ port: sock.localPort!, ...(await readToEnd(sock)) })));
     for (const d of digests) {
       expect(d.bytes).toBe(4 * 1024 * 1024);
       expect(d.digest).toBe(sent.get(d.port));
@@ -109,16 +94,7 @@ describe('TargetDialer', () => {
     // What the socket holds stays near its high-water mark; the rest waits in the sender.
     expect(sock.readableLength).toBeLessThanOrEqual(sock.readableHighWaterMark + 64 * 1024);
     expect(serverSide.writableLength).toBeGreaterThan(0);
-    const h = createHash('sha256');
-    let bytes = 0;
-    sock.on('data', (d: Buffer) => {
-      h.update(d);
-      bytes += d.length;
-    });
-    sock.resume();
-    await once(sock, 'end');
-    expect(bytes).toBe(data.length);
-    expect(h.digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(await readToEnd(sock)).toEqual({ bytes: data.length, digest: sha256(data) });
     sock.destroy();
     server.close();
   });

@@ -1,9 +1,32 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { DevstreamsError } from '../../protocol/index.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Writes `data` in writes of varying size (1 to 9,000 bytes), then ends `s`. */
+export function writeInPieces(s: Writable, data: Buffer): void {
+  for (let i = 0; i < data.length; ) {
+    const n = 1 + ((i * 7919) % 9000);
+    s.write(data.subarray(i, i + n));
+    i += n;
+  }
+  s.end();
+}
+
+/** Reads `s` (resuming it) to its end: how many bytes, and their SHA-256. */
+export async function readToEnd(s: Readable): Promise<{ bytes: number; digest: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  s.on('data', (d: Buffer) => {
+    h.update(d);
+    bytes += d.length;
+  });
+  s.resume();
+  await once(s, 'end');
+  return { bytes, digest: h.digest('hex') };
+}
 
 /** Writes `payload` (then EOF) in 64 KiB slices honouring backpressure, and collects everything that comes back until EOF. */
 export async function roundTrip(s: Duplex, payload: Buffer): Promise<Buffer> {

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { adoptAccepted } from '../../protocol/index.js';
+import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 const servers: Server[] = [];
 const sockets: Socket[] = [];
@@ -26,37 +27,19 @@ function dial(port: number): Promise<Socket> {
   return once(c, 'connect').then(() => c);
 }
 
-/** Writes `data` in writes of varying size, then ends. */
-function sendInPieces(s: Socket, data: Buffer): void {
-  for (let i = 0; i < data.length; ) {
-    const n = 1 + ((i * 7919) % 9000);
-    s.write(data.subarray(i, i + n));
-    i += n;
-  }
-  s.end();
-}
+/** Resolves once `cond()` holds (checked every 10 ms, for at most 5 s). */
+const until = (cond: () => boolean): Promise<void> => vi.waitFor(() => expect(cond()).toBe(true), { timeout: 5000, interval: 10 });
 
-async function readAll(s: Socket): Promise<{ bytes: number; digest: string }> {
-  const h = createHash('sha256');
-  let bytes = 0;
-  s.on('data', (d: Buffer) => {
-    h.update(d);
-    bytes += d.length;
+/** A server whose one accepted connection is adopted, a client connected to it, and the adopted socket. */
+async function adoptedPair(): Promise<{ server: Server; client: Socket; adopted: Socket }> {
+  let adopted: Socket | undefined;
+  const { server, port } = await listen((s) => {
+    adopted = adoptAccepted(s, { allowHalfOpen: true });
+    sockets.push(adopted);
   });
-  s.resume();
-  await once(s, 'end');
-  return { bytes, digest: h.digest('hex') };
-}
-
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Resolves once `cond()` holds, checking every 10 ms for at most `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  const client = await dial(port);
+  await until(() => adopted !== undefined);
+  return { server, client, adopted: adopted! };
 }
 
 describe('adoptAccepted', () => {
@@ -78,9 +61,9 @@ describe('adoptAccepted', () => {
 
     // Both read at once: a read not copied out of the shared buffer before the next shows as corrupt bytes.
     const data = clients.map(() => randomBytes(4 * 1024 * 1024));
-    clients.forEach((c, i) => sendInPieces(c, data[i]!));
+    clients.forEach((c, i) => writeInPieces(c, data[i]!));
     const byPort = new Map(clients.map((c, i) => [c.localPort, sha256(data[i]!)]));
-    const got = await Promise.all(adopted.map(readAll));
+    const got = await Promise.all(adopted.map(readToEnd));
     got.forEach((g, i) => {
       expect(g.bytes).toBe(4 * 1024 * 1024);
       expect(g.digest).toBe(byPort.get(adopted[i]!.remotePort));
@@ -96,14 +79,8 @@ describe('adoptAccepted', () => {
   });
 
   it('keeps the bytes of each read while they wait, unread, in the socket', async () => {
-    let adopted!: Socket;
-    const { port } = await listen((s) => {
-      adopted = adoptAccepted(s, { allowHalfOpen: true });
-      sockets.push(adopted);
-    });
-    const client = await dial(port);
+    const { client, adopted } = await adoptedPair();
     client.setNoDelay(true);
-    await until(() => adopted !== undefined);
     adopted.read(0); // start reading, as a pipe would, without taking anything
     // Twelve writes, each read on its own into the shared buffer before the next is sent: each must
     // have been copied out, or all twelve show the last read's bytes.
@@ -121,13 +98,7 @@ describe('adoptAccepted', () => {
   });
 
   it("takes the connection out of the server's count: close() completes while it still carries bytes", async () => {
-    let adopted!: Socket;
-    const { server, port } = await listen((s) => {
-      adopted = adoptAccepted(s, { allowHalfOpen: true });
-      sockets.push(adopted);
-    });
-    const client = await dial(port);
-    await until(() => adopted !== undefined);
+    const { server, client, adopted } = await adoptedPair();
     servers.splice(servers.indexOf(server), 1);
     await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
     const echoed = once(client, 'data');
@@ -138,22 +109,14 @@ describe('adoptAccepted', () => {
   });
 
   it('stops reading a connection nobody reads (backpressure), and loses nothing once read', async () => {
-    let adopted!: Socket;
-    const { port } = await listen((s) => {
-      adopted = adoptAccepted(s, { allowHalfOpen: true });
-      sockets.push(adopted);
-    });
-    const client = await dial(port);
-    await until(() => adopted !== undefined);
+    const { client, adopted } = await adoptedPair();
     const data = randomBytes(16 * 1024 * 1024);
     client.end(data);
     adopted.read(0); // start reading, as a pipe would, then take nothing
     await until(() => client.writableLength > 0 && adopted.readableLength > 0);
     // What the socket holds stays near its high-water mark; the rest waits in the sender.
     expect(adopted.readableLength).toBeLessThanOrEqual(adopted.readableHighWaterMark + 64 * 1024);
-    const got = await readAll(adopted);
-    expect(got.bytes).toBe(data.length);
-    expect(got.digest).toBe(sha256(data));
+    expect(await readToEnd(adopted)).toEqual({ bytes: data.length, digest: sha256(data) });
   });
 
   it('returns a connection that is already being read as it is', async () => {
