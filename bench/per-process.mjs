@@ -19,7 +19,7 @@ const e = process.argv.indexOf('--agent-exe');
 const agentExe = e > 0 ? process.argv[e + 1] : undefined;
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which.startsWith('minimal') ? await startMinimal(target.port, { mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });
+const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });
 try {
   await load.download(path.port, 16 * MiB); // warm-up
   for (const streams of [1, 8]) {

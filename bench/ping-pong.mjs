@@ -23,6 +23,7 @@ const pings = Number(opt('--pings', '20000'));
 const rounds = Number(opt('--rounds', '2'));
 const nodeArgs = opt('--node-args', '').split(' ').filter(Boolean);
 const viaConnect = process.argv.includes('--connect');
+if (viaConnect && which !== 'devstreams') throw new Error('--connect measures devstreams connect: use it with devstreams');
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : [viaConnect ? 'connect' : 'forward', 'hub', 'agent'];
 const target = await startTarget();
 const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs });
@@ -56,9 +57,10 @@ try {
     console.log(`${which}${viaConnect ? ' connect' : ''} ping-pong ${rtts.length}: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
   }
 } finally {
-  if (child) {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit');
     child.stdin.end(); // EOF: the stream ends cleanly and connect exits
-    await once(child, 'exit');
+    await exited;
   }
   await path.stop();
   await target.proc.stop();
