@@ -1,13 +1,13 @@
 import net from 'node:net';
 
 /**
- * One read buffer for the TCP sockets at the edges of the tunnel: the agent's target sockets and
- * `devstreams forward`'s client sockets. Node 24 reads a socket into a 64 KiB slab and, for the
- * small reads of an interactive session, allocated a new slab per read (gdb:
- * `node::StreamReadSlab::Allocate`): a 1-byte ping-pong made 25-50 MB/s of ArrayBuffers, and the
- * process spent a sixth of its CPU collecting them. Reads land here instead (one at a time: each is
- * copied out before the event loop runs the next) and only the bytes read are copied into the
- * socket's readable side, so `pipe`, 'data', 'end' and backpressure work as before.
+ * One read buffer for the sockets at the edges of the tunnel: the agent's target sockets,
+ * `devstreams forward`'s client sockets and `devstreams connect`'s standard input. Node 24 reads a
+ * socket into a 64 KiB slab and, for the small reads of an interactive session, allocated a new slab
+ * per read (gdb: `node::StreamReadSlab::Allocate`): a 1-byte ping-pong made 25-50 MB/s of
+ * ArrayBuffers, and the process spent a sixth of its CPU collecting them. Reads land here instead
+ * (one at a time: each is copied out before the event loop runs the next) and only the bytes read
+ * are copied into the socket's readable side, so `pipe`, 'data', 'end' and backpressure work as before.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
@@ -22,15 +22,21 @@ export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
 }
 
 /**
- * What `new net.Socket()` accepts beyond @types/node 20's typings: `onread`, a handle to wrap, and
- * the two ways Node itself starts a socket without reading (a server's `pauseOnConnect`, and
- * `manualStart` for `process.stdin`: no read until the first consumer asks).
+ * What `new net.Socket()` accepts beyond @types/node 20's typings: a handle to wrap, and the two
+ * ways Node itself starts a socket without reading (a server's `pauseOnConnect`, and `manualStart`
+ * for `process.stdin`: no read until the first consumer asks).
  */
-export interface SharedReadSocketOptions extends net.SocketConstructorOpts {
-  onread: SharedRead;
+export interface WrapSocketOptions extends net.SocketConstructorOpts {
   handle?: unknown;
   pauseOnCreate?: boolean;
   manualStart?: boolean;
+}
+
+/** `new net.Socket(options)` (an existing handle or descriptor) reading into the shared buffer. */
+export function sharedReadSocket(options: WrapSocketOptions): net.Socket {
+  const withRead: WrapSocketOptions & { onread: SharedRead } = { ...options, onread: sharedReadBuffer(() => socket) };
+  const socket = new net.Socket(withRead);
+  return socket;
 }
 
 /**
@@ -48,14 +54,5 @@ export function adoptAccepted(accepted: net.Socket, opts: { allowHalfOpen: boole
   if (!handle || handle.reading !== false || accepted.destroyed || accepted.readableLength > 0) return accepted;
   holder._handle = null;
   accepted.destroy();
-  const options: SharedReadSocketOptions = {
-    handle,
-    allowHalfOpen: opts.allowHalfOpen,
-    readable: true,
-    writable: true,
-    pauseOnCreate: true,
-    onread: sharedReadBuffer(() => socket),
-  };
-  const socket = new net.Socket(options);
-  return socket;
+  return sharedReadSocket({ handle, allowHalfOpen: opts.allowHalfOpen, readable: true, writable: true, pauseOnCreate: true });
 }

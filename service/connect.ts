@@ -1,6 +1,5 @@
-import net from 'node:net';
 import { Duplex } from 'node:stream';
-import { bridge, sharedReadBuffer, type SharedReadSocketOptions } from '../protocol/index.js';
+import { bridge, sharedReadSocket } from '../protocol/index.js';
 import { openOrReport, type ServiceContext } from './context.js';
 import { streamFailedLine } from './errors.js';
 
@@ -39,9 +38,7 @@ export async function runConnect(
  */
 export function standardInput(fd = 0): NodeJS.ReadableStream {
   try {
-    const options: SharedReadSocketOptions = { fd, readable: true, writable: false, manualStart: true, onread: sharedReadBuffer(() => stdin) };
-    const stdin: net.Socket = new net.Socket(options);
-    return stdin;
+    return sharedReadSocket({ fd, readable: true, writable: false, manualStart: true });
   } catch {
     return process.stdin;
   }
