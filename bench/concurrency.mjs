@@ -7,14 +7,11 @@ import './lib/shipped-runtime.mjs'; // first: re-runs this script under the ship
 import { rss } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
+import { option } from './lib/args.mjs';
 
 const which = process.argv[2] ?? 'devstreams';
-const opt = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : def;
-};
-const n = Number(opt('--streams', '1000'));
-const bytes = Number(opt('--bytes', '4096'));
+const n = Number(option('--streams', '1000'));
+const bytes = Number(option('--bytes', '4096'));
 const names = which === 'devstreams' ? ['forward', 'hub', 'agent'] : ['service', 'relay', 'agent'];
 const target = await startTarget();
 const path = which === 'devstreams' ? await startDevstreams(target.port) : await startMinimal(target.port, { mux: which === 'minimal-mux' });

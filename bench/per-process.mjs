@@ -9,14 +9,12 @@ import { cpuNs } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { MiB, pct } from './lib/stats.mjs';
+import { option } from './lib/args.mjs';
 
 const which = process.argv[2] ?? 'devstreams';
-const i = process.argv.indexOf('--mib');
-const mib = i > 0 ? Number(process.argv[i + 1]) : 256;
-const j = process.argv.indexOf('--node-args');
-const nodeArgs = j > 0 ? process.argv[j + 1].split(' ').filter(Boolean) : [];
-const e = process.argv.indexOf('--agent-exe');
-const agentExe = e > 0 ? process.argv[e + 1] : undefined;
+const mib = Number(option('--mib', '256'));
+const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
+const agentExe = option('--agent-exe');
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
 const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });

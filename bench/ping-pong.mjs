@@ -13,15 +13,12 @@ import { cpuNs } from './lib/procs.mjs';
 import { CLI, startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { pct } from './lib/stats.mjs';
+import { option } from './lib/args.mjs';
 
 const which = process.argv[2] ?? 'devstreams';
-const opt = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : def;
-};
-const pings = Number(opt('--pings', '20000'));
-const rounds = Number(opt('--rounds', '2'));
-const nodeArgs = opt('--node-args', '').split(' ').filter(Boolean);
+const pings = Number(option('--pings', '20000'));
+const rounds = Number(option('--rounds', '2'));
+const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
 const viaConnect = process.argv.includes('--connect');
 if (viaConnect && which !== 'devstreams') throw new Error('--connect measures devstreams connect: use it with devstreams');
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : [viaConnect ? 'connect' : 'forward', 'hub', 'agent'];

@@ -8,17 +8,14 @@ import './lib/shipped-runtime.mjs'; // first: re-runs this script under the ship
 import { cpuNs } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
+import { option } from './lib/args.mjs';
 
-const arg = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : def;
-};
-const streams = Number(arg('--streams', '1000'));
-const profDir = arg('--cpu-prof');
-const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(arg('--node-args', '')).split(' ').filter(Boolean)];
+const streams = Number(option('--streams', '1000'));
+const profDir = option('--cpu-prof');
+const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(option('--node-args', '')).split(' ').filter(Boolean)];
 const target = await startTarget();
-const logLevel = arg('--log-level'); // the hub's and the agent's (info by default)
-const which = arg('--path', 'devstreams');
+const logLevel = option('--log-level'); // the hub's and the agent's (info by default)
+const which = option('--path', 'devstreams');
 const minimal = which.startsWith('minimal');
 const path = minimal
   ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' })

@@ -12,22 +12,16 @@
 //   node bench/lib/minimal-mux-tunnel.mjs service CA RELAY_PORT     -> "listening PORT"
 import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { WebSocket, WebSocketServer } from 'ws';
+import { forward, setUpProcess, wsOptions } from './minimal-common.mjs';
 
-const HIGH_WATER = 1 << 20; // the connection's backpressure, as in the minimal tunnel
 const WINDOW = 1 << 20; // bytes a stream may have in flight unacknowledged
 const CREDIT_EVERY = WINDOW / 4; // a receiver acknowledges consumed bytes in batches of this
 const OPEN = 1, OPENED = 2, DATA = 3, END = 4, CLOSE = 5, CREDIT = 6;
 
 const [role, ...args] = process.argv.slice(2);
-if ((role === 'relay' || role === 'service') && Number(process.versions.v8.split('.')[0]) >= 13) {
-  setFlagsFromString('--external-memory-accounted-in-global-limit');
-}
-const wsOptions = (ca) => ({ secureContext: tls.createSecureContext({ ca: readFileSync(ca) }), perMessageDeflate: false });
-process.on('SIGTERM', () => process.exit(0));
+setUpProcess(role);
 
 function frame(type, id, payload) {
   const b = Buffer.allocUnsafe(5 + (payload ? payload.length : 0));
@@ -93,16 +87,6 @@ class Mux {
       st.onOpened?.();
     }
   }
-}
-
-/** Messages of `a` sent on `b`, pausing `a` while `b` has more than HIGH_WATER unsent. */
-function forward(a, b) {
-  a.on('message', (d) => {
-    b.send(d, { binary: true }, () => {
-      if (a.isPaused && b.bufferedAmount < HIGH_WATER) a.resume();
-    });
-    if (b.bufferedAmount >= HIGH_WATER) a.pause();
-  });
 }
 
 if (role === 'relay') {

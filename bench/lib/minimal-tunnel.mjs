@@ -11,19 +11,12 @@
 //   node bench/lib/minimal-tunnel.mjs service CA RELAY_PORT    -> "listening PORT"
 import https from 'node:https';
 import net from 'node:net';
-import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { WebSocket, WebSocketServer } from 'ws';
+import { HIGH_WATER, forward, setUpProcess, wsOptions } from './minimal-common.mjs';
 
-const HIGH_WATER = 1 << 20;
 const [role, ...args] = process.argv.slice(2);
-// The same garbage-collection setting as devstreams' hub and service side (protocol/gc-tuning.ts),
-// so that the floor is measured on equal terms; the agent side keeps V8's default, like the agent.
-if ((role === 'relay' || role === 'service') && Number(process.versions.v8.split('.')[0]) >= 13) {
-  setFlagsFromString('--external-memory-accounted-in-global-limit');
-}
-const wsOptions = (ca) => ({ secureContext: tls.createSecureContext({ ca: readFileSync(ca) }), perMessageDeflate: false });
+setUpProcess(role);
 
 /** WebSocket <-> TCP socket, both ways, with backpressure; either end closing closes the other. */
 function bridge(ws, sock) {
@@ -44,19 +37,6 @@ function bridge(ws, sock) {
   ws.on('close', () => sock.end());
   ws.on('error', () => sock.destroy());
 }
-
-/** Messages of `a` sent on `b`, pausing `a` while `b` has more than HIGH_WATER unsent. */
-function forward(a, b) {
-  a.on('message', (d, binary) => {
-    b.send(d, { binary }, () => {
-      if (a.isPaused && b.bufferedAmount < HIGH_WATER) a.resume();
-    });
-    if (b.bufferedAmount >= HIGH_WATER) a.pause();
-  });
-}
-
-// A clean exit on SIGTERM, so that --cpu-prof (bench/per-process.mjs --node-args) writes its profile.
-process.on('SIGTERM', () => process.exit(0));
 
 if (role === 'relay') {
   const [cert, key] = args;
