@@ -4,7 +4,6 @@
 //   node bench/concurrency.mjs devstreams|minimal|minimal-mux [--streams 1000] [--bytes 4096]
 // minimal-mux is the floor of a multiplexed design (bench/lib/minimal-mux-tunnel.mjs).
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
-import { rss } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { option } from './lib/args.mjs';
@@ -16,13 +15,7 @@ const names = which === 'devstreams' ? ['forward', 'hub', 'agent'] : ['service',
 const target = await startTarget();
 const path = which === 'devstreams' ? await startDevstreams(target.port) : await startMinimal(target.port, { mux: which === 'minimal-mux' });
 try {
-  await load.setupTimes(path.port, 20); // one-time costs (code, TLS sessions) out of the way
-  await new Promise((r) => setTimeout(r, 3000));
-  const before = path.pids.map(rss);
-  let peak;
-  const failed = await load.concurrent(path.port, n, bytes, async () => {
-    peak = path.pids.map(rss);
-  });
+  const { failed, before, peak } = await load.openAtOnce(path, n, bytes);
   const per = names.map((name, k) => `${name} ${(before[k] / 1e6).toFixed(1)} -> ${(peak[k] / 1e6).toFixed(1)} MB (${((peak[k] - before[k]) / n / 1e3).toFixed(1)} KB per stream)`);
   console.log(`${which}: ${n} streams open at once, ${failed} failed; ${per.join('; ')}`);
 } finally {

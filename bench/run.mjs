@@ -105,13 +105,9 @@ try {
     log(`devstreams: ${C.concurrent} concurrent streams (fresh hub, agent and forward)`);
     const cs = await startDevstreams(target.port);
     try {
-      await load.setupTimes(cs.port, 20); // the first streams' one-time costs (code, TLS sessions) out of the way
-      await new Promise((r) => setTimeout(r, 3000));
-      const before = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
-      let peak;
-      const failed = await load.concurrent(cs.port, C.concurrent, C.checkBytes, async () => {
-        peak = { agent: rss(cs.agent.pid), hub: rss(cs.hub.pid), forward: rss(cs.forward.pid) };
-      });
+      const m = await load.openAtOnce(cs, C.concurrent, C.checkBytes);
+      const byName = ([forward, hub, agent]) => ({ agent, hub, forward }); // in the order of cs.pids
+      const [failed, before, peak] = [m.failed, byName(m.before), byName(m.peak)];
       // Why streams failed, from the three processes' warning and error lines.
       const why = {};
       for (const [who, proc] of [['forward', cs.forward], ['hub', cs.hub], ['agent', cs.agent]]) {

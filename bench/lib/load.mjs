@@ -3,6 +3,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
+import { rss } from './procs.mjs';
 
 const now = () => performance.now();
 
@@ -202,4 +203,20 @@ export async function concurrent(port, n, bytes, atPeak) {
   for (const c of conns) c.s.end();
   await Promise.all(conns.map((c) => c.ended));
   return conns.filter((c) => !c.check()).length;
+}
+
+/**
+ * Memory per open stream (issue 6, figure 5): 20 streams first, to get one-time costs (code, TLS
+ * sessions) out of the way, 3 s to settle, then `n` checked streams open at once (`concurrent`).
+ * Returns the failures and the RSS of each of `path.pids` before and with all `n` open.
+ */
+export async function openAtOnce(path, n, bytes) {
+  await setupTimes(path.port, 20);
+  await new Promise((r) => setTimeout(r, 3000));
+  const before = path.pids.map(rss);
+  let peak;
+  const failed = await concurrent(path.port, n, bytes, async () => {
+    peak = path.pids.map(rss);
+  });
+  return { failed, before, peak };
 }
