@@ -4,7 +4,7 @@ import { Duplex, Writable } from 'node:stream';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer, createWebSocketStream } from 'ws';
-import { coalesceCorkedWrites } from '../../protocol/index.js';
+import { MAX_COALESCED_BYTES, coalesceCorkedWrites } from '../../protocol/index.js';
 
 const publish = {
   cmd: 'publish' as const,
@@ -93,6 +93,37 @@ describe('coalesceCorkedWrites', () => {
     const got = await Promise.all(results);
     expect(got.every((e) => e instanceof Error)).toBe(true);
     expect(seen.at(-1)!.toString()).toBe('xy');
+  });
+
+  it('never joins a burst into a message larger than MAX_COALESCED_BYTES: 1,000 packets written behind a slow write arrive intact', async () => {
+    const { stream, messages } = await wsStreamPair();
+    coalesceCorkedWrites(stream);
+    const want = mqttPacket.generate(publish);
+    // As an agent answering 1,000 stream requests at once: everything written while the first
+    // write is in progress is handed to _writev together.
+    for (let i = 0; i < 1000; i++) mqttPacket.writeToStream(publish, stream);
+    while (Buffer.concat(messages).length < want.length * 1000) await new Promise((r) => setTimeout(r, 5));
+    expect(Math.max(...messages.map((m) => m.length))).toBeLessThanOrEqual(MAX_COALESCED_BYTES);
+    expect(messages.length).toBeLessThan(100); // still joined, not a message per piece
+    expect(Buffer.compare(Buffer.concat(messages), Buffer.concat(Array.from({ length: 1000 }, () => want)))).toBe(0);
+  });
+
+  it('cuts a joined write larger than its limit into pieces, in order, with one callback at the end', async () => {
+    const seen: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        seen.push(chunk);
+        setImmediate(cb);
+      },
+    });
+    coalesceCorkedWrites(sink, 10);
+    sink.cork();
+    sink.write('abcdefgh');
+    sink.write('ijklmnop');
+    const done = new Promise((r) => sink.write('qrstuvwxyz', r));
+    process.nextTick(() => sink.uncork());
+    expect(await done).toBeFalsy();
+    expect(seen.map((b) => b.toString())).toEqual(['abcdefghij', 'klmnopqrst', 'uvwxyz']);
   });
 
   it('leaves a stream that has its own _writev (a TCP or TLS socket) as it is', () => {
