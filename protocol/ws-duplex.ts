@@ -1,7 +1,8 @@
 import { Duplex } from 'node:stream';
-import type { ClientOptions, WebSocket } from 'ws';
+import type { ClientOptions } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { LIMITS } from './limits.js';
+import type { MessageSocket } from './message-socket.js';
 
 /**
  * Stream framing on a WebSocket (both legs, device and service, through the relay):
@@ -45,13 +46,13 @@ export function errorCodeOfClose(wsCode: number): ErrorCode {
 export class WsDuplex extends Duplex {
   bytesIn = 0;
   bytesOut = 0;
-  private readonly ws: WebSocket;
+  private readonly ws: MessageSocket;
   private readonly highWaterMark: number;
   private paused = false;
   private eofSent = false;
   private eofReceived = false;
 
-  constructor(ws: WebSocket, highWaterMark: number = LIMITS.wsHighWaterMark) {
+  constructor(ws: MessageSocket, highWaterMark: number = LIMITS.wsHighWaterMark) {
     // Received bytes the reader has not taken yet: at most READ_BUFFER_BYTES before the WebSocket
     // (and so its TCP socket) is paused, the rest waits in kernel buffers.
     super({ allowHalfOpen: true, readableHighWaterMark: Math.min(highWaterMark, READ_BUFFER_BYTES), writableHighWaterMark: 64 * 1024 });

@@ -1,0 +1,277 @@
+import { EventEmitter } from 'node:events';
+import { DevstreamsError, ERRORS } from './errors.js';
+import { LIMITS } from './limits.js';
+import type { MessageSocket } from './message-socket.js';
+import { MUX, MUX_ABORT_CODE, MUX_WINDOW_BYTES, encodeAccept, encodeClose, encodeCredit, encodeData } from './mux-frames.js';
+
+/** What a channel needs of its connection. */
+export interface ChannelLink {
+  /** Sends one frame on the connection; `cb` once it is written out (or failed). */
+  write(frame: Buffer, cb?: (err?: Error) => void): void;
+  /** The channel has closed both ways: its id is free. */
+  release(id: number): void;
+}
+
+type Outgoing = { kind: 'data' | 'text' | 'close'; frame: Buffer; bytes: number; cb: ((err?: Error) => void) | undefined };
+type Incoming = { kind: 'message'; data: Buffer; isBinary: boolean } | { kind: 'close'; code: number; reason: string };
+
+/** A peer that never answers a CLOSE: the channel is given up after this long (ws waits 30 s). */
+const CLOSE_TIMEOUT_MS = 30_000;
+/** Text messages a paused channel holds before it treats its peer as misbehaving. */
+const MAX_HELD_TEXT = 16;
+
+/**
+ * One stream on a multiplexed connection, with the semantics of a per-stream WebSocket
+ * (protocol/message-socket.ts): WsDuplex and the relay carry it unchanged. Flow control is per
+ * channel: DATA is sent while less than MUX_WINDOW_BYTES is unacknowledged, the rest waits here
+ * (counted in `bufferedAmount`), and received bytes are acknowledged (CREDIT) as they are emitted,
+ * so a paused channel stops its sender within a window without holding up the connection's other
+ * channels. Text and CLOSE frames keep their place behind waiting data.
+ */
+export class MuxChannel extends EventEmitter implements MessageSocket {
+  readonly CONNECTING = 0 as const;
+  readonly OPEN = 1 as const;
+  readonly CLOSING = 2 as const;
+  readonly CLOSED = 3 as const;
+  readonly id: number;
+  binaryType = 'nodebuffer';
+  private state: 0 | 1 | 2 | 3 = 0;
+  private paused = false;
+  private readonly link: ChannelLink;
+  /** DATA bytes sent and not yet acknowledged by the peer. */
+  private inFlight = 0;
+  private readonly outbox: Outgoing[] = [];
+  private queuedBytes = 0;
+  /** DATA bytes handed to the connection whose write has not completed. */
+  private unflushed = 0;
+  private readonly inbox: Incoming[] = [];
+  private heldText = 0;
+  private draining = false;
+  /** DATA bytes received and not yet acknowledged; emitted and not yet acknowledged. */
+  private unackedIn = 0;
+  private consumed = 0;
+  private closeSent = false;
+  private closeWritten = false;
+  private closeReceived: { code: number; reason: string } | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+
+  constructor(link: ChannelLink, id: number) {
+    super();
+    this.link = link;
+    this.id = id;
+  }
+
+  get readyState(): number {
+    return this.state;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  get bufferedAmount(): number {
+    return this.queuedBytes + this.unflushed;
+  }
+
+  /** Hub side: the ATTACH or OPEN was accepted (for `streamId`); the channel is open. */
+  accept(streamId?: string): void {
+    if (this.state !== 0) return;
+    this.state = 1;
+    this.link.write(encodeAccept(this.id, streamId));
+  }
+
+  /** Hub side: the ATTACH was refused with this close code; the channel is gone. */
+  refuse(code: number, reason: string): void {
+    if (this.state === 3) return;
+    this.link.write(encodeClose(this.id, code, reason));
+    this.finish(code, reason);
+  }
+
+  /** Client side: the hub accepted the ATTACH. */
+  opened(): void {
+    if (this.state === 0) this.state = 1;
+  }
+
+  send(data: Buffer | string, options: { binary: boolean }, cb?: (err?: Error) => void): void {
+    if (this.state !== 1) {
+      if (cb) process.nextTick(cb, new DevstreamsError('PEER_GONE', 'stream is closed'));
+      return;
+    }
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    if (!options.binary) {
+      if (buf.length > LIMITS.maxControlFrameBytes) {
+        // The peer would take the TEXT frame for a malformed connection and end all its channels;
+        // a per-stream peer ends just this stream with 1009 (WsDuplex), and so does this.
+        this.close(ERRORS.PAYLOAD_TOO_LARGE.ws, 'control message too large');
+        if (cb) process.nextTick(cb, new DevstreamsError('PAYLOAD_TOO_LARGE', 'control message too large'));
+        return;
+      }
+      return this.enqueue({ kind: 'text', frame: encodeData(MUX.TEXT, this.id, buf), bytes: 0, cb });
+    }
+    // A DATA frame carries at most LIMITS.maxDataFrameBytes (the peer takes a larger one for a
+    // malformed connection): a larger message goes as several, with `cb` on the last.
+    let off = 0;
+    for (; buf.length - off > LIMITS.maxDataFrameBytes; off += LIMITS.maxDataFrameBytes) {
+      const part = buf.subarray(off, off + LIMITS.maxDataFrameBytes);
+      this.enqueue({ kind: 'data', frame: encodeData(MUX.DATA, this.id, part), bytes: part.length, cb: undefined });
+    }
+    const last = buf.subarray(off);
+    this.enqueue({ kind: 'data', frame: encodeData(MUX.DATA, this.id, last), bytes: last.length, cb });
+  }
+
+  close(code?: number, reason = ''): void {
+    if (this.state === 3 || this.closeSent) return;
+    if (this.state === 0) return this.terminate();
+    this.state = 2;
+    this.closeSent = true;
+    this.enqueue({ kind: 'close', frame: encodeClose(this.id, code ?? 1005, reason), bytes: 0, cb: undefined });
+    this.closeTimer ??= setTimeout(() => this.terminate(), CLOSE_TIMEOUT_MS).unref();
+  }
+
+  /** Ends the channel at once: the peer sees 1006, as if the connection had been lost. */
+  terminate(): void {
+    if (this.state === 3) return;
+    this.link.write(encodeClose(this.id, MUX_ABORT_CODE, ''));
+    this.finish(MUX_ABORT_CODE, '');
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    if (this.inbox.length > 0 && !this.draining) {
+      this.draining = true;
+      process.nextTick(() => this.drainInbox());
+    }
+  }
+
+  /** A frame for this channel arrived (the connection decoded it). */
+  receive(kind: 'data' | 'text', data: Buffer): void {
+    if (this.state === 3 || this.closeReceived) return;
+    if (kind === 'data') {
+      this.unackedIn += data.length;
+      // The sender may start one frame below the window: anything past that breaks flow control.
+      if (this.unackedIn > 2 * MUX_WINDOW_BYTES) return this.fail('flow-control window exceeded');
+    } else if (this.paused && ++this.heldText > MAX_HELD_TEXT) {
+      return this.fail('too many control messages held');
+    }
+    this.deliver({ kind: 'message', data, isBinary: kind === 'data' });
+  }
+
+  /** The peer acknowledged `bytes` of our DATA. */
+  credit(bytes: number): void {
+    if (this.state === 3) return;
+    if (bytes > this.inFlight) return this.fail('credit for more bytes than were sent');
+    this.inFlight -= bytes;
+    this.flushOutbox();
+  }
+
+  /** The peer closed (or refused, or aborted) the channel. */
+  peerClosed(code: number, reason: string): void {
+    if (this.state === 3) return;
+    if (code === MUX_ABORT_CODE) return this.finish(MUX_ABORT_CODE, '');
+    if (this.state === 0) return this.finish(code, reason); // a refused ATTACH: no answer
+    if (this.closeReceived) return;
+    this.deliver({ kind: 'close', code, reason });
+  }
+
+  /** The connection is gone: the channel ends as a per-stream WebSocket whose TCP connection dropped. */
+  lost(code = MUX_ABORT_CODE, reason = ''): void {
+    this.finish(code, reason);
+  }
+
+  private enqueue(out: Outgoing): void {
+    this.outbox.push(out);
+    this.queuedBytes += out.bytes;
+    this.flushOutbox();
+  }
+
+  private flushOutbox(): void {
+    while (this.outbox.length > 0 && this.state !== 3) {
+      const out = this.outbox[0]!;
+      if (out.kind === 'data' && this.inFlight >= MUX_WINDOW_BYTES) return;
+      this.outbox.shift();
+      this.queuedBytes -= out.bytes;
+      if (out.kind === 'close') {
+        this.closeWritten = true;
+        this.link.write(out.frame);
+        this.finishIfClosed();
+        continue;
+      }
+      this.inFlight += out.bytes;
+      this.unflushed += out.bytes;
+      const cb = out.cb;
+      const bytes = out.bytes;
+      this.link.write(out.frame, (err) => {
+        this.unflushed -= bytes;
+        cb?.(err);
+      });
+    }
+  }
+
+  private deliver(item: Incoming): void {
+    if (this.paused || this.inbox.length > 0) {
+      this.inbox.push(item);
+      return;
+    }
+    this.emitIncoming(item);
+  }
+
+  private drainInbox(): void {
+    this.draining = false;
+    while (!this.paused && this.inbox.length > 0 && this.state !== 3) this.emitIncoming(this.inbox.shift()!);
+  }
+
+  private emitIncoming(item: Incoming): void {
+    if (item.kind === 'close') {
+      this.closeReceived = { code: item.code, reason: item.reason };
+      if (!this.closeSent) {
+        // Answered as ws answers a close: the same code, after whatever this side still has queued.
+        this.state = 2;
+        this.closeSent = true;
+        // The answer may wait behind data the peer never credits (a peer that gave up without a
+        // handshake): given up after the close timeout, as ws does and as close() does.
+        this.closeTimer ??= setTimeout(() => this.terminate(), CLOSE_TIMEOUT_MS).unref();
+        this.enqueue({ kind: 'close', frame: encodeClose(this.id, item.code, ''), bytes: 0, cb: undefined });
+      }
+      this.finishIfClosed();
+      return;
+    }
+    if (item.isBinary) {
+      this.consumed += item.data.length;
+      if (this.consumed >= MUX_WINDOW_BYTES / 4) {
+        this.link.write(encodeCredit(this.id, this.consumed));
+        this.unackedIn -= this.consumed;
+        this.consumed = 0;
+      }
+    } else if (this.heldText > 0) {
+      this.heldText--;
+    }
+    this.emit('message', item.data, item.isBinary);
+  }
+
+  private finishIfClosed(): void {
+    if (this.closeWritten && this.closeReceived) this.finish(this.closeReceived.code, this.closeReceived.reason);
+  }
+
+  private fail(reason: string): void {
+    this.link.write(encodeClose(this.id, ERRORS.BAD_REQUEST.ws, reason));
+    this.finish(ERRORS.BAD_REQUEST.ws, reason);
+  }
+
+  private finish(code: number, reason: string): void {
+    if (this.state === 3) return;
+    this.state = 3;
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.inbox.length = 0;
+    const dropped = this.outbox.splice(0);
+    this.queuedBytes = 0;
+    this.link.release(this.id);
+    const err = new DevstreamsError('PEER_GONE', 'stream is closed');
+    for (const out of dropped) out.cb?.(err);
+    // Later, as ws emits it: callers close a leg and go on before they hear of it.
+    process.nextTick(() => this.emit('close', code, Buffer.from(reason)));
+  }
+}
