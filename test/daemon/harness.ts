@@ -65,10 +65,17 @@ export class DaemonStack {
     return this.hub;
   }
 
-  /** Starts the agent (extra environment optional, or a command prefix like `ip netns exec NS`) and waits for "agent connected". */
+  /**
+   * Starts the agent (extra environment optional) and, with `wait`, waits until the hub has the device
+   * online. The agent's "agent connected" line alone is not enough: it is written while the online
+   * status is still on its way to the hub (mqtt.js sends it on the next tick), so a stream opened
+   * right after the line can still be refused 503 DEVICE_OFFLINE on a loaded machine.
+   */
   async startAgent(env: NodeJS.ProcessEnv = {}, wait = true): Promise<CliProcess> {
     this.agent = new CliProcess(['agent', '--config', this.agentYaml], env);
-    if (wait) await this.agent.waitForLog('agent connected', {}, 60_000); // generous: a loaded CI machine
+    if (!wait) return this.agent;
+    await this.agent.waitForLog('agent connected', {}, 60_000); // generous: a loaded CI machine
+    await this.waitForDevice(true);
     return this.agent;
   }
 
