@@ -135,8 +135,17 @@ export const HubConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
-  /** Stream WebSockets: a ping every pingIntervalMs; a leg silent for a whole interval is dropped (0: off). */
-  relay: z.strictObject({ pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000) }).prefault({}),
+  /**
+   * Stream WebSockets: a ping every pingIntervalMs; a leg silent for a whole interval is dropped
+   * (0: off). multiplex: offer devices one connection for all their streams (docs/MULTIPLEXING.md);
+   * false leaves only per-stream WebSockets, which agents then fall back to.
+   */
+  relay: z
+    .strictObject({
+      pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
+      multiplex: z.boolean().default(true),
+    })
+    .prefault({}),
   /** Stream history: an embedded SQLite file, retention by age and count (docs/ARCHITECTURE.md, stream history). */
   history: z
     .strictObject({

@@ -16,6 +16,7 @@ import { ObserveRoutes } from './observe-routes.js';
 import { DeviceRegistry } from './registry.js';
 import { ServiceTokens } from './service-tokens.js';
 import { Relay } from './relay.js';
+import { RelayMux } from './relay-mux.js';
 import { StreamConnect } from './stream-connect.js';
 import { HubServer } from './server.js';
 import { StreamLog } from './stream-log.js';
@@ -54,6 +55,8 @@ export class Hub {
   readonly metrics: HubMetrics;
   readonly health: Health;
   readonly relay: Relay;
+  /** Devices' multiplexed connections; null when config.relay.multiplex is off. Stops after the relay. */
+  readonly relayMux: RelayMux | null;
   readonly streams: StreamRequests;
   readonly api: Api;
   readonly server: HubServer;
@@ -134,12 +137,25 @@ export class Hub {
       log,
       authFailure: () => this.metrics.authFailure('api'),
     });
-    this.server = new HubServer({ config, api: this.api, relay: this.relay, connect, broker: this.broker, log });
+    this.relayMux = config.relay.multiplex
+      ? new RelayMux({
+          relay: this.relay,
+          registry: this.registry,
+          tokens: this.tokens,
+          streams: this.streams,
+          limits,
+          maxTokenTtlSec: config.deviceAuth.maxTokenTtlSeconds,
+          pingIntervalMs: config.relay.pingIntervalMs,
+          log,
+          events: { refused: (code, side) => code === 'UNAUTHORIZED' && this.metrics.authFailure(side === 'device' ? 'relay' : 'api') },
+        })
+      : null;
+    this.server = new HubServer({ config, api: this.api, relay: this.relay, relayMux: this.relayMux, connect, broker: this.broker, log });
     const hubAccount =
       external && config.mqtt?.accounts === 'mosquitto-dynsec'
         ? [new MosquittoAccounts({ bus: external, registry: this.registry, username: config.mqtt.username, log })]
         : [];
-    this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, this.presence, this.streams, this.relay, this.api, this.server];
+    this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, this.presence, this.streams, ...(this.relayMux ? [this.relayMux] : []), this.relay, this.api, this.server];
   }
 
   /** The public https URL, with the real port once started. */

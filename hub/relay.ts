@@ -12,6 +12,8 @@ import {
   errorCodeOfClose,
   type ErrorCode,
   type Logger,
+  type MessageSocket,
+  type MuxChannel,
   type StreamRecord,
 } from '../protocol/index.js';
 import { refuseUpgrade } from './http-util.js';
@@ -118,18 +120,48 @@ export class Relay {
    * its caller has checked the WebSocket headers and the subprotocol.
    */
   join(streamId: string, token: string, req: IncomingMessage, socket: Duplex, head: Buffer, onAccepted?: () => void): void {
-    if (this.stopping) return void this.refuse(socket, streamId, 'SHUTTING_DOWN', 'the hub is shutting down');
-    const hit = this.table.byToken(token);
-    if (!hit || hit.stream.id !== streamId) return void this.refuse(socket, streamId, 'UNAUTHORIZED', 'token is not valid for this stream');
-    const { stream, role } = hit;
-    if (stream.used[role]) return void this.refuse(socket, streamId, 'TOKEN_USED', `the ${role} token of this stream was already used`);
-    if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
-      return void this.refuse(socket, streamId, 'STREAM_EXPIRED', 'the stream has ended or passed its deadline');
-    }
-    stream.used[role] = true;
+    const claim = this.claim(streamId, token);
+    if ('code' in claim) return void this.refuse(socket, streamId, claim.code, claim.reason);
     onAccepted?.();
     this.joining.set(req, streamId);
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(stream, role, ws));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.attach(claim.stream, claim.role, ws, true));
+  }
+
+  /**
+   * Joins a channel of a multiplexed connection (hub/relay-mux.ts) to `streamId` as the `only.role`
+   * side, with the same checks as a per-stream upgrade and one more: the token must be of that
+   * role (and, for a device's connection, of a stream of that device). Accepts or refuses it.
+   */
+  attachChannel(channel: MuxChannel, streamId: string, token: string, only: { role: Role; device?: string }): void {
+    const claim = this.claim(streamId, token, only);
+    if ('code' in claim) {
+      this.log.warn({ streamId: streamId.slice(0, 22), ...only, code: claim.code, reason: claim.reason }, 'relay attach refused');
+      this.events.refused?.(claim.code);
+      return channel.refuse(ERRORS[claim.code].ws, claim.reason);
+    }
+    channel.accept(claim.stream.id);
+    this.attach(claim.stream, claim.role, channel, false);
+  }
+
+  /** Spends a stream token for `streamId`, or says why it cannot be used. */
+  private claim(
+    streamId: string,
+    token: string,
+    only?: { role: Role; device?: string },
+  ): { stream: StreamEntry; role: Role } | { code: ErrorCode; reason: string } {
+    if (this.stopping) return { code: 'SHUTTING_DOWN', reason: 'the hub is shutting down' };
+    const hit = this.table.byToken(token);
+    if (!hit || hit.stream.id !== streamId) return { code: 'UNAUTHORIZED', reason: 'token is not valid for this stream' };
+    const { stream, role } = hit;
+    if (only && (role !== only.role || (only.device !== undefined && stream.device !== only.device))) {
+      return { code: 'UNAUTHORIZED', reason: `token is not a ${only.role} token${only.device !== undefined ? " of a stream of this connection's device" : ''}` };
+    }
+    if (stream.used[role]) return { code: 'TOKEN_USED', reason: `the ${role} token of this stream was already used` };
+    if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
+      return { code: 'STREAM_EXPIRED', reason: 'the stream has ended or passed its deadline' };
+    }
+    stream.used[role] = true;
+    return { stream, role };
   }
 
   /**
@@ -151,11 +183,12 @@ export class Relay {
     return true;
   }
 
-  private attach(s: StreamEntry, role: Role, ws: WebSocket): void {
+  /** `ownSocket`: the leg is a WebSocket of its own (a channel shares its connection's heartbeat). */
+  private attach(s: StreamEntry, role: Role, ws: MessageSocket, ownSocket: boolean): void {
     const log = this.log.child({ stream: s.id, device: s.device, service: s.service, role });
     const leg: Leg = { role, ws, backpressured: false, closed: false };
     ws.on('error', (err) => log.debug({ err: err.message }, 'relay socket error'));
-    startHeartbeat(ws, this.pingIntervalMs);
+    if (ownSocket) startHeartbeat(ws as WebSocket, this.pingIntervalMs);
     if (s.state === 'ended') {
       closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, 'the stream has ended');
       return;
@@ -297,7 +330,7 @@ export class Relay {
 }
 
 /** Resolves when the socket closes; a peer that does not answer the close within 2 s is cut off. */
-function waitClosed(ws: WebSocket): Promise<void> {
+function waitClosed(ws: MessageSocket): Promise<void> {
   return new Promise((resolve) => {
     if (ws.readyState === ws.CLOSED) return resolve();
     const timer = setTimeout(() => ws.terminate(), 2000);

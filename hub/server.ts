@@ -14,6 +14,7 @@ import { answerClientError } from './client-error.js';
 import { refuseUpgrade } from './http-util.js';
 import { MqttPacketGuard } from './mqtt-packet-guard.js';
 import type { Relay } from './relay.js';
+import type { RelayMux } from './relay-mux.js';
 import type { StreamConnect } from './stream-connect.js';
 import { upgradeProblem } from './upgrade-check.js';
 
@@ -35,6 +36,7 @@ export class HubServer {
   private readonly api: Api;
   private readonly connect: StreamConnect;
   private readonly relay: Relay;
+  private readonly relayMux: RelayMux | null;
   private readonly broker: Broker;
   private readonly log: Logger;
   private readonly mqttWss: WebSocketServer;
@@ -53,6 +55,8 @@ export class HubServer {
     config: ServerConfig;
     api: Api;
     relay: Relay;
+    /** Devices' multiplexed connections, when offered. */
+    relayMux?: RelayMux | null;
     /** The open-and-connect upgrade (service token; joins the stream it opens). */
     connect: StreamConnect;
     broker: Broker;
@@ -61,6 +65,7 @@ export class HubServer {
     this.config = opts.config;
     this.api = opts.api;
     this.relay = opts.relay;
+    this.relayMux = opts.relayMux ?? null;
     this.connect = opts.connect;
     this.broker = opts.broker;
     this.log = opts.log.child({ component: 'server' });
@@ -168,6 +173,7 @@ export class HubServer {
       return;
     }
     if (this.relay.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
+    if (this.relayMux?.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
     if (this.connect.handleUpgrade(req, socket, head, () => this.guard.authenticated(req.socket))) return;
     refuseUpgrade(socket, 'NOT_FOUND', `no WebSocket endpoint at ${String(path).slice(0, 200)}`);
   }

@@ -1,5 +1,4 @@
-import { hashSecret } from '../protocol/index.js';
-import type { WebSocket } from 'ws';
+import { hashSecret, type MessageSocket } from '../protocol/index.js';
 
 /**
  * The relay's streams, from the request to a short while after their end, and the index of their
@@ -17,7 +16,8 @@ export type StreamState = 'requested' | 'accepted' | 'paired' | 'ended';
 
 export interface Leg {
   role: Role;
-  ws: WebSocket;
+  /** A per-stream WebSocket, or a channel of a device's multiplexed connection. */
+  ws: MessageSocket;
   /** Paused because the other side's send buffer is over the high-water mark. */
   backpressured: boolean;
   closed: boolean;

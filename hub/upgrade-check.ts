@@ -25,15 +25,18 @@ export function upgradeProblem(req: IncomingMessage): string | null {
 }
 
 /**
- * The problem with a stream WebSocket upgrade (a relay dial, an open-and-connect): malformed
- * (400), or without the relay's subprotocol (426); null when it may go on.
+ * The problem with a stream WebSocket upgrade (a relay dial, an open-and-connect, a multiplexed
+ * connection): malformed (400), or without the endpoint's subprotocol (426); null when it may go on.
  */
-export function streamUpgradeProblem(req: IncomingMessage): { code: 'BAD_REQUEST' | 'VERSION_MISMATCH'; reason: string } | null {
+export function streamUpgradeProblem(
+  req: IncomingMessage,
+  subprotocol: string = WS_SUBPROTOCOL,
+): { code: 'BAD_REQUEST' | 'VERSION_MISMATCH'; reason: string } | null {
   const problem = upgradeProblem(req);
   if (problem) return { code: 'BAD_REQUEST', reason: problem };
   const header = req.headers['sec-websocket-protocol'];
-  if (!(header !== undefined && parseSubprotocols(header)?.has(WS_SUBPROTOCOL))) {
-    return { code: 'VERSION_MISMATCH', reason: `the relay speaks WebSocket subprotocol ${WS_SUBPROTOCOL}` };
+  if (!(header !== undefined && parseSubprotocols(header)?.has(subprotocol))) {
+    return { code: 'VERSION_MISMATCH', reason: `the relay speaks WebSocket subprotocol ${subprotocol} here` };
   }
   return null;
 }

@@ -141,6 +141,11 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     if (this.channels.size === 0) this.emit('idle');
   }
 
+  /** Server: refuses every ATTACH or OPEN not answered yet (the hub is stopping). */
+  refusePending(code: number, reason: string): void {
+    for (const channel of [...this.channels.values()]) if (channel.readyState === channel.CONNECTING) channel.refuse(code, reason);
+  }
+
   /** Closes the WebSocket; its channels end as if it had been lost (1006). */
   close(code = 1000, reason = ''): void {
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);

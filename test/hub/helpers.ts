@@ -60,7 +60,7 @@ export interface TestHub {
 
 /** A hub made by `hub init` in a temp folder, listening on 127.0.0.1:0, logging into memory. */
 export async function startTestHub(
-  overrides: Partial<Pick<HubConfig, 'handshake' | 'mqtts' | 'limits' | 'serviceTokens' | 'deviceAuth'>> = {},
+  overrides: Partial<Pick<HubConfig, 'handshake' | 'mqtts' | 'limits' | 'serviceTokens' | 'deviceAuth' | 'relay'>> = {},
 ): Promise<TestHub> {
   const dir = tempDir();
   initHub({ dir, listen: '127.0.0.1:0' });
