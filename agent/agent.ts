@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { rootCertificates } from 'node:tls';
-import { IdleMemoryReclaimer, type Logger } from '../protocol/index.js';
+import { IdleMemoryReclaimer, mintDeviceToken, type Logger } from '../protocol/index.js';
 import { Allowlist } from './allowlist.js';
 import type { AgentConfig } from './config.js';
 import { ControlChannel } from './control-channel.js';
@@ -15,6 +15,9 @@ import type { AgentMetrics } from './metrics-registry.js';
 import type { MetricsServer } from './metrics-server.js';
 import { StatusCollector } from './status-collector.js';
 import { StatusReporter } from './status-reporter.js';
+
+/** Lifetime of the device token a multiplexed relay connection is opened with. */
+const MUX_TOKEN_TTL_SEC = 300;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -36,6 +39,7 @@ export class Agent extends EventEmitter {
   private readonly log: Logger;
   private readonly table: StreamTable;
   private readonly handler: StreamRequestHandler;
+  private readonly relayDialer: RelayDialer;
   private readonly channel: ControlChannel;
   private readonly status: StatusReporter;
   private readonly reclaimer: IdleMemoryReclaimer;
@@ -85,11 +89,12 @@ export class Agent extends EventEmitter {
       allowlist: new Allowlist(config.allow),
       table: this.table,
       targetDialer: this.targetDialer,
-      relayDialer: new RelayDialer({
+      relayDialer: (this.relayDialer = new RelayDialer({
         ...(ca ? { ca } : {}),
         pingIntervalMs: config.hub.pingIntervalMs,
+        ...(config.hub.multiplex ? { deviceToken: () => this.muxToken(), log: this.log } : {}),
         ...(proxy !== undefined ? { agent: proxyAgent(proxy, this.log.child({ component: 'relay' })) } : {}),
-      }),
+      })),
       respond: (topic, response) => {
         this.metrics?.answered(response.code);
         if (response.status >= 500) this.status.recordError(response.code, response.reason);
@@ -221,9 +226,16 @@ export class Agent extends EventEmitter {
   private async stopTheRest(): Promise<void> {
     this.reclaimer.stop();
     await this.handler.settled();
+    this.relayDialer.stop();
     await this.status.stop();
     await this.metricsServer?.stop();
     this.log.info('agent stopped');
+  }
+
+  /** A device token for a multiplexed relay connection: checked once, at its upgrade, so short-lived. */
+  private muxToken(): string {
+    const ttl = Math.min(this.config.hub.tokenTtlSec, MUX_TOKEN_TTL_SEC);
+    return mintDeviceToken(this.deviceId, this.config.hub.key, Math.floor(Date.now() / 1000) + ttl);
   }
 
   private describeAllowlist(): string[] {

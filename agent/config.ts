@@ -60,6 +60,9 @@ const HubSchema = z.strictObject({
     .prefault({}),
   /** Stream WebSockets ping the relay this often; a relay silent for a whole interval is dropped. 0 turns it off. */
   pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
+  /** Carry all streams to a hub node on one connection when the hub offers it (docs/MULTIPLEXING.md);
+   *  false: one WebSocket per stream, as before. */
+  multiplex: z.boolean().default(true),
   /** MQTT keep-alive: the broker declares the device offline after 1.5 times this much silence. */
   keepaliveSec: z.number().int().min(2).max(1200).default(30),
   /** Hosts a relay URL may name (exact host names, case-insensitive). Default: url's host only.
@@ -187,6 +190,7 @@ export interface AgentConfig {
     readonly proxy?: string;
     readonly reconnect: { readonly initialDelayMs: number; readonly maxDelayMs: number };
     readonly pingIntervalMs: number;
+    readonly multiplex: boolean;
     readonly keepaliveSec: number;
     /** Hosts a relay URL may name (lowercase); the url's host unless configured. */
     readonly relayHosts: readonly string[];
@@ -245,6 +249,7 @@ export function resolveAgentConfig(file: string, parsed: AgentConfigFile): Agent
       ...(parsed.hub.proxy !== undefined ? { proxy: parsed.hub.proxy } : {}),
       reconnect: parsed.hub.reconnect,
       pingIntervalMs: parsed.hub.pingIntervalMs,
+      multiplex: parsed.hub.multiplex,
       keepaliveSec: parsed.hub.keepaliveSec,
       relayHosts: (parsed.hub.relayHosts ?? [new URL(parsed.hub.url).hostname]).map((h) => h.toLowerCase()),
     },

@@ -2,7 +2,21 @@ import type { IncomingMessage } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
 import type { Agent } from 'node:http';
-import { ApiErrorSchema, TlsSessionCache, WS_SUBPROTOCOL, startHeartbeat, streamDialOptions } from '../protocol/index.js';
+import {
+  ApiErrorSchema,
+  DevstreamsError,
+  ERRORS,
+  MUX_MAX_MESSAGE_BYTES,
+  MUX_SUBPROTOCOL,
+  muxDeviceUrl,
+  TlsSessionCache,
+  WS_SUBPROTOCOL,
+  startHeartbeat,
+  streamDialOptions,
+  type Logger,
+  type MessageSocket,
+} from '../protocol/index.js';
+import { RelayMuxPool } from './relay-mux-pool.js';
 
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
@@ -13,6 +27,13 @@ export interface RelayDialerOptions {
   pingIntervalMs?: number;
   /** An http.Agent for the dial (the CONNECT proxy), if one is used. */
   agent?: Agent;
+  /**
+   * Multiplexing (docs/MULTIPLEXING.md): a fresh device token for each multiplexed connection.
+   * Without it, every stream dials a WebSocket of its own.
+   */
+  deviceToken?: () => string;
+  /** Logs the multiplexed connections' lifecycle. */
+  log?: Logger;
 }
 
 /** Why the relay did not accept the device's side of a stream. */
@@ -51,12 +72,22 @@ export class RelayDialer {
   private secureContext: SecureContext | undefined;
   /** Resumes TLS sessions with the relay (direct dials only: through a proxy the agent dials). */
   private readonly sessions = new TlsSessionCache();
+  /** The multiplexed connections, when enabled. */
+  private readonly mux: RelayMuxPool | null;
 
   constructor(opts: RelayDialerOptions = {}) {
     this.ca = opts.ca;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     this.agent = opts.agent;
+    const deviceToken = opts.deviceToken;
+    this.mux =
+      deviceToken && opts.log
+        ? new RelayMuxPool({
+            dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOL, deviceToken(), undefined, true),
+            log: opts.log.child({ component: 'relay-mux' }),
+          })
+        : null;
   }
 
   /**
@@ -67,19 +98,42 @@ export class RelayDialer {
    * unreachable). Through a proxy there is nothing to open ahead.
    */
   preconnect(relayUrl: string): () => void {
-    if (this.agent) return () => {};
+    const mux = this.mux ? muxDeviceUrl(relayUrl) : null;
+    if (this.agent || (mux && this.mux?.hasConnection(mux.url))) return () => {};
     return this.sessions.preconnect(new URL(relayUrl), { secureContext: this.context(), minVersion: MIN_TLS_VERSION });
   }
 
-  dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<WebSocket> {
-    return this.dialOnce(relayUrl, token, signal, true);
+  /**
+   * The device's leg of one stream: a channel of the node's multiplexed connection when there is
+   * one (or it can be opened), else a WebSocket of its own. Resolves it paused.
+   */
+  async dial(relayUrl: string, token: string, signal?: AbortSignal): Promise<MessageSocket> {
+    const mux = this.mux ? muxDeviceUrl(relayUrl) : null;
+    if (this.mux && mux) {
+      let channel;
+      try {
+        channel = await this.mux.attach(mux.url, mux.streamId, token, { timeoutMs: this.handshakeTimeoutMs, ...(signal ? { signal } : {}) });
+      } catch (err) {
+        const code = err instanceof DevstreamsError ? err.code : 'PEER_GONE';
+        if (code === 'SHUTTING_DOWN' && signal?.aborted) throw new RelayDialError('agent is shutting down');
+        throw new RelayDialError(`relay refused the stream: ${code}`, ERRORS[code].http, code);
+      }
+      if (channel) return channel;
+    }
+    return this.dialOnce(relayUrl, WS_SUBPROTOCOL, token, signal, true);
   }
 
-  private dialOnce(relayUrl: string, token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
+  /** Closes the multiplexed connections (once the streams on them have ended). */
+  stop(): void {
+    this.mux?.stop();
+  }
+
+  private dialOnce(relayUrl: string, subprotocol: string, token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const connection = this.agent ? undefined : this.sessions.forOneDial();
-      const ws = new WebSocket(relayUrl, WS_SUBPROTOCOL, {
+      const ws = new WebSocket(relayUrl, subprotocol, {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
+        ...(subprotocol === MUX_SUBPROTOCOL ? { maxPayload: MUX_MAX_MESSAGE_BYTES } : {}),
         ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
         minVersion: MIN_TLS_VERSION,
@@ -116,7 +170,7 @@ export class RelayDialer {
           ws.off('open', onOpen);
           ws.on('error', () => {});
           ws.terminate();
-          resolve(this.dialOnce(relayUrl, token, signal, false));
+          resolve(this.dialOnce(relayUrl, subprotocol, token, signal, false));
           return;
         }
         settle(new RelayDialError(`relay connection failed: ${err.code ?? err.message}`));

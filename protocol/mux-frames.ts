@@ -30,6 +30,23 @@ export const MUX_DEVICE_PATH = '/api/v1/relay/device' as const;
 /** Where the SDK opens its multiplexed connection, on the hub's URL. */
 export const MUX_SERVICE_PATH = '/api/v1/relay/service' as const;
 
+/**
+ * The multiplexed connection's URL for a stream's relay URL, and the stream's id: the same node
+ * (scheme, host, port) and any path prefix before `/api/v1/streams/{id}/connect` (a hub behind a
+ * reverse proxy under a path). Null when the URL is not a relay URL of that shape.
+ */
+export function muxDeviceUrl(relayUrl: string): { url: string; streamId: string } | null {
+  let u: URL;
+  try {
+    u = new URL(relayUrl);
+  } catch {
+    return null;
+  }
+  const m = /^(.*)\/api\/v1\/streams\/([A-Za-z0-9_-]{22})\/connect$/.exec(u.pathname);
+  if (!m) return null;
+  return { url: `${u.protocol}//${u.host}${m[1]}${MUX_DEVICE_PATH}`, streamId: m[2]! };
+}
+
 export const MUX = Object.freeze({ ATTACH: 1, ACCEPT: 2, DATA: 3, TEXT: 4, CLOSE: 5, CREDIT: 6, OPEN: 7 } as const);
 export type MuxType = (typeof MUX)[keyof typeof MUX];
 

@@ -80,7 +80,7 @@ async function carriesToDeviceSide(ws: Awaited<ReturnType<RelayDialer['dial']>>,
   ws.resume();
   const side = await hub.deviceSide(streamId);
   const got = collect(side);
-  ws.send(Buffer.from(text));
+  ws.send(Buffer.from(text), { binary: true });
   await got.until(text);
   ws.close(1000);
   side.destroy();

@@ -19,6 +19,7 @@ import {
   encodeCredit,
   encodeData,
   encodeOpen,
+  muxDeviceUrl,
   type MuxAttachRequest,
   type MuxChannel,
   type MuxFrame,
@@ -680,4 +681,24 @@ describe('MuxConnection over a real WebSocket', () => {
     expect(await sClosed).toEqual([1006, '']);
     expect(p.server.channelCount).toBe(0);
   }, 5_000);
+});
+
+describe('muxDeviceUrl', () => {
+  it('keeps the node and any path prefix of a relay URL, and takes the stream id', () => {
+    const id = 'A'.repeat(21) + '_';
+    expect(muxDeviceUrl(`wss://hub.example.com:8443/api/v1/streams/${id}/connect`)).toEqual({
+      url: 'wss://hub.example.com:8443/api/v1/relay/device',
+      streamId: id,
+    });
+    expect(muxDeviceUrl(`wss://h.example/devstreams/api/v1/streams/${id}/connect`)).toEqual({
+      url: 'wss://h.example/devstreams/api/v1/relay/device',
+      streamId: id,
+    });
+  });
+
+  it('is null for anything that is not a relay URL', () => {
+    expect(muxDeviceUrl('not a url')).toBeNull();
+    expect(muxDeviceUrl('wss://h.example/api/v1/streams/short/connect')).toBeNull();
+    expect(muxDeviceUrl(`wss://h.example/api/v1/streams/${'a'.repeat(22)}/connect/more`)).toBeNull();
+  });
 });
