@@ -75,7 +75,9 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       if (values.help) return help(command);
       const timeoutMs = timeoutOf(values.timeout);
       tuneGcForRelaying(); // this process only carries the stream (protocol/gc-tuning.ts)
-      return runConnect(makeContext(values), positionals[0]!, positionals[1]!, timeoutMs);
+      // One stream per process: the open-and-connect upgrade is one round trip less than a
+      // multiplexed connection and its OPEN.
+      return runConnect(makeContext(values, process.env, { multiplex: false }), positionals[0]!, positionals[1]!, timeoutMs);
     }
     case 'forward': {
       const opts = { ...HUB_OPTIONS, ...TIMEOUT, listen: { type: 'string', short: 'l' } } as const;
@@ -93,7 +95,7 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       if (values.help) return help(command);
       const bytes = intOption('bytes', values.bytes, 1024 * 1024, 0, 2 ** 40)!;
       const timeoutMs = timeoutOf(values.timeout);
-      return runEcho(makeContext(values), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs);
+      return runEcho(makeContext(values, process.env, { multiplex: false }), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs);
     }
     case 'devices':
     case 'endpoints': {

@@ -16,10 +16,11 @@ import {
   type StreamQuery,
   type OpenStreamBody,
   type StreamRecord,
-  type WsDuplex,
+  WsDuplex,
 } from '../protocol/index.js';
 import { HubRefusalError } from './errors.js';
 import { hubUrl, requestJson, type HubEndpoint } from './http.js';
+import { ServiceMux } from './mux-client.js';
 import { dialRelay } from './relay.js';
 
 export interface DevstreamsClientOptions {
@@ -34,6 +35,12 @@ export interface DevstreamsClientOptions {
   requestTimeoutMs?: number;
   /** Ping interval on each stream WebSocket: a relay silent for a whole interval is dropped. Default 15 s; 0 turns it off. */
   pingIntervalMs?: number;
+  /**
+   * Carry this client's streams on one connection to the hub (docs/MULTIPLEXING.md): default true.
+   * Worth it from the second stream on; a process that opens one stream (`devstreams connect`)
+   * saves a round trip with false. A hub that does not offer it gets a WebSocket per stream.
+   */
+  multiplex?: boolean;
 }
 
 export interface OpenStreamOptions {
@@ -70,6 +77,8 @@ export class DevstreamsClient {
   private readonly pingIntervalMs: number;
   /** Streams asked for so far (the second one starts keeping a spare connection). */
   private streamsAsked = 0;
+  private readonly multiplex: boolean;
+  private mux: ServiceMux | null = null;
 
   constructor(opts: DevstreamsClientOptions) {
     let base: URL;
@@ -84,6 +93,7 @@ export class DevstreamsClient {
     this.log = opts.logger ?? silentLogger;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
+    this.multiplex = opts.multiplex ?? true;
     const agent = new https.Agent({
       keepAlive: true,
       maxSockets: 16,
@@ -103,9 +113,11 @@ export class DevstreamsClient {
    * device's yes and this side has joined; the device side joins within the handshake deadline
    * (bytes written before that wait in the relay's TCP buffers).
    *
-   * One request does it all: a WebSocket upgrade to the hub's open-and-connect endpoint, which the
-   * hub answers once the device has. A hub without that endpoint (404 NOT_FOUND) gets the two
-   * steps instead: `POST .../streams`, then the relay URL it answers.
+   * With `multiplex` (the default), the stream is an OPEN on this client's one connection to the
+   * hub, answered once the device has. Otherwise, or when the hub does not offer that connection,
+   * one request does it all: a WebSocket upgrade to the hub's open-and-connect endpoint. A hub
+   * without that endpoint (404 NOT_FOUND) gets the two steps instead: `POST .../streams`, then the
+   * relay URL it answers.
    */
   async openStream(device: string, service: string, opts: OpenStreamOptions = {}): Promise<WsDuplex> {
     const started = Date.now();
@@ -114,6 +126,23 @@ export class DevstreamsClient {
     const answerMs = (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS;
     const url = hubUrl(this.endpoint.base, apiPaths.connectStream(device, body));
     url.protocol = 'wss:';
+    if (this.multiplex) {
+      this.mux ??= new ServiceMux({
+        hub: this.endpoint.base,
+        token: this.endpoint.token,
+        secureContext,
+        sessions: this.sessions,
+        upgradeTimeoutMs: RELAY_UPGRADE_TIMEOUT_MS,
+        pingIntervalMs: this.pingIntervalMs,
+      });
+      const opened = await this.mux.open({ device, ...body }, { timeoutMs: answerMs, signal: opts.signal });
+      if (opened) {
+        const stream = new WsDuplex(opened.channel);
+        opened.channel.resume(); // handed over paused, so nothing arrives before WsDuplex listens
+        this.log.info({ device, service, streamId: opened.streamId, setupMs: Date.now() - started }, 'stream open');
+        return stream;
+      }
+    }
     let streamId = '';
     let stream: WsDuplex;
     try {
@@ -215,9 +244,13 @@ export class DevstreamsClient {
     return answer.streams;
   }
 
-  /** Releases the kept-alive HTTPS connections and the spare one. Open streams are the caller's and stay open. */
+  /**
+   * Releases the kept-alive HTTPS connections and the spare one, and the multiplexed connection
+   * once its last stream ends. Open streams are the caller's and stay open.
+   */
   close(): void {
     this.endpoint.agent.destroy();
     this.sessions.closeWaiting();
+    this.mux?.close();
   }
 }

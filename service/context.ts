@@ -21,7 +21,11 @@ export interface CommonFlags {
 }
 
 /** Builds the context from the common flags and the environment. No I/O but reading the CA file. */
-export function makeContext(flags: CommonFlags, env: Record<string, string | undefined> = process.env): ServiceContext {
+export function makeContext(
+  flags: CommonFlags,
+  env: Record<string, string | undefined> = process.env,
+  opts: { multiplex?: boolean } = {},
+): ServiceContext {
   const settings = resolveHubSettings(flags, env);
   // Logs go to stderr: stdout may carry stream bytes. Warn by default, info with --verbose.
   const log = createLogger({ name: 'devstreams', level: flags.verbose ? 'info' : 'warn', destination: 2 });
@@ -30,6 +34,7 @@ export function makeContext(flags: CommonFlags, env: Record<string, string | und
     token: settings.token,
     ...(settings.ca !== undefined ? { ca: settings.ca } : {}),
     logger: log,
+    ...(opts.multiplex !== undefined ? { multiplex: opts.multiplex } : {}),
   });
   return {
     client,

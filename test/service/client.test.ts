@@ -24,7 +24,9 @@ afterEach(async () => {
 
 async function setup(): Promise<void> {
   hub = await new FakeHub(tls).start();
-  client = new DevstreamsClient({ hub: hub.url, token: TOKEN, ca: tls.ca });
+  // The per-stream paths (open-and-connect, the two steps): the fake hub has no multiplexed
+  // endpoint. The multiplexed path is tested against a real hub (test/service/multiplex.test.ts).
+  client = new DevstreamsClient({ hub: hub.url, token: TOKEN, ca: tls.ca, multiplex: false });
 }
 
 /** Writes `data`, ends, and reads the stream to its end; resolves with what came back. */
@@ -118,7 +120,7 @@ describe('DevstreamsClient.openStream', () => {
 
   it('keeps the base path of the hub URL and encodes the device id', async () => {
     await setup();
-    const prefixed = new DevstreamsClient({ hub: `${hub.url}/`, token: TOKEN, ca: tls.ca });
+    const prefixed = new DevstreamsClient({ hub: `${hub.url}/`, token: TOKEN, ca: tls.ca, multiplex: false });
     hub.api = () => errorBody('DEVICE_UNKNOWN', 404, 'no such device');
     await rejection(prefixed.openStream('a b', 'ssh'));
     hub.connectRoute = false;

@@ -1,0 +1,164 @@
+import type { Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import { WebSocket } from 'ws';
+import {
+  DevstreamsError,
+  ERRORS,
+  MUX_MAX_MESSAGE_BYTES,
+  MUX_SERVICE_PATH,
+  MUX_SUBPROTOCOL,
+  MuxConnection,
+  startHeartbeat,
+  streamDialOptions,
+  type MuxChannel,
+  type MuxOpenRequest,
+  type TlsSessionCache,
+} from '../protocol/index.js';
+import { HubRefusalError } from './errors.js';
+import { hubUrl } from './http.js';
+
+export interface ServiceMuxOptions {
+  /** The hub's base URL (https://). */
+  hub: URL;
+  /** The service token. Never logged. */
+  token: string;
+  secureContext?: SecureContext | undefined;
+  sessions: TlsSessionCache;
+  /** Deadline of the connection's upgrade. */
+  upgradeTimeoutMs: number;
+  pingIntervalMs: number;
+  /** The connection closes after this long with no stream. Default 60 s. */
+  idleMs?: number;
+}
+
+/**
+ * The SDK's one multiplexed connection to its hub (docs/MULTIPLEXING.md): opened with the first
+ * stream, each stream an OPEN on it, closed after an idle minute or by close(). While it carries
+ * no stream it does not keep the process alive. When the connection cannot be opened, `open`
+ * resolves null and the caller opens the stream's own WebSocket; a hub that does not offer it
+ * (404, 426) is remembered, and gets a WebSocket per stream from then on.
+ */
+export class ServiceMux {
+  private readonly o: ServiceMuxOptions;
+  private conn: MuxConnection | null = null;
+  private socket: Socket | null = null;
+  private dialing: Promise<MuxConnection | null> | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private unsupported = false;
+  private closed = false;
+
+  constructor(opts: ServiceMuxOptions) {
+    this.o = opts;
+  }
+
+  /**
+   * Opens a stream on the connection: the channel (paused) and its stream id, or null when this
+   * hub has no multiplexed endpoint. Rejects with HubRefusalError (the hub's or device's refusal,
+   * or the connection's) or HubRequestError (the hub could not be reached).
+   */
+  async open(request: MuxOpenRequest, opts: { timeoutMs: number; signal?: AbortSignal | undefined }): Promise<{ channel: MuxChannel; streamId: string } | null> {
+    const conn = await this.connection();
+    if (!conn) return null;
+    this.busy();
+    try {
+      return await conn.open(request, { timeoutMs: opts.timeoutMs, ...(opts.signal ? { signal: opts.signal } : {}) });
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new DOMException('aborted', 'AbortError');
+      // The connection went under the OPEN: the caller's own WebSocket does it again.
+      if (err instanceof DevstreamsError && err.code === 'PEER_GONE' && !conn.usable) return null;
+      const e = err as DevstreamsError;
+      throw new HubRefusalError(e.code, e.message, ERRORS[e.code].http);
+    } finally {
+      if (conn.channelCount === 0) this.idle(conn);
+    }
+  }
+
+  /** No more opens (they get null); the connection closes now, or when its last open stream ends. */
+  close(): void {
+    this.closed = true;
+    if (this.conn) this.idle(this.conn);
+  }
+
+  private connection(): Promise<MuxConnection | null> {
+    if (this.closed || this.unsupported) return Promise.resolve(null);
+    if (this.conn?.usable) return Promise.resolve(this.conn);
+    this.dialing ??= this.dial(true).finally(() => (this.dialing = null));
+    return this.dialing;
+  }
+
+  private dial(mayRetry: boolean): Promise<MuxConnection | null> {
+    const url = hubUrl(this.o.hub, MUX_SERVICE_PATH); // keeps a base path the hub URL has
+    url.protocol = 'wss:';
+    const connection = this.o.sessions.forOneDial();
+    return new Promise((resolve) => {
+      const ws = new WebSocket(url, MUX_SUBPROTOCOL, {
+        ...streamDialOptions(this.o.token, this.o.upgradeTimeoutMs),
+        maxPayload: MUX_MAX_MESSAGE_BYTES,
+        ...(this.o.secureContext ? { secureContext: this.o.secureContext } : {}),
+        createConnection: connection.createConnection,
+      });
+      let settled = false;
+      // Any failure to open the connection leaves the stream to the established path, which
+      // reports what is wrong (a bad token, an unreachable hub) as it always has.
+      const fail = (): void => {
+        if (settled) return;
+        settled = true;
+        ws.on('error', () => {});
+        if (ws.readyState !== ws.CLOSED) ws.terminate();
+        resolve(null);
+      };
+      ws.on('error', (err: NodeJS.ErrnoException) => {
+        // A waiting connection the hub closed just as it was taken: once more, on a new one.
+        if (mayRetry && !settled && connection.retryable(err)) {
+          settled = true;
+          ws.terminate();
+          resolve(this.dial(false));
+          return;
+        }
+        fail();
+      });
+      ws.on('unexpected-response', (_req, res) => {
+        // A hub without multiplexing: a WebSocket per stream from now on.
+        if (res.statusCode === 404 || res.statusCode === 426) this.unsupported = true;
+        res.resume();
+        fail();
+      });
+      ws.once('upgrade', (res) => (this.socket = res.socket as Socket));
+      ws.once('open', () => {
+        if (settled) return;
+        if (ws.protocol !== MUX_SUBPROTOCOL) {
+          this.unsupported = true;
+          return fail();
+        }
+        settled = true;
+        ws.removeAllListeners('error');
+        ws.removeAllListeners('unexpected-response');
+        startHeartbeat(ws, this.o.pingIntervalMs);
+        const conn = new MuxConnection({ ws, role: 'client' });
+        conn.on('idle', () => this.idle(conn));
+        conn.once('close', () => {
+          if (this.conn === conn) this.conn = null;
+        });
+        this.conn = conn;
+        resolve(conn);
+      });
+    });
+  }
+
+  /** A stream is being opened or open: the connection keeps the process alive. */
+  private busy(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.socket?.ref();
+  }
+
+  /** No stream: the connection lets the process exit, and closes after idleMs. */
+  private idle(conn: MuxConnection): void {
+    if (conn !== this.conn || conn.channelCount > 0) return;
+    if (this.closed) return conn.close(1000, 'client closed');
+    this.socket?.unref();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => conn.close(1000, 'idle'), this.o.idleMs ?? 60_000);
+    this.idleTimer.unref();
+  }
+}
