@@ -11,6 +11,7 @@ export * from './device-token.js';
 export * from './loopback.js';
 export * from './ws-duplex.js';
 export * from './message-socket.js';
+export * from './headroom.js';
 export * from './mux-frames.js';
 export * from './mux-channel.js';
 export * from './mux-connection.js';

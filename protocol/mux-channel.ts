@@ -115,7 +115,7 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
       const part = buf.subarray(off, off + LIMITS.maxDataFrameBytes);
       this.enqueue({ kind: 'data', frame: encodeData(MUX.DATA, this.id, part), bytes: part.length, cb: undefined });
     }
-    const last = buf.subarray(off);
+    const last = off === 0 ? buf : buf.subarray(off); // the buffer itself: it may have room for the header
     this.enqueue({ kind: 'data', frame: encodeData(MUX.DATA, this.id, last), bytes: last.length, cb });
   }
 

@@ -1,3 +1,4 @@
+import { HEADROOM_BYTES, claimHeadroom, markHeadroom } from './headroom.js';
 import { LIMITS } from './limits.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -50,7 +51,7 @@ export function muxDeviceUrl(relayUrl: string): { url: string; streamId: string 
 export const MUX = Object.freeze({ ATTACH: 1, ACCEPT: 2, DATA: 3, TEXT: 4, CLOSE: 5, CREDIT: 6, OPEN: 7 } as const);
 export type MuxType = (typeof MUX)[keyof typeof MUX];
 
-export const MUX_HEADER_BYTES = 5;
+export const MUX_HEADER_BYTES = HEADROOM_BYTES;
 /** Per-channel flow-control window, each way: the per-stream WebSocket's high-water mark. */
 export const MUX_WINDOW_BYTES = LIMITS.wsHighWaterMark;
 /** Largest WebSocket message on a multiplexed connection: a full data frame and its header. */
@@ -78,6 +79,14 @@ function frame(type: MuxType, id: number, payloadBytes: number): Buffer {
 }
 
 export function encodeData(type: typeof MUX.DATA | typeof MUX.TEXT | typeof MUX.ATTACH | typeof MUX.OPEN | typeof MUX.ACCEPT, id: number, data: Buffer): Buffer {
+  // Bytes read at the edges, or a received payload being forwarded: the header goes in front of
+  // them, in place, instead of copying them (protocol/headroom.ts).
+  const inPlace = claimHeadroom(data);
+  if (inPlace) {
+    inPlace[0] = type;
+    inPlace.writeUInt32BE(id, 1);
+    return inPlace;
+  }
   const b = frame(type, id, data.length);
   data.copy(b, MUX_HEADER_BYTES);
   return b;
@@ -122,7 +131,7 @@ export function decodeMuxFrame(msg: Buffer): MuxFrame | string {
   switch (type) {
     case MUX.DATA:
       if (payload.length > LIMITS.maxDataFrameBytes) return `DATA frame of ${payload.length} bytes is over the limit`;
-      return { type, id, data: payload };
+      return { type, id, data: markHeadroom(payload) }; // its header in front is ours to rewrite
     case MUX.TEXT:
       if (payload.length > LIMITS.maxControlFrameBytes) return `TEXT frame of ${payload.length} bytes is over the limit`;
       return { type, id, data: payload };

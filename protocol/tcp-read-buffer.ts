@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { allocWithHeadroom } from './headroom.js';
 
 /**
  * One read buffer for the sockets at the edges of the tunnel: the agent's target sockets,
@@ -18,7 +19,15 @@ export interface SharedRead {
 
 /** `onread` for a TCP socket: the bytes read, copied, into its readable side; false pauses reading. */
 export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
-  return { buffer: READ_BUFFER, callback: (n, buf) => socket().push(Buffer.from(buf.subarray(0, n))) };
+  return {
+    buffer: READ_BUFFER,
+    // Copied into a buffer with room for a frame header, so a multiplexed channel sends it as it is.
+    callback: (n, buf) => {
+      const out = allocWithHeadroom(n);
+      out.set(buf.subarray(0, n));
+      return socket().push(out);
+    },
+  };
 }
 
 /**
