@@ -56,9 +56,11 @@ const DEFAULT_PING_INTERVAL_MS = 15_000;
 const MAX_REFUSAL_BODY_BYTES = 4096;
 
 /**
- * Dials the hub's relay for one accepted stream: TLS verified (host name included), the stream token
- * as a bearer token, subprotocol `devstreams.v1`, no compression, frames bounded. Resolves with the
- * open WebSocket, paused; the caller wraps it in a WsDuplex and resumes it.
+ * Joins the hub's relay for one accepted stream: as a channel of the hub node's multiplexed
+ * connection (agent/relay-mux-pool.ts) when it offers one, else by dialling the stream's own
+ * WebSocket. Either way TLS verified (host name included), no compression, frames bounded; the
+ * stream token as a bearer token (subprotocol `devstreams.v1`) or in the ATTACH. Resolves with the
+ * leg, paused; the caller wraps it in a WsDuplex and resumes it.
  */
 export class RelayDialer {
   private readonly ca: string[] | undefined;

@@ -2,7 +2,7 @@
 // Every tunnel runs as real processes on loopback; the load generator is this process and the
 // target service is bench/target-server.mjs. Writes bench/results.json and bench/results.md.
 //
-//   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal,ssh,socat] [--no-write] [--cpu-prof DIR]
+//   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal-mux,minimal,ssh,socat] [--no-write] [--cpu-prof DIR]
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
@@ -22,7 +22,7 @@ const quick = flag('--quick');
 const C = quick
   ? { runs: 1, oneBytes: 128 * MiB, eightEach: 16 * MiB, pings: 2000, setups: 200, wanSetups: 10, rateTotal: 300, rateMaxS: 4, xferMaxS: 5, pingMaxS: 5, setupMaxS: 10, inflight: 50, concurrent: 200, checkBytes: 4096, idleS: 10 }
   : { runs: 3, oneBytes: 1024 * MiB, eightEach: 128 * MiB, pings: 10_000, setups: 1000, wanSetups: 40, rateTotal: 1000, rateMaxS: 8, xferMaxS: 15, pingMaxS: 15, setupMaxS: 40, inflight: 50, concurrent: 1000, checkBytes: 4096, idleS: 60 };
-const wanted = (opt('--paths') ?? 'direct,devstreams,minimal,ssh,socat').split(',');
+const wanted = (opt('--paths') ?? 'direct,devstreams,minimal-mux,minimal,ssh,socat').split(',');
 const profDir = opt('--cpu-prof');
 const haveSsh = existsSync('/usr/sbin/sshd') && existsSync('/usr/bin/ssh');
 const haveSocat = (() => {
@@ -44,6 +44,9 @@ const results = {};
 try {
   if (wanted.includes('direct')) paths.push(direct(target.port));
   if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port, profDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}));
+  // The floors: minimal-mux (one connection per side, as devstreams now carries its streams) and
+  // minimal (a connection per stream, as devstreams did before docs/MULTIPLEXING.md).
+  if (wanted.includes('minimal-mux')) paths.push(await startMinimal(target.port, { mux: true }));
   if (wanted.includes('minimal')) paths.push(await startMinimal(target.port));
   if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
   if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
