@@ -66,8 +66,8 @@ export class ServiceMux {
       if (opts.signal?.aborted) throw opts.signal.reason instanceof Error ? opts.signal.reason : new DOMException('aborted', 'AbortError');
       // The connection went under the OPEN: the caller's own WebSocket does it again.
       if (err instanceof DevstreamsError && err.code === 'PEER_GONE' && !conn.usable) return null;
-      const e = err as DevstreamsError;
-      throw new HubRefusalError(e.code, e.message, ERRORS[e.code].http);
+      if (!(err instanceof DevstreamsError)) throw err;
+      throw new HubRefusalError(err.code, err.message, ERRORS[err.code].http);
     } finally {
       if (conn.channelCount === 0) this.idle(conn);
     }
