@@ -82,7 +82,11 @@ export class Hub {
       log,
     });
     this.streamLog = new StreamLog({ log: log.child({ component: 'streams' }), store: this.history });
-    this.metrics = new HubMetrics({ devicesOnline: () => this.presence.onlineCount(), streamsOpen: () => this.relay.activeCount() });
+    this.metrics = new HubMetrics({
+      devicesOnline: () => this.presence.onlineCount(),
+      streamsOpen: () => this.relay.activeCount(),
+      muxConnections: () => this.relayMux?.connectionsBySide() ?? { device: 0, service: 0 },
+    });
     this.streamLog.onRecord((r) => this.metrics.streamEnded(r));
     this.broker.onAuthFailure(() => this.metrics.authFailure('mqtt'));
     this.health = new Health({ bus: this.bus, store: this.history, nodeId: this.nodeId, log });

@@ -18,7 +18,13 @@ export class HubMetrics {
   private readonly authFailures: Counter<'endpoint'>;
   private readonly setup: Histogram;
 
-  constructor(opts: { devicesOnline: () => number; streamsOpen: () => number; processMetrics?: boolean }) {
+  constructor(opts: {
+    devicesOnline: () => number;
+    streamsOpen: () => number;
+    /** Multiplexed connections open now, by side (docs/MULTIPLEXING.md). */
+    muxConnections?: () => { device: number; service: number };
+    processMetrics?: boolean;
+  }) {
     const registers = [this.registry];
     new Gauge({
       name: 'devstreams_hub_devices_online',
@@ -34,6 +40,17 @@ export class HubMetrics {
       registers,
       collect() {
         this.set(opts.streamsOpen());
+      },
+    });
+    new Gauge({
+      name: 'devstreams_hub_mux_connections',
+      help: 'Multiplexed connections open: agents (side="device") and service clients (side="service").',
+      labelNames: ['side'],
+      registers,
+      collect() {
+        const n = opts.muxConnections?.() ?? { device: 0, service: 0 };
+        this.set({ side: 'device' }, n.device);
+        this.set({ side: 'service' }, n.service);
       },
     });
     this.streams = new Counter({

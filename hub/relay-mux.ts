@@ -117,9 +117,16 @@ export class RelayMux {
     this.connections.clear();
   }
 
-  /** Connections open now (for tests and metrics). */
+  /** Connections open now (for tests). */
   connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Connections open now, by side (the metrics' devstreams_hub_mux_connections). */
+  connectionsBySide(): { device: number; service: number } {
+    const n = { device: 0, service: 0 };
+    for (const proof of this.connections.values()) n[proof.kind]++;
+    return n;
   }
 
   private open(ws: WebSocket, proof: Proof): void {

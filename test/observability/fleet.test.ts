@@ -195,6 +195,10 @@ describe('stream history and metrics', () => {
     expect(d('devstreams_hub_auth_failures_total', { endpoint: 'metrics' })).toBe(1);
     expect(n(after, 'devstreams_hub_devices_online')).toBe(2);
     expect(n(after, 'devstreams_hub_streams_open')).toBe(0);
+    // The agent carried the echo streams on its multiplexed connection, open until an idle minute
+    // passes; `devstreams echo` opens its one stream without one.
+    expect(n(after, 'devstreams_hub_mux_connections', { side: 'device' })).toBe(1);
+    expect(n(after, 'devstreams_hub_mux_connections', { side: 'service' })).toBe(0);
     expect(after.get('devstreams_hub_stream_setup_seconds')?.type).toBe('histogram');
     expect(valueOf(after, 'devstreams_hub_handshake_timeouts_total', { stage: 'device' })).toBeDefined();
 
