@@ -12,7 +12,7 @@ import {
   type Logger,
 } from '../protocol/index.js';
 import type { HubConfig } from './config.js';
-import { KEY_SLOTS, signingKeysOf, type DeviceRegistry, type KeySlot } from './registry.js';
+import { KEY_SLOTS, revokedWhy, signingKeysOf, type DeviceRegistry, type ProvenKey } from './registry.js';
 
 /**
  * The embedded MQTT broker (Aedes). Devices authenticate with username = device id, password = a
@@ -30,11 +30,7 @@ const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
 
 /** What a client proved at CONNECT: its device and the key (slot and signing key) it used. */
-interface Session {
-  device: string;
-  slot: KeySlot;
-  sasKey: string;
-}
+type Session = ProvenKey;
 
 export type DeviceConnectionListener = (deviceId: string) => void;
 
@@ -184,11 +180,7 @@ export class Broker {
   /** After a registry change: disconnect every device that was disabled, removed, or whose proven key changed. */
   private recheckSessions(): void {
     for (const [client, s] of this.sessions) {
-      const entry = this.registry.get(s.device);
-      let why: string | null = null;
-      if (!entry) why = 'device removed';
-      else if (entry.disabled) why = 'device disabled';
-      else if (entry.keys[s.slot]?.sasKey !== s.sasKey) why = `its ${s.slot} key was replaced or revoked`;
+      const why = revokedWhy(this.registry, s);
       if (!why) continue;
       this.sessions.delete(client);
       this.log.warn({ device: s.device, why }, 'device disconnected by the hub');

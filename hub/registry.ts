@@ -47,6 +47,26 @@ export function signingKeysOf(entry: RegistryEntry): [string | undefined, string
   return [entry.keys.primary?.sasKey, entry.keys.secondary?.sasKey];
 }
 
+/** The key a device's connection proved when it authenticated: its slot and that slot's signing key then. */
+export interface ProvenKey {
+  device: string;
+  slot: KeySlot;
+  sasKey: string;
+}
+
+/**
+ * Why a connection authenticated with `key` must end after a registry change (the device was
+ * removed or disabled, or the key it proved was replaced or revoked), or null. The broker's MQTT
+ * sessions and the relay's multiplexed connections both ask it.
+ */
+export function revokedWhy(registry: DeviceRegistry, key: ProvenKey): string | null {
+  const entry = registry.get(key.device);
+  if (!entry) return 'device removed';
+  if (entry.disabled) return 'device disabled';
+  if (entry.keys[key.slot]?.sasKey !== key.sasKey) return `its ${key.slot} key was replaced or revoked`;
+  return null;
+}
+
 const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
 
 export function emptyRegistry(): RegistryFile {

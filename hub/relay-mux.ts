@@ -18,7 +18,7 @@ import {
 } from '../protocol/index.js';
 import { refuseUpgrade } from './http-util.js';
 import { openOnChannel } from './mux-open.js';
-import { signingKeysOf, type DeviceRegistry } from './registry.js';
+import { KEY_SLOTS, revokedWhy, signingKeysOf, type DeviceRegistry, type ProvenKey } from './registry.js';
 import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
 import type { StreamLimits } from './stream-limits.js';
@@ -26,7 +26,7 @@ import type { StreamRequests } from './stream-requests.js';
 import { streamUpgradeProblem } from './upgrade-check.js';
 
 /** Who a connection authenticated as: a device and the key it proved, or a service token. */
-type Proof = { kind: 'device'; device: string; slot: number; sasKey: string } | { kind: 'service'; token: string; name: string };
+type Proof = ({ kind: 'device' } & ProvenKey) | { kind: 'service'; token: string; name: string };
 
 /** Streams one device connection may carry at once (its device's stream limits apply first). */
 const MAX_CHANNELS_PER_CONNECTION = 4096;
@@ -162,8 +162,7 @@ export class RelayMux {
   private recheck(): void {
     for (const [conn, proof] of this.connections) {
       if (proof.kind !== 'device') continue;
-      const entry = this.o.registry.get(proof.device);
-      const why = !entry ? 'device removed' : entry.disabled ? 'device disabled' : signingKeysOf(entry)[proof.slot] !== proof.sasKey ? 'its key was replaced or revoked' : null;
+      const why = revokedWhy(this.o.registry, proof);
       if (!why) continue;
       this.log.warn({ device: proof.device, why }, 'multiplexed connection closed by the hub');
       conn.close(ERRORS.UNAUTHORIZED.ws, why);
@@ -191,7 +190,7 @@ export class RelayMux {
     const check = verifyDeviceToken(token, device, keys, { nowMs: Date.now(), maxTtlSec: this.o.maxTokenTtlSec });
     if (!check.ok) return { why: `device token refused: ${check.why}`, device };
     if (entry.disabled) return { why: 'device token refused: device is disabled', device };
-    return { kind: 'device', device, slot: check.slot, sasKey: keys[check.slot]! };
+    return { kind: 'device', device, slot: KEY_SLOTS[check.slot]!, sasKey: keys[check.slot]! };
   }
 
   private refuse(socket: Duplex, side: 'device' | 'service', code: ErrorCode, reason: string, device?: string): true {
