@@ -16,7 +16,6 @@ export interface RelayMuxPoolOptions {
 interface Node {
   conn: MuxConnection | null;
   dialing: Promise<MuxConnection | null> | null;
-  idleTimer: NodeJS.Timeout | null;
   /** Until then, this node's streams use per-stream WebSockets. */
   offUntil: number;
 }
@@ -45,11 +44,6 @@ export class RelayMuxPool {
   async attach(muxUrl: string, streamId: string, token: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<MuxChannel | null> {
     const conn = await this.connection(muxUrl);
     if (!conn) return null;
-    const node = this.nodes.get(muxUrl);
-    if (node?.idleTimer) {
-      clearTimeout(node.idleTimer);
-      node.idleTimer = null;
-    }
     try {
       return await conn.attach({ streamId, token }, opts);
     } catch (err) {
@@ -69,10 +63,7 @@ export class RelayMuxPool {
   /** Closes every connection (their streams have ended by now); later attaches get null. */
   stop(): void {
     this.stopped = true;
-    for (const node of this.nodes.values()) {
-      if (node.idleTimer) clearTimeout(node.idleTimer);
-      node.conn?.close(1001, 'agent shutting down');
-    }
+    for (const node of this.nodes.values()) node.conn?.close(1001, 'agent shutting down');
     this.nodes.clear();
   }
 
@@ -80,7 +71,7 @@ export class RelayMuxPool {
     if (this.stopped) return Promise.resolve(null);
     let node = this.nodes.get(url);
     if (!node) {
-      node = { conn: null, dialing: null, idleTimer: null, offUntil: 0 };
+      node = { conn: null, dialing: null, offUntil: 0 };
       this.nodes.set(url, node);
     }
     if (node.conn?.usable) return Promise.resolve(node.conn);
@@ -112,19 +103,12 @@ export class RelayMuxPool {
       ws.terminate();
       return null;
     }
-    const conn = new MuxConnection({ ws, role: 'client' });
+    const conn = new MuxConnection({ ws, role: 'client', idleCloseMs: this.o.idleMs ?? 60_000 });
     ws.resume();
     node.conn = conn;
     log.info('multiplexed connection open');
-    conn.on('idle', () => {
-      if (node.idleTimer) clearTimeout(node.idleTimer);
-      node.idleTimer = setTimeout(() => conn.close(1000, 'idle'), this.o.idleMs ?? 60_000);
-      node.idleTimer.unref();
-    });
     conn.once('close', (code: number) => {
       if (node.conn === conn) node.conn = null;
-      if (node.idleTimer) clearTimeout(node.idleTimer);
-      node.idleTimer = null;
       log.info({ code }, 'multiplexed connection closed');
     });
     return conn;

@@ -36,6 +36,8 @@ export interface MuxConnectionOptions {
   onOpen?: (channel: MuxChannel, body: unknown) => void;
   /** Server: channels open or being attached at once; more are refused with LIMIT_EXCEEDED. */
   maxChannels?: number;
+  /** Client: closes the connection (1000) after this long with no channel; absent: never. */
+  idleCloseMs?: number;
 }
 
 /**
@@ -51,6 +53,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
   private readonly onOpen: MuxConnectionOptions['onOpen'];
   private readonly maxChannels: number;
   private readonly channels = new Map<number, MuxChannel>();
+  private readonly idleCloseMs: number | undefined;
+  private idleTimer: NodeJS.Timeout | null = null;
   private nextId = 1;
   private closed = false;
 
@@ -61,6 +65,7 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     this.onAttach = opts.onAttach;
     this.onOpen = opts.onOpen;
     this.maxChannels = opts.maxChannels ?? 4096;
+    this.idleCloseMs = opts.idleCloseMs;
     this.ws.binaryType = 'nodebuffer';
     this.ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     this.ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
@@ -101,6 +106,7 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
       const channel = new MuxChannel(this, this.nextId++);
       channel.pause();
       this.channels.set(channel.id, channel);
+      this.stopIdleTimer();
       const done = (err: Error | null, streamId = ''): void => {
         clearTimeout(timer);
         opts.signal?.removeEventListener('abort', onAbort);
@@ -138,7 +144,17 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
 
   release(id: number): void {
     this.channels.delete(id);
-    if (this.channels.size === 0) this.emit('idle');
+    if (this.channels.size > 0) return;
+    if (this.idleCloseMs !== undefined && !this.closed) {
+      this.stopIdleTimer();
+      this.idleTimer = setTimeout(() => this.close(1000, 'idle'), this.idleCloseMs).unref();
+    }
+    this.emit('idle');
+  }
+
+  private stopIdleTimer(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
   }
 
   /** Server: refuses every ATTACH or OPEN not answered yet (the hub is stopping). */
@@ -204,6 +220,7 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
   }
 
   private onClose(code: number, reason: string): void {
+    this.stopIdleTimer();
     this.endChannels(1006, '');
     this.emit('close', code, reason);
   }

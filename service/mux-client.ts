@@ -43,7 +43,6 @@ export class ServiceMux {
   private conn: MuxConnection | null = null;
   private socket: Socket | null = null;
   private dialing: Promise<MuxConnection | null> | null = null;
-  private idleTimer: NodeJS.Timeout | null = null;
   private unsupported = false;
   private closed = false;
 
@@ -59,7 +58,7 @@ export class ServiceMux {
   async open(request: MuxOpenRequest, opts: { timeoutMs: number; signal?: AbortSignal | undefined }): Promise<{ channel: MuxChannel; streamId: string } | null> {
     const conn = await this.connection();
     if (!conn) return null;
-    this.busy();
+    this.socket?.ref(); // a stream is being opened: the connection keeps the process alive
     try {
       return await conn.open(request, { timeoutMs: opts.timeoutMs, ...(opts.signal ? { signal: opts.signal } : {}) });
     } catch (err) {
@@ -68,8 +67,6 @@ export class ServiceMux {
       if (err instanceof DevstreamsError && err.code === 'PEER_GONE' && !conn.usable) return null;
       if (!(err instanceof DevstreamsError)) throw err;
       throw new HubRefusalError(err.code, err.message, ERRORS[err.code].http);
-    } finally {
-      if (conn.channelCount === 0) this.idle(conn);
     }
   }
 
@@ -134,7 +131,7 @@ export class ServiceMux {
         ws.removeAllListeners('error');
         ws.removeAllListeners('unexpected-response');
         startHeartbeat(ws, this.o.pingIntervalMs);
-        const conn = new MuxConnection({ ws, role: 'client' });
+        const conn = new MuxConnection({ ws, role: 'client', idleCloseMs: this.o.idleMs ?? 60_000 });
         conn.on('idle', () => this.idle(conn));
         conn.once('close', () => {
           if (this.conn === conn) this.conn = null;
@@ -145,20 +142,10 @@ export class ServiceMux {
     });
   }
 
-  /** A stream is being opened or open: the connection keeps the process alive. */
-  private busy(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = null;
-    this.socket?.ref();
-  }
-
-  /** No stream: the connection lets the process exit, and closes after idleMs. */
+  /** No stream: the connection lets the process exit (it closes itself after idleMs), or closes now after close(). */
   private idle(conn: MuxConnection): void {
     if (conn !== this.conn || conn.channelCount > 0) return;
     if (this.closed) return conn.close(1000, 'client closed');
     this.socket?.unref();
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => conn.close(1000, 'idle'), this.o.idleMs ?? 60_000);
-    this.idleTimer.unref();
   }
 }
