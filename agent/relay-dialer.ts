@@ -7,7 +7,7 @@ import {
   DevstreamsError,
   ERRORS,
   MUX_MAX_MESSAGE_BYTES,
-  MUX_SUBPROTOCOL,
+  MUX_SUBPROTOCOLS,
   muxDeviceUrl,
   TlsSessionCache,
   WS_SUBPROTOCOL,
@@ -86,7 +86,7 @@ export class RelayDialer {
     this.mux =
       deviceToken && opts.log
         ? new RelayMuxPool({
-            dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOL, deviceToken(), undefined, true),
+            dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOLS, deviceToken(), undefined, true),
             log: opts.log.child({ component: 'relay-mux' }),
           })
         : null;
@@ -130,12 +130,12 @@ export class RelayDialer {
     this.mux?.stop();
   }
 
-  private dialOnce(relayUrl: string, subprotocol: string, token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
+  private dialOnce(relayUrl: string, subprotocol: string | readonly string[], token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
     return new Promise((resolve, reject) => {
       const connection = this.agent ? undefined : this.sessions.forOneDial();
-      const ws = new WebSocket(relayUrl, subprotocol, {
+      const ws = new WebSocket(relayUrl, typeof subprotocol === 'string' ? subprotocol : [...subprotocol], {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
-        ...(subprotocol === MUX_SUBPROTOCOL ? { maxPayload: MUX_MAX_MESSAGE_BYTES } : {}),
+        ...(subprotocol === MUX_SUBPROTOCOLS ? { maxPayload: MUX_MAX_MESSAGE_BYTES } : {}),
         ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
         minVersion: MIN_TLS_VERSION,

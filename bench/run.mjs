@@ -13,7 +13,7 @@ import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, star
 import * as load from './lib/load.mjs';
 import { MB, MiB, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
-import { wanSetup } from './lib/wan.mjs';
+import { wanBulk, wanSetup } from './lib/wan.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
@@ -136,6 +136,8 @@ try {
     const wan = await wanSetup(target.port, { rttMs: 50, streams: C.wanSetups });
     results.devstreams.wanSetup = { rttMs: wan.rttMs, p50: wan.p50, p90: wan.p90, n: wan.n };
     results.devstreams.errors.push(...wan.errors.map((e) => `set-up over 50 ms: ${e}`));
+    log(`devstreams${haveSsh ? ' and ssh -L' : ''}: one stream up and down with a 50 ms round trip`);
+    results.devstreams.wanBulk = await wanBulk(target.port, { rttMs: 50, bytes: C.oneBytes / 4, maxS: C.xferMaxS / 2, ssh: haveSsh });
   }
 } finally {
   for (const p of paths) await p.stop().catch((e) => log(`stopping ${p.name}: ${e.message}`));

@@ -1,12 +1,13 @@
 // Stream set-up with a far-away hub: loopback hides what a round trip costs, this shows it.
 // The hub is reached only through bench/lib/delay-proxy.mjs (this machine has no netem).
-//   node bench/wan.mjs [--rtt 50] [--streams 40] [--connect]
+//   node bench/wan.mjs [--rtt 50] [--streams 40] [--connect | --bulk]
 // Prints the set-up time (connect to `devstreams forward` to the first byte echoed back by the
-// target) p50 and p90, in ms and in round trips. With --connect, the set-up of `devstreams
+// target) p50 and p90, in ms and in round trips. With --bulk, one stream's MB/s up and down (up to
+// 256 MiB or 8 s each) through devstreams and through ssh -L over the same link. With --connect, the set-up of `devstreams
 // connect`, a process per stream (ssh's ProxyCommand): spawn to first byte, at --rtt and direct.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { startTarget } from './lib/stack.mjs';
-import { wanConnectSetup, wanSetup } from './lib/wan.mjs';
+import { wanBulk, wanConnectSetup, wanSetup } from './lib/wan.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -14,7 +15,11 @@ const arg = (name, def) => {
 };
 const target = await startTarget();
 try {
-  if (process.argv.includes('--connect')) {
+  if (process.argv.includes('--bulk')) {
+    const w = await wanBulk(target.port, { rttMs: arg('--rtt', 50) });
+    const mb = (x) => `${x.up.toFixed(1)} up / ${x.down.toFixed(1)} down MB/s`;
+    console.log(`one stream with a ${w.rttMs} ms round trip: devstreams ${mb(w.devstreams)}; ssh -L ${w.ssh ? mb(w.ssh) : 'skipped'}`);
+  } else if (process.argv.includes('--connect')) {
     const w = await wanConnectSetup(target.port, { rttMs: arg('--rtt', 50), streams: arg('--streams', 10) });
     console.log(
       `devstreams connect, ${w.n} processes: spawn to first byte p50 ${w.p50.toFixed(0)} ms with a ${w.rttMs} ms round trip to the hub, ` +

@@ -7,6 +7,8 @@ import {
   MUX_SERVICE_PATH,
   MUX_MAX_MESSAGE_BYTES,
   MUX_SUBPROTOCOL,
+  MUX_SUBPROTOCOLS,
+  MUX_SUBPROTOCOL_WINDOWS,
   MuxConnection,
   bearerToken,
   parseDeviceToken,
@@ -64,7 +66,8 @@ export class RelayMux {
     perMessageDeflate: false,
     maxPayload: MUX_MAX_MESSAGE_BYTES,
     clientTracking: false,
-    handleProtocols: () => MUX_SUBPROTOCOL,
+    // The newest framing the client offers (protocol/mux-frames.ts): window updates when it can.
+    handleProtocols: (offered) => (offered.has(MUX_SUBPROTOCOL_WINDOWS) ? MUX_SUBPROTOCOL_WINDOWS : MUX_SUBPROTOCOL),
   });
   /** Each open connection and the device key it proved (checked again when the registry changes). */
   private readonly connections = new Map<MuxConnection, Proof>();
@@ -89,7 +92,7 @@ export class RelayMux {
     if (path !== MUX_DEVICE_PATH && path !== MUX_SERVICE_PATH) return false;
     const side = path === MUX_DEVICE_PATH ? 'device' : 'service';
     if (this.stopping) return this.refuse(socket, side, 'SHUTTING_DOWN', 'the hub is shutting down');
-    const problem = streamUpgradeProblem(req, MUX_SUBPROTOCOL);
+    const problem = streamUpgradeProblem(req, MUX_SUBPROTOCOLS);
     if (problem) return this.refuse(socket, side, problem.code, problem.reason);
     const token = bearerToken(req.headers.authorization);
     if (!token) return this.refuse(socket, side, 'UNAUTHORIZED', 'missing or malformed bearer token');

@@ -26,17 +26,19 @@ export function upgradeProblem(req: IncomingMessage): string | null {
 
 /**
  * The problem with a stream WebSocket upgrade (a relay dial, an open-and-connect, a multiplexed
- * connection): malformed (400), or without the endpoint's subprotocol (426); null when it may go on.
+ * connection): malformed (400), or without one of the endpoint's subprotocols (426); null when it may go on.
  */
 export function streamUpgradeProblem(
   req: IncomingMessage,
-  subprotocol: string = WS_SUBPROTOCOL,
+  subprotocols: string | readonly string[] = WS_SUBPROTOCOL,
 ): { code: 'BAD_REQUEST' | 'VERSION_MISMATCH'; reason: string } | null {
   const problem = upgradeProblem(req);
   if (problem) return { code: 'BAD_REQUEST', reason: problem };
   const header = req.headers['sec-websocket-protocol'];
-  if (!(header !== undefined && parseSubprotocols(header)?.has(subprotocol))) {
-    return { code: 'VERSION_MISMATCH', reason: `the relay speaks WebSocket subprotocol ${subprotocol} here` };
+  const offered = header !== undefined ? parseSubprotocols(header) : null;
+  const spoken = typeof subprotocols === 'string' ? [subprotocols] : subprotocols;
+  if (!spoken.some((p) => offered?.has(p))) {
+    return { code: 'VERSION_MISMATCH', reason: `the relay speaks WebSocket subprotocol ${spoken.join(' or ')} here` };
   }
   return null;
 }

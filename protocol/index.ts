@@ -15,6 +15,7 @@ export * from './headroom.js';
 export * from './mux-frames.js';
 export * from './mux-channel.js';
 export * from './mux-connection.js';
+export * from './mux-window.js';
 export * from './ws-heartbeat.js';
 export * from './tls-sessions.js';
 export * from './bridge.js';

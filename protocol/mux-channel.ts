@@ -2,14 +2,19 @@ import { EventEmitter } from 'node:events';
 import { DevstreamsError, ERRORS } from './errors.js';
 import { LIMITS } from './limits.js';
 import type { MessageSocket } from './message-socket.js';
-import { MUX, MUX_ABORT_CODE, MUX_WINDOW_BYTES, encodeAccept, encodeClose, encodeCredit, encodeData } from './mux-frames.js';
+import { MUX, MUX_ABORT_CODE, MUX_MAX_WINDOW_BYTES, MUX_WINDOW_BYTES, encodeAccept, encodeClose, encodeCredit, encodeData } from './mux-frames.js';
 
 /** What a channel needs of its connection. */
 export interface ChannelLink {
   /** Sends one frame on the connection; `cb` once it is written out (or failed). */
   write(frame: Buffer, cb?: (err?: Error) => void): void;
-  /** The channel has closed both ways: its id is free. */
+  /** The channel has closed both ways: its id is free (and the window it grew, `grownBytes`, is given back). */
   release(id: number): void;
+  /**
+   * True on a connection whose peer takes CREDIT as a window update (subprotocol
+   * devstreams.v1.mux2): this side may grant more than it consumed, and may be granted more.
+   */
+  readonly windowUpdates: boolean;
 }
 
 type Outgoing = { kind: 'data' | 'text' | 'close'; frame: Buffer; bytes: number; cb: ((err?: Error) => void) | undefined };
@@ -23,10 +28,12 @@ const MAX_HELD_TEXT = 16;
 /**
  * One stream on a multiplexed connection, with the semantics of a per-stream WebSocket
  * (protocol/message-socket.ts): WsDuplex and the relay carry it unchanged. Flow control is per
- * channel: DATA is sent while less than MUX_WINDOW_BYTES is unacknowledged, the rest waits here
- * (counted in `bufferedAmount`), and received bytes are acknowledged (CREDIT) as they are emitted,
- * so a paused channel stops its sender within a window without holding up the connection's other
- * channels. Text and CLOSE frames keep their place behind waiting data.
+ * channel: DATA is sent while the peer's grant (`allowance`: MUX_WINDOW_BYTES to start with, plus
+ * every CREDIT, minus every DATA byte) lasts, the rest waits here (counted in `bufferedAmount`), and
+ * received bytes are acknowledged (CREDIT) as they are emitted, so a paused channel stops its
+ * sender within a window without holding up the connection's other channels. On a connection with
+ * window updates the receive window may grow (grow(), decided by the connection), up to
+ * MUX_MAX_WINDOW_BYTES. Text and CLOSE frames keep their place behind waiting data.
  */
 export class MuxChannel extends EventEmitter implements MessageSocket {
   readonly CONNECTING = 0 as const;
@@ -38,8 +45,8 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
   private state: 0 | 1 | 2 | 3 = 0;
   private paused = false;
   private readonly link: ChannelLink;
-  /** DATA bytes sent and not yet acknowledged by the peer. */
-  private inFlight = 0;
+  /** DATA bytes the peer lets this side send now (it may start one frame while any is left). */
+  private allowance = MUX_WINDOW_BYTES;
   private readonly outbox: Outgoing[] = [];
   private queuedBytes = 0;
   /** DATA bytes handed to the connection whose write has not completed. */
@@ -47,9 +54,15 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
   private readonly inbox: Incoming[] = [];
   private heldText = 0;
   private draining = false;
-  /** DATA bytes received and not yet acknowledged; emitted and not yet acknowledged. */
-  private unackedIn = 0;
+  /** DATA bytes the peer may still send (this side's grant, less what arrived); emitted and not yet acknowledged. */
+  private allowanceIn = MUX_WINDOW_BYTES;
   private consumed = 0;
+  /** The receive window: what this side lets the peer have unacknowledged; grows with grow(). */
+  private window = MUX_WINDOW_BYTES;
+  /** DATA bytes received in all; the connection's window sampling reads it. */
+  receivedBytes = 0;
+  /** `receivedBytes` when the connection last sampled this channel. */
+  sampledUpTo = 0;
   private closeSent = false;
   private closeWritten = false;
   private closeReceived: { code: number; reason: string } | null = null;
@@ -71,6 +84,38 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
 
   get bufferedAmount(): number {
     return this.queuedBytes + this.unflushed;
+  }
+
+  /** The receive window now (MUX_WINDOW_BYTES until it grows). */
+  get receiveWindow(): number {
+    return this.window;
+  }
+
+  /** How far the receive window has grown past MUX_WINDOW_BYTES: given back to the connection's budget on release. */
+  get grownBytes(): number {
+    return this.window - MUX_WINDOW_BYTES;
+  }
+
+  /**
+   * True while the receive window may still grow: the channel is open, below MUX_MAX_WINDOW_BYTES,
+   * and not paused (a paused channel takes nothing: bytes that arrive while it is paused, such as
+   * its first window in one burst, are no sign that its window holds it back).
+   */
+  get canGrow(): boolean {
+    return this.state === 1 && !this.closeReceived && !this.paused && this.window < MUX_MAX_WINDOW_BYTES;
+  }
+
+  /**
+   * Grows the receive window by `extra` bytes and grants them to the peer at once (a CREDIT for
+   * more than was consumed): only on a connection with window updates. Returns the bytes it grew by.
+   */
+  grow(extra: number): number {
+    if (!this.link.windowUpdates || !this.canGrow || extra <= 0) return 0;
+    const by = Math.min(extra, MUX_MAX_WINDOW_BYTES - this.window);
+    this.window += by;
+    this.allowanceIn += by;
+    this.link.write(encodeCredit(this.id, by));
+    return by;
   }
 
   /** Hub side: the ATTACH or OPEN was accepted (for `streamId`); the channel is open. */
@@ -151,20 +196,26 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
   receive(kind: 'data' | 'text', data: Buffer): void {
     if (this.state === 3 || this.closeReceived) return;
     if (kind === 'data') {
-      this.unackedIn += data.length;
-      // The sender may start one frame below the window: anything past that breaks flow control.
-      if (this.unackedIn > 2 * MUX_WINDOW_BYTES) return this.fail('flow-control window exceeded');
+      this.allowanceIn -= data.length;
+      this.receivedBytes += data.length;
+      // The sender may start one frame while any grant is left: anything past that breaks flow control.
+      if (this.allowanceIn < -LIMITS.maxDataFrameBytes) return this.fail('flow-control window exceeded');
     } else if (this.paused && ++this.heldText > MAX_HELD_TEXT) {
       return this.fail('too many control messages held');
     }
     this.deliver({ kind: 'message', data, isBinary: kind === 'data' });
   }
 
-  /** The peer acknowledged `bytes` of our DATA. */
+  /**
+   * The peer granted `bytes` more: it took that many of our DATA bytes, and on a connection with
+   * window updates it may also have grown its window. A grant past what the window allows (the
+   * fixed window without window updates) breaks flow control.
+   */
   credit(bytes: number): void {
     if (this.state === 3) return;
-    if (bytes > this.inFlight) return this.fail('credit for more bytes than were sent');
-    this.inFlight -= bytes;
+    const max = this.link.windowUpdates ? MUX_MAX_WINDOW_BYTES : MUX_WINDOW_BYTES;
+    if (this.allowance + bytes > max) return this.fail('credit for more bytes than were sent');
+    this.allowance += bytes;
     this.flushOutbox();
   }
 
@@ -191,7 +242,7 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
   private flushOutbox(): void {
     while (this.outbox.length > 0 && this.state !== 3) {
       const out = this.outbox[0]!;
-      if (out.kind === 'data' && this.inFlight >= MUX_WINDOW_BYTES) return;
+      if (out.kind === 'data' && this.allowance <= 0) return;
       this.outbox.shift();
       this.queuedBytes -= out.bytes;
       if (out.kind === 'close') {
@@ -200,7 +251,7 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
         this.finishIfClosed();
         continue;
       }
-      this.inFlight += out.bytes;
+      this.allowance -= out.bytes;
       this.unflushed += out.bytes;
       const cb = out.cb;
       const bytes = out.bytes;
@@ -241,9 +292,9 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
     }
     if (item.isBinary) {
       this.consumed += item.data.length;
-      if (this.consumed >= MUX_WINDOW_BYTES / 4) {
+      if (this.consumed >= this.window / 4) {
         this.link.write(encodeCredit(this.id, this.consumed));
-        this.unackedIn -= this.consumed;
+        this.allowanceIn += this.consumed;
         this.consumed = 0;
       }
     } else if (this.heldText > 0) {

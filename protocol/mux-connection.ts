@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { MuxChannel, type ChannelLink } from './mux-channel.js';
-import { MUX, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
+import { MUX, MUX_SUBPROTOCOL_WINDOWS, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
+import { WindowTuner } from './mux-window.js';
 import { errorCodeOfClose } from './ws-duplex.js';
 
 /** Ids a client may use on one connection before it must open another (ids are never reused). */
@@ -38,6 +39,10 @@ export interface MuxConnectionOptions {
   maxChannels?: number;
   /** Client: closes the connection (1000) after this long with no channel; absent: never. */
   idleCloseMs?: number;
+  /** The peer takes CREDIT as a window update; absent: as the WebSocket's subprotocol says (devstreams.v1.mux2). */
+  windowUpdates?: boolean;
+  /** The window tuner's clock, in ms (tests); absent: performance.now. */
+  clock?: () => number;
 }
 
 /**
@@ -57,6 +62,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
   private idleTimer: NodeJS.Timeout | null = null;
   private nextId = 1;
   private closed = false;
+  readonly windowUpdates: boolean;
+  private readonly tuner: WindowTuner | null;
 
   constructor(opts: MuxConnectionOptions) {
     super();
@@ -66,6 +73,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     this.onOpen = opts.onOpen;
     this.maxChannels = opts.maxChannels ?? 4096;
     this.idleCloseMs = opts.idleCloseMs;
+    this.windowUpdates = opts.windowUpdates ?? this.ws.protocol === MUX_SUBPROTOCOL_WINDOWS;
+    this.tuner = this.windowUpdates ? new WindowTuner(this.ws, opts.clock) : null;
     this.ws.binaryType = 'nodebuffer';
     this.ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
     this.ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
@@ -143,6 +152,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
   }
 
   release(id: number): void {
+    const channel = this.channels.get(id);
+    if (channel) this.tuner?.released(channel);
     this.channels.delete(id);
     if (this.channels.size > 0) return;
     if (this.idleCloseMs !== undefined && !this.closed) {
@@ -187,7 +198,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
         }
         return;
       case MUX.DATA:
-        return channel.receive('data', f.data);
+        channel.receive('data', f.data);
+        return this.tuner?.received(channel, f.data.length);
       case MUX.TEXT:
         return channel.receive('text', f.data);
       case MUX.CREDIT:

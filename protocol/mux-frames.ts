@@ -19,13 +19,24 @@ import { PROTOCOL_VERSION } from './version.js';
  *   CLOSE   both ways       code (2 bytes) | reason (UTF-8): a per-stream WebSocket's close; answered
  *                           with a CLOSE; to an ATTACH or OPEN, the refusal. Code 1006 is an abort
  *                           (no answer)
- *   CREDIT  both ways       bytes (4 bytes): the receiver took that many DATA bytes of the channel
+ *   CREDIT  both ways       bytes (4 bytes): the sender may send that many more DATA bytes of the
+ *                           channel (the receiver took them; with window updates, or grew its window)
  *
- * A sender keeps at most MUX_WINDOW_BYTES of a channel's DATA unacknowledged (it may start one
- * message below the window), so a slow reader stops only its own stream.
+ * A sender starts with a grant of MUX_WINDOW_BYTES per channel, adds each CREDIT and takes off each
+ * DATA byte, and sends while any grant is left (it may start one message past it), so a slow reader
+ * stops only its own stream. Two subprotocols differ only in what a receiver may grant:
+ * - `devstreams.v1.mux`: exactly what it took, so the window stays at MUX_WINDOW_BYTES;
+ * - `devstreams.v1.mux2`: also more (a window update), growing a channel's window up to
+ *   MUX_MAX_WINDOW_BYTES when the link needs it (protocol/mux-window.ts). One fixed window of
+ *   1 MiB held a stream to 1 MiB per round trip: 18 MB/s over a 50 ms link.
+ * A client offers both (MUX_SUBPROTOCOLS), the hub picks the newest it knows.
  */
 
 export const MUX_SUBPROTOCOL = `devstreams.v${PROTOCOL_VERSION}.mux` as const;
+/** The same framing, with window updates (see above). */
+export const MUX_SUBPROTOCOL_WINDOWS = `devstreams.v${PROTOCOL_VERSION}.mux2` as const;
+/** What a client offers, newest first. */
+export const MUX_SUBPROTOCOLS: readonly string[] = Object.freeze([MUX_SUBPROTOCOL_WINDOWS, MUX_SUBPROTOCOL]);
 /** Where an agent opens its multiplexed connection, on the origin of the relay URLs it is given. */
 export const MUX_DEVICE_PATH = '/api/v1/relay/device' as const;
 /** Where the SDK opens its multiplexed connection, on the hub's URL. */
@@ -52,8 +63,19 @@ export const MUX = Object.freeze({ ATTACH: 1, ACCEPT: 2, DATA: 3, TEXT: 4, CLOSE
 export type MuxType = (typeof MUX)[keyof typeof MUX];
 
 export const MUX_HEADER_BYTES = HEADROOM_BYTES;
-/** Per-channel flow-control window, each way: the per-stream WebSocket's high-water mark. */
+/** Per-channel flow-control window, each way, to start with: the per-stream WebSocket's high-water mark. */
 export const MUX_WINDOW_BYTES = LIMITS.wsHighWaterMark;
+/**
+ * The most a channel's window grows to with window updates: 8 MiB carries about 160 MB/s over a
+ * 50 ms round trip, near what a per-stream TCP connection's buffers (Linux's default tcp_rmem
+ * maximum, 6 MiB) carried. It is also the most a paused channel can make its receiver hold.
+ */
+export const MUX_MAX_WINDOW_BYTES = 8 * 1024 * 1024;
+/**
+ * How far, all its channels together, a connection lets windows grow past MUX_WINDOW_BYTES: bounds
+ * what one connection's paused channels can make its receiver hold to (channels x 1 MiB) + 16 MiB.
+ */
+export const MUX_WINDOW_GROWTH_PER_CONNECTION_BYTES = 16 * 1024 * 1024;
 /** Largest WebSocket message on a multiplexed connection: a full data frame and its header. */
 export const MUX_MAX_MESSAGE_BYTES = LIMITS.maxDataFrameBytes + MUX_HEADER_BYTES;
 /** The CLOSE code that aborts a channel (a per-stream WebSocket's 1006: no close handshake). */

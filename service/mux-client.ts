@@ -6,7 +6,7 @@ import {
   ERRORS,
   MUX_MAX_MESSAGE_BYTES,
   MUX_SERVICE_PATH,
-  MUX_SUBPROTOCOL,
+  MUX_SUBPROTOCOLS,
   MuxConnection,
   startHeartbeat,
   streamDialOptions,
@@ -88,7 +88,7 @@ export class ServiceMux {
     url.protocol = 'wss:';
     const connection = this.o.sessions.forOneDial();
     return new Promise((resolve) => {
-      const ws = new WebSocket(url, MUX_SUBPROTOCOL, {
+      const ws = new WebSocket(url, [...MUX_SUBPROTOCOLS], {
         ...streamDialOptions(this.o.token, this.o.upgradeTimeoutMs),
         maxPayload: MUX_MAX_MESSAGE_BYTES,
         ...(this.o.secureContext ? { secureContext: this.o.secureContext } : {}),
@@ -123,7 +123,7 @@ export class ServiceMux {
       ws.once('upgrade', (res) => (this.socket = res.socket as Socket));
       ws.once('open', () => {
         if (settled) return;
-        if (ws.protocol !== MUX_SUBPROTOCOL) {
+        if (!MUX_SUBPROTOCOLS.includes(ws.protocol)) {
           this.unsupported = true;
           return fail();
         }

@@ -98,6 +98,12 @@ export function markdown(out) {
     lines.push('', `devstreams set-up with a ${w.rttMs} ms round trip to the hub (for the agent and the service side alike, through bench/lib/delay-proxy.mjs), ${w.n} streams: ` +
       `p50 ${fmt(w.p50)} ms (${fmt(w.p50 / w.rttMs, 1)} round trips), p90 ${fmt(w.p90)} ms.`);
   }
+  if (d?.wanBulk) {
+    const w = d.wanBulk;
+    const mb = (x) => `${fmt(x.up, 1)} up / ${fmt(x.down, 1)} down MB/s`;
+    lines.push('', `One stream with a ${w.rttMs} ms round trip (the same delay proxy; up to ${fmt(w.devstreams.bytesUp / MB)} MB each way): devstreams ${mb(w.devstreams)}` +
+      (w.ssh ? `, ssh -L ${mb(w.ssh)} (${fmt(w.devstreams.up / w.ssh.up, 2)}x / ${fmt(w.devstreams.down / w.ssh.down, 2)}x).` : '.'));
+  }
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');
     for (const t of out.targets) lines.push(`| ${t.name} | ${t.want} | ${t.value} | ${t.met ? 'yes' : '**no**'} |`);

@@ -107,8 +107,11 @@ export async function waitOnline(env, agent) {
   }
 }
 
-/** `ssh -N -L` through a throwaway sshd on loopback (default cipher unless `cipher`). */
-export async function startSsh(targetPort, { cipher } = {}) {
+/**
+ * `ssh -N -L` through a throwaway sshd on loopback (default cipher unless `cipher`); with `rttMs`,
+ * ssh reaches sshd through bench/lib/delay-proxy.mjs, as devstreams reaches its hub in wan.mjs.
+ */
+export async function startSsh(targetPort, { cipher, rttMs = 0 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-sshd-'));
   const f = (n) => join(dir, n);
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f('host_key')]);
@@ -125,14 +128,21 @@ export async function startSsh(targetPort, { cipher } = {}) {
   );
   const sshd = new Proc('/usr/sbin/sshd', ['-D', '-e', '-f', f('sshd_config')], { name: 'sshd' });
   await waitForPort(sshdPort);
+  let proxy;
+  let dialPort = sshdPort;
+  if (rttMs > 0) {
+    dialPort = await freePort();
+    proxy = new Proc(node, [join(ROOT, 'bench/lib/delay-proxy.mjs'), String(dialPort), String(sshdPort), String(rttMs / 2)], { name: 'delay-proxy' });
+    await proxy.waitFor((l) => l.startsWith('listening '));
+  }
   const hostPub = readFileSync(f('host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
-  writeFileSync(f('known_hosts'), `[127.0.0.1]:${sshdPort} ${hostPub}\n`);
+  writeFileSync(f('known_hosts'), `[127.0.0.1]:${dialPort} ${hostPub}\n`);
   const lport = await freePort();
   const ssh = new Proc('/usr/bin/ssh', [
     '-F', '/dev/null', '-i', f('client_key'), '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
     '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${f('known_hosts')}`, '-o', 'LogLevel=ERROR',
     ...(cipher ? ['-c', cipher] : []),
-    '-N', '-L', `127.0.0.1:${lport}:127.0.0.1:${targetPort}`, '-p', String(sshdPort), `${userInfo().username}@127.0.0.1`,
+    '-N', '-L', `127.0.0.1:${lport}:127.0.0.1:${targetPort}`, '-p', String(dialPort), `${userInfo().username}@127.0.0.1`,
   ], { name: 'ssh' });
   await waitForPort(lport);
   return {
@@ -141,6 +151,7 @@ export async function startSsh(targetPort, { cipher } = {}) {
     pids: [ssh.pid, sshd.pid],
     async stop() {
       await ssh.stop();
+      await proxy?.stop();
       await sshd.stop();
       rmSync(dir, { recursive: true, force: true });
     },

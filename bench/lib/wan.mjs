@@ -2,7 +2,7 @@
 // hub behind bench/lib/delay-proxy.mjs, which adds `rttMs` to every connection to the hub (MQTT,
 // API and relay, from the agent and from the service side), then `streams` set-ups one after another.
 import { spawn } from 'node:child_process';
-import { CLI, startDevstreams } from './stack.mjs';
+import { CLI, startDevstreams, startSsh } from './stack.mjs';
 import * as load from './load.mjs';
 import { pct } from './stats.mjs';
 
@@ -16,6 +16,28 @@ export async function wanSetup(targetPort, { rttMs = 50, streams = 40, maxS = 12
   } finally {
     await path.stop();
   }
+}
+
+/**
+ * Bulk over a slow link: one stream up, then down, through devstreams with its hub `rttMs` away,
+ * and through `ssh -L` with its sshd `rttMs` away (the same delay proxy). On loopback every window
+ * is large enough; over a real round trip a stream moves at most one window per round trip, so this
+ * shows what the flow control allows (docs/MULTIPLEXING.md). MB/s of each, or null without ssh.
+ */
+export async function wanBulk(targetPort, { rttMs = 50, bytes = 256 * 1024 * 1024, maxS = 8, ssh = true } = {}) {
+  const measure = async (path) => {
+    try {
+      await load.download(path.port, 1024 * 1024); // warm-up: the connections to the hub
+      const up = await load.upload(path.port, bytes, maxS);
+      const down = await load.download(path.port, bytes, maxS);
+      return { up: up.bytes / 1e6 / up.secs, down: down.bytes / 1e6 / down.secs, bytesUp: up.bytes, bytesDown: down.bytes };
+    } finally {
+      await path.stop();
+    }
+  };
+  const devstreams = await measure(await startDevstreams(targetPort, { rttMs }));
+  const sshL = ssh ? await measure(await startSsh(targetPort, { rttMs })) : null;
+  return { rttMs, devstreams, ssh: sshL };
 }
 
 /**

@@ -3,13 +3,15 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
-import type { WebSocket } from 'ws';
+import { WebSocket } from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   DevstreamsError,
   MUX_DEVICE_PATH,
   MUX_SERVICE_PATH,
   MUX_SUBPROTOCOL,
+  MUX_SUBPROTOCOLS,
+  MUX_SUBPROTOCOL_WINDOWS,
   MuxConnection,
   OpenStreamResultSchema,
   PROTOCOL_VERSION,
@@ -673,6 +675,98 @@ describe('the service side leaves before the device answers', () => {
     const rec = await recordOf(t, req.streamId);
     expect(rec).toMatchObject({ result: 'unpaired', code: 'PEER_GONE', closedBy: 'service' });
     expect(rec!.durationMs).toBeLessThan(60_000);
+  });
+});
+
+/** Dials a multiplexed endpoint offering `protocols` (several, as a client does): the open WebSocket, or the refusal. */
+function dialOffering(hub: TestHub, side: 'device' | 'service', token: string, protocols: readonly string[]): Promise<{ ws: WebSocket } | Refusal> {
+  const dial = new Promise<{ ws: WebSocket } | Refusal>((resolve, reject) => {
+    const ws = new WebSocket(muxUrl(hub, side), [...protocols], { ca: hub.ca, perMessageDeflate: false, headers: { authorization: `Bearer ${token}` } });
+    cleanups.push(() => ws.terminate());
+    ws.once('open', () => resolve({ ws }));
+    ws.once('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) }));
+    });
+    ws.once('error', reject);
+  });
+  return within(dial, 5000, `the ${side} endpoint's answer`);
+}
+
+/** Counts the window-sampling pings (protocol/mux-window.ts) a WebSocket receives. */
+function samplePings(ws: WebSocket): () => number {
+  let n = 0;
+  ws.on('ping', (data: Buffer) => {
+    if (data.toString() === 'devstreams-window') n++;
+  });
+  return () => n;
+}
+
+describe('subprotocol negotiation: window updates (devstreams.v1.mux2) and the v1 framing', () => {
+  it.each(['device', 'service'] as const)('%s endpoint: offering both subprotocols, in either order, or mux2 alone, gets devstreams.v1.mux2 and window updates', async (side) => {
+    const token = side === 'device' ? deviceToken('mux-dev', devA.key) : t.token;
+    for (const offer of [MUX_SUBPROTOCOLS, [...MUX_SUBPROTOCOLS].reverse(), [MUX_SUBPROTOCOL_WINDOWS]]) {
+      const r = await dialOffering(t, side, token, offer);
+      if (!('ws' in r)) throw new Error(`refused: ${JSON.stringify(r.body)}`);
+      expect(r.ws.protocol, offer.join()).toBe(MUX_SUBPROTOCOL_WINDOWS);
+      const conn = new MuxConnection({ ws: r.ws, role: 'client' });
+      expect(conn.windowUpdates).toBe(true);
+      const gone = once(conn, 'close');
+      conn.close(1000);
+      await within(gone, 5000, 'the connection close');
+    }
+  });
+
+  it.each(['device', 'service'] as const)('%s endpoint: offering only devstreams.v1.mux gets it, without window updates', async (side) => {
+    const r = await dialOffering(t, side, side === 'device' ? deviceToken('mux-dev', devA.key) : t.token, [MUX_SUBPROTOCOL]);
+    if (!('ws' in r)) throw new Error(`refused: ${JSON.stringify(r.body)}`);
+    expect(r.ws.protocol).toBe(MUX_SUBPROTOCOL);
+    expect(new MuxConnection({ ws: r.ws, role: 'client' }).windowUpdates).toBe(false);
+  });
+
+  it.each(['device', 'service'] as const)('%s endpoint: offering neither (other versions, the per-stream subprotocol) is refused with 426 VERSION_MISMATCH', async (side) => {
+    const before = t.hub.relayMux!.connectionCount();
+    const token = side === 'device' ? deviceToken('mux-dev', devA.key) : t.token;
+    for (const offer of [['devstreams.v1.mux3', 'devstreams.v2.mux2', 'devstreams.v2.mux'], [WS_SUBPROTOCOL, 'mqtt']]) {
+      const r = await dialOffering(t, side, token, offer);
+      expect('ws' in r, offer.join()).toBe(false);
+      if ('ws' in r) return;
+      expect(r.status).toBe(426);
+      expect(r.body.error).toMatchObject({ code: 'VERSION_MISMATCH', status: 426 });
+    }
+    expect(t.hub.relayMux!.connectionCount()).toBe(before);
+  });
+
+  it('an old device client (devstreams.v1.mux only) and a mux2 service client carry a stream both ways intact; only the mux2 connection is sampled', async () => {
+    const { conn: devConn, ws: devWs } = await muxConnect(t, 'device', deviceToken('mux-dev', devA.key)); // offers only devstreams.v1.mux
+    const devPings = samplePings(devWs);
+    const r = await dialOffering(t, 'service', t.token, MUX_SUBPROTOCOLS);
+    if (!('ws' in r)) throw new Error(`refused: ${JSON.stringify(r.body)}`);
+    expect(r.ws.protocol).toBe(MUX_SUBPROTOCOL_WINDOWS);
+    const svcPings = samplePings(r.ws);
+    const conn = new MuxConnection({ ws: r.ws, role: 'client' });
+    const devChannels = new Map<string, Promise<{ ch: MuxChannel; closed: Promise<number> }>>();
+    devA.onRequest = (req) => {
+      const ch = devConn.attach({ streamId: req.streamId, token: req.token }, { timeoutMs: 5000 }).then((c) => ({ ch: echoChannel(c), closed: closeOf(c, 30_000) }));
+      ch.catch(() => {});
+      devChannels.set(req.streamId, ch);
+      return ok;
+    };
+    const { channel, streamId } = await conn.open({ device: 'mux-dev', service: 'echo' }, { timeoutMs: 15_000 });
+    const svcClosed = closeOf(channel, 30_000);
+    const payload = randomBytes(6 * MiB + 11); // several windows each way
+    const d = duplexOf(channel);
+    channel.resume();
+    const back = await within(roundTrip(d, payload), 20_000, 'the round trip');
+    expect(sha256(back)).toBe(sha256(payload));
+    expect(await svcClosed).toBe(1000);
+    expect(await (await devChannels.get(streamId)!).closed).toBe(1000);
+    expect(await recordOf(t, streamId)).toMatchObject({ result: 'ok', code: 'OK', bytesToDevice: payload.length, bytesFromDevice: payload.length });
+    // The hub samples the windows of the mux2 connection's channels, never those of the v1 one.
+    expect(svcPings()).toBeGreaterThan(0);
+    expect(devPings()).toBe(0);
+    expect(devConn.usable && conn.usable).toBe(true);
   });
 });
 
