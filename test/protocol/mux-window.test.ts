@@ -26,6 +26,7 @@ import {
   type WindowTuner,
 } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
+import { Queue, within } from '../helpers/queue.js';
 
 // Window updates on multiplexed connections (protocol/mux-window.ts, subprotocol
 // devstreams.v1.mux2): a channel held back by its window grows it, up to MUX_MAX_WINDOW_BYTES and
@@ -39,33 +40,6 @@ const PIECE = 64 * 1024;
 const SAMPLE_PING = Buffer.from('devstreams-window');
 /** The payload of the round-trip probe a tuner sends when its connection opens. */
 const RTT_PING = Buffer.from('devstreams-rtt');
-
-/** Rejects if `p` has not settled within `ms`: no wait in this file is unbounded. */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Items in arrival order; next() waits (boundedly) for the next one. */
-class Queue<T> {
-  private readonly items: T[] = [];
-  private readonly waiters: Array<(t: T) => void> = [];
-  push(t: T): void {
-    const w = this.waiters.shift();
-    if (w) w(t);
-    else this.items.push(t);
-  }
-  next(what = 'the next item', ms = 5000): Promise<T> {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift()!);
-    return within(new Promise((resolve) => this.waiters.push(resolve)), ms, what);
-  }
-  get length(): number {
-    return this.items.length;
-  }
-}
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {

@@ -25,26 +25,9 @@ import {
   type MuxFrame,
 } from '../../protocol/index.js';
 import { readToEnd, refusalOf, sha256, writeInPieces } from '../helpers/streams.js';
+import { Queue } from '../helpers/queue.js';
 
 const MiB = 1024 * 1024;
-
-/** Items in arrival order; next() waits for the next one. */
-class Queue<T> {
-  private readonly items: T[] = [];
-  private readonly waiters: Array<(t: T) => void> = [];
-  push(t: T): void {
-    const w = this.waiters.shift();
-    if (w) w(t);
-    else this.items.push(t);
-  }
-  next(): Promise<T> {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift()!);
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-  get length(): number {
-    return this.items.length;
-  }
-}
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
