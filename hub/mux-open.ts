@@ -1,5 +1,5 @@
 import { DevstreamsError, ERRORS, type Logger, type MuxChannel } from '../protocol/index.js';
-import { admitOpenRequest } from './open-checks.js';
+import { openToJoin } from './open-checks.js';
 import type { Relay } from './relay.js';
 import type { Caller } from './service-tokens.js';
 import type { StreamLimits } from './stream-limits.js';
@@ -25,16 +25,10 @@ export async function openOnChannel(deps: MuxOpenDeps, channel: MuxChannel, body
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new DevstreamsError('BAD_REQUEST', 'OPEN payload must be an object');
     const { device, ...rest } = body as { device?: unknown };
     if (typeof device !== 'string') throw new DevstreamsError('BAD_REQUEST', 'OPEN payload must name a device');
-    deps.limits?.admitToken(caller.name);
-    const admitted = admitOpenRequest(caller, encodeDeviceId(device), rest, log);
-    const result = await deps.streams.open(admitted.deviceId, admitted.body, caller.name);
-    streamId = result.streamId;
-    if (channel.readyState === channel.CLOSED) {
-      log.info({ stream: streamId, device: admitted.deviceId }, 'the service side left before the device answered');
-      deps.relay.abandon(streamId, 'service', 'the service side left before the device answered');
-      return;
-    }
-    deps.relay.attachChannel(channel, streamId, result.token, { role: 'service' });
+    const stream = await openToJoin(deps, caller, encodeDeviceId(device), () => rest, log, () => channel.readyState === channel.CLOSED);
+    if (!stream) return;
+    streamId = stream.streamId;
+    deps.relay.attachChannel(channel, stream.streamId, stream.token, { role: 'service' });
   } catch (err) {
     if (err instanceof DevstreamsError) return channel.refuse(ERRORS[err.code].ws, err.reason);
     log.error({ err: (err as Error).message }, 'open on a multiplexed connection failed');

@@ -7,7 +7,7 @@ import {
   type Logger,
 } from '../protocol/index.js';
 import { refuseUpgrade } from './http-util.js';
-import { admitOpenRequest } from './open-checks.js';
+import { openToJoin } from './open-checks.js';
 import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
 import type { StreamLimits } from './stream-limits.js';
@@ -77,23 +77,17 @@ export class StreamConnect {
     }
     onAuthenticated?.();
     const log = this.log.child({ caller: caller.name });
-    this.limits?.admitToken(caller.name);
-    const { deviceId, body } = admitOpenRequest(caller, rawId, queryBody(query), log);
     const watch = watchWhileWaiting(socket);
-    let result;
+    let stream;
     try {
-      result = await this.streams.open(deviceId, body, caller.name);
+      const deps = { streams: this.streams, relay: this.relay, limits: this.limits };
+      stream = await openToJoin(deps, caller, rawId, () => queryBody(query), log, () => watch.gone());
     } finally {
       watch.stop();
     }
-    if (watch.gone()) {
-      log.info({ stream: result.streamId, device: deviceId }, 'the service side left before the device answered');
-      this.relay.abandon(result.streamId, 'service', 'the service side left before the device answered');
-      socket.destroy();
-      return;
-    }
-    log.debug({ stream: result.streamId, device: deviceId }, 'stream joined by its requester');
-    this.relay.join(result.streamId, result.token, req, socket, watch.early.length ? Buffer.concat([head, ...watch.early]) : head);
+    if (!stream) return void socket.destroy();
+    log.debug({ stream: stream.streamId, device: stream.deviceId }, 'stream joined by its requester');
+    this.relay.join(stream.streamId, stream.token, req, socket, watch.early.length ? Buffer.concat([head, ...watch.early]) : head);
   }
 }
 

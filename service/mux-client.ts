@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import { WebSocket } from 'ws';
 import {
   DevstreamsError,
   ERRORS,
@@ -9,13 +8,13 @@ import {
   MUX_SUBPROTOCOLS,
   MuxConnection,
   startHeartbeat,
-  streamDialOptions,
   type MuxChannel,
   type MuxOpenRequest,
   type TlsSessionCache,
 } from '../protocol/index.js';
 import { HubRefusalError } from './errors.js';
 import { hubUrl } from './http.js';
+import { dialWs } from './ws-dial.js';
 
 export interface ServiceMuxOptions {
   /** The hub's base URL (https://). */
@@ -79,67 +78,43 @@ export class ServiceMux {
   private connection(): Promise<MuxConnection | null> {
     if (this.closed || this.unsupported) return Promise.resolve(null);
     if (this.conn?.usable) return Promise.resolve(this.conn);
-    this.dialing ??= this.dial(true).finally(() => (this.dialing = null));
+    this.dialing ??= this.dial().finally(() => (this.dialing = null));
     return this.dialing;
   }
 
-  private dial(mayRetry: boolean): Promise<MuxConnection | null> {
+  private async dial(): Promise<MuxConnection | null> {
     const url = hubUrl(this.o.hub, MUX_SERVICE_PATH); // keeps a base path the hub URL has
     url.protocol = 'wss:';
-    const connection = this.o.sessions.forOneDial();
-    return new Promise((resolve) => {
-      const ws = new WebSocket(url, [...MUX_SUBPROTOCOLS], {
-        ...streamDialOptions(this.o.token, this.o.upgradeTimeoutMs),
-        maxPayload: MUX_MAX_MESSAGE_BYTES,
-        ...(this.o.secureContext ? { secureContext: this.o.secureContext } : {}),
-        createConnection: connection.createConnection,
-      });
-      let settled = false;
-      // Any failure to open the connection leaves the stream to the established path, which
-      // reports what is wrong (a bad token, an unreachable hub) as it always has.
-      const fail = (): void => {
-        if (settled) return;
-        settled = true;
-        ws.on('error', () => {});
-        if (ws.readyState !== ws.CLOSED) ws.terminate();
-        resolve(null);
-      };
-      ws.on('error', (err: NodeJS.ErrnoException) => {
-        // A waiting connection the hub closed just as it was taken: once more, on a new one.
-        if (mayRetry && !settled && connection.retryable(err)) {
-          settled = true;
-          ws.terminate();
-          resolve(this.dial(false));
-          return;
-        }
-        fail();
-      });
-      ws.on('unexpected-response', (_req, res) => {
-        // A hub without multiplexing: a WebSocket per stream from now on.
-        if (res.statusCode === 404 || res.statusCode === 426) this.unsupported = true;
-        res.resume();
-        fail();
-      });
-      ws.once('upgrade', (res) => (this.socket = res.socket as Socket));
-      ws.once('open', () => {
-        if (settled) return;
-        if (!MUX_SUBPROTOCOLS.includes(ws.protocol)) {
-          this.unsupported = true;
-          return fail();
-        }
-        settled = true;
-        ws.removeAllListeners('error');
-        ws.removeAllListeners('unexpected-response');
-        startHeartbeat(ws, this.o.pingIntervalMs);
-        const conn = new MuxConnection({ ws, role: 'client', idleCloseMs: this.o.idleMs ?? 60_000 });
-        conn.on('idle', () => this.idle(conn));
-        conn.once('close', () => {
-          if (this.conn === conn) this.conn = null;
-        });
-        this.conn = conn;
-        resolve(conn);
-      });
+    let socket: Socket | null = null;
+    const r = await dialWs({
+      url,
+      subprotocols: MUX_SUBPROTOCOLS,
+      token: this.o.token,
+      timeoutMs: this.o.upgradeTimeoutMs,
+      maxPayload: MUX_MAX_MESSAGE_BYTES,
+      secureContext: this.o.secureContext,
+      sessions: this.o.sessions,
+      onUpgrade: (res) => (socket = res.socket as Socket),
+    }, (ws) => {
+      startHeartbeat(ws, this.o.pingIntervalMs);
+      return new MuxConnection({ ws, role: 'client', idleCloseMs: this.o.idleMs ?? 60_000 });
     });
+    // Any failure to open the connection leaves the stream to the established path, which reports
+    // what is wrong (a bad token, an unreachable hub) as it always has. A hub without multiplexing
+    // (404, 426) gets a WebSocket per stream from now on.
+    if (!('taken' in r)) {
+      const f = r.failure;
+      if (f.kind === 'refused' && (f.status === 404 || f.status === 426)) this.unsupported = true;
+      return null;
+    }
+    const conn = r.taken;
+    this.socket = socket;
+    conn.on('idle', () => this.idle(conn));
+    conn.once('close', () => {
+      if (this.conn === conn) this.conn = null;
+    });
+    this.conn = conn;
+    return conn;
   }
 
   /** No stream: the connection lets the process exit (it closes itself after idleMs), or closes now after close(). */

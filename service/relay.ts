@@ -1,8 +1,7 @@
 import type { SecureContext } from 'node:tls';
-import { WebSocket } from 'ws';
-import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, streamDialOptions, type TlsSessionCache } from '../protocol/index.js';
+import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
-import { onAbort, readBody } from './http.js';
+import { dialWs } from './ws-dial.js';
 
 export interface RelayDial {
   /** wss:// relay URL from the hub's open-stream answer, or the hub's open-and-connect URL. */
@@ -27,9 +26,6 @@ export interface RelayDial {
   pingIntervalMs?: number;
 }
 
-/** Largest refusal body read from a relay that declines the upgrade. */
-const MAX_REFUSAL_BYTES = 16 * 1024;
-
 /**
  * Dials the service side of a stream at the relay. Resolves with the stream once the upgrade is
  * accepted; a refused upgrade (401, 409 TOKEN_USED, 410 STREAM_EXPIRED, 426) rejects with a
@@ -47,61 +43,35 @@ export function dialRelay(d: RelayDial): Promise<WsDuplex> {
   }
   const where = d.target ?? `${url.origin}${url.pathname}`;
   const what = d.what ?? `relay ${url.pathname}`;
-  return dialOnce(d, url, where, what, true);
+  return dialStream(d, url, where, what);
 }
 
-function dialOnce(d: RelayDial, url: URL, where: string, what: string, mayRetry: boolean): Promise<WsDuplex> {
-  const connection = d.sessions?.forOneDial();
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const ws = new WebSocket(url, WS_SUBPROTOCOL, {
-      ...streamDialOptions(d.token, d.timeoutMs),
-      ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
-      ...(connection ? { createConnection: connection.createConnection } : {}),
-    });
-    const fail = (err: Error): void => {
-      if (settled) return;
-      settled = true;
-      unlisten();
-      reject(err);
-      if (ws.readyState !== ws.CLOSED) ws.terminate();
-    };
-    ws.on('error', (err: NodeJS.ErrnoException) => {
-      // A waiting connection the server closed just as it was taken: once more, on a new one (the
-      // request never reached the hub, which had closed that connection).
-      if (mayRetry && !settled && connection?.retryable(err)) {
-        settled = true;
-        unlisten();
-        ws.terminate();
-        resolve(dialOnce(d, url, where, what, false));
-        return;
-      }
-      fail(unreachable(where, err));
-    });
-    const unlisten = onAbort(d.signal, fail);
-    ws.on('unexpected-response', (_req, res) => {
-      const status = res.statusCode ?? 0;
-      readBody(res, MAX_REFUSAL_BYTES).then(
-        (body) => fail(refusalFromAnswer(what, status, res.headers['content-type'], body)),
-        () => fail(refusalFromAnswer(what, status, res.headers['content-type'], Buffer.alloc(0))),
-      );
-    });
-    ws.once('upgrade', (res) => {
+async function dialStream(d: RelayDial, url: URL, where: string, what: string): Promise<WsDuplex> {
+  const r = await dialWs({
+    url,
+    subprotocols: WS_SUBPROTOCOL,
+    token: d.token,
+    timeoutMs: d.timeoutMs,
+    ca: d.ca,
+    secureContext: d.secureContext,
+    sessions: d.sessions,
+    signal: d.signal,
+    onUpgrade: (res) => {
       const id = res.headers[STREAM_ID_HEADER];
       if (typeof id === 'string') d.onStreamId?.(id);
-    });
-    ws.once('open', () => {
-      if (settled) return;
-      if (ws.protocol !== WS_SUBPROTOCOL) {
-        fail(new HubRequestError(`relay ${where} accepted without the ${WS_SUBPROTOCOL} subprotocol`));
-        return;
-      }
-      settled = true;
-      unlisten();
-      ws.removeAllListeners('error');
-      ws.removeAllListeners('unexpected-response');
-      startHeartbeat(ws, d.pingIntervalMs ?? 15_000);
-      resolve(new WsDuplex(ws));
-    });
+    },
+  }, (ws) => {
+    startHeartbeat(ws, d.pingIntervalMs ?? 15_000);
+    return new WsDuplex(ws);
   });
+  if ('taken' in r) return r.taken;
+  const f = r.failure;
+  switch (f.kind) {
+    case 'refused':
+      throw refusalFromAnswer(what, f.status, f.contentType, f.body);
+    case 'unreachable':
+      throw unreachable(where, f.err);
+    case 'aborted':
+      throw f.err;
+  }
 }
