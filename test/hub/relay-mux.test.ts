@@ -167,6 +167,18 @@ async function dialEcho(hub: TestHub, req: StreamRequest): Promise<WebSocket> {
 
 let t: TestHub;
 let devA: FakeDevice;
+
+/** Device A answers each stream request by attaching a channel on `devConn` that echoes; the channels by stream id. */
+function answerWithEchoChannels(devConn: MuxConnection): Map<string, Promise<{ ch: MuxChannel; closed: Promise<number> }>> {
+  const devChannels = new Map<string, Promise<{ ch: MuxChannel; closed: Promise<number> }>>();
+  devA.onRequest = (req) => {
+    const ch = devConn.attach({ streamId: req.streamId, token: req.token }, { timeoutMs: 5000 }).then((c) => ({ ch: echoChannel(c), closed: closeOf(c, 30_000) }));
+    ch.catch(() => {});
+    devChannels.set(req.streamId, ch);
+    return ok;
+  };
+  return devChannels;
+}
 let devB: FakeDevice;
 const configFile = (): string => join(t.dir, 'hub.yaml');
 
@@ -516,13 +528,7 @@ describe('service endpoint', () => {
 
   it("an OPEN pairs with the device's multiplexed connection too: bytes both ways, recorded ok", async () => {
     const { conn: devConn } = await muxConnect(t, 'device', deviceToken('mux-dev', devA.key));
-    const devChannels = new Map<string, Promise<{ ch: MuxChannel; closed: Promise<number> }>>();
-    devA.onRequest = (req) => {
-      const ch = devConn.attach({ streamId: req.streamId, token: req.token }, { timeoutMs: 5000 }).then((c) => ({ ch: echoChannel(c), closed: closeOf(c, 30_000) }));
-      ch.catch(() => {});
-      devChannels.set(req.streamId, ch);
-      return ok;
-    };
+    const devChannels = answerWithEchoChannels(devConn);
     const { conn } = await muxConnect(t, 'service', t.token);
     // Two streams at once on the same two connections.
     const opened = await Promise.all([1, 2].map(() => conn.open({ device: 'mux-dev', service: 'echo' }, { timeoutMs: 15_000 })));
@@ -746,13 +752,7 @@ describe('subprotocol negotiation: window updates (devstreams.v1.mux2) and the v
     expect(r.ws.protocol).toBe(MUX_SUBPROTOCOL_WINDOWS);
     const svcPings = samplePings(r.ws);
     const conn = new MuxConnection({ ws: r.ws, role: 'client' });
-    const devChannels = new Map<string, Promise<{ ch: MuxChannel; closed: Promise<number> }>>();
-    devA.onRequest = (req) => {
-      const ch = devConn.attach({ streamId: req.streamId, token: req.token }, { timeoutMs: 5000 }).then((c) => ({ ch: echoChannel(c), closed: closeOf(c, 30_000) }));
-      ch.catch(() => {});
-      devChannels.set(req.streamId, ch);
-      return ok;
-    };
+    const devChannels = answerWithEchoChannels(devConn);
     const { channel, streamId } = await conn.open({ device: 'mux-dev', service: 'echo' }, { timeoutMs: 15_000 });
     const svcClosed = closeOf(channel, 30_000);
     const payload = randomBytes(6 * MiB + 11); // several windows each way
