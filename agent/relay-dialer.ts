@@ -135,7 +135,7 @@ export class RelayDialer {
       const connection = this.agent ? undefined : this.sessions.forOneDial();
       const ws = new WebSocket(relayUrl, typeof subprotocol === 'string' ? subprotocol : [...subprotocol], {
         ...streamDialOptions(token, this.handshakeTimeoutMs),
-        ...(subprotocol === MUX_SUBPROTOCOLS ? { maxPayload: MUX_MAX_MESSAGE_BYTES } : {}),
+        ...(subprotocol === WS_SUBPROTOCOL ? {} : { maxPayload: MUX_MAX_MESSAGE_BYTES }), // a multiplexed connection's frames carry a header
         ...(this.ca ? { secureContext: this.context() } : {}),
         rejectUnauthorized: true,
         minVersion: MIN_TLS_VERSION,

@@ -2,7 +2,7 @@ import type { WebSocket } from 'ws';
 import { DevstreamsError, MuxConnection, type Logger, type MuxChannel } from '../protocol/index.js';
 
 export interface RelayMuxPoolOptions {
-  /** Opens the multiplexed WebSocket at `url` (authenticated, subprotocol devstreams.v1.mux); resolves it paused. */
+  /** Opens the multiplexed WebSocket at `url` (authenticated, offering subprotocols devstreams.v1.mux2 and devstreams.v1.mux); resolves it paused. */
   dial(url: string): Promise<WebSocket>;
   /** A connection with no stream for this long is closed. Default 60 s. */
   idleMs?: number;

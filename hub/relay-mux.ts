@@ -49,7 +49,7 @@ export interface RelayMuxOptions {
 }
 
 /**
- * Multiplexed stream legs (docs/MULTIPLEXING.md), subprotocol `devstreams.v1.mux`, beside the
+ * Multiplexed stream legs (docs/MULTIPLEXING.md), subprotocol `devstreams.v1.mux2` or `devstreams.v1.mux`, beside the
  * per-stream upgrades, which keep working:
  * - `wss://HUB/api/v1/relay/device`: an agent authenticates the connection with a device token,
  *   as it does its MQTT connection, then attaches each accepted stream as a channel with the

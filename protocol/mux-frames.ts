@@ -1,6 +1,7 @@
 import { HEADROOM_BYTES, claimHeadroom, markHeadroom } from './headroom.js';
 import { LIMITS } from './limits.js';
 import { PROTOCOL_VERSION } from './version.js';
+import { truncateReason } from './ws-duplex.js';
 
 /**
  * Multiplexed stream legs (docs/MULTIPLEXING.md): the agent keeps one WebSocket to the relay of
@@ -127,8 +128,7 @@ export function encodeAccept(id: number, streamId = ''): Buffer {
 }
 
 export function encodeClose(id: number, code: number, reason: string): Buffer {
-  let r = Buffer.from(reason);
-  if (r.length > MAX_REASON_BYTES) r = Buffer.from(truncateUtf8(reason, MAX_REASON_BYTES));
+  const r = Buffer.from(truncateReason(reason)); // at most MAX_REASON_BYTES, as a WebSocket's close
   const b = frame(MUX.CLOSE, id, 2 + r.length);
   b.writeUInt16BE(code, MUX_HEADER_BYTES);
   r.copy(b, MUX_HEADER_BYTES + 2);
@@ -196,10 +196,4 @@ export function decodeMuxFrame(msg: Buffer): MuxFrame | string {
     default:
       return `unknown frame type ${type}`;
   }
-}
-
-function truncateUtf8(s: string, maxBytes: number): string {
-  let r = s;
-  while (Buffer.byteLength(r) > maxBytes) r = r.slice(0, -1);
-  return r;
 }
