@@ -8,6 +8,7 @@ import { build } from 'esbuild';
 import type { Duplex } from 'node:stream';
 import { parse, stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MUX_MAX_WINDOW_BYTES } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
 import { CliProcess, ROOT } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
@@ -126,7 +127,9 @@ void main();
 
   it('a stream whose reader stalls holds up no other stream on the same connections', async () => {
     const stalled = await c.openStream('pi-mux', 'tcpecho');
-    const big = randomBytes(12 * 1024 * 1024);
+    // 12 MiB fill every buffer with fixed windows; the way out's two channels may grow their
+    // windows (up to MUX_MAX_WINDOW_BYTES each) on a busy machine, and hold that much more.
+    const big = randomBytes(12 * 1024 * 1024 + 2 * MUX_MAX_WINDOW_BYTES);
     // Written and never read: its echo fills every window and buffer on the way back, then its
     // own sending stops. Nothing of it is lost.
     stalled.write(big);
