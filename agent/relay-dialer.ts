@@ -1,18 +1,18 @@
-import type { IncomingMessage } from 'node:http';
-import { createSecureContext, type SecureContext } from 'node:tls';
-import { WebSocket } from 'ws';
 import type { Agent } from 'node:http';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { WebSocket } from 'ws';
 import {
   ApiErrorSchema,
   DevstreamsError,
   ERRORS,
   MUX_MAX_MESSAGE_BYTES,
   MUX_SUBPROTOCOLS,
+  RELAY_MIN_TLS_VERSION,
   muxDeviceUrl,
   TlsSessionCache,
   WS_SUBPROTOCOL,
+  dialWs,
   startHeartbeat,
-  streamDialOptions,
   type Logger,
   type MessageSocket,
 } from '../protocol/index.js';
@@ -51,9 +51,7 @@ export class RelayDialError extends Error {
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 15_000;
-const MIN_TLS_VERSION = 'TLSv1.2';
 const DEFAULT_PING_INTERVAL_MS = 15_000;
-const MAX_REFUSAL_BODY_BYTES = 4096;
 
 /**
  * Joins the hub's relay for one accepted stream: as a channel of the hub node's multiplexed
@@ -86,7 +84,7 @@ export class RelayDialer {
     this.mux =
       deviceToken && opts.log
         ? new RelayMuxPool({
-            dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOLS, deviceToken(), undefined, true),
+            dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOLS, deviceToken(), undefined),
             log: opts.log.child({ component: 'relay-mux' }),
           })
         : null;
@@ -102,7 +100,7 @@ export class RelayDialer {
   preconnect(relayUrl: string): () => void {
     const mux = this.mux ? muxDeviceUrl(relayUrl) : null;
     if (this.agent || (mux && this.mux?.hasConnection(mux.url))) return () => {};
-    return this.sessions.preconnect(new URL(relayUrl), { secureContext: this.context(), minVersion: MIN_TLS_VERSION });
+    return this.sessions.preconnect(new URL(relayUrl), { secureContext: this.context(), minVersion: RELAY_MIN_TLS_VERSION });
   }
 
   /**
@@ -122,7 +120,7 @@ export class RelayDialer {
       }
       if (channel) return channel;
     }
-    return this.dialOnce(relayUrl, WS_SUBPROTOCOL, token, signal, true);
+    return this.dialOnce(relayUrl, WS_SUBPROTOCOL, token, signal);
   }
 
   /** Closes the multiplexed connections (once the streams on them have ended). */
@@ -130,64 +128,35 @@ export class RelayDialer {
     this.mux?.stop();
   }
 
-  private dialOnce(relayUrl: string, subprotocol: string | readonly string[], token: string, signal: AbortSignal | undefined, mayRetry: boolean): Promise<WebSocket> {
-    return new Promise((resolve, reject) => {
-      const connection = this.agent ? undefined : this.sessions.forOneDial();
-      const ws = new WebSocket(relayUrl, typeof subprotocol === 'string' ? subprotocol : [...subprotocol], {
-        ...streamDialOptions(token, this.handshakeTimeoutMs),
-        ...(subprotocol === WS_SUBPROTOCOL ? {} : { maxPayload: MUX_MAX_MESSAGE_BYTES }), // a multiplexed connection's frames carry a header
-        ...(this.ca ? { secureContext: this.context() } : {}),
-        rejectUnauthorized: true,
-        minVersion: MIN_TLS_VERSION,
-        ...(connection ? { createConnection: connection.createConnection } : { agent: this.agent }),
-      });
-      let settled = false;
-      const settle = (err: RelayDialError | null): void => {
-        if (settled) return;
-        settled = true;
-        signal?.removeEventListener('abort', onAbort);
-        ws.off('open', onOpen);
-        if (err) {
-          // Keep an error listener: terminate() on a connecting socket emits one.
-          ws.on('error', () => {});
-          ws.terminate();
-          reject(err);
-        } else {
-          ws.off('error', onError);
-          // Paused: frames that arrive right behind the upgrade (the service may already have sent
-          // bytes) would otherwise be emitted before the caller listens, and be lost.
-          ws.pause();
-          startHeartbeat(ws, this.pingIntervalMs);
-          resolve(ws);
-        }
-      };
-      const onOpen = (): void => settle(null);
-      const onError = (err: NodeJS.ErrnoException): void => {
-        // The connection opened ahead, closed by the hub just as the dial took it (the hub closes a
-        // connection that sent nothing for its limits.authTimeoutMs): the upgrade never reached
-        // the hub, so the token is unused; once more, on a connection of its own.
-        if (mayRetry && !settled && connection?.retryable(err)) {
-          settled = true;
-          signal?.removeEventListener('abort', onAbort);
-          ws.off('open', onOpen);
-          ws.on('error', () => {});
-          ws.terminate();
-          resolve(this.dialOnce(relayUrl, subprotocol, token, signal, false));
-          return;
-        }
-        settle(new RelayDialError(`relay connection failed: ${err.code ?? err.message}`));
-      };
-      const onAbort = (): void => settle(new RelayDialError('agent is shutting down'));
-      ws.once('open', onOpen);
-      ws.on('error', onError);
-      ws.once('unexpected-response', (_req, res: IncomingMessage) => {
-        void readRefusal(res).then((code) =>
-          settle(new RelayDialError(`relay refused the stream: HTTP ${res.statusCode}${code ? ` ${code}` : ''}`, res.statusCode, code)),
-        );
-      });
-      if (signal?.aborted) onAbort();
-      else signal?.addEventListener('abort', onAbort, { once: true });
-    });
+  /** One dial (protocol/ws-dial.ts), its failures told as RelayDialErrors. Resolves the socket paused. */
+  private async dialOnce(relayUrl: string, subprotocols: string | readonly string[], token: string, signal: AbortSignal | undefined): Promise<WebSocket> {
+    const r = await dialWs(
+      {
+        url: new URL(relayUrl),
+        subprotocols,
+        token,
+        timeoutMs: this.handshakeTimeoutMs,
+        // A multiplexed connection's frames carry a header on top of a stream frame.
+        ...(subprotocols === WS_SUBPROTOCOL ? {} : { maxPayload: MUX_MAX_MESSAGE_BYTES }),
+        secureContext: this.context(),
+        sessions: this.sessions,
+        agent: this.agent,
+        signal,
+      },
+      (ws) => {
+        // Paused: frames that arrive right behind the upgrade (the service may already have sent
+        // bytes) would otherwise be emitted before the caller listens, and be lost.
+        ws.pause();
+        startHeartbeat(ws, this.pingIntervalMs);
+        return ws;
+      },
+    );
+    if ('taken' in r) return r.taken;
+    const f = r.failure;
+    if (f.kind === 'aborted') throw new RelayDialError('agent is shutting down');
+    if (f.kind === 'unreachable') throw new RelayDialError(`relay connection failed: ${(f.err as NodeJS.ErrnoException).code ?? f.err.message}`);
+    const code = refusalCode(f.body);
+    throw new RelayDialError(`relay refused the stream: HTTP ${f.status}${code ? ` ${code}` : ''}`, f.status, code);
   }
 
   /** The secure context of the configured trust anchors (built on first use), or none for the system's. */
@@ -197,29 +166,12 @@ export class RelayDialer {
   }
 }
 
-/** Reads a bounded refusal body and returns its error code, if it is the protocol's error shape. */
-function readRefusal(res: IncomingMessage): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = (): void => {
-      clearTimeout(timer);
-      res.removeAllListeners('data');
-      res.destroy();
-      try {
-        const parsed = ApiErrorSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        resolve(parsed.success ? parsed.data.error.code : undefined);
-      } catch {
-        resolve(undefined);
-      }
-    };
-    const timer = setTimeout(finish, 2000);
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_REFUSAL_BODY_BYTES) return finish();
-      chunks.push(c);
-    });
-    res.once('end', finish);
-    res.once('error', finish);
-  });
+/** The error code of a refusal's body, if it is the protocol's error shape. */
+function refusalCode(body: Buffer): string | undefined {
+  try {
+    const parsed = ApiErrorSchema.safeParse(JSON.parse(body.toString('utf8')));
+    return parsed.success ? parsed.data.error.code : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -18,6 +18,8 @@ export * from './mux-connection.js';
 export * from './mux-window.js';
 export * from './ws-heartbeat.js';
 export * from './tls-sessions.js';
+export * from './abort.js';
+export * from './ws-dial.js';
 export * from './bridge.js';
 export * from './write-coalescing.js';
 export * from './tcp-read-buffer.js';

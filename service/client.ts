@@ -6,6 +6,7 @@ import {
   HubEndpointsSchema,
   LIMITS,
   OpenStreamResultSchema,
+  RELAY_MIN_TLS_VERSION,
   StreamListSchema,
   TlsSessionCache,
   apiPaths,
@@ -162,7 +163,7 @@ export class DevstreamsClient {
       // A client that opens a second stream is likely to open more (`devstreams forward`, a page's
       // requests): from then on, one connection waits for the next stream, its handshakes done
       // (closed unused after 5 s). One stream alone (`devstreams connect`) opens no spare.
-      if (this.streamsAsked++ > 0) this.sessions.spare(url, secureContext ? { secureContext } : {});
+      if (this.streamsAsked++ > 0) this.sessions.spare(url, { ...(secureContext ? { secureContext } : {}), minVersion: RELAY_MIN_TLS_VERSION });
       stream = await dial;
     } catch (err) {
       if (!(err instanceof HubRefusalError && err.code === 'NOT_FOUND')) throw err;

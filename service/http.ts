@@ -1,7 +1,7 @@
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { z } from 'zod';
-import { PROTOCOL_HEADER, PROTOCOL_VERSION, describeIssues } from '../protocol/index.js';
+import { PROTOCOL_HEADER, PROTOCOL_VERSION, describeIssues, onAbort } from '../protocol/index.js';
 import { HubRefusalError, HubRequestError, invalidAnswer, refusalFromAnswer, unreachable } from './errors.js';
 
 /** The largest hub answer read (a full stream list is about 0.5 MiB). */
@@ -101,18 +101,6 @@ function attempt<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>, mayRe
     });
     req.end(payload);
   });
-}
-
-/** Calls `abort` once with the signal's reason when it fires (at once if it already has). */
-export function onAbort(signal: AbortSignal | undefined, abort: (reason: Error) => void): () => void {
-  if (!signal) return () => undefined;
-  const fire = (): void => abort(signal.reason instanceof Error ? signal.reason : new DOMException('aborted', 'AbortError'));
-  if (signal.aborted) {
-    queueMicrotask(fire);
-    return () => undefined;
-  }
-  signal.addEventListener('abort', fire, { once: true });
-  return () => signal.removeEventListener('abort', fire);
 }
 
 function parseAnswer<S extends z.ZodType>(what: string, res: IncomingMessage, body: Buffer, schema: S): z.output<S> {

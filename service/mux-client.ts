@@ -7,6 +7,7 @@ import {
   MUX_SERVICE_PATH,
   MUX_SUBPROTOCOLS,
   MuxConnection,
+  dialWs,
   startHeartbeat,
   type MuxChannel,
   type MuxOpenRequest,
@@ -14,7 +15,6 @@ import {
 } from '../protocol/index.js';
 import { HubRefusalError } from './errors.js';
 import { hubUrl } from './http.js';
-import { dialWs } from './ws-dial.js';
 
 export interface ServiceMuxOptions {
   /** The hub's base URL (https://). */

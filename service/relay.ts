@@ -1,7 +1,6 @@
 import type { SecureContext } from 'node:tls';
-import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, startHeartbeat, type TlsSessionCache } from '../protocol/index.js';
+import { STREAM_ID_HEADER, WS_SUBPROTOCOL, WsDuplex, dialWs, startHeartbeat, type TlsSessionCache } from '../protocol/index.js';
 import { HubRequestError, refusalFromAnswer, unreachable } from './errors.js';
-import { dialWs } from './ws-dial.js';
 
 export interface RelayDial {
   /** wss:// relay URL from the hub's open-stream answer, or the hub's open-and-connect URL. */

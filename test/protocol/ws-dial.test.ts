@@ -4,11 +4,13 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { dialWs } from '../../service/ws-dial.js';
+import { createSecureContext } from 'node:tls';
+import { RELAY_MIN_TLS_VERSION, dialWs } from '../../protocol/ws-dial.js';
+import { TlsSessionCache } from '../../protocol/tls-sessions.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 
-// The service side's one WebSocket dial (service/ws-dial.ts), shared by a stream's own WebSocket
-// and the multiplexed connection: what each way of failing comes back as, and the socket handed
+// The one WebSocket dial to a hub's relay (protocol/ws-dial.ts), shared by the agent and the
+// service side, for a stream's own WebSocket and the multiplexed connection: what each way of failing comes back as, and the socket handed
 // over as it opens, before anything it receives can be lost.
 
 let tls: TestTls;
@@ -91,5 +93,45 @@ describe('dialWs', () => {
     ac.abort(new Error('stop'));
     const a = await dialing;
     expect('failure' in a && a.failure.kind).toBe('aborted');
+  });
+
+  it('a refusal body that is too long or never ends is read as empty, and the dial still ends', async () => {
+    const long = await server((_req, socket) => {
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n${'x'.repeat(20000)}`);
+    });
+    const a = await dial(long, 'p1');
+    if (!('failure' in a) || a.failure.kind !== 'refused') throw new Error(`expected a refusal: ${JSON.stringify(a)}`);
+    expect(a.failure.status).toBe(403);
+    expect(a.failure.body.length).toBe(0);
+
+    // Headers, then a body that stops half-way: the dial gives up on it (2 s), not on the handshake deadline.
+    const stalled = await server((_req, socket) => {
+      socket.write('HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"error":');
+    });
+    const started = Date.now();
+    const b = await dialWs({ url: stalled, subprotocols: 'p1', token: 'tok', timeoutMs: 60_000, ca: tls.ca }, (ws) => ws);
+    if (!('failure' in b) || b.failure.kind !== 'refused') throw new Error(`expected a refusal: ${JSON.stringify(b)}`);
+    expect(b.failure.status).toBe(503);
+    expect(b.failure.body.length).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it("with an http.Agent (the agent's CONNECT proxy) the connection is the agent's, never one opened ahead", async () => {
+    const url = await server((req, socket, head, wss) => wss.handleUpgrade(req, socket, head, () => {}));
+    const sessions = new TlsSessionCache();
+    const secureContext = createSecureContext({ ca: tls.ca });
+    const release = sessions.preconnect(url, { secureContext, minVersion: RELAY_MIN_TLS_VERSION });
+    cleanups.push(release);
+    const agent = new https.Agent({ ca: tls.ca });
+    let made = 0;
+    const create = agent.createConnection.bind(agent);
+    agent.createConnection = ((...args: Parameters<typeof create>) => {
+      made++;
+      return create(...args);
+    }) as typeof agent.createConnection;
+    const r = await dialWs({ url, subprotocols: 'p1', token: 'tok', timeoutMs: 5000, secureContext, sessions, agent }, (ws) => ws);
+    if (!('taken' in r)) throw new Error(`no socket: ${JSON.stringify(r.failure)}`);
+    cleanups.push(() => r.taken.terminate());
+    expect(made).toBe(1);
   });
 });

@@ -1,11 +1,16 @@
-import type { IncomingMessage } from 'node:http';
+import type { Agent, IncomingMessage } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { WebSocket } from 'ws';
-import { streamDialOptions, type TlsSessionCache } from '../protocol/index.js';
-import { onAbort, readBody } from './http.js';
+import { onAbort } from './abort.js';
+import type { TlsSessionCache } from './tls-sessions.js';
+import { streamDialOptions } from './ws-duplex.js';
 
-/** Largest refusal body read from a hub that declines an upgrade. */
+/** Largest refusal body read from a hub that declines an upgrade; a longer one is read as empty. */
 const MAX_REFUSAL_BYTES = 16 * 1024;
+/** The oldest TLS a relay dial accepts (and a connection opened ahead for one). */
+export const RELAY_MIN_TLS_VERSION = 'TLSv1.2';
+/** How long a refusal's body may take to arrive once its headers have. */
+const REFUSAL_BODY_TIMEOUT_MS = 2000;
 
 export interface WsDial {
   url: URL;
@@ -22,6 +27,8 @@ export interface WsDial {
   secureContext?: SecureContext | undefined;
   /** Resumes TLS sessions and takes a connection opened ahead, if any. */
   sessions?: TlsSessionCache | undefined;
+  /** An http.Agent that makes the connection (the agent's CONNECT proxy); then `sessions` is not used. */
+  agent?: Agent | undefined;
   signal?: AbortSignal | undefined;
   /** The upgrade's answer, before the socket opens (its headers, its TCP socket). */
   onUpgrade?: (res: IncomingMessage) => void;
@@ -34,17 +41,18 @@ export type WsDialFailure =
   | { kind: 'aborted'; err: Error };
 
 /**
- * The service side's WebSocket dial to its hub, shared by a stream's own WebSocket (service/relay.ts)
- * and the multiplexed connection (service/mux-client.ts): the stream dial options, the TLS trust,
- * a refusal's status and (bounded) body, and one more try on a new connection
- * when a connection opened ahead was closed by the hub just as it was taken (the upgrade never
- * reached the hub). A server that picks no subprotocol, or one not offered, fails the handshake in
+ * The one WebSocket dial to a hub's relay, for both clients: the agent's legs and multiplexed
+ * connections (agent/relay-dialer.ts), the service side's stream WebSockets (service/relay.ts) and
+ * multiplexed connection (service/mux-client.ts). The stream dial options, TLS verified (host name
+ * included, TLS 1.2 or later), the trust anchors, a refusal's status and (bounded) body, and one
+ * more try on a new connection when a connection opened ahead was closed by the hub just as it was
+ * taken (the upgrade never reached the hub, so the token is unused). A server that picks no subprotocol, or one not offered, fails the handshake in
  * ws itself ('unreachable'). `take` gets the socket as it opens, synchronously, so that frames right behind
  * the upgrade find their listeners; resolves with what it made, or with why there is none; never
  * rejects.
  */
 export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true): Promise<{ taken: T } | { failure: WsDialFailure }> {
-  const connection = d.sessions?.forOneDial();
+  const connection = d.agent ? undefined : d.sessions?.forOneDial();
   const offered = typeof d.subprotocols === 'string' ? [d.subprotocols] : [...d.subprotocols];
   return new Promise((resolve) => {
     let settled = false;
@@ -52,7 +60,9 @@ export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true
       ...streamDialOptions(d.token, d.timeoutMs),
       ...(d.maxPayload !== undefined ? { maxPayload: d.maxPayload } : {}),
       ...(d.secureContext ? { secureContext: d.secureContext } : d.ca !== undefined ? { ca: d.ca } : {}),
-      ...(connection ? { createConnection: connection.createConnection } : {}),
+      rejectUnauthorized: true,
+      minVersion: RELAY_MIN_TLS_VERSION,
+      ...(connection ? { createConnection: connection.createConnection } : d.agent ? { agent: d.agent } : {}),
     });
     const fail = (failure: WsDialFailure): void => {
       if (settled) return;
@@ -76,10 +86,7 @@ export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true
     ws.on('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0;
       const contentType = res.headers['content-type'];
-      readBody(res, MAX_REFUSAL_BYTES).then(
-        (body) => fail({ kind: 'refused', status, contentType, body }),
-        () => fail({ kind: 'refused', status, contentType, body: Buffer.alloc(0) }),
-      );
+      void readRefusalBody(res).then((body) => fail({ kind: 'refused', status, contentType, body }));
     });
     if (d.onUpgrade) ws.once('upgrade', d.onUpgrade);
     ws.once('open', () => {
@@ -90,5 +97,28 @@ export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true
       ws.removeAllListeners('unexpected-response');
       resolve({ taken: take(ws) });
     });
+  });
+}
+
+/** A refusal's body: at most MAX_REFUSAL_BYTES within REFUSAL_BODY_TIMEOUT_MS, else empty. Never rejects. */
+function readRefusalBody(res: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (body: Buffer): void => {
+      clearTimeout(timer);
+      res.removeAllListeners('data');
+      res.destroy();
+      resolve(body);
+    };
+    const timer = setTimeout(() => finish(Buffer.alloc(0)), REFUSAL_BODY_TIMEOUT_MS);
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_REFUSAL_BYTES) return finish(Buffer.alloc(0));
+      chunks.push(c);
+    });
+    res.once('end', () => finish(Buffer.concat(chunks)));
+    res.once('error', () => finish(Buffer.alloc(0)));
+    res.once('aborted', () => finish(Buffer.alloc(0)));
   });
 }
