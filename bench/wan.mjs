@@ -1,6 +1,6 @@
 // Stream set-up with a far-away hub: loopback hides what a round trip costs, this shows it.
 // The hub is reached only through bench/lib/delay-proxy.mjs (this machine has no netem).
-//   node bench/wan.mjs [--rtt 50] [--streams 40] [--connect | --bulk]
+//   node bench/wan.mjs [--rtt 50] [--streams 40] [--connect [--exe dist/bin/devstreams-linux-x64] | --bulk]
 // Prints the set-up time (connect to `devstreams forward` to the first byte echoed back by the
 // target) p50 and p90, in ms and in round trips. With --bulk, one stream's MB/s up and down (up to
 // 256 MiB or 8 s each) through devstreams and through ssh -L over the same link. With --connect, the set-up of `devstreams
@@ -20,7 +20,8 @@ try {
     const mb = (x) => `${x.up.toFixed(1)} up / ${x.down.toFixed(1)} down MB/s`;
     console.log(`one stream with a ${w.rttMs} ms round trip: devstreams ${mb(w.devstreams)}; ssh -L ${w.ssh ? mb(w.ssh) : 'skipped'}`);
   } else if (process.argv.includes('--connect')) {
-    const w = await wanConnectSetup(target.port, { rttMs: arg('--rtt', 50), streams: arg('--streams', 10) });
+    const e = process.argv.indexOf('--exe');
+    const w = await wanConnectSetup(target.port, { rttMs: arg('--rtt', 50), streams: arg('--streams', 10), exe: e > 0 ? process.argv[e + 1] : undefined });
     console.log(
       `devstreams connect, ${w.n} processes: spawn to first byte p50 ${w.p50.toFixed(0)} ms with a ${w.rttMs} ms round trip to the hub, ` +
         `${w.p50Near.toFixed(0)} ms direct: the link costs ${(w.p50 - w.p50Near).toFixed(0)} ms (${w.roundTrips.toFixed(1)} round trips)`,

@@ -1,10 +1,14 @@
 import { ConfigError, DEVSTREAMS_VERSION } from '../protocol/index.js';
-import { isServiceCommand, runServiceCli } from '../service/cli.js';
 
 /**
  * The one command line (loaded by bin/devstreams.ts once V8's compile cache is on): `hub` and
  * `agent` load their modules on demand; the rest is service-side.
+ *
+ * The single executable holds this program three times, once per role (scripts/build-binary.mjs
+ * defines `__DEVSTREAMS_ROLE__`), and compiles only the one its command needs: the other roles'
+ * code is left out of each by the conditions below, which esbuild folds.
  */
+declare const __DEVSTREAMS_ROLE__: 'hub' | 'agent' | 'service' | undefined;
 
 const USAGE = `usage: devstreams COMMAND [ARGS]
 
@@ -39,11 +43,21 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`devstreams ${DEVSTREAMS_VERSION} (node ${process.version})\n`);
     return 0;
   }
-  if (command === 'hub') return (await import('../hub/cli.js')).runHubCli(args);
-  if (command === 'agent') return (await import('../agent/cli.js')).runAgentCli(args);
-  if (isServiceCommand(command)) return runServiceCli(command, args);
+  if (command === 'hub') {
+    return typeof __DEVSTREAMS_ROLE__ === 'undefined' || __DEVSTREAMS_ROLE__ === 'hub' ? (await import('../hub/cli.js')).runHubCli(args) : notHere(command);
+  }
+  if (command === 'agent') {
+    return typeof __DEVSTREAMS_ROLE__ === 'undefined' || __DEVSTREAMS_ROLE__ === 'agent' ? (await import('../agent/cli.js')).runAgentCli(args) : notHere(command);
+  }
+  const service = typeof __DEVSTREAMS_ROLE__ === 'undefined' || __DEVSTREAMS_ROLE__ === 'service' ? await import('../service/cli.js') : notHere(command);
+  if (service.isServiceCommand(command)) return service.runServiceCli(command, args);
   process.stderr.write(`devstreams: unknown command ${JSON.stringify(command)} (see devstreams --help)\n`);
   return 2;
+}
+
+/** A command that the executable's main script sent to the wrong role's script: a build fault, never a user's. */
+function notHere(command: string): never {
+  throw new Error(`internal error: the ${String(__DEVSTREAMS_ROLE__)} program cannot run ${JSON.stringify(command)}`);
 }
 
 /** One line per failure: `devstreams: <message>`; 2 for a bad config or command line, 1 otherwise. */

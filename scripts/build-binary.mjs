@@ -1,6 +1,8 @@
 // npm run build:binary [-- ARCH...]: single executables dist/bin/devstreams-linux-{arm64,x64}
 // with Node's single-executable-application support (issue 5):
-//   1. bundle bin/devstreams.ts and every npm dependency into one CommonJS file (no native addons);
+//   1. bundle bin/devstreams.ts and every npm dependency into one CommonJS file per role (hub,
+//      agent, service: each without the others' code), the blob's assets, behind a small main
+//      script that compiles the one a command needs (scripts/sea-main.cjs); no native addons;
 //   2. fetch the pinned official Node binaries from the npm registry (`npm pack node-linux-ARCH@V`,
 //      cached in node_modules/.cache/devstreams-node) and strip them;
 //   3. make the SEA blob with the same Node version running on this host;
@@ -31,8 +33,9 @@ mkdirSync(CACHE, { recursive: true });
 mkdirSync(WORK, { recursive: true });
 mkdirSync(OUT, { recursive: true });
 
-const bundle = await bundleAll();
-const blob = makeBlob(bundle);
+const ROLES = ['service', 'agent', 'hub'];
+const bundles = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [`devstreams-${role}.cjs`, await bundleRole(role)])));
+const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), bundles);
 for (const arch of arches) {
   const out = join(OUT, binaryName(arch));
   const base = strippedNode(arch);
@@ -46,9 +49,13 @@ for (const arch of arches) {
 }
 console.log(`built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-/** One CommonJS file with every dependency inside (SEA's main script must be CommonJS). */
-async function bundleAll() {
-  const file = join(WORK, 'devstreams.cjs');
+/**
+ * One role's program as one CommonJS file with every dependency inside (the main script compiles it
+ * as CommonJS). `__DEVSTREAMS_ROLE__` folds bin/cli-main.ts's other roles away: the agent's file
+ * has no hub (sql.js, aedes) and no service-side code.
+ */
+async function bundleRole(role) {
+  const file = join(WORK, `devstreams-${role}.cjs`);
   const result = await build({
     entryPoints: [join(ROOT, 'bin/devstreams.ts')],
     outfile: file,
@@ -56,12 +63,14 @@ async function bundleAll() {
     platform: 'node',
     format: 'cjs',
     target: `node${NODE_VERSION.split('.')[0]}`,
-    define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version), __DEVSTREAMS_SEA__: 'true' },
-    // Whitespace and comments out: the main script is held in memory as one string for the life of
+    define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version), __DEVSTREAMS_SEA__: 'true', __DEVSTREAMS_ROLE__: JSON.stringify(role) },
+    // Whitespace and comments out: a role's program is held in memory as one string for the life of
     // the process, and the dependencies' comments carry non-ASCII characters (e.g. "RFC 4291 §2.7"),
     // which turn the whole 3.8 MB source into a two-byte string (7.5 MB). ASCII and no comments:
     // 2.8 MB, one byte per character. Names are kept (no identifier minification).
     minifyWhitespace: true,
+    // Folds the role conditions (and only syntax: names are kept).
+    minifySyntax: true,
     charset: 'ascii',
     plugins: [absentModules(OPTIONAL_NATIVE)],
     metafile: true,
@@ -88,14 +97,14 @@ function absentModules(names) {
 }
 
 /** The SEA preparation blob, made by the pinned Node for this host (the blob is the same for every arch). */
-function makeBlob(main) {
+function makeBlob(main, assets) {
   const blob = join(WORK, 'devstreams.blob');
   const config = join(WORK, 'sea-config.json');
   // No code cache or snapshot: both are specific to the V8 build and CPU that made them.
   // DEP0169: MQTT.js's connect() calls url.parse() on the broker URL, which Node 24 warns about at
   // run time (one stderr line per agent start); silenced in the executable only, and only that code.
   const execArgv = ['--disable-warning=DEP0169'];
-  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv }, null, 2));
+  writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv, assets }, null, 2));
   run(baseNode(process.arch), ['--experimental-sea-config', config], { quiet: true });
   return blob;
 }

@@ -46,13 +46,13 @@ export async function wanBulk(targetPort, { rttMs = 50, bytes = 256 * 1024 * 102
  * and the CLI), so it is measured at `rttMs` and with the hub reached directly: the
  * difference is what the link costs, and over `rttMs` the round trips a fresh process waits.
  */
-export async function wanConnectSetup(targetPort, { rttMs = 50, streams = 10 } = {}) {
+export async function wanConnectSetup(targetPort, { rttMs = 50, streams = 10, exe } = {}) {
   const at = async (rtt) => {
     const path = await startDevstreams(targetPort, { rttMs: rtt });
     try {
-      await connectOnce(path.env); // warm-up: the CLI's files in the page cache
+      await connectOnce(path.env, exe); // warm-up: the CLI's files in the page cache
       const times = [];
-      for (let i = 0; i < streams; i++) times.push(await connectOnce(path.env));
+      for (let i = 0; i < streams; i++) times.push(await connectOnce(path.env, exe));
       return pct(times, 0.5);
     } finally {
       await path.stop();
@@ -63,11 +63,11 @@ export async function wanConnectSetup(targetPort, { rttMs = 50, streams = 10 } =
   return { rttMs, n: streams, p50: far, p50Near: near, roundTrips: (far - near) / rttMs };
 }
 
-/** One `devstreams connect bench target` process: ms from its spawn to the first byte echoed back. */
-function connectOnce(env) {
+/** One `devstreams connect bench target` process (`exe`: the single executable, else node and dist/): ms from its spawn to the first byte echoed back. */
+function connectOnce(env, exe) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [CLI, 'connect', 'bench', 'target'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(exe ?? process.execPath, [...(exe ? [] : [CLI]), 'connect', 'bench', 'target'], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     child.stdin.write('Ex');

@@ -42,7 +42,7 @@ export function command(arch: Arch): string[] {
 }
 
 const SOURCES = ['bin', 'protocol', 'hub', 'agent', 'service'];
-const BUILD_INPUTS = ['package.json', 'package-lock.json', 'scripts/build-binary.mjs', 'scripts/binary-config.mjs'];
+const BUILD_INPUTS = ['package.json', 'package-lock.json', 'scripts/build-binary.mjs', 'scripts/binary-config.mjs', 'scripts/sea-main.cjs'];
 const LOCK = join(ROOT, 'node_modules/.cache/devstreams-node/build.lock');
 
 /**

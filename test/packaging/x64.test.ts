@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CliProcess, freePort } from '../helpers/proc.js';
+import { CliProcess, ROOT, freePort } from '../helpers/proc.js';
 import { canBuild, command, ensureBinaries, run, runnerFor } from './binaries.js';
 import { executableSuite } from './exe-suite.js';
 
@@ -32,3 +32,17 @@ describe.skipIf(!runnerFor('x64') || !canBuild)('the x64 single executable holds
     expect(JSON.parse(devices.stdout.toString())).toEqual([]);
   }, 10 * 60_000);
 });
+
+describe.skipIf(!canBuild)('the executable compiles only the role a command runs', () => {
+  // scripts/build-binary.mjs: one program per role, as assets of the executable; each without the
+  // other roles' code, so that `connect` and the agent do not compile or hold the hub's (sql.js, aedes).
+  // Markers: a function that only one role's modules define.
+  const markers = { hub: 'function runHubCli(', agent: 'function runAgentCli(', service: 'function runServiceCli(' } as const;
+  const roles = Object.keys(markers) as Array<keyof typeof markers>;
+  it.each(roles)('the %s program holds its own command and no other role\'s', async (role) => {
+    await ensureBinaries();
+    const code = readFileSync(join(ROOT, 'dist/sea', `devstreams-${role}.cjs`), 'utf8');
+    for (const other of roles) expect(code.includes(markers[other]), `${other} in the ${role} program`).toBe(other === role);
+  });
+});
+
