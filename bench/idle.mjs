@@ -1,4 +1,4 @@
-// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [-- NODE_ARGS...]
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [--gc memory|throughput] [--smaps] [-- NODE_ARGS...]
 // The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
 // (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
 // runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
@@ -6,7 +6,8 @@
 // and utime+stime (+ reaped children) from /proc/PID/stat, waits --seconds, and reads them again.
 // With --load, the agent first carries what the bench's other figures put through it (256 MiB up
 // and down on one stream, then 1,000 concurrent checked streams) and is then measured idle: the RSS
-// of an agent that has worked. --env sets environment variables for the agent alone.
+// of an agent that has worked. --env sets environment variables for the agent alone; --gc its
+// runtime.gc (a 2 GiB machine or more runs throughput by default, a small board memory).
 // Prints one JSON line. Light without --load: two idle processes.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { readFileSync } from 'node:fs';
@@ -37,10 +38,22 @@ const status = (pid) => {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon'), file: kb('RssFile') };
 };
 const MB = (n) => Math.round((n / 1e6) * 10) / 10;
+// --smaps: where the RSS is, by mapping (the binary's sections, the heap, anonymous), largest first.
+const smaps = (pid) => {
+  const by = new Map();
+  let name = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (m) name = `${m[1]} ${m[2].replace(/^.*\//, '') || '[anon]'}`;
+    else if (line.startsWith('Rss:')) by.set(name, (by.get(name) ?? 0) + Number(line.split(/\s+/)[1]) * 1024);
+  }
+  return Object.fromEntries([...by].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => [k, MB(v)]));
+};
 
 const target = await startTarget();
 // The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
-const ds = await startDevstreams(target.port, { logLevel: 'warn' });
+const agentGc = opt('--gc');
+const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc });
 let agent = ds.agent;
 let sea;
 try {
@@ -72,6 +85,7 @@ try {
       agent: exe ? exe : `node ${process.version} ${nodeArgs.join(' ')} dist/devstreams.mjs`.replace(/  +/g, ' '),
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       ...(Object.keys(agentEnv).length ? { env: agentEnv } : {}),
+      ...(agentGc ? { gc: agentGc } : {}),
       load: withLoad,
       seconds,
       rssStartMB: MB(s0.rss),
@@ -80,6 +94,7 @@ try {
       rssFileMB: MB(s1.file),
       peakMB: MB(s1.hwm),
       cpuPercent: Math.round(((100 * (c1 - c0)) / (seconds * 1e9)) * 1000) / 1000,
+      ...(own.includes('--smaps') ? { smapsMB: smaps(agent.pid) } : {}),
     }),
   );
 } finally {

@@ -1,9 +1,11 @@
 // Bundles the TypeScript sources into dist/devstreams.mjs (dependencies stay in node_modules).
 // The single-executable build (issue 5) bundles dependencies too; this is the development build.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+// Chunk names carry a content hash: without this, every build would leave the last one's behind.
+rmSync(new URL('../dist/chunks', import.meta.url), { recursive: true, force: true });
 await build({
   entryPoints: ['bin/devstreams.ts'],
   // Code splitting keeps the hub's and agent's dependencies (aedes, mqtt) out of the service

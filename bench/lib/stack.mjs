@@ -23,7 +23,7 @@ export async function startTarget() {
  * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
  * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
   const publicPort = rttMs > 0 ? await freePort() : hubPort;
@@ -43,6 +43,8 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     y = y.replace(/^(\s*level:) \w+/m, `$1 ${logLevel}`);
     writeFileSync(hubYaml, readFileSync(hubYaml, 'utf8').replace(/^(\s*level:) \w+/m, `$1 ${logLevel}`));
   }
+  // agentGc: the agent's runtime.gc (auto, memory, throughput; agent/gc-mode.ts). Auto picks throughput on 2 GiB or more.
+  if (agentGc) y = `${y}runtime:\n  gc: ${agentGc}\n`;
   writeFileSync(agentYaml, /^limits:/m.test(y) ? y.replace(/maxStreams: \d+/, 'maxStreams: 1024') : `${y}limits:\n  maxStreams: 1024\n`, { mode: 0o600 });
   const env = {
     DEVSTREAMS_HUB: `https://${host}:${publicPort}`,
