@@ -46,10 +46,10 @@ export type WsDialFailure =
  * multiplexed connection (service/mux-client.ts). The stream dial options, TLS verified (host name
  * included, TLS 1.2 or later), the trust anchors, a refusal's status and (bounded) body, and one
  * more try on a new connection when a connection opened ahead was closed by the hub just as it was
- * taken (the upgrade never reached the hub, so the token is unused). A server that picks no subprotocol, or one not offered, fails the handshake in
- * ws itself ('unreachable'). `take` gets the socket as it opens, synchronously, so that frames right behind
- * the upgrade find their listeners; resolves with what it made, or with why there is none; never
- * rejects.
+ * taken (the upgrade never reached the hub, so the token is unused). A server that picks no
+ * subprotocol, or one not offered, fails the handshake in ws itself ('unreachable'). `take` gets
+ * the socket as it opens, synchronously, so that frames right behind the upgrade find their
+ * listeners; resolves with what it made, or with why there is none; never rejects.
  */
 export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true): Promise<{ taken: T } | { failure: WsDialFailure }> {
   const connection = d.agent ? undefined : d.sessions?.forOneDial();

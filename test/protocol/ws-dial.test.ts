@@ -10,8 +10,9 @@ import { TlsSessionCache } from '../../protocol/tls-sessions.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 
 // The one WebSocket dial to a hub's relay (protocol/ws-dial.ts), shared by the agent and the
-// service side, for a stream's own WebSocket and the multiplexed connection: what each way of failing comes back as, and the socket handed
-// over as it opens, before anything it receives can be lost.
+// service side, for a stream's own WebSocket and the multiplexed connection: what each way of
+// failing comes back as, and the socket handed over as it opens, before anything it receives can
+// be lost.
 
 let tls: TestTls;
 const cleanups: Array<() => Promise<void> | void> = [];
