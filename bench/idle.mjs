@@ -16,6 +16,7 @@ import * as load from './lib/load.mjs';
 import { Proc, cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
 import { ROOT, startDevstreams, startTarget, waitOnline } from './lib/stack.mjs';
+import { warnIfStale } from './lib/exe-fresh.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -28,6 +29,7 @@ const opt = (name, def) => {
 const seconds = Number(opt('--seconds', '60'));
 const settle = Number(opt('--settle', '5'));
 const exe = opt('--exe');
+warnIfStale(exe);
 const nodeOptions = opt('--node-options');
 const withLoad = own.includes('--load');
 const agentEnv = Object.fromEntries((opt('--env') ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));

@@ -10,11 +10,13 @@ import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { MiB, pct } from './lib/stats.mjs';
 import { option } from './lib/args.mjs';
+import { warnIfStale } from './lib/exe-fresh.mjs';
 
 const which = process.argv[2] ?? 'devstreams';
 const mib = Number(option('--mib', '256'));
 const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
 const agentExe = option('--agent-exe');
+warnIfStale(agentExe);
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
 const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });

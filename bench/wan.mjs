@@ -8,6 +8,7 @@
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { startTarget } from './lib/stack.mjs';
 import { wanBulk, wanConnectSetup, wanSetup } from './lib/wan.mjs';
+import { warnIfStale } from './lib/exe-fresh.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -21,6 +22,7 @@ try {
     console.log(`one stream with a ${w.rttMs} ms round trip: devstreams ${mb(w.devstreams)}; ssh -L ${w.ssh ? mb(w.ssh) : 'skipped'}`);
   } else if (process.argv.includes('--connect')) {
     const e = process.argv.indexOf('--exe');
+    warnIfStale(e > 0 ? process.argv[e + 1] : undefined);
     const w = await wanConnectSetup(target.port, { rttMs: arg('--rtt', 50), streams: arg('--streams', 10), exe: e > 0 ? process.argv[e + 1] : undefined });
     console.log(
       `devstreams connect, ${w.n} processes: spawn to first byte p50 ${w.p50.toFixed(0)} ms with a ${w.rttMs} ms round trip to the hub, ` +
