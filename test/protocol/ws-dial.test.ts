@@ -2,7 +2,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createSecureContext } from 'node:tls';
 import { RELAY_MIN_TLS_VERSION, dialWs } from '../../protocol/ws-dial.js';
@@ -15,6 +15,8 @@ import { makeTestTls, type TestTls } from '../helpers/tls.js';
 // be lost.
 
 let tls: TestTls;
+/** TLS connections the test servers have accepted. */
+let accepted = 0;
 const cleanups: Array<() => Promise<void> | void> = [];
 beforeAll(() => {
   tls = makeTestTls();
@@ -26,6 +28,7 @@ afterEach(async () => {
 /** A TLS server on 127.0.0.1: port 0, read back. `upgrade` answers each upgrade request. */
 async function server(upgrade: (req: import('node:http').IncomingMessage, socket: import('node:stream').Duplex, head: Buffer, wss: WebSocketServer) => void): Promise<URL> {
   const srv = https.createServer({ cert: tls.cert, key: tls.key });
+  srv.on('secureConnection', () => accepted++);
   const wss = new WebSocketServer({ noServer: true, handleProtocols: (offered) => (offered.has('p2') ? 'p2' : offered.has('p1') ? 'p1' : false) });
   srv.on('upgrade', (req, socket, head) => upgrade(req, socket, head, wss));
   srv.listen(0, '127.0.0.1');
@@ -115,6 +118,21 @@ describe('dialWs', () => {
     expect(b.failure.status).toBe(503);
     expect(b.failure.body.length).toBe(0);
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it("without one, a dial takes the connection opened ahead for the same context: its TLS version matches the dial's", async () => {
+    const url = await server((req, socket, head, wss) => wss.handleUpgrade(req, socket, head, () => {}));
+    const sessions = new TlsSessionCache();
+    const secureContext = createSecureContext({ ca: tls.ca });
+    const before = accepted;
+    const release = sessions.preconnect(url, { secureContext, minVersion: RELAY_MIN_TLS_VERSION });
+    cleanups.push(release);
+    await vi.waitFor(() => expect(accepted).toBe(before + 1)); // its handshake done before the dial comes
+    const r = await dialWs({ url, subprotocols: 'p1', token: 'tok', timeoutMs: 5000, secureContext, sessions }, (ws) => ws);
+    if (!('taken' in r)) throw new Error(`no socket: ${JSON.stringify(r.failure)}`);
+    cleanups.push(() => r.taken.terminate());
+    expect(accepted).toBe(before + 1); // no connection of its own
+    expect(sessions.warmCount).toBe(0);
   });
 
   it("with an http.Agent (the agent's CONNECT proxy) the connection is the agent's, never one opened ahead", async () => {
