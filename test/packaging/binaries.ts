@@ -1,8 +1,8 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { binaryName, NODE_VERSION } from '../../scripts/binary-config.mjs';
+import { binaryName, newestBinaryInput, NODE_VERSION } from '../../scripts/binary-config.mjs';
 import { ROOT } from '../helpers/proc.js';
 
 /** The single executables under test (issue 5): built on demand, run natively or under qemu. */
@@ -41,8 +41,6 @@ export function command(arch: Arch): string[] {
   return [...runner, exePath(arch)];
 }
 
-const SOURCES = ['bin', 'protocol', 'hub', 'agent', 'service'];
-const BUILD_INPUTS = ['package.json', 'package-lock.json', 'scripts/build-binary.mjs', 'scripts/binary-config.mjs', 'scripts/sea-main.cjs'];
 const LOCK = join(ROOT, 'node_modules/.cache/devstreams-node/build.lock');
 
 /**
@@ -77,20 +75,7 @@ function fresh(): boolean {
   const exes = ARCHES.map(exePath);
   if (!exes.every((f) => existsSync(f))) return false;
   const built = Math.min(...exes.map((f) => statSync(f).mtimeMs));
-  return newestInput() < built;
-}
-
-function newestInput(): number {
-  let newest = Math.max(...BUILD_INPUTS.map((f) => statSync(join(ROOT, f)).mtimeMs));
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-    }
-  };
-  for (const d of SOURCES) walk(join(ROOT, d));
-  return newest;
+  return newestBinaryInput(ROOT).mtimeMs < built;
 }
 
 export interface Run {
