@@ -269,15 +269,21 @@ describe('subprotocol and window updates', () => {
   }, 10_000);
 });
 
+/** `size` random bytes on one channel `name` of a fresh link offering `offer`, 15 ms each way; checked to arrive intact. */
+async function carryOverDelayedLink(offer: readonly string[], name: string, size: number) {
+  const link = await muxLink({ offer, delayMs: 15 });
+  const credits = creditWatch(link.cws);
+  const ch = await link.attach(name);
+  const payload = randomBytes(size);
+  const t = await transfer(link, ch, payload, credits, 15_000);
+  expect({ bytes: t.bytes, digest: t.digest }).toEqual({ bytes: payload.length, digest: sha256(payload) });
+  return { link, credits, ch, payload, t };
+}
+
 describe('window growth over a link with a 30 ms round trip', () => {
   it('mux2: a fast 32 MiB stream grows its window past 1 MiB (never past 8 MiB), puts more than a fixed window in flight, and arrives intact', async () => {
-    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: 15 });
+    const { link, credits, ch, payload, t } = await carryOverDelayedLink(MUX_SUBPROTOCOLS, 'fast', 32 * MiB);
     expect(link.cws.protocol).toBe(MUX_SUBPROTOCOL_WINDOWS);
-    const credits = creditWatch(link.cws);
-    const ch = await link.attach('fast');
-    const payload = randomBytes(32 * MiB);
-    const t = await transfer(link, ch, payload, credits, 15_000);
-    expect({ bytes: t.bytes, digest: t.digest }).toEqual({ bytes: payload.length, digest: sha256(payload) });
     expect(credits.samplePings).toBeGreaterThan(0);
     expect(t.maxWindow).toBeGreaterThan(MUX_WINDOW_BYTES);
     expect(t.maxWindow).toBeLessThanOrEqual(MUX_MAX_WINDOW_BYTES);
@@ -319,13 +325,8 @@ describe('window growth over a link with a 30 ms round trip', () => {
   }, 20_000);
 
   it('v1: the same stream keeps a 1 MiB window, no sample ping is sent, no CREDIT grants more than was consumed, and it arrives intact', async () => {
-    const link = await muxLink({ offer: [MUX_SUBPROTOCOL], delayMs: 15 });
+    const { link, credits, ch, payload, t } = await carryOverDelayedLink([MUX_SUBPROTOCOL], 'fixed', 16 * MiB);
     expect(link.cws.protocol).toBe(MUX_SUBPROTOCOL);
-    const credits = creditWatch(link.cws);
-    const ch = await link.attach('fixed');
-    const payload = randomBytes(16 * MiB);
-    const t = await transfer(link, ch, payload, credits, 15_000);
-    expect({ bytes: t.bytes, digest: t.digest }).toEqual({ bytes: payload.length, digest: sha256(payload) });
     expect(t.maxWindow).toBe(MUX_WINDOW_BYTES);
     expect(ch.s.grownBytes).toBe(0);
     expect(credits.samplePings).toBe(0);
@@ -474,6 +475,14 @@ async function rawLink(offer: readonly string[], opts: { autoPong?: boolean; clo
   };
 }
 
+/** A raw link to a server with window updates, its tuner, and channel 1 attached and read as its data comes. */
+async function linkWithReader() {
+  const p = await rawLink(MUX_SUBPROTOCOLS);
+  const ch = await p.attach(1);
+  ch.resume();
+  return { p, tuner: tunerOf(p.server)!, ch };
+}
+
 describe('window updates against a raw peer', () => {
   it('a paused channel that receives its whole first window at once does not grow, even when the pong counts all of it', async () => {
     const p = await rawLink(MUX_SUBPROTOCOLS, { autoPong: true });
@@ -488,10 +497,7 @@ describe('window updates against a raw peer', () => {
   }, 10_000);
 
   it('a sample ends only at a pong with its payload; a channel grows only if 2/3 of its window arrived in it, to twice that (capped at 8 MiB); the grown window is enforced: grant + one frame, not a byte more', async () => {
-    const p = await rawLink(MUX_SUBPROTOCOLS);
-    const tuner = tunerOf(p.server)!;
-    const ch = await p.attach(1);
-    ch.resume();
+    const { p, tuner, ch } = await linkWithReader();
     let barrier = 100;
     /** A round trip: the server has handled everything sent before it. */
     const roundTrip = (): Promise<MuxChannel> => p.attach(barrier++);
@@ -629,10 +635,7 @@ describe('window updates against a raw peer', () => {
   }, 10_000);
 
   it('a connection lost mid-growth gives every channel back; the budget is whole again', async () => {
-    const p = await rawLink(MUX_SUBPROTOCOLS);
-    const tuner = tunerOf(p.server)!;
-    const ch = await p.attach(1);
-    ch.resume();
+    const { p, tuner, ch } = await linkWithReader();
     await p.pump(1, MUX_WINDOW_BYTES / 4);
     await p.pings.next('the sample ping');
     await p.pump(1, 2 * MiB);
