@@ -67,11 +67,7 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     const hub = new Proc(node, [...nodeArgs, CLI, 'hub', '--config', hubYaml], { name: 'hub' });
     started.push(hub);
     await Promise.race([waitForPort(hubPort, 60_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
-    if (rttMs > 0) {
-      const proxy = new Proc(node, [join(ROOT, 'bench/lib/delay-proxy.mjs'), String(publicPort), String(hubPort), String(rttMs / 2)], { name: 'delay-proxy' });
-      started.push(proxy);
-      await proxy.waitFor((l) => l.startsWith('listening '));
-    }
+    if (rttMs > 0) started.push(await startDelayProxy(publicPort, hubPort, rttMs));
     // agentExe: the agent as a single executable (dist/bin/devstreams-linux-x64), as devices run it.
     const agent = agentExe
       ? new Proc(agentExe, ['agent', '--config', agentYaml], { name: 'agent-exe' })
@@ -94,6 +90,18 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
       stop: cleanUp,
     };
   }
+}
+
+/** bench/lib/delay-proxy.mjs listening on `port`, adding `rttMs` to each round trip to `upstreamPort`; once it listens. */
+async function startDelayProxy(port, upstreamPort, rttMs) {
+  const proxy = new Proc(node, [join(ROOT, 'bench/lib/delay-proxy.mjs'), String(port), String(upstreamPort), String(rttMs / 2)], { name: 'delay-proxy' });
+  try {
+    await proxy.waitFor((l) => l.startsWith('listening '));
+  } catch (err) {
+    await proxy.stop();
+    throw err;
+  }
+  return proxy;
 }
 
 /** Polls the hub's device list (bounded) until the bench device is online (`agent`: its process). */
@@ -134,8 +142,7 @@ export async function startSsh(targetPort, { cipher, rttMs = 0 } = {}) {
   let dialPort = sshdPort;
   if (rttMs > 0) {
     dialPort = await freePort();
-    proxy = new Proc(node, [join(ROOT, 'bench/lib/delay-proxy.mjs'), String(dialPort), String(sshdPort), String(rttMs / 2)], { name: 'delay-proxy' });
-    await proxy.waitFor((l) => l.startsWith('listening '));
+    proxy = await startDelayProxy(dialPort, sshdPort, rttMs);
   }
   const hostPub = readFileSync(f('host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
   writeFileSync(f('known_hosts'), `[127.0.0.1]:${dialPort} ${hostPub}\n`);
