@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { z } from 'zod';
 import {
   ConfigError,
   LOG_LEVELS,
@@ -11,6 +10,7 @@ import {
   isLoopbackHost,
 } from '../protocol/index.js';
 import { loadConfigFile } from '../protocol/config-loader.js';
+import * as z from '../protocol/zod.js';
 import { proxyUrlProblem } from './proxy.js';
 
 /**
@@ -26,84 +26,101 @@ const MAX_KEY_BYTES = 1024;
 const MAX_CA_BYTES = 256 * 1024;
 
 const HubSchema = z.strictObject({
-  url: z
-    .string()
-    .max(2048)
-    .superRefine((s, ctx) => {
+  url: z.string().check(
+    z.maxLength(2048),
+    z.superRefine((s, ctx) => {
       const problem = hubUrlProblem(s);
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }),
-  deviceId: z.string().refine(isDeviceId, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit'),
-  keyFile: z.string().min(1).max(4096).optional(),
-  key: z.string().min(16, 'must be at least 16 characters').max(512).optional(),
-  ca: z.string().min(1).max(4096).optional(),
+  ),
+  deviceId: z.string().check(z.refine(isDeviceId, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit')),
+  keyFile: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+  key: z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters'), z.maxLength(512))),
+  ca: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
   /** How the agent proves its identity: `token` (default) sends an expiring token signed with the
    *  key, so the key never crosses the wire; `key` sends the key itself (the hub may refuse that). */
-  auth: z.enum(['token', 'key']).default('token'),
+  auth: z._default(z.enum(['token', 'key']), 'token'),
   /** Lifetime of each token (a new one is minted for every connection attempt). */
-  tokenTtlSec: z.number().int().min(60).max(86_400).default(3600),
+  tokenTtlSec: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
   /** HTTP proxy for the hub connections (CONNECT): a URL wins over HTTPS_PROXY, "none" turns it off. */
-  proxy: z
-    .string()
-    .max(2048)
-    .refine((s) => s === 'none' || proxyUrlProblem(s) === null, {
-      error: (iss) => `${proxyUrlProblem(String(iss.input)) ?? 'invalid'} (or "none")`,
-    })
-    .optional(),
+  proxy: z.optional(
+    z.string().check(
+      z.maxLength(2048),
+      z.refine((s) => s === 'none' || proxyUrlProblem(s) === null, {
+        error: (iss) => `${proxyUrlProblem(String(iss.input)) ?? 'invalid'} (or "none")`,
+      }),
+    ),
+  ),
   /** Control channel reconnects: exponential backoff with full jitter, forever. */
-  reconnect: z
-    .strictObject({
-      initialDelayMs: z.number().int().min(10).max(60_000).default(1000),
-      maxDelayMs: z.number().int().min(100).max(3_600_000).default(60_000),
-    })
-    .refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must not exceed maxDelayMs', path: ['initialDelayMs'] })
-    .prefault({}),
+  reconnect: z.prefault(
+    z
+      .strictObject({
+        initialDelayMs: z._default(z.int().check(z.gte(10), z.lte(60_000)), 1000),
+        maxDelayMs: z._default(z.int().check(z.gte(100), z.lte(3_600_000)), 60_000),
+      })
+      .check(
+        z.refine((r) => r.initialDelayMs <= r.maxDelayMs, { message: 'initialDelayMs must not exceed maxDelayMs', path: ['initialDelayMs'] }),
+      ),
+    {},
+  ),
   /** Stream WebSockets ping the relay this often; a relay silent for a whole interval is dropped. 0 turns it off. */
-  pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
+  pingIntervalMs: z._default(z.int().check(z.gte(0), z.lte(600_000)), 15_000),
   /** Carry all streams to a hub node on one connection when the hub offers it (docs/MULTIPLEXING.md);
    *  false: one WebSocket per stream, as before. */
-  multiplex: z.boolean().default(true),
+  multiplex: z._default(z.boolean(), true),
   /** MQTT keep-alive: the broker declares the device offline after 1.5 times this much silence. */
-  keepaliveSec: z.number().int().min(2).max(1200).default(30),
+  keepaliveSec: z._default(z.int().check(z.gte(2), z.lte(1200)), 30),
   /** Hosts a relay URL may name (exact host names, case-insensitive). Default: url's host only.
    *  Set when url points at an external MQTT broker, to the hub nodes' public hosts (docs/SCALE.md). */
-  relayHosts: z
-    .array(z.string().max(253).refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address'))
-    .min(1)
-    .max(64)
-    .optional(),
-}).superRefine((h, ctx) => {
-  if ((h.keyFile === undefined) === (h.key === undefined)) {
-    ctx.addIssue({ code: 'custom', message: 'exactly one of keyFile or key is required' });
-  }
-});
-
-const AllowEntrySchema = z
-  .strictObject({
-    name: z
-      .string()
-      .regex(SERVICE_NAME_PATTERN, 'must be 1-32 lowercase letters, digits, ".", "-" or "_", starting with a letter or digit')
-      .refine((s) => !/^\d+$/.test(s), 'must not be only digits (a request would read it as a port)'),
-    host: z
-      .string()
-      .max(253)
-      .refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address')
-      .optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    builtin: z.literal('echo').optional(),
-  })
-  .superRefine((e, ctx) => {
-    if (e.builtin !== undefined && (e.port !== undefined || e.host !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['builtin'], message: 'a builtin entry takes no host or port' });
-    } else if (e.builtin === undefined && e.port === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['port'], message: 'required (or builtin: echo)' });
+  relayHosts: z.optional(
+    z
+      .array(
+        z
+          .string()
+          .check(z.maxLength(253), z.refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address')),
+      )
+      .check(z.minLength(1), z.maxLength(64)),
+  ),
+}).check(
+  z.superRefine((h, ctx) => {
+    if ((h.keyFile === undefined) === (h.key === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'exactly one of keyFile or key is required' });
     }
-  })
-  .transform((e): AllowEntry =>
+  }),
+);
+
+const AllowEntrySchema = z.pipe(
+  z
+    .strictObject({
+      name: z
+        .string()
+        .check(
+          z.regex(SERVICE_NAME_PATTERN, 'must be 1-32 lowercase letters, digits, ".", "-" or "_", starting with a letter or digit'),
+          z.refine((s) => !/^\d+$/.test(s), 'must not be only digits (a request would read it as a port)'),
+        ),
+      host: z.optional(
+        z
+          .string()
+          .check(z.maxLength(253), z.refine((h) => isIP(h) !== 0 || HOSTNAME_PATTERN.test(h), 'must be a host name or an IP address')),
+      ),
+      port: z.optional(z.int().check(z.gte(1), z.lte(65535))),
+      builtin: z.optional(z.literal('echo')),
+    })
+    .check(
+      z.superRefine((e, ctx) => {
+        if (e.builtin !== undefined && (e.port !== undefined || e.host !== undefined)) {
+          ctx.addIssue({ code: 'custom', path: ['builtin'], message: 'a builtin entry takes no host or port' });
+        } else if (e.builtin === undefined && e.port === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['port'], message: 'required (or builtin: echo)' });
+        }
+      }),
+    ),
+  z.transform((e): AllowEntry =>
     e.builtin !== undefined
       ? { kind: 'builtin', name: e.name, builtin: e.builtin }
       : { kind: 'tcp', name: e.name, host: (e.host ?? '127.0.0.1').toLowerCase(), port: e.port ?? 0 },
-  );
+  ),
+);
 
 export type AllowEntry =
   | { kind: 'tcp'; name: string; host: string; port: number }
@@ -114,38 +131,42 @@ export const AgentConfigSchema = z
     hub: HubSchema,
     allow: z
       .array(AllowEntrySchema)
-      .max(MAX_ALLOW_ENTRIES)
-      // Runs even when some entries are invalid, so a duplicate is reported with the other problems.
-      .superRefine(
-        (entries, ctx) => {
-          const seen = new Map<string, number>();
-          (entries as unknown[]).forEach((e, i) => {
-            const name = (e as { name?: unknown } | null)?.name;
-            if (typeof name !== 'string') return;
-            const first = seen.get(name);
-            if (first === undefined) seen.set(name, i);
-            else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate name "${name}" (also allow.${first})` });
-          });
-        },
-        { when: (payload) => Array.isArray(payload.value) },
+      .check(
+        z.maxLength(MAX_ALLOW_ENTRIES),
+        // Runs even when some entries are invalid, so a duplicate is reported with the other problems.
+        z.superRefine(
+          (entries, ctx) => {
+            const seen = new Map<string, number>();
+            (entries as unknown[]).forEach((e, i) => {
+              const name = (e as { name?: unknown } | null)?.name;
+              if (typeof name !== 'string') return;
+              const first = seen.get(name);
+              if (first === undefined) seen.set(name, i);
+              else ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate name "${name}" (also allow.${first})` });
+            });
+          },
+          { when: (payload) => Array.isArray(payload.value) },
+        ),
       ),
-    limits: z
-      .strictObject({
-        maxStreams: z.number().int().min(1).max(1024).default(16),
-        connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
-      })
-      .prefault({}),
-    log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    limits: z.prefault(
+      z.strictObject({
+        maxStreams: z._default(z.int().check(z.gte(1), z.lte(1024)), 16),
+        connectTimeoutMs: z._default(z.int().check(z.gte(100), z.lte(120_000)), 5000),
+      }),
+      {},
+    ),
+    log: z.prefault(z.strictObject({ level: z._default(z.enum(LOG_LEVELS), 'info') }), {}),
     /** SIGTERM/SIGINT: open streams may finish for up to graceMs, then they are closed. */
-    shutdown: z.strictObject({ graceMs: z.number().int().min(0).max(600_000).default(10_000) }).prefault({}),
+    shutdown: z.prefault(z.strictObject({ graceMs: z._default(z.int().check(z.gte(0), z.lte(600_000)), 10_000) }), {}),
     /** The device status (README "Observe the fleet"): published on connect, on change, and this often. */
-    status: z
-      .strictObject({
-        intervalSec: z.number().int().min(10).max(86_400).default(300),
+    status: z.prefault(
+      z.strictObject({
+        intervalSec: z._default(z.int().check(z.gte(10), z.lte(86_400)), 300),
         /** Each probe (temperature, disk, interfaces, ...) gives up after this long; its field is then null. */
-        probeTimeoutMs: z.number().int().min(100).max(60_000).default(5000),
-      })
-      .prefault({}),
+        probeTimeoutMs: z._default(z.int().check(z.gte(100), z.lte(60_000)), 5000),
+      }),
+      {},
+    ),
     /**
      * gc: auto (default: throughput on a machine with 2 GiB of memory or more, else memory), memory
      * (V8's own garbage collection) or throughput (external memory counted in V8's heap limit: about
@@ -153,21 +174,24 @@ export const AgentConfigSchema = z
      * to 60 MB more RSS during bulk transfers; agent/gc-mode.ts, protocol/gc-tuning.ts). Applied at
      * start and on SIGHUP.
      */
-    runtime: z.strictObject({ gc: z.enum(['auto', 'memory', 'throughput']).default('auto') }).prefault({}),
+    runtime: z.prefault(z.strictObject({ gc: z._default(z.enum(['auto', 'memory', 'throughput']), 'auto') }), {}),
     /** Optional Prometheus listener (off unless `listen` is set); loopback only unless allowNonLoopback. */
-    metrics: z
-      .strictObject({
-        listen: z
-          .string()
-          .regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9464')
-          .optional(),
-        allowNonLoopback: z.boolean().default(false),
-      })
-      .refine((m) => m.listen === undefined || m.allowNonLoopback || isLoopbackHost(m.listen.replace(/:\d+$/, '')), {
-        message: 'listen must be a loopback address (127.0.0.1, ::1, localhost) unless allowNonLoopback: true',
-        path: ['listen'],
-      })
-      .prefault({}),
+    metrics: z.prefault(
+      z
+        .strictObject({
+          listen: z.optional(
+            z.string().check(z.regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9464')),
+          ),
+          allowNonLoopback: z._default(z.boolean(), false),
+        })
+        .check(
+          z.refine((m) => m.listen === undefined || m.allowNonLoopback || isLoopbackHost(m.listen.replace(/:\d+$/, '')), {
+            message: 'listen must be a loopback address (127.0.0.1, ::1, localhost) unless allowNonLoopback: true',
+            path: ['listen'],
+          }),
+        ),
+      {},
+    ),
   });
 
 /** The file as written (after defaults). */

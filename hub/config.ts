@@ -1,5 +1,5 @@
 import { dirname, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from '../protocol/zod.js';
 import { ConfigError, LIMITS, LOG_LEVELS, deepFreeze } from '../protocol/index.js';
 import { loadConfigFile } from '../protocol/config-loader.js';
 
@@ -21,154 +21,171 @@ export function parseHostPort(value: string): HostPort | null {
 
 export const HostPortSchema = z
   .string()
-  .refine((v) => parseHostPort(v) !== null, 'must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443)');
+  .check(z.refine((v) => parseHostPort(v) !== null, 'must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443)'));
 
-const PublicUrlSchema = z
-  .string()
-  .url('must be a URL like https://hub.example.com:8443')
-  .refine((v) => {
-    if (!URL.canParse(v)) return false; // zod runs this even when .url() failed
+const PublicUrlSchema = z.string().check(
+  // As a check, not z.url(...) itself, so a non-string still gets the type message, not this one.
+  z.url('must be a URL like https://hub.example.com:8443'),
+  z.refine((v) => {
+    if (!URL.canParse(v)) return false; // zod runs this even when z.url() failed
     const u = new URL(v);
     return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
-  }, 'must be an https:// URL with no path, query or credentials (e.g. https://hub.example.com:8443)');
+  }, 'must be an https:// URL with no path, query or credentials (e.g. https://hub.example.com:8443)'),
+);
 
-const timeoutMs = z.number().int().min(LIMITS.minHandshakeMs).max(LIMITS.maxHandshakeMs);
+const timeoutMs = z.int().check(z.gte(LIMITS.minHandshakeMs), z.lte(LIMITS.maxHandshakeMs));
 
-const count = (max: number) => z.number().int().min(1).max(max);
-const perSecond = z.number().positive().max(1_000_000);
+const count = (max: number) => z.int().check(z.gte(1), z.lte(max));
+const perSecond = z.number().check(z.positive(), z.lte(1_000_000));
 
 export const HubLimitsSchema = z.strictObject({
   /** Stream requests (POST .../streams) one service token may make per second (token bucket; burst = 1 s worth). */
-  streamRequestsPerTokenPerSecond: perSecond.default(100),
+  streamRequestsPerTokenPerSecond: z._default(perSecond, 100),
   /** Stream requests one device may receive per second, from all tokens together. */
-  streamRequestsPerDevicePerSecond: perSecond.default(50),
+  streamRequestsPerDevicePerSecond: z._default(perSecond, 50),
   /** Streams one device may have on this hub at once, being set up or open. */
-  streamsPerDevice: count(100_000).default(64),
+  streamsPerDevice: z._default(count(100_000), 64),
   /** Streams on this hub still in their handshake (asked, or accepted and not yet paired). */
-  pendingHandshakes: count(1_000_000).default(1024),
+  pendingHandshakes: z._default(count(1_000_000), 1024),
   /** Connections from one source address that have not authenticated yet (all listeners together). */
-  unauthenticatedPerAddress: count(100_000).default(256),
+  unauthenticatedPerAddress: z._default(count(100_000), 256),
   /** A connection must authenticate within this time (TLS handshake, HTTP headers, MQTT CONNECT, relay upgrade). */
-  authTimeoutMs: z.number().int().min(200).max(120_000).default(10_000),
+  authTimeoutMs: z._default(z.int().check(z.gte(200), z.lte(120_000)), 10_000),
   /** Largest MQTT packet a device may send (control payloads are at most 8 KiB). */
-  mqttMaxPacketBytes: z.number().int().min(9 * 1024).max(1024 * 1024).default(16 * 1024),
+  mqttMaxPacketBytes: z._default(z.int().check(z.gte(9 * 1024), z.lte(1024 * 1024)), 16 * 1024),
 });
 export type HubLimits = z.infer<typeof HubLimitsSchema>;
 
-const BrokerUrlSchema = z
-  .string()
-  .max(2048)
-  .refine((v) => {
+const BrokerUrlSchema = z.string().check(
+  z.maxLength(2048),
+  z.refine((v) => {
     if (!URL.canParse(v)) return false;
     const u = new URL(v);
     return (u.protocol === 'mqtts:' || u.protocol === 'wss:') && !!u.hostname && !u.username && !u.password && !u.search && !u.hash;
-  }, 'must be mqtts://HOST[:PORT] or wss://HOST[:PORT]/PATH (TLS only, no credentials in the URL)');
+  }, 'must be mqtts://HOST[:PORT] or wss://HOST[:PORT]/PATH (TLS only, no credentials in the URL)'),
+);
 
 /** An external MQTT broker (docs/SCALE.md): the hub then starts no embedded broker. */
 export const HubMqttSchema = z
   .strictObject({
     /** Where this hub node connects, with its own account. */
     url: BrokerUrlSchema,
-    username: z.string().min(1).max(256),
-    password: z.string().min(1).max(1024).optional(),
-    passwordFile: z.string().min(1).max(4096).optional(),
+    username: z.string().check(z.minLength(1), z.maxLength(256)),
+    password: z.optional(z.string().check(z.minLength(1), z.maxLength(1024))),
+    passwordFile: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
     /** CA for the broker's certificate (default: the system's trust store). */
-    ca: z.string().min(1).max(4096).optional(),
+    ca: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
     /** The broker URL written into agent configs by add-device (default: url). */
-    deviceUrl: BrokerUrlSchema.optional(),
+    deviceUrl: z.optional(BrokerUrlSchema),
     /** Hosts a device accepts in relay URLs, written into agent configs (default: publicUrl's host). */
-    relayHosts: z.array(z.string().min(1).max(253).regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')).min(1).max(64).optional(),
+    relayHosts: z.optional(
+      z
+        .array(z.string().check(z.minLength(1), z.maxLength(253), z.regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or address')))
+        .check(z.minLength(1), z.maxLength(64)),
+    ),
     /** Device accounts kept in step with the registry by add-device, rotate-key, disable/enable/remove-device:
      *  `mosquitto-dynsec` (Mosquitto's dynamic security plugin, over MQTT) or `none` (the operator does it). */
-    accounts: z.enum(['none', 'mosquitto-dynsec']).default('none'),
-    connectTimeoutMs: z.number().int().min(500).max(120_000).default(10_000),
+    accounts: z._default(z.enum(['none', 'mosquitto-dynsec']), 'none'),
+    connectTimeoutMs: z._default(z.int().check(z.gte(500), z.lte(120_000)), 10_000),
   })
-  .superRefine((m, ctx) => {
-    if ((m.password === undefined) === (m.passwordFile === undefined)) {
-      ctx.addIssue({ code: 'custom', message: 'exactly one of password or passwordFile is required' });
-    }
-  });
+  .check(
+    z.superRefine((m, ctx) => {
+      if ((m.password === undefined) === (m.passwordFile === undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'exactly one of password or passwordFile is required' });
+      }
+    }),
+  );
 export type HubMqttConfig = z.infer<typeof HubMqttSchema>;
 
 export const HubConfigSchema = z.strictObject({
   /** Where the one TLS port (API, relay, MQTT over WebSocket) listens. */
-  listen: HostPortSchema.default('127.0.0.1:8443'),
+  listen: z._default(HostPortSchema, '127.0.0.1:8443'),
   /** The https URL devices and services use; default https://localhost:<bound port>. */
-  publicUrl: PublicUrlSchema.optional(),
+  publicUrl: z.optional(PublicUrlSchema),
   tls: z.strictObject({
-    cert: z.string().min(1),
-    key: z.string().min(1),
+    cert: z.string().check(z.minLength(1)),
+    key: z.string().check(z.minLength(1)),
   }),
   /** The development CA certificate; only copied into agent configs by add-device. */
-  ca: z.string().min(1).optional(),
+  ca: z.optional(z.string().check(z.minLength(1))),
   /** Optional MQTT over TLS on a second port (for agents using mqtts://). */
-  mqtts: z.strictObject({ listen: HostPortSchema }).optional(),
-  registry: z.string().min(1).default('registry.json'),
+  mqtts: z.optional(z.strictObject({ listen: HostPortSchema })),
+  registry: z._default(z.string().check(z.minLength(1)), 'registry.json'),
   /** Named, scoped service tokens (hub/service-tokens.ts); managed with `devstreams hub token …`. */
-  tokens: z.string().min(1).default('tokens.json'),
+  tokens: z._default(z.string().check(z.minLength(1)), 'tokens.json'),
   /** Legacy: tokens with full scope, digests only. Prefer the tokens file (`hub token create`). */
-  serviceTokens: z
-    .array(
+  serviceTokens: z._default(
+    z.array(
       z.strictObject({
-        name: z.string().min(1).max(64),
-        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)'),
+        name: z.string().check(z.minLength(1), z.maxLength(64)),
+        sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)')),
       }),
-    )
-    .default([]),
+    ),
+    [],
+  ),
   /** How devices may prove their identity at MQTT CONNECT (docs/ARCHITECTURE.md, device tokens). */
-  deviceAuth: z
-    .strictObject({
+  deviceAuth: z.prefault(
+    z.strictObject({
       /** Accept a device's static key as the MQTT password (agents with `auth: key`); tokens are always accepted. */
-      allowStaticKeys: z.boolean().default(true),
+      allowStaticKeys: z._default(z.boolean(), true),
       /** How far ahead a device token's expiry may lie; longer-lived tokens are refused. */
-      maxTokenTtlSeconds: z.number().int().min(60).max(7 * 86_400).default(86_400),
-    })
-    .prefault({}),
-  handshake: z
-    .strictObject({
-      defaultTimeoutMs: timeoutMs.default(60_000),
-      maxTimeoutMs: timeoutMs.default(300_000),
-    })
-    .refine((h) => h.defaultTimeoutMs <= h.maxTimeoutMs, {
-      message: 'defaultTimeoutMs must not exceed maxTimeoutMs',
-      path: ['defaultTimeoutMs'],
-    })
-    .prefault({}),
-  log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+      maxTokenTtlSeconds: z._default(z.int().check(z.gte(60), z.lte(7 * 86_400)), 86_400),
+    }),
+    {},
+  ),
+  handshake: z.prefault(
+    z
+      .strictObject({
+        defaultTimeoutMs: z._default(timeoutMs, 60_000),
+        maxTimeoutMs: z._default(timeoutMs, 300_000),
+      })
+      .check(
+        z.refine((h) => h.defaultTimeoutMs <= h.maxTimeoutMs, {
+          message: 'defaultTimeoutMs must not exceed maxTimeoutMs',
+          path: ['defaultTimeoutMs'],
+        }),
+      ),
+    {},
+  ),
+  log: z.prefault(z.strictObject({ level: z._default(z.enum(LOG_LEVELS), 'info') }), {}),
   /**
    * Stream WebSockets: a ping every pingIntervalMs; a leg silent for a whole interval is dropped
    * (0: off). multiplex: offer devices one connection for all their streams (docs/MULTIPLEXING.md);
    * false leaves only per-stream WebSockets, which agents then fall back to.
    */
-  relay: z
-    .strictObject({
-      pingIntervalMs: z.number().int().min(0).max(600_000).default(15_000),
-      multiplex: z.boolean().default(true),
-    })
-    .prefault({}),
+  relay: z.prefault(
+    z.strictObject({
+      pingIntervalMs: z._default(z.int().check(z.gte(0), z.lte(600_000)), 15_000),
+      multiplex: z._default(z.boolean(), true),
+    }),
+    {},
+  ),
   /** Stream history: an embedded SQLite file, retention by age and count (docs/ARCHITECTURE.md, stream history). */
-  history: z
-    .strictObject({
-      file: z.string().min(1).max(4096).default('history.sqlite'),
-      maxAgeDays: z.number().int().min(1).max(3650).default(30),
-      maxRecords: z.number().int().min(100).max(100_000).default(10_000),
-    })
-    .prefault({}),
+  history: z.prefault(
+    z.strictObject({
+      file: z._default(z.string().check(z.minLength(1), z.maxLength(4096)), 'history.sqlite'),
+      maxAgeDays: z._default(z.int().check(z.gte(1), z.lte(3650)), 30),
+      maxRecords: z._default(z.int().check(z.gte(100), z.lte(100_000)), 10_000),
+    }),
+    {},
+  ),
   /** Tokens (SHA-256 digests) that may read /metrics besides the service tokens; for Prometheus. */
-  metricsTokens: z
-    .array(
-      z.strictObject({
-        name: z.string().min(1).max(64),
-        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)'),
-      }),
-    )
-    .max(64)
-    .default([]),
+  metricsTokens: z._default(
+    z
+      .array(
+        z.strictObject({
+          name: z.string().check(z.minLength(1), z.maxLength(64)),
+          sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest (64 lowercase hex characters)')),
+        }),
+      )
+      .check(z.maxLength(64)),
+    [],
+  ),
   /** Resource limits against hostile or runaway clients (README "Limits"). */
-  limits: HubLimitsSchema.prefault({}),
+  limits: z.prefault(HubLimitsSchema, {}),
   /** An external MQTT broker instead of the embedded one (docs/SCALE.md); devices then connect to it. */
-  mqtt: HubMqttSchema.optional(),
-}).refine((c) => !(c.mqtt && c.mqtts), { message: 'mqtts: not used with an external broker (mqtt); devices connect to the broker', path: ['mqtts'] });
+  mqtt: z.optional(HubMqttSchema),
+}).check(z.refine((c) => !(c.mqtt && c.mqtts), { message: 'mqtts: not used with an external broker (mqtt); devices connect to the broker', path: ['mqtts'] }));
 
 export type HubConfig = z.infer<typeof HubConfigSchema>;
 

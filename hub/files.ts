@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { z } from 'zod';
+import type * as z from '../protocol/zod.js';
 import { ConfigError, describeIssues } from '../protocol/index.js';
 
 /**
@@ -65,7 +65,7 @@ export const PUBLIC_MODE = 0o644;
  * Reads one of the hub's JSON state files (registry, service tokens): size bound, JSON, schema.
  * A missing file is `empty()`. Throws a ConfigError naming the file and `what` is wrong.
  */
-export function readJsonStateFile<S extends z.ZodType>(
+export function readJsonStateFile<S extends z.ZodMiniType>(
   file: string,
   schema: S,
   opts: { what: string; maxBytes: number; empty: () => z.output<S> },

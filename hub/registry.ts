@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../protocol/zod.js';
 import { DeviceIdSchema, deviceSigningKey, type Logger } from '../protocol/index.js';
 import { readJsonStateFile, SECRET_MODE, writeFileAtomic } from './files.js';
 import { WatchedFile } from './watched-file.js';
@@ -13,17 +13,17 @@ export const KEY_SLOTS = ['primary', 'secondary'] as const;
 export type KeySlot = (typeof KEY_SLOTS)[number];
 
 export const KeySlotSchema = z.strictObject({
-  sasKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a signing key (43 base64url characters)'),
-  createdAt: z.string().datetime(),
+  sasKey: z.string().check(z.regex(/^[A-Za-z0-9_-]{43}$/, 'must be a signing key (43 base64url characters)')),
+  createdAt: z.iso.datetime(),
 });
 export type KeySlotRecord = z.infer<typeof KeySlotSchema>;
 
 export const RegistryEntrySchema = z.strictObject({
   keys: z
-    .strictObject({ primary: KeySlotSchema.optional(), secondary: KeySlotSchema.optional() })
-    .refine((k) => k.primary !== undefined || k.secondary !== undefined, 'a device needs at least one key'),
-  disabled: z.boolean().default(false),
-  createdAt: z.string().datetime(),
+    .strictObject({ primary: z.optional(KeySlotSchema), secondary: z.optional(KeySlotSchema) })
+    .check(z.refine((k) => k.primary !== undefined || k.secondary !== undefined, 'a device needs at least one key')),
+  disabled: z._default(z.boolean(), false),
+  createdAt: z.iso.datetime(),
 });
 export type RegistryEntry = z.infer<typeof RegistryEntrySchema>;
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../protocol/zod.js';
 import { hashSecret, secretMatches, type Logger } from '../protocol/index.js';
 import type { HubConfig } from './config.js';
 import { readJsonStateFile, SECRET_MODE, writeFileAtomic } from './files.js';
@@ -20,15 +20,19 @@ const MAX_SCOPES = 256;
 const MAX_TOKENS_BYTES = 16 * 1024 * 1024;
 
 export const TokenEntrySchema = z.strictObject({
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest'),
-  devices: z.array(z.string().regex(DEVICE_GLOB_PATTERN, 'must be a device id or a glob (* and ?)')).min(1).max(MAX_SCOPES),
-  services: z.array(z.string().regex(SERVICE_SCOPE_PATTERN, 'must be *, a service name, PORT or HOST:PORT')).min(1).max(MAX_SCOPES),
-  createdAt: z.string().datetime(),
+  sha256: z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be a SHA-256 hex digest')),
+  devices: z
+    .array(z.string().check(z.regex(DEVICE_GLOB_PATTERN, 'must be a device id or a glob (* and ?)')))
+    .check(z.minLength(1), z.maxLength(MAX_SCOPES)),
+  services: z
+    .array(z.string().check(z.regex(SERVICE_SCOPE_PATTERN, 'must be *, a service name, PORT or HOST:PORT')))
+    .check(z.minLength(1), z.maxLength(MAX_SCOPES)),
+  createdAt: z.iso.datetime(),
 });
 export type TokenEntry = z.infer<typeof TokenEntrySchema>;
 
 export const TokensFileSchema = z.strictObject({
-  tokens: z.record(z.string().regex(TOKEN_NAME_PATTERN, 'token names are 1-64 letters, digits, ".", "-" or "_"'), TokenEntrySchema),
+  tokens: z.record(z.string().check(z.regex(TOKEN_NAME_PATTERN, 'token names are 1-64 letters, digits, ".", "-" or "_"')), TokenEntrySchema),
 });
 export type TokensFile = z.infer<typeof TokensFileSchema>;
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './zod.js';
 import { ERROR_CODES } from './errors.js';
 import { LIMITS } from './limits.js';
 import { DeviceLastErrorSchema, DeviceSystemSchema } from './messages.js';
@@ -42,9 +42,9 @@ export const STREAM_ID_HEADER = 'devstreams-stream-id';
 
 /** POST /api/v1/devices/{id}/streams */
 export const OpenStreamBodySchema = z.strictObject({
-  service: z.string().min(1).max(LIMITS.maxServiceSpecLength),
+  service: z.string().check(z.minLength(1), z.maxLength(LIMITS.maxServiceSpecLength)),
   /** Handshake deadline in ms; the hub clamps it to its configured maximum. */
-  timeoutMs: z.number().int().min(LIMITS.minHandshakeMs).max(LIMITS.maxHandshakeMs).optional(),
+  timeoutMs: z.optional(z.int().check(z.gte(LIMITS.minHandshakeMs), z.lte(LIMITS.maxHandshakeMs))),
 });
 export type OpenStreamBody = z.infer<typeof OpenStreamBodySchema>;
 
@@ -65,7 +65,7 @@ export type OpenStreamResult = z.infer<typeof OpenStreamResultSchema>;
 export const ApiErrorSchema = z.object({
   error: z.object({
     code: z.enum(ERROR_CODES),
-    status: z.number().int(),
+    status: z.int(),
     reason: z.string(),
   }),
 });
@@ -75,16 +75,16 @@ export const DeviceInfoSchema = z.object({
   id: z.string(),
   online: z.boolean(),
   /** Epoch ms of the last status change seen by the hub, or null if never seen. */
-  lastSeen: z.number().nullable(),
-  agentVersion: z.string().nullable(),
-  openStreams: z.number().nullable(),
+  lastSeen: z.nullable(z.number()),
+  agentVersion: z.nullable(z.string()),
+  openStreams: z.nullable(z.number()),
   /** Seconds since the device booted, as of its last status (hub >= 0.2). */
-  uptimeSec: z.number().nullable().optional(),
+  uptimeSec: z.optional(z.nullable(z.number())),
   /** Epoch ms (device clock) of the last status the device sent. */
-  statusAt: z.number().nullable().optional(),
+  statusAt: z.optional(z.nullable(z.number())),
   /** The device's machine, from its last status: only in `GET /api/v1/devices/{id}`. */
-  system: DeviceSystemSchema.nullable().optional(),
-  lastError: DeviceLastErrorSchema.nullable().optional(),
+  system: z.optional(z.nullable(DeviceSystemSchema)),
+  lastError: z.optional(z.nullable(DeviceLastErrorSchema)),
 });
 export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
 export const DeviceListSchema = z.object({ devices: z.array(DeviceInfoSchema) });
@@ -99,7 +99,7 @@ export const StreamRecordSchema = z.object({
   service: z.string(),
   /** ok: paired and ended; refused: device said no; timeout: device never answered; unpaired: a side never came. */
   result: z.enum(STREAM_RESULTS),
-  status: z.number().int(),
+  status: z.int(),
   code: z.string(),
   reason: z.string(),
   closedBy: z.enum(STREAM_CLOSERS),
@@ -109,7 +109,7 @@ export const StreamRecordSchema = z.object({
   bytesToDevice: z.number(),
   bytesFromDevice: z.number(),
   /** The name of the service token that asked for the stream (null when unknown). */
-  requestedBy: z.string().nullable().optional(),
+  requestedBy: z.optional(z.nullable(z.string())),
 });
 export type StreamRecord = z.infer<typeof StreamRecordSchema>;
 export const StreamListSchema = z.object({ streams: z.array(StreamRecordSchema) });
@@ -119,10 +119,10 @@ export const MAX_STREAM_QUERY_LIMIT = 1000;
 
 /** `GET /api/v1/streams?device=&since=&result=&limit=`: since is epoch ms (streams opened at or after it). */
 export const StreamQuerySchema = z.strictObject({
-  device: z.string().min(1).max(LIMITS.maxDeviceIdLength).optional(),
-  since: z.coerce.number().int().nonnegative().optional(),
-  result: z.enum(STREAM_RESULTS).optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_STREAM_QUERY_LIMIT).optional(),
+  device: z.optional(z.string().check(z.minLength(1), z.maxLength(LIMITS.maxDeviceIdLength))),
+  since: z.optional(z.coerce.number().check(z.int(), z.nonnegative())),
+  result: z.optional(z.enum(STREAM_RESULTS)),
+  limit: z.optional(z.coerce.number().check(z.int(), z.gte(1), z.lte(MAX_STREAM_QUERY_LIMIT))),
 });
 export type StreamQuery = z.infer<typeof StreamQuerySchema>;
 
@@ -135,8 +135,8 @@ export const HubEndpointsSchema = z.object({
   /** MQTT over WebSocket, the agents' default control channel. */
   mqttWebSocket: z.string(),
   /** MQTT over TLS, when the hub has a second listener for it. */
-  mqtts: z.string().nullable(),
+  mqtts: z.nullable(z.string()),
   /** Every TCP port the above use, with what it carries. */
-  ports: z.array(z.object({ port: z.number().int(), protocol: z.literal('tcp'), carries: z.array(z.string()) })),
+  ports: z.array(z.object({ port: z.int(), protocol: z.literal('tcp'), carries: z.array(z.string()) })),
 });
 export type HubEndpoints = z.infer<typeof HubEndpointsSchema>;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import type * as z from './zod.js';
 import { ConfigError, deepFreeze } from './config-error.js';
 
 const MAX_CONFIG_BYTES = 256 * 1024;
@@ -9,7 +9,7 @@ const MAX_CONFIG_BYTES = 256 * 1024;
  * Loads one YAML config file: read, parse, apply the schema's defaults, validate (every problem is
  * reported with its path), then deep-freeze. Throws ConfigError and changes nothing on failure.
  */
-export function loadConfigFile<S extends z.ZodType>(file: string, schema: S): Readonly<z.output<S>> {
+export function loadConfigFile<S extends z.ZodMiniType>(file: string, schema: S): Readonly<z.output<S>> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -19,7 +19,7 @@ export function loadConfigFile<S extends z.ZodType>(file: string, schema: S): Re
   return parseConfigText(file, text, schema);
 }
 
-export function parseConfigText<S extends z.ZodType>(file: string, text: string, schema: S): Readonly<z.output<S>> {
+export function parseConfigText<S extends z.ZodMiniType>(file: string, text: string, schema: S): Readonly<z.output<S>> {
   if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new ConfigError(file, [`file is larger than ${MAX_CONFIG_BYTES} bytes`]);
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './zod.js';
 import { DEVICE_STATUSES, ERROR_CODES } from './errors.js';
 import { DEVICE_ID_PATTERN, STREAM_ID_PATTERN } from './ids.js';
 import { LIMITS } from './limits.js';
@@ -6,22 +6,22 @@ import { PROTOCOL_VERSION } from './version.js';
 
 /** MQTT control payloads. Every field is bounded; unknown fields are refused. */
 
-const streamId = z.string().regex(STREAM_ID_PATTERN, 'must be a stream id (22 base64url characters)');
-const reason = z.string().max(300);
+const streamId = z.string().check(z.regex(STREAM_ID_PATTERN, 'must be a stream id (22 base64url characters)'));
+const reason = z.string().check(z.maxLength(300));
 
 export const StreamRequestSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   streamId,
   /** An allowlist entry's name, `PORT` or `HOST:PORT`. */
-  service: z.string().min(1).max(LIMITS.maxServiceSpecLength),
+  service: z.string().check(z.minLength(1), z.maxLength(LIMITS.maxServiceSpecLength)),
   /** The relay WebSocket the device dials for this stream; its host must be the hub's. */
-  relayUrl: z.string().url().max(2048),
+  relayUrl: z.url().check(z.maxLength(2048)),
   /** Single-use stream token for the device role. */
-  token: z.string().min(16).max(512),
+  token: z.string().check(z.minLength(16), z.maxLength(512)),
   /** Handshake deadline, epoch milliseconds (hub clock). */
-  expiresAt: z.number().int().positive(),
+  expiresAt: z.int().check(z.positive()),
   /** Topic the answer goes to; must be one of the device's own response topics. */
-  replyTo: z.string().min(1).max(256),
+  replyTo: z.string().check(z.minLength(1), z.maxLength(256)),
 });
 export type StreamRequest = z.infer<typeof StreamRequestSchema>;
 
@@ -35,15 +35,15 @@ export const StreamResponseSchema = z.strictObject({
 });
 export type StreamResponse = z.infer<typeof StreamResponseSchema>;
 
-const text = (max: number) => z.string().max(max).nullable();
-const count = z.number().nonnegative().finite().nullable();
+const text = (max: number) => z.nullable(z.string().check(z.maxLength(max)));
+const count = z.nullable(z.number().check(z.nonnegative()));
 
 /** One network interface in a device status (addresses only; at most 4 of each family). */
 export const DeviceInterfaceSchema = z.strictObject({
-  name: z.string().min(1).max(32),
+  name: z.string().check(z.minLength(1), z.maxLength(32)),
   mac: text(32),
-  ipv4: z.array(z.string().max(15)).max(4),
-  ipv6: z.array(z.string().max(45)).max(4),
+  ipv4: z.array(z.string().check(z.maxLength(15))).check(z.maxLength(4)),
+  ipv6: z.array(z.string().check(z.maxLength(45))).check(z.maxLength(4)),
 });
 export type DeviceInterface = z.infer<typeof DeviceInterfaceSchema>;
 
@@ -63,24 +63,24 @@ export const DeviceSystemSchema = z.strictObject({
   /** Seconds since the agent started. */
   agentUptimeSec: count,
   /** 1, 5 and 15 minute load averages. */
-  loadAvg: z.array(z.number().nonnegative().finite()).max(3).nullable(),
+  loadAvg: z.nullable(z.array(z.number().check(z.nonnegative())).check(z.maxLength(3))),
   cpuCount: count,
   /** Main CPU temperature in degrees Celsius, where the board has a sensor. */
-  cpuTempC: z.number().finite().min(-100).max(250).nullable(),
+  cpuTempC: z.nullable(z.number().check(z.gte(-100), z.lte(250))),
   memTotalBytes: count,
   memAvailableBytes: count,
   /** The file system mounted on `/`. */
   diskTotalBytes: count,
   diskUsedBytes: count,
-  interfaces: z.array(DeviceInterfaceSchema).max(LIMITS.maxStatusInterfaces).nullable(),
+  interfaces: z.nullable(z.array(DeviceInterfaceSchema).check(z.maxLength(LIMITS.maxStatusInterfaces))),
 });
 export type DeviceSystem = z.infer<typeof DeviceSystemSchema>;
 
 /** The agent's most recent error (a failed stream set-up or control-channel problem). */
 export const DeviceLastErrorSchema = z.strictObject({
-  at: z.number().int().nonnegative(),
-  code: z.string().max(64),
-  message: z.string().max(300),
+  at: z.int().check(z.nonnegative()),
+  code: z.string().check(z.maxLength(64)),
+  message: z.string().check(z.maxLength(300)),
 });
 export type DeviceLastError = z.infer<typeof DeviceLastErrorSchema>;
 
@@ -88,27 +88,29 @@ export const DeviceStatusSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   online: z.boolean(),
   /** Epoch ms at which this status was produced (device clock). */
-  at: z.number().int().nonnegative().optional(),
-  agentVersion: z.string().max(64).optional(),
-  openStreams: z.number().int().nonnegative().optional(),
+  at: z.optional(z.int().check(z.nonnegative())),
+  agentVersion: z.optional(z.string().check(z.maxLength(64))),
+  openStreams: z.optional(z.int().check(z.nonnegative())),
   /** The device's machine (issue 8); absent from older agents and from the last will. */
-  system: DeviceSystemSchema.optional(),
-  lastError: DeviceLastErrorSchema.nullable().optional(),
+  system: z.optional(DeviceSystemSchema),
+  lastError: z.optional(z.nullable(DeviceLastErrorSchema)),
 });
 export type DeviceStatusMessage = z.infer<typeof DeviceStatusSchema>;
 
 /** The device-id shape, for schemas outside this file. */
 export const DeviceIdSchema = z
   .string()
-  .max(LIMITS.maxDeviceIdLength)
-  .regex(DEVICE_ID_PATTERN, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit');
+  .check(
+    z.maxLength(LIMITS.maxDeviceIdLength),
+    z.regex(DEVICE_ID_PATTERN, 'must be 1-64 letters, digits, ".", "-" or "_", starting with a letter or digit'),
+  );
 
 /**
  * Decodes a control payload: size check, JSON parse, schema. Returns a result, never throws, so a
  * hostile payload cannot crash the receiver. `error` names what is wrong.
  */
 export function decodePayload<T>(
-  schema: z.ZodType<T>,
+  schema: z.ZodMiniType<T>,
   payload: Buffer | string,
 ): { ok: true; value: T } | { ok: false; error: string } {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
@@ -127,7 +129,7 @@ export function decodePayload<T>(
 }
 
 /** One line naming each bad field: `service: Too big...; expiresAt: Required`. */
-export function describeIssues(error: z.ZodError): string {
+export function describeIssues(error: z.core.$ZodError): string {
   return error.issues
     .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
     .join('; ');

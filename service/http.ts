@@ -1,6 +1,6 @@
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { z } from 'zod';
+import type * as z from '../protocol/zod.js';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, describeIssues, onAbort } from '../protocol/index.js';
 import { HubRefusalError, HubRequestError, invalidAnswer, refusalFromAnswer, unreachable } from './errors.js';
 
@@ -14,7 +14,7 @@ export interface HubEndpoint {
   readonly agent: https.Agent;
 }
 
-export interface JsonRequest<S extends z.ZodType> {
+export interface JsonRequest<S extends z.ZodMiniType> {
   method: 'GET' | 'POST';
   path: string;
   body?: unknown;
@@ -39,11 +39,11 @@ export function hubUrl(base: URL, path: string): URL {
  * with HubRefusalError for a non-2xx (code from the error body) and HubRequestError when the hub
  * cannot be reached or answers garbage.
  */
-export function requestJson<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>): Promise<z.output<S>> {
+export function requestJson<S extends z.ZodMiniType>(hub: HubEndpoint, r: JsonRequest<S>): Promise<z.output<S>> {
   return attempt(hub, r, true);
 }
 
-function attempt<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>, mayRetry: boolean): Promise<z.output<S>> {
+function attempt<S extends z.ZodMiniType>(hub: HubEndpoint, r: JsonRequest<S>, mayRetry: boolean): Promise<z.output<S>> {
   const url = hubUrl(hub.base, r.path);
   const what = `${r.method} ${url.pathname}`;
   const payload = r.body === undefined ? undefined : Buffer.from(JSON.stringify(r.body));
@@ -103,7 +103,7 @@ function attempt<S extends z.ZodType>(hub: HubEndpoint, r: JsonRequest<S>, mayRe
   });
 }
 
-function parseAnswer<S extends z.ZodType>(what: string, res: IncomingMessage, body: Buffer, schema: S): z.output<S> {
+function parseAnswer<S extends z.ZodMiniType>(what: string, res: IncomingMessage, body: Buffer, schema: S): z.output<S> {
   const status = res.statusCode ?? 0;
   const protocol = res.headers[PROTOCOL_HEADER];
   if (typeof protocol === 'string' && protocol !== String(PROTOCOL_VERSION)) {

@@ -1,8 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   ConfigError,
   decodePayload,
@@ -14,6 +13,7 @@ import {
   StreamRequestSchema,
   topics,
 } from '../../protocol/index.js';
+import * as z from '../../protocol/zod.js';
 import { loadConfigFile } from '../../protocol/config-loader.js';
 
 describe('topics', () => {
@@ -79,7 +79,7 @@ describe('decodePayload', () => {
 });
 
 describe('loadConfigFile', () => {
-  const schema = z.strictObject({ port: z.number().int().max(65535), name: z.string().default('x') });
+  const schema = z.strictObject({ port: z.int().check(z.lte(65535)), name: z._default(z.string(), 'x') });
   const file = (text: string): string => {
     const f = join(mkdtempSync(join(tmpdir(), 'ds-cfg-')), 'c.yaml');
     writeFileSync(f, text);
@@ -99,13 +99,28 @@ describe('loadConfigFile', () => {
       expect(err).toBeInstanceOf(ConfigError);
       const msg = (err as ConfigError).message;
       expect(msg.startsWith(`${f}: `)).toBe(true);
-      expect(msg).toContain('port: ');
-      expect(msg).toContain('nmae');
+      // Zod's English messages (protocol/zod.ts), not Mini's bare "Invalid input".
+      expect(msg).toContain('port: Too big: expected number to be <=65535');
+      expect(msg).toContain('Unrecognized key: "nmae"');
       expect(msg).not.toContain('\n');
     }
   });
   it('names YAML syntax errors with their line, and a missing file', () => {
     expect(() => loadConfigFile(file('port: [1,\n'), schema)).toThrow(/line \d+/);
     expect(() => loadConfigFile('/nonexistent/x.yaml', schema)).toThrow(/cannot read file \(ENOENT\)/);
+  });
+});
+
+describe('the schema library', () => {
+  it('is imported through protocol/zod.ts only, so every role gets Zod Mini with English messages', () => {
+    const root = join(import.meta.dirname, '../..');
+    const offenders: string[] = [];
+    for (const dir of ['agent', 'hub', 'service', 'protocol', 'bin']) {
+      for (const name of readdirSync(join(root, dir), { recursive: true }) as string[]) {
+        if (!name.endsWith('.ts') || `${dir}/${name}` === 'protocol/zod.ts') continue;
+        if (/from '(zod)(\/[^']*)?'/.test(readFileSync(join(root, dir, name), 'utf8'))) offenders.push(`${dir}/${name}`);
+      }
+    }
+    expect(offenders).toEqual([]);
   });
 });
