@@ -1,4 +1,4 @@
-// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [--gc memory|throughput] [--smaps] [-- NODE_ARGS...]
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--cold] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [--gc memory|throughput] [--smaps] [-- NODE_ARGS...]
 // The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
 // (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
 // runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
@@ -7,7 +7,10 @@
 // With --load, the agent first carries what the bench's other figures put through it (256 MiB up
 // and down on one stream, then 1,000 concurrent checked streams) and is then measured idle: the RSS
 // of an agent that has worked. --env sets environment variables for the agent alone; --gc its
-// runtime.gc (a 2 GiB machine or more runs throughput by default, a small board memory).
+// runtime.gc (a 2 GiB machine or more runs throughput by default, a small board memory). --cold
+// starts the agent with its program file out of the page cache, as a device does after boot (the
+// executable, or a private copy of Node: bench/lib/cold-start.mjs); without it the file-backed RSS
+// also counts cached pages next to the ones the agent reads.
 // Prints one JSON line. Light without --load: two idle processes.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { readFileSync } from 'node:fs';
@@ -17,6 +20,7 @@ import { Proc, cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
 import { ROOT, startDevstreams, startTarget, waitOnline } from './lib/stack.mjs';
 import { warnIfStale } from './lib/exe-fresh.mjs';
+import { coldCopy, evictFromPageCache } from './lib/cold-start.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -32,6 +36,7 @@ const exe = opt('--exe');
 warnIfStale(exe);
 const nodeOptions = opt('--node-options');
 const withLoad = own.includes('--load');
+const cold = own.includes('--cold');
 const agentEnv = Object.fromEntries((opt('--env') ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 const status = (pid) => {
@@ -55,7 +60,7 @@ const smaps = (pid) => {
 const target = await startTarget();
 // The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
 const agentGc = opt('--gc');
-const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc });
+const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc, agentCold: cold });
 let agent = ds.agent;
 let sea;
 try {
@@ -63,7 +68,9 @@ try {
     await ds.agent.stop();
     const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
     const env = { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
-    sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(process.execPath, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
+    if (cold && exe) evictFromPageCache(exe);
+    const agentNode = cold && !exe ? coldCopy(process.execPath, ds.dir, 'agent-node-2') : process.execPath;
+    sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(agentNode, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
     agent = sea;
     await waitOnline(ds.env, sea);
   }
@@ -85,6 +92,7 @@ try {
   console.log(
     JSON.stringify({
       agent: exe ? exe : `node ${process.version} ${nodeArgs.join(' ')} dist/devstreams.mjs`.replace(/  +/g, ' '),
+      cold,
       ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
       ...(Object.keys(agentEnv).length ? { env: agentEnv } : {}),
       ...(agentGc ? { gc: agentGc } : {}),

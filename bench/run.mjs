@@ -2,12 +2,14 @@
 // Every tunnel runs as real processes on loopback; the load generator is this process and the
 // target service is bench/target-server.mjs. Writes bench/results.json and bench/results.md.
 //
-//   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal-mux,minimal,ssh,socat] [--no-write] [--cpu-prof DIR]
+//   node bench/run.mjs [--quick] [--paths direct,devstreams,minimal-mux,minimal,ssh,socat] [--no-write] [--cpu-prof DIR] [--no-exe]
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { binaryName, newestBinaryInput } from '../scripts/binary-config.mjs';
 import { cpuNs, rss } from './lib/procs.mjs';
 import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
@@ -37,6 +39,11 @@ const haveSocat = (() => {
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 const started = Date.now();
 const load0 = loadavg();
+
+// The agent as devices run it: the single executable for this machine, started cold (its file out
+// of the page cache, as after a boot: bench/lib/cold-start.mjs), idle. Built here when missing or
+// older than the sources (about 6 s); --no-exe skips it.
+const idleExe = flag('--no-exe') || !wanted.includes('devstreams') ? null : measureIdleExe();
 
 const target = await startTarget();
 const paths = [];
@@ -163,6 +170,7 @@ const out = {
   config: C,
   results,
 };
+if (idleExe && results.devstreams) results.devstreams.idleExe = idleExe;
 out.targets = targets(out);
 const md = markdown(out);
 if (!flag('--no-write')) {
@@ -172,3 +180,26 @@ if (!flag('--no-write')) {
 }
 console.log(md);
 void ROOT;
+
+/** `node bench/idle.mjs --exe EXE --cold` on this machine's executable (built if missing or stale); null if it cannot be had. */
+function measureIdleExe() {
+  const exe = join(ROOT, 'dist/bin', binaryName(process.arch));
+  if (!existsSync(exe) || statSync(exe).mtimeMs < newestBinaryInput(ROOT).mtimeMs) {
+    log(`building ${exe} (npm run build:binary -- ${process.arch})`);
+    const b = spawnSync(process.execPath, [join(ROOT, 'scripts/build-binary.mjs'), process.arch], { stdio: ['ignore', 'ignore', 'inherit'] });
+    if (b.status !== 0) {
+      log('the executable could not be built: its idle figure is skipped');
+      return null;
+    }
+  }
+  log(`devstreams: the agent as the single executable, started cold, idle for ${C.idleS} s`);
+  const r = spawnSync(process.execPath, [join(ROOT, 'bench/idle.mjs'), '--exe', exe, '--cold', '--seconds', String(C.idleS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = r.stdout.trim().split('\n').pop();
+  try {
+    const j = JSON.parse(line);
+    return { exe: `dist/bin/${binaryName(process.arch)}`, cold: true, seconds: j.seconds, rssStart: j.rssStartMB * 1e6, rssEnd: j.rssEndMB * 1e6, anon: j.rssAnonMB * 1e6, file: j.rssFileMB * 1e6, cpuPercent: j.cpuPercent };
+  } catch {
+    log(`bench/idle.mjs --exe gave no figure (exit ${r.status}): its idle figure is skipped`);
+    return null;
+  }
+}

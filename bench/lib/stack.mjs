@@ -4,6 +4,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Proc, freePort, run, waitForPort } from './procs.mjs';
+import { coldCopy, evictFromPageCache } from './cold-start.mjs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = process.env.DEVSTREAMS_CLI ?? join(ROOT, 'dist/devstreams.mjs');
@@ -23,7 +24,7 @@ export async function startTarget() {
  * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
  * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc, agentNodeArgs = [], agentCold = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
   const publicPort = rttMs > 0 ? await freePort() : hubPort;
@@ -69,9 +70,13 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     await Promise.race([waitForPort(hubPort, 60_000), hub.exited.then((c) => Promise.reject(new Error(`hub exited (${c}): ${hub.lines.join('\n')}`)))]);
     if (rttMs > 0) started.push(await startDelayProxy(publicPort, hubPort, rttMs));
     // agentExe: the agent as a single executable (dist/bin/devstreams-linux-x64), as devices run it.
+    // agentCold: the agent's program file out of the page cache first, as on a device after boot
+    // (bench/lib/cold-start.mjs): the executable itself, or a private copy of Node for the agent.
+    if (agentCold && agentExe) evictFromPageCache(agentExe);
+    const agentNode = agentCold && !agentExe ? coldCopy(node, dir) : node;
     const agent = agentExe
       ? new Proc(agentExe, ['agent', '--config', agentYaml], { name: 'agent-exe' })
-      : new Proc(node, [...nodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+      : new Proc(agentNode, [...nodeArgs, ...agentNodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
     started.push(agent);
     await waitOnline(env, agent);
     const fport = await freePort();
@@ -208,6 +213,7 @@ export async function startMinimal(targetPort, { nodeArgs = [], mux = false } = 
     name: mux ? 'minimal wss mux' : 'minimal wss',
     port,
     pids: [service.pid, relay.pid, agent.pid],
+    agent,
     async stop() {
       for (const p of [service, agent, relay]) await p.stop();
       rmSync(dir, { recursive: true, force: true });
