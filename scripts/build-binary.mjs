@@ -22,6 +22,20 @@ const OUT = join(ROOT, 'dist/bin');
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // Optional native helpers of `ws`: absent from the executable, so ws uses its JavaScript code.
 const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
+/**
+ * Dependencies of mqtt.js that the executable never runs, replaced by a few lines each. mqtt.js
+ * requires both when it loads, so leaving them out would fail; they are 137 KB of the agent's
+ * program (and of the hub's), compiled and run at every start.
+ * - `socks` (with ip-address and smart-buffer): only for an MQTT connection through a SOCKS proxy
+ *   (mqtt.js's `socksProxy` option), which devstreams never sets (the agent's `proxy` is an HTTP
+ *   CONNECT proxy, agent/proxy.ts). Used anyway, it fails with an error that says so.
+ * - `worker-timers` (with its broker, worker factory and Babel runtime): keep-alive timers in a Web
+ *   Worker, which mqtt.js picks only in a browser; in Node it uses setInterval, as this does.
+ */
+const REPLACED = {
+  socks: `exports.SocksClient = { createConnection() { throw new Error('SOCKS proxies are not supported by this build of devstreams'); } };`,
+  'worker-timers': `exports.setInterval = (f, ms) => setInterval(f, ms); exports.clearInterval = (t) => clearInterval(t); exports.setTimeout = (f, ms) => setTimeout(f, ms); exports.clearTimeout = (t) => clearTimeout(t);`,
+};
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
 const arches = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(TARGETS);
@@ -72,7 +86,7 @@ async function bundleRole(role) {
     // Folds the role conditions (and only syntax: names are kept).
     minifySyntax: true,
     charset: 'ascii',
-    plugins: [absentModules(OPTIONAL_NATIVE)],
+    plugins: [absentModules(OPTIONAL_NATIVE), replacedModules(REPLACED)],
     metafile: true,
     logLevel: 'warning',
   });
@@ -92,6 +106,18 @@ function absentModules(names) {
         loader: 'js',
         contents: `const e = new Error(${JSON.stringify(`Cannot find module '${args.path}'`)}); e.code = 'MODULE_NOT_FOUND'; throw e;`,
       }));
+    },
+  };
+}
+
+/** Resolves each named package to the given CommonJS source instead (see REPLACED). */
+function replacedModules(sources) {
+  const filter = new RegExp(`^(${Object.keys(sources).map((n) => n.replace(/[-/]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'replaced-modules',
+    setup(b) {
+      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'replaced' }));
+      b.onLoad({ filter: /.*/, namespace: 'replaced' }, (args) => ({ loader: 'js', contents: sources[args.path] }));
     },
   };
 }
