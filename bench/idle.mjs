@@ -20,7 +20,7 @@ import { Proc, cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
 import { ROOT, startDevstreams, startTarget, waitOnline } from './lib/stack.mjs';
 import { warnIfStale } from './lib/exe-fresh.mjs';
-import { coldCopy, evictFromPageCache } from './lib/cold-start.mjs';
+import { coldAgentProgram } from './lib/cold-start.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -60,17 +60,17 @@ const smaps = (pid) => {
 const target = await startTarget();
 // The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
 const agentGc = opt('--gc');
-const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc, agentCold: cold });
+const replaced = Boolean(exe || nodeArgs.length || nodeOptions || Object.keys(agentEnv).length);
+const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc, agentCold: cold && !replaced });
 let agent = ds.agent;
 let sea;
 try {
-  if (exe || nodeArgs.length || nodeOptions || Object.keys(agentEnv).length) {
+  if (replaced) {
     await ds.agent.stop();
     const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
     const env = { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
-    if (cold && exe) evictFromPageCache(exe);
-    const agentNode = cold && !exe ? coldCopy(process.execPath, ds.dir, 'agent-node-2') : process.execPath;
-    sea = exe ? new Proc(exe, args, { name: 'agent-exe', env }) : new Proc(agentNode, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
+    const program = cold ? coldAgentProgram({ exe, node: process.execPath, dir: ds.dir }) : (exe ?? process.execPath);
+    sea = exe ? new Proc(program, args, { name: 'agent-exe', env }) : new Proc(program, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
     agent = sea;
     await waitOnline(ds.env, sea);
   }

@@ -4,7 +4,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Proc, freePort, run, waitForPort } from './procs.mjs';
-import { coldCopy, evictFromPageCache } from './cold-start.mjs';
+import { coldAgentProgram } from './cold-start.mjs';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = process.env.DEVSTREAMS_CLI ?? join(ROOT, 'dist/devstreams.mjs');
@@ -72,11 +72,10 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     // agentExe: the agent as a single executable (dist/bin/devstreams-linux-x64), as devices run it.
     // agentCold: the agent's program file out of the page cache first, as on a device after boot
     // (bench/lib/cold-start.mjs): the executable itself, or a private copy of Node for the agent.
-    if (agentCold && agentExe) evictFromPageCache(agentExe);
-    const agentNode = agentCold && !agentExe ? coldCopy(node, dir) : node;
+    const program = agentCold ? coldAgentProgram({ exe: agentExe, node, dir }) : (agentExe ?? node);
     const agent = agentExe
-      ? new Proc(agentExe, ['agent', '--config', agentYaml], { name: 'agent-exe' })
-      : new Proc(agentNode, [...nodeArgs, ...agentNodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+      ? new Proc(program, ['agent', '--config', agentYaml], { name: 'agent-exe' })
+      : new Proc(program, [...nodeArgs, ...agentNodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
     started.push(agent);
     await waitOnline(env, agent);
     const fport = await freePort();
