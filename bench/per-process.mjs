@@ -2,6 +2,7 @@
 // wss tunnel (service side, relay, agent side), for one stream and for 8 streams, up and down.
 //   node bench/per-process.mjs devstreams|minimal|minimal-mux [--mib 256] [--node-args "--max-semi-space-size=1"]
 //     [--agent-exe dist/bin/devstreams-linux-x64]   (devstreams' agent as the single executable)
+//     [--agent-node-args "--initial-old-space-size=96"]   (node options for devstreams' agent alone)
 // Prints one line per transfer: MB/s and CPU ns/B of each of the three processes; then a 1-byte
 // ping-pong (10,000 round trips): RTT p50/p99 and CPU us per round trip of each process.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
@@ -16,10 +17,11 @@ const which = process.argv[2] ?? 'devstreams';
 const mib = Number(option('--mib', '256'));
 const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
 const agentExe = option('--agent-exe');
+const agentNodeArgs = option('--agent-node-args', '').split(' ').filter(Boolean);
 warnIfStale(agentExe);
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe });
+const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe, agentNodeArgs });
 try {
   await load.download(path.port, 16 * MiB); // warm-up
   for (const streams of [1, 8]) {
