@@ -1,5 +1,6 @@
-// Bundles the TypeScript sources into dist/devstreams.mjs (dependencies stay in node_modules).
-// The single-executable build (issue 5) bundles dependencies too; this is the development build.
+// Bundles the TypeScript sources into dist/devstreams.mjs (dependencies stay in node_modules, but
+// for Zod). The single-executable build (issue 5) bundles dependencies too; this is the development
+// build.
 import { build } from 'esbuild';
 import { readFileSync, rmSync } from 'node:fs';
 
@@ -19,7 +20,10 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  packages: 'external',
+  // Every npm package stays in node_modules but Zod: bundled, only the parts of Zod Mini that the
+  // schemas use are kept (protocol/zod.ts), where node_modules' zod/mini loads all of Zod's core
+  // and its locales (3.2 MB of heap) into every process.
+  external: Object.keys({ ...pkg.dependencies, ...pkg.devDependencies }).filter((name) => name !== 'zod'),
   sourcemap: 'linked',
   banner: { js: '#!/usr/bin/env node' },
   define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) },
