@@ -24,7 +24,7 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
 /**
  * Dependencies of mqtt.js that the executable never runs, replaced by a few lines each. mqtt.js
- * requires both when it loads, so leaving them out would fail; they are 137 KB of the agent's
+ * requires both when it loads, so leaving them out would fail; they were 135 KB of the agent's
  * program (and of the hub's), compiled and run at every start.
  * - `socks` (with ip-address and smart-buffer): only for an MQTT connection through a SOCKS proxy
  *   (mqtt.js's `socksProxy` option), which devstreams never sets (the agent's `proxy` is an HTTP
@@ -95,9 +95,14 @@ async function bundleRole(role) {
   return file;
 }
 
+/** An esbuild filter that matches exactly these import paths. */
+function exactly(names) {
+  return new RegExp(`^(${names.map((n) => n.replace(/[-/]/g, '\\$&')).join('|')})$`);
+}
+
 /** Resolves the named packages to a module that throws MODULE_NOT_FOUND, as if not installed. */
 function absentModules(names) {
-  const filter = new RegExp(`^(${names.map((n) => n.replace(/[-/]/g, '\\$&')).join('|')})$`);
+  const filter = exactly(names);
   return {
     name: 'absent-modules',
     setup(b) {
@@ -112,7 +117,7 @@ function absentModules(names) {
 
 /** Resolves each named package to the given CommonJS source instead (see REPLACED). */
 function replacedModules(sources) {
-  const filter = new RegExp(`^(${Object.keys(sources).map((n) => n.replace(/[-/]/g, '\\$&')).join('|')})$`);
+  const filter = exactly(Object.keys(sources));
   return {
     name: 'replaced-modules',
     setup(b) {
