@@ -44,5 +44,16 @@ describe.skipIf(!canBuild)('the executable compiles only the role a command runs
     const code = readFileSync(join(ROOT, 'dist/sea', `devstreams-${role}.cjs`), 'utf8');
     for (const other of roles) expect(code.includes(markers[other]), `${other} in the ${role} program`).toBe(other === role);
   });
+  // What keeps the programs small (protocol/zod.ts, scripts/build-binary.mjs REPLACED): Zod's
+  // classic API, which cannot be tree-shaken, would add some 560 KB to each; mqtt.js's real SOCKS
+  // client (with ip-address and smart-buffer) about 90 KB to the agent's and the hub's.
+  it.each(roles)('the %s program carries Zod Mini, not Zod\'s classic API, nor a SOCKS client', async (role) => {
+    await ensureBinaries();
+    const code = readFileSync(join(ROOT, 'dist/sea', `devstreams-${role}.cjs`), 'utf8');
+    expect(code.includes('$constructor("ZodMiniObject"'), 'Zod Mini').toBe(true);
+    expect(code.includes('$constructor("ZodObject"'), "Zod's classic API").toBe(false);
+    expect(code.includes('SocksClientError'), 'the socks package').toBe(false);
+    if (role !== 'service') expect(code.includes('SOCKS proxies are not supported by this build'), 'the replacement').toBe(true);
+  });
 });
 
