@@ -14,13 +14,11 @@
 // Prints one JSON line. Light without --load: two idle processes.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as load from './lib/load.mjs';
-import { Proc, cpuNs } from './lib/procs.mjs';
+import { cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
-import { ROOT, startDevstreams, startTarget, waitOnline } from './lib/stack.mjs';
+import { startDevstreams, startTarget } from './lib/stack.mjs';
 import { warnIfStale } from './lib/exe-fresh.mjs';
-import { coldAgentProgram } from './lib/cold-start.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -58,22 +56,17 @@ const smaps = (pid) => {
 };
 
 const target = await startTarget();
-// The stack's own agent runs under plain node; for --exe or NODE_ARGS it is replaced (same config).
 const agentGc = opt('--gc');
-const replaced = Boolean(exe || nodeArgs.length || nodeOptions || Object.keys(agentEnv).length);
-const ds = await startDevstreams(target.port, { logLevel: 'warn', agentGc, agentCold: cold && !replaced });
-let agent = ds.agent;
-let sea;
+const ds = await startDevstreams(target.port, {
+  logLevel: 'warn',
+  agentGc,
+  agentExe: exe,
+  agentNodeArgs: nodeArgs,
+  agentEnv: { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
+  agentCold: cold,
+});
+const agent = ds.agent;
 try {
-  if (replaced) {
-    await ds.agent.stop();
-    const args = ['agent', '--config', join(ds.dir, 'devices', 'bench.yaml')];
-    const env = { ...agentEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) };
-    const program = cold ? coldAgentProgram({ exe, node: process.execPath, dir: ds.dir }) : (exe ?? process.execPath);
-    sea = exe ? new Proc(program, args, { name: 'agent-exe', env }) : new Proc(program, [...nodeArgs, join(ROOT, 'dist/devstreams.mjs'), ...args], { name: 'agent', env });
-    agent = sea;
-    await waitOnline(ds.env, sea);
-  }
   if (withLoad) {
     await load.upload(ds.port, 256 * MiB, 15);
     await load.download(ds.port, 256 * MiB, 15);
@@ -108,7 +101,6 @@ try {
     }),
   );
 } finally {
-  await sea?.stop();
   await ds.stop();
   await target.proc.stop();
 }

@@ -7,9 +7,10 @@ import './lib/shipped-runtime.mjs'; // first: re-runs this script under the ship
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { binaryName, newestBinaryInput } from '../scripts/binary-config.mjs';
+import { binaryName } from '../scripts/binary-config.mjs';
+import { staleAgainst } from './lib/exe-fresh.mjs';
 import { cpuNs, rss } from './lib/procs.mjs';
 import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
@@ -184,7 +185,7 @@ void ROOT;
 /** `node bench/idle.mjs --exe EXE --cold` on this machine's executable (built if missing or stale); null if it cannot be had. */
 function measureIdleExe() {
   const exe = join(ROOT, 'dist/bin', binaryName(process.arch));
-  if (!existsSync(exe) || statSync(exe).mtimeMs < newestBinaryInput(ROOT).mtimeMs) {
+  if (!existsSync(exe) || staleAgainst(exe)) {
     log(`building ${exe} (npm run build:binary -- ${process.arch})`);
     const b = spawnSync(process.execPath, [join(ROOT, 'scripts/build-binary.mjs'), process.arch], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (b.status !== 0) {

@@ -10,8 +10,12 @@ import { ROOT } from './stack.mjs';
  */
 export function warnIfStale(exe) {
   if (!exe || !resolve(exe).startsWith(ROOT)) return; // another checkout's build: an A/B
+  const newer = staleAgainst(exe);
+  if (newer) console.error(`warning: ${exe} is older than ${newer}: it measures an older build (npm run build:binary)`);
+}
+
+/** The newest of this checkout's build inputs when the executable `exe` is older than it (stale), else null. */
+export function staleAgainst(exe) {
   const newest = newestBinaryInput(ROOT);
-  if (statSync(exe).mtimeMs < newest.mtimeMs) {
-    console.error(`warning: ${exe} is older than ${newest.file}: it measures an older build (npm run build:binary)`);
-  }
+  return statSync(exe).mtimeMs < newest.mtimeMs ? newest.file : null;
 }

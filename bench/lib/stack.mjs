@@ -24,7 +24,7 @@ export async function startTarget() {
  * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
  * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc, agentNodeArgs = [], agentCold = false } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc, agentNodeArgs = [], agentEnv = {}, agentCold = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
   const publicPort = rttMs > 0 ? await freePort() : hubPort;
@@ -73,9 +73,10 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
     // agentCold: the agent's program file out of the page cache first, as on a device after boot
     // (bench/lib/cold-start.mjs): the executable itself, or a private copy of Node for the agent.
     const program = agentCold ? coldAgentProgram({ exe: agentExe, node, dir }) : (agentExe ?? node);
+    // agentNodeArgs and agentEnv: node options and environment for the agent alone.
     const agent = agentExe
-      ? new Proc(program, ['agent', '--config', agentYaml], { name: 'agent-exe' })
-      : new Proc(program, [...nodeArgs, ...agentNodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent' });
+      ? new Proc(program, ['agent', '--config', agentYaml], { name: 'agent-exe', env: agentEnv })
+      : new Proc(program, [...nodeArgs, ...agentNodeArgs, CLI, 'agent', '--config', agentYaml], { name: 'agent', env: agentEnv });
     started.push(agent);
     await waitOnline(env, agent);
     const fport = await freePort();
