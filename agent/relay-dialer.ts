@@ -2,7 +2,7 @@ import type { Agent } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { WebSocket } from 'ws';
 import {
-  ApiErrorSchema,
+  apiErrorOf,
   DevstreamsError,
   ERRORS,
   MUX_MAX_MESSAGE_BYTES,
@@ -155,7 +155,7 @@ export class RelayDialer {
     const f = r.failure;
     if (f.kind === 'aborted') throw new RelayDialError('agent is shutting down');
     if (f.kind === 'unreachable') throw new RelayDialError(`relay connection failed: ${(f.err as NodeJS.ErrnoException).code ?? f.err.message}`);
-    const code = refusalCode(f.body);
+    const code = apiErrorOf(f.body)?.code;
     throw new RelayDialError(`relay refused the stream: HTTP ${f.status}${code ? ` ${code}` : ''}`, f.status, code);
   }
 
@@ -163,15 +163,5 @@ export class RelayDialer {
   private context(): SecureContext | undefined {
     if (!this.ca) return undefined;
     return (this.secureContext ??= createSecureContext({ ca: this.ca }));
-  }
-}
-
-/** The error code of a refusal's body, if it is the protocol's error shape. */
-function refusalCode(body: Buffer): string | undefined {
-  try {
-    const parsed = ApiErrorSchema.safeParse(JSON.parse(body.toString('utf8')));
-    return parsed.success ? parsed.data.error.code : undefined;
-  } catch {
-    return undefined;
   }
 }

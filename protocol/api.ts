@@ -71,6 +71,18 @@ export const ApiErrorSchema = z.object({
 });
 export type ApiError = z.infer<typeof ApiErrorSchema>;
 
+/** The error a refusal's raw body carries, when it is the protocol's error shape (else undefined). */
+export function apiErrorOf(body: Buffer): ApiError['error'] | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const parsed = ApiErrorSchema.safeParse(json);
+  return parsed.success ? parsed.data.error : undefined;
+}
+
 export const DeviceInfoSchema = z.object({
   id: z.string(),
   online: z.boolean(),

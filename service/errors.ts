@@ -1,4 +1,4 @@
-import { ApiErrorSchema, DevstreamsError, type ErrorCode } from '../protocol/index.js';
+import { apiErrorOf, DevstreamsError, type ErrorCode } from '../protocol/index.js';
 
 /**
  * The hub (or its relay) answered with an error: `code` and `status` come from its error body (or,
@@ -47,14 +47,8 @@ export function codeOfStatus(status: number): ErrorCode {
 
 /** Turns a non-2xx answer (status + raw body) into the error it stands for. */
 export function refusalFromAnswer(what: string, status: number, contentType: string | undefined, body: Buffer): HubRefusalError {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString('utf8'));
-  } catch {
-    json = undefined;
-  }
-  const parsed = ApiErrorSchema.safeParse(json);
-  if (parsed.success) return new HubRefusalError(parsed.data.error.code, oneLine(parsed.data.error.reason), status);
+  const error = apiErrorOf(body);
+  if (error) return new HubRefusalError(error.code, oneLine(error.reason), status);
   return new HubRefusalError(
     codeOfStatus(status),
     `${what}: hub answered HTTP ${status} without a devstreams error body (${describeBody(contentType, body)})`,

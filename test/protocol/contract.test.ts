@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  apiErrorOf,
   ConfigError,
   decodePayload,
   ERRORS,
@@ -75,6 +76,16 @@ describe('decodePayload', () => {
     expect(decodePayload(StreamRequestSchema, '{not json').ok).toBe(false);
     const big = decodePayload(StreamRequestSchema, Buffer.alloc(9000, 32));
     expect(big.ok || big.error).toMatch(/limit/);
+  });
+});
+
+describe('apiErrorOf', () => {
+  it('reads the protocol error shape from a refusal body, and nothing else', () => {
+    const error = { code: 'SERVICE_DENIED', status: 403, reason: 'not in the allowlist' };
+    expect(apiErrorOf(Buffer.from(JSON.stringify({ error })))).toEqual(error);
+    expect(apiErrorOf(Buffer.from(JSON.stringify({ error: { ...error, code: 'NO_SUCH_CODE' } })))).toBeUndefined();
+    expect(apiErrorOf(Buffer.from('<html>502 Bad Gateway</html>'))).toBeUndefined();
+    expect(apiErrorOf(Buffer.alloc(0))).toBeUndefined();
   });
 });
 
