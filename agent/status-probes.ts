@@ -1,5 +1,11 @@
-import { existsSync } from 'node:fs';
-import { readFile, readdir, statfs } from 'node:fs/promises';
+import { existsSync, readFile as readFileCb, readdir as readdirCb, statfs as statfsCb } from 'node:fs';
+import { promisify } from 'node:util';
+
+// The callback API, promisified: node:fs/promises loads readline and the REPL's history with it,
+// which an idle agent would carry for nothing (docs/OPERATIONS.md "Agent footprint").
+const readFile = promisify(readFileCb);
+const readdir = promisify(readdirCb);
+const statfs = promisify(statfsCb);
 import os from 'node:os';
 import { LIMITS, type DeviceInterface } from '../protocol/index.js';
 

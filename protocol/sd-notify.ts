@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from './logger.js';
 
 /**
@@ -10,7 +8,8 @@ import type { Logger } from './logger.js';
  * with every later message (systemd ignores a repeat), so one lost to a race is delivered with the
  * next. Messages are sent one at a time; what comes in meanwhile is merged into the next one.
  *
- * Without NOTIFY_SOCKET everything is a no-op.
+ * Without NOTIFY_SOCKET everything is a no-op, and neither child_process nor perf_hooks is loaded:
+ * an agent run by hand or in a container does not carry them (docs/OPERATIONS.md "Agent footprint").
  */
 
 /** systemd's interface variables, read once by a CLI from its environment. */
@@ -111,12 +110,17 @@ export class SdNotifier {
 
   /** Resolves when no message is being sent (or after `timeoutMs`). */
   async settled(timeoutMs = STOP_WAIT_MS): Promise<void> {
+    if (!this.inFlight) return; // before the clock: nothing sent yet, nothing of perf_hooks loaded
     const deadline = performance.now() + timeoutMs;
-    while (this.inFlight && performance.now() < deadline) {
+    while (this.busy() && performance.now() < deadline) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.inFlight, new Promise((r) => (timer = setTimeout(r, deadline - performance.now())))]);
       clearTimeout(timer);
     }
+  }
+
+  private busy(): boolean {
+    return this.inFlight !== undefined;
   }
 
   private schedule(): void {
@@ -179,6 +183,7 @@ export class SdNotifier {
   private run(args: string[]): Promise<string> {
     return new Promise((resolve) => {
       let stderr = '';
+      const { spawn } = process.getBuiltinModule('node:child_process');
       const child = spawn(this.command, args, {
         env: { ...process.env, NOTIFY_SOCKET: this.socket },
         stdio: ['ignore', 'ignore', 'pipe'],

@@ -23,18 +23,41 @@ const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // Optional native helpers of `ws`: absent from the executable, so ws uses its JavaScript code.
 const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
 /**
- * Dependencies of mqtt.js that the executable never runs, replaced by a few lines each. mqtt.js
- * requires both when it loads, so leaving them out would fail; they were 135 KB of the agent's
- * program (and of the hub's), compiled and run at every start.
- * - `socks` (with ip-address and smart-buffer): only for an MQTT connection through a SOCKS proxy
- *   (mqtt.js's `socksProxy` option), which devstreams never sets (the agent's `proxy` is an HTTP
- *   CONNECT proxy, agent/proxy.ts). Used anyway, it fails with an error that says so.
+ * Modules the executable never runs, replaced by a few lines each: their importers require them
+ * when they load, so leaving them out would fail. Each entry is the replacement's source, or
+ * `{ importers, source }` to replace the module only where those importers (a path pattern) ask for
+ * it, for a module name that other importers use in full (a Node built-in, a relative path).
+ * - mqtt.js's `./socks` (with the socks package, ip-address, smart-buffer, and the built-ins `dns`
+ *   and `assert`): only for an MQTT connection through a SOCKS proxy (mqtt.js's `socksProxy`
+ *   option), which devstreams never sets (the agent's `proxy` is an HTTP CONNECT proxy,
+ *   agent/proxy.ts). Used anyway, it fails with an error that says so.
  * - `worker-timers` (with its broker, worker factory and Babel runtime): keep-alive timers in a Web
  *   Worker, which mqtt.js picks only in a browser; in Node it uses setInterval, as this does.
+ *   These two were 135 KB of the agent's program (and of the hub's), compiled and run at every start.
+ * - `thread-stream`: pino's transports, which run in a worker thread; devstreams logs to stdout
+ *   and never starts one. Used anyway, it fails with an error that says so.
+ * - `worker_threads` for pino (`isMainThread`: devstreams runs pino on its main thread only),
+ *   `assert` for sonic-boom and https-proxy-agent (one `assert(condition)` call each, with the same
+ *   behaviour), and `zlib` for ws (permessage-deflate, which every devstreams WebSocket turns off):
+ *   with the above, the only reasons a fresh agent loaded these built-ins (and the built-ins they
+ *   load), which it carried for nothing (docs/OPERATIONS.md "Agent footprint").
  */
 const REPLACED = {
-  socks: `exports.SocksClient = { createConnection() { throw new Error('SOCKS proxies are not supported by this build of devstreams'); } };`,
+  './socks': {
+    importers: /node_modules\/mqtt\/build\/lib\/connect\/(tcp|tls)\.js$/,
+    source: `exports.__esModule = true; exports.default = function () { throw new Error('SOCKS proxies are not supported by this build of devstreams'); };`,
+  },
   'worker-timers': `exports.setInterval = (f, ms) => setInterval(f, ms); exports.clearInterval = (t) => clearInterval(t); exports.setTimeout = (f, ms) => setTimeout(f, ms); exports.clearTimeout = (t) => clearTimeout(t);`,
+  'thread-stream': `module.exports = class ThreadStream { constructor() { throw new Error('pino transports are not supported by this build of devstreams'); } };`,
+  worker_threads: { importers: /node_modules\/pino\/lib\/tools\.js$/, source: `exports.isMainThread = true;` },
+  assert: {
+    importers: /node_modules\/(sonic-boom|https-proxy-agent)\//,
+    source: `function ok(value, message) { if (value) return; const e = new Error(message ?? 'The expression evaluated to a falsy value'); e.code = 'ERR_ASSERTION'; throw e; } ok.ok = ok; module.exports = ok;`,
+  },
+  zlib: {
+    importers: /node_modules\/ws\//,
+    source: `const off = () => { throw new Error('permessage-deflate is not supported by this build of devstreams'); }; exports.createDeflateRaw = off; exports.createInflateRaw = off; exports.Z_DEFAULT_WINDOWBITS = 15; exports.Z_SYNC_FLUSH = 2;`,
+  },
 };
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -115,14 +138,19 @@ function absentModules(names) {
   };
 }
 
-/** Resolves each named package to the given CommonJS source instead (see REPLACED). */
-function replacedModules(sources) {
-  const filter = exactly(Object.keys(sources));
+/** Resolves each named package to the given CommonJS source instead, where its importer matches (see REPLACED). */
+function replacedModules(replaced) {
+  const filter = exactly(Object.keys(replaced));
+  const entry = (name) => (typeof replaced[name] === 'string' ? { source: replaced[name] } : replaced[name]);
   return {
     name: 'replaced-modules',
     setup(b) {
-      b.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'replaced' }));
-      b.onLoad({ filter: /.*/, namespace: 'replaced' }, (args) => ({ loader: 'js', contents: sources[args.path] }));
+      b.onResolve({ filter }, (args) => {
+        const { importers } = entry(args.path);
+        if (importers && !importers.test(args.importer.split('\\').join('/'))) return undefined;
+        return { path: args.path, namespace: 'replaced' };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'replaced' }, (args) => ({ loader: 'js', contents: entry(args.path).source }));
     },
   };
 }

@@ -55,6 +55,8 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       let sshd: Sshd;
       let agent: CliProcess;
       const id = `pi-${arch}`;
+      // Preloaded into the agent: on SIGUSR2, a JSON line with the built-in modules it has loaded.
+      const preload = join(tmp, 'modules.cjs');
       // ProxyCommand: the service side from this checkout, or the executable's own `connect`.
       const connect = (): string => (opts.serviceSide === 'executable' ? exe.join(' ') : `${process.execPath} ${CLI}`) + ' connect %h ssh';
       const ssh = (remote: string, input: Buffer | string, timeoutMs: number) =>
@@ -64,7 +66,8 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         await ensureBinaries();
         sshd = await startSshd();
         await stack.start([{ id, allow: [`ssh=${sshd.port}`, 'echo'], start: false }]);
-        agent = new CliProcess(['agent', '--config', stack.agentConfig(id)], {}, command(arch));
+        writeFileSync(preload, "process.on('SIGUSR2', () => console.log(JSON.stringify({ msg: 'modules loaded', modules: process.moduleLoadList })));\n");
+        agent = new CliProcess(['agent', '--config', stack.agentConfig(id)], { NODE_OPTIONS: `--require ${preload}` }, command(arch));
         stack.agents.set(id, agent);
         await agent.waitForLog('agent connected', {}, SLOW);
         await stack.waitForDevice(id, true, 60_000);
@@ -79,6 +82,17 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(notJson).toEqual([]);
         expect(agent.lines.join('\n')).not.toMatch(/warn|bufferutil|utf-8-validate|ExperimentalWarning/i);
       });
+
+      // scripts/build-binary.mjs REPLACED and the lazy loads in protocol/sd-notify.ts and
+      // agent/status-probes.ts: built-ins a fresh agent does not use, each of which its RSS carried.
+      // Before any stream (streams load more).
+      it('a fresh agent has not loaded built-ins it does not use', async () => {
+        agent.child.kill('SIGUSR2');
+        const modules = new Set((await agent.waitForLog('modules loaded', {}, SLOW)).modules as string[]);
+        expect(modules.has('NativeModule tls'), 'tls, as a check that the list is whole').toBe(true);
+        const unused = ['assert', 'worker_threads', 'child_process', 'fs/promises', 'internal/readline/interface', 'zlib'];
+        expect(unused.filter((m) => modules.has(`NativeModule ${m}`))).toEqual([]);
+      }, SLOW);
 
       it('runs a command over ssh through the stream', async () => {
         const r = await ssh('echo hello-from-$(uname -s)', '', SLOW);
