@@ -6,6 +6,7 @@ import {
   coalesceCorkedWrites,
   mintDeviceToken,
   topics,
+  zeroMask,
   type DeviceStatusMessage,
   type Logger,
   type StreamResponse,
@@ -105,7 +106,11 @@ export class ControlChannel extends EventEmitter {
       // for a client that writes a few packets a minute.
       writeCache: false,
       ...tls,
-      wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
+      // The zero masking key, as on the stream WebSockets (protocol/ws-duplex.ts zeroMask; the hub
+      // URL is always wss:// or mqtts://): ws then sends each packet as it is, where masking it ran
+      // a byte loop that V8 compiled, and sometimes with TurboFan, which alone added 5 MB of its code
+      // pages to an idle agent's RSS (docs/OPERATIONS.md "Agent footprint").
+      wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, generateMask: zeroMask, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
       will: {
         topic: this.statusTopic,
         payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false } satisfies DeviceStatusMessage)),

@@ -1,4 +1,4 @@
-// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--cold] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [--gc memory|throughput] [--smaps] [-- NODE_ARGS...]
+// node bench/idle.mjs [--seconds 60] [--exe dist/bin/devstreams-linux-x64] [--cold] [--settle 5] [--node-options OPTS] [--load] [--env K=V,...] [--gc memory|throughput] [--smaps] [--rss-map] [-- NODE_ARGS...]
 // The agent's idle footprint alone (issue 6, figure 6) without the rest of the bench: a real hub
 // (node dist/devstreams.mjs) and one agent with its control channel up and no streams. The agent
 // runs as `node dist/devstreams.mjs agent` (NODE_ARGS go to that node), or as the single
@@ -19,6 +19,7 @@ import { cpuNs } from './lib/procs.mjs';
 import { MiB } from './lib/stats.mjs';
 import { startDevstreams, startTarget } from './lib/stack.mjs';
 import { warnIfStale } from './lib/exe-fresh.mjs';
+import { rssMap } from './lib/rss-map.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -54,6 +55,7 @@ const smaps = (pid) => {
   }
   return Object.fromEntries([...by].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => [k, MB(v)]));
 };
+// --rss-map: the Node binary's resident pages by symbol group and symbol (bench/lib/rss-map.mjs).
 
 const target = await startTarget();
 const agentGc = opt('--gc');
@@ -98,6 +100,7 @@ try {
       peakMB: MB(s1.hwm),
       cpuPercent: Math.round(((100 * (c1 - c0)) / (seconds * 1e9)) * 1000) / 1000,
       ...(own.includes('--smaps') ? { smapsMB: smaps(agent.pid) } : {}),
+      ...(own.includes('--rss-map') ? { rssMap: rssMap(agent.pid) } : {}),
     }),
   );
 } finally {
