@@ -25,8 +25,9 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
 /**
  * Modules the executable never runs, replaced by a few lines each: their importers require them
  * when they load, so leaving them out would fail. Each entry is the replacement's source, or
- * `{ importers, source }` to replace the module only where those importers (a path pattern) ask for
- * it, for a module name that other importers use in full (a Node built-in, a relative path).
+ * `{ importers, roles, source }` to replace the module only where those importers (a path pattern)
+ * ask for it, for a module name that other importers use in full (a Node built-in, a relative
+ * path), and only in those roles' programs.
  * - mqtt.js's `./socks` (with the socks package, ip-address, smart-buffer, and the built-ins `dns`
  *   and `assert`): only for an MQTT connection through a SOCKS proxy (mqtt.js's `socksProxy`
  *   option), which devstreams never sets (the agent's `proxy` is an HTTP CONNECT proxy,
@@ -38,7 +39,8 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  *   and never starts one. Used anyway, it fails with an error that says so.
  * - `worker_threads` for pino (`isMainThread`: devstreams runs pino on its main thread only),
  *   `assert` for sonic-boom and https-proxy-agent (one `assert(condition)` call each, with the same
- *   behaviour), and `zlib` for ws (permessage-deflate, which every devstreams WebSocket turns off):
+ *   behaviour), and in the agent's program `zlib` for ws (permessage-deflate, which every WebSocket
+ *   of the agent turns off; the hub's MQTT client may use it with an external broker):
  *   with the above, the only reasons a fresh agent loaded these built-ins (and the built-ins they
  *   load), which it carried for nothing (docs/OPERATIONS.md "Agent footprint").
  */
@@ -56,6 +58,7 @@ const REPLACED = {
   },
   zlib: {
     importers: /node_modules\/ws\//,
+    roles: ['agent'],
     source: `const off = () => { throw new Error('permessage-deflate is not supported by this build of devstreams'); }; exports.createDeflateRaw = off; exports.createInflateRaw = off; exports.Z_DEFAULT_WINDOWBITS = 15; exports.Z_SYNC_FLUSH = 2;`,
   },
 };
@@ -109,7 +112,7 @@ async function bundleRole(role) {
     // Folds the role conditions (and only syntax: names are kept).
     minifySyntax: true,
     charset: 'ascii',
-    plugins: [absentModules(OPTIONAL_NATIVE), replacedModules(REPLACED)],
+    plugins: [absentModules(OPTIONAL_NATIVE), replacedModules(REPLACED, role)],
     metafile: true,
     logLevel: 'warning',
   });
@@ -138,8 +141,9 @@ function absentModules(names) {
   };
 }
 
-/** Resolves each named package to the given CommonJS source instead, where its importer matches (see REPLACED). */
-function replacedModules(replaced) {
+/** Resolves each named package to the given CommonJS source instead, where its importer and role match (see REPLACED). */
+function replacedModules(all, role) {
+  const replaced = Object.fromEntries(Object.entries(all).filter(([, r]) => typeof r === 'string' || !r.roles || r.roles.includes(role)));
   const filter = exactly(Object.keys(replaced));
   const entry = (name) => (typeof replaced[name] === 'string' ? { source: replaced[name] } : replaced[name]);
   return {
