@@ -1,13 +1,13 @@
 import { existsSync, readFile as readFileCb, readdir as readdirCb, statfs as statfsCb } from 'node:fs';
+import os from 'node:os';
 import { promisify } from 'node:util';
+import { LIMITS, type DeviceInterface } from '../protocol/index.js';
 
 // The callback API, promisified: node:fs/promises loads readline and the REPL's history with it,
 // which an idle agent would carry for nothing (docs/OPERATIONS.md "Agent footprint").
 const readFile = promisify(readFileCb);
 const readdir = promisify(readdirCb);
 const statfs = promisify(statfsCb);
-import os from 'node:os';
-import { LIMITS, type DeviceInterface } from '../protocol/index.js';
 
 /**
  * The device-status probes (status-collector.ts runs them): each reads a few files under /proc,
