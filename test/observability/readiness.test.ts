@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -88,11 +89,24 @@ describe('health and readiness', () => {
 
 describe('status probes', () => {
   it('a probe that fails or times out leaves its field null; the status stays valid', async () => {
-    const c = new StatusCollector({ probeTimeoutMs: 1, log: silentLogger });
-    await c.refresh();
-    const s = DeviceSystemSchema.parse(c.snapshot());
-    expect(s.diskTotalBytes).toBeNull(); // fsSize spawns df: never done within 1 ms
-    expect(s.memTotalBytes).toBeGreaterThan(0); // from os, no probe
+    // /proc/meminfo a FIFO that nothing writes: the memory probe's open() waits past the timeout,
+    // whatever the machine's speed. The rest of the tree is empty: those probes fail.
+    const root = tempDir();
+    mkdirSync(join(root, 'proc'));
+    const fifo = join(root, 'proc/meminfo');
+    execFileSync('mkfifo', [fifo]);
+    const c = new StatusCollector({ probeTimeoutMs: 100, log: silentLogger, root });
+    try {
+      await c.refresh();
+      const s = DeviceSystemSchema.parse(c.snapshot());
+      expect(s.memAvailableBytes).toBeNull(); // timed out
+      expect(s.cpuTempC).toBeNull(); // failed: no /sys in the tree
+      expect(s.memTotalBytes).toBeGreaterThan(0); // from os, no probe
+    } finally {
+      // A writer that opens and closes lets the waiting open() return (and read nothing).
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
 
