@@ -43,6 +43,9 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  *   of the agent turns off; the hub's MQTT client may use it with an external broker):
  *   with the above, the only reasons a fresh agent loaded these built-ins (and the built-ins they
  *   load), which it carried for nothing (docs/OPERATIONS.md "Agent footprint").
+ * - `readable-stream` for mqtt.js, mqtt-packet and bl, in the agent's program: a copy of Node's own
+ *   streams (Node 18's), kept for browsers; Node's `stream` is the same API. 136 KB of the agent's
+ *   program with its dependencies, and a second stream implementation compiled at every start.
  */
 const REPLACED = {
   './socks': {
@@ -55,6 +58,11 @@ const REPLACED = {
   assert: {
     importers: /node_modules\/(sonic-boom|https-proxy-agent)\//,
     source: `function ok(value, message) { if (value) return; const e = new Error(message ?? 'The expression evaluated to a falsy value'); e.code = 'ERR_ASSERTION'; throw e; } ok.ok = ok; module.exports = ok;`,
+  },
+  'readable-stream': {
+    importers: /node_modules\/(mqtt|mqtt-packet|bl)\//,
+    roles: ['agent'],
+    source: `module.exports = require('node:stream');`,
   },
   zlib: {
     importers: /node_modules\/ws\//,
