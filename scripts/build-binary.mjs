@@ -43,6 +43,9 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  *   of the agent turns off; the hub's MQTT client may use it with an external broker):
  *   with the above, the only reasons a fresh agent loaded these built-ins (and the built-ins they
  *   load), which it carried for nothing (docs/OPERATIONS.md "Agent footprint").
+ * - `lru-cache` for mqtt.js's topic-alias-send: MQTT 5 topic aliases, made only when an MQTT 5
+ *   broker's CONNACK offers them (devstreams speaks MQTT 3.1.1). Loading it read the global
+ *   `performance`, which loads all of perf_hooks. Used anyway, it fails with an error that says so.
  * - `readable-stream` for mqtt.js, mqtt-packet and bl, in the agent's program: a copy of Node's own
  *   streams (Node 18's), kept for browsers; Node's `stream` is the same API. 136 KB of the agent's
  *   program with its dependencies, and a second stream implementation compiled at every start.
@@ -58,6 +61,10 @@ const REPLACED = {
   assert: {
     importers: /node_modules\/(sonic-boom|https-proxy-agent)\//,
     source: `function ok(value, message) { if (value) return; const e = new Error(message ?? 'The expression evaluated to a falsy value'); e.code = 'ERR_ASSERTION'; throw e; } ok.ok = ok; module.exports = ok;`,
+  },
+  'lru-cache': {
+    importers: /node_modules\/mqtt\/build\/lib\/topic-alias-send\.js$/,
+    source: `exports.LRUCache = class LRUCache { constructor() { throw new Error('MQTT 5 topic aliases are not supported by this build of devstreams'); } };`,
   },
   'readable-stream': {
     importers: /node_modules\/(mqtt|mqtt-packet|bl)\//,
