@@ -8,8 +8,9 @@ import type { Logger } from './logger.js';
  * with every later message (systemd ignores a repeat), so one lost to a race is delivered with the
  * next. Messages are sent one at a time; what comes in meanwhile is merged into the next one.
  *
- * Without NOTIFY_SOCKET everything is a no-op, and neither child_process nor perf_hooks is loaded:
- * an agent run by hand or in a container does not carry them (docs/OPERATIONS.md "Agent footprint").
+ * Without NOTIFY_SOCKET everything is a no-op, and neither child_process nor perf_hooks is loaded
+ * while the process runs (settled() reads the clock at shutdown): an agent run by hand or in a
+ * container does not carry them (docs/OPERATIONS.md "Agent footprint").
  */
 
 /** systemd's interface variables, read once by a CLI from its environment. */
@@ -110,17 +111,12 @@ export class SdNotifier {
 
   /** Resolves when no message is being sent (or after `timeoutMs`). */
   async settled(timeoutMs = STOP_WAIT_MS): Promise<void> {
-    if (!this.inFlight) return; // before the clock: nothing sent yet, nothing of perf_hooks loaded
     const deadline = performance.now() + timeoutMs;
-    while (this.busy() && performance.now() < deadline) {
+    while (this.inFlight && performance.now() < deadline) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([this.inFlight, new Promise((r) => (timer = setTimeout(r, deadline - performance.now())))]);
       clearTimeout(timer);
     }
-  }
-
-  private busy(): boolean {
-    return this.inFlight !== undefined;
   }
 
   private schedule(): void {
