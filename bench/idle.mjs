@@ -10,7 +10,8 @@
 // runtime.gc (a 2 GiB machine or more runs throughput by default, a small board memory). --cold
 // starts the agent with its program file out of the page cache, as a device does after boot (the
 // executable, or a private copy of Node: bench/lib/cold-start.mjs); without it the file-backed RSS
-// also counts cached pages next to the ones the agent reads.
+// also counts cached pages next to the ones the agent reads. --rss-map adds the Node binary's
+// resident pages by symbol group and symbol (bench/lib/rss-map.mjs).
 // Prints one JSON line. Light without --load: two idle processes.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { readFileSync } from 'node:fs';
@@ -55,7 +56,6 @@ const smaps = (pid) => {
   }
   return Object.fromEntries([...by].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, v]) => [k, MB(v)]));
 };
-// --rss-map: the Node binary's resident pages by symbol group and symbol (bench/lib/rss-map.mjs).
 
 const target = await startTarget();
 const agentGc = opt('--gc');
