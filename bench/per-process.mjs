@@ -3,6 +3,9 @@
 //   node bench/per-process.mjs devstreams|minimal|minimal-mux [--mib 256] [--node-args "--max-semi-space-size=1"]
 //     [--agent-exe dist/bin/devstreams-linux-x64]   (devstreams' agent as the single executable)
 //     [--agent-node-args "--initial-old-space-size=96"]   (node options for devstreams' agent alone)
+//     [--agent-env K=V,...]   (environment for devstreams' agent alone, e.g. OPENSSL_ia32cap=~0x200000200000000:
+//      a CPU without AES-NI, as a Raspberry Pi 3 or 4 has no AES instructions)
+//     [--streams 1,8] [--dirs up,down] [--no-ping]   (only these transfers: to profile one of them)
 // Prints one line per transfer: MB/s and CPU ns/B of each of the three processes; then a 1-byte
 // ping-pong (10,000 round trips): RTT p50/p99 and CPU us per round trip of each process.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
@@ -19,13 +22,16 @@ const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
 const agentExe = option('--agent-exe');
 const agentNodeArgs = option('--agent-node-args', '').split(' ').filter(Boolean);
 warnIfStale(agentExe);
+const agentEnv = Object.fromEntries(option('--agent-env', '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const streamCounts = option('--streams', '1,8').split(',').map(Number);
+const dirs = option('--dirs', 'up,down').split(',');
 const names = which.startsWith('minimal') ? ['service', 'relay', 'agent'] : ['forward', 'hub', 'agent'];
 const target = await startTarget();
-const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe, agentNodeArgs });
+const path = which.startsWith('minimal') ? await startMinimal(target.port, { nodeArgs, mux: which === 'minimal-mux' }) : await startDevstreams(target.port, { nodeArgs, agentExe, agentNodeArgs, agentEnv });
 try {
   await load.download(path.port, 16 * MiB); // warm-up
-  for (const streams of [1, 8]) {
-    for (const dir of ['up', 'down']) {
+  for (const streams of streamCounts) {
+    for (const dir of dirs) {
       const c0 = path.pids.map(cpuNs);
       const x = streams === 1
         ? await (dir === 'up' ? load.upload(path.port, mib * MiB) : load.download(path.port, mib * MiB))
@@ -35,12 +41,16 @@ try {
       console.log(`${which} ${streams} stream(s) ${dir}: ${(x.bytes / 1e6 / x.secs).toFixed(0)} MB/s; ns/B ${perProc}`);
     }
   }
+  if (!process.argv.includes('--no-ping')) await pingPong();
+} finally {
+  await path.stop();
+  await target.proc.stop();
+}
+
+async function pingPong() {
   const c0 = path.pids.map(cpuNs);
   const rtts = await load.pingPong(path.port, 10_000, 60);
   const c1 = path.pids.map(cpuNs);
   const perRt = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / 1e3 / rtts.length).toFixed(0)}`).join(', ');
   console.log(`${which} ping-pong: RTT p50 ${pct(rtts, 0.5).toFixed(0)} us, p99 ${pct(rtts, 0.99).toFixed(0)} us; CPU us per round trip ${perRt}`);
-} finally {
-  await path.stop();
-  await target.proc.stop();
 }
