@@ -8,6 +8,7 @@ import {
   deepFreeze,
   isDeviceId,
   isLoopbackHost,
+  TLS_CIPHER_CHOICES,
 } from '../protocol/index.js';
 import { loadConfigFile } from '../protocol/config-loader.js';
 import * as z from '../protocol/zod.js';
@@ -40,6 +41,10 @@ const HubSchema = z.strictObject({
   /** How the agent proves its identity: `token` (default) sends an expiring token signed with the
    *  key, so the key never crosses the wire; `key` sends the key itself (the hub may refuse that). */
   auth: z._default(z.enum(['token', 'key']), 'token'),
+  /** The cipher asked for first on the hub connections: auto (default) measures AES-GCM and
+   *  ChaCha20-Poly1305 on this CPU and asks for ChaCha20-Poly1305 where it is clearly faster (a CPU
+   *  without AES instructions, e.g. a Raspberry Pi 3 or 4); protocol/tls-ciphers.ts. */
+  tlsCipher: z._default(z.enum(TLS_CIPHER_CHOICES), 'auto'),
   /** Lifetime of each token (a new one is minted for every connection attempt). */
   tokenTtlSec: z._default(z.int().check(z.gte(60), z.lte(86_400)), 3600),
   /** HTTP proxy for the hub connections (CONNECT): a URL wins over HTTPS_PROXY, "none" turns it off. */
@@ -210,6 +215,7 @@ export interface AgentConfig {
     readonly keyFile?: string;
     readonly auth: 'token' | 'key';
     readonly tokenTtlSec: number;
+    readonly tlsCipher: AgentConfigFile['hub']['tlsCipher'];
     /** A proxy URL, "none", or undefined (then HTTPS_PROXY/NO_PROXY decide). */
     readonly proxy?: string;
     readonly reconnect: { readonly initialDelayMs: number; readonly maxDelayMs: number };
@@ -269,6 +275,7 @@ export function resolveAgentConfig(file: string, parsed: AgentConfigFile): Agent
       ...(parsed.hub.keyFile !== undefined ? { keyFile: resolve(base, parsed.hub.keyFile) } : {}),
       auth: parsed.hub.auth,
       tokenTtlSec: parsed.hub.tokenTtlSec,
+      tlsCipher: parsed.hub.tlsCipher,
       ...(ca !== undefined ? { ca } : {}),
       ...(parsed.hub.proxy !== undefined ? { proxy: parsed.hub.proxy } : {}),
       reconnect: parsed.hub.reconnect,

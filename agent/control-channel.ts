@@ -28,6 +28,8 @@ export interface ControlChannelOptions {
   tokenTtlSec?: number;
   /** Trust anchors (system roots plus the configured CA), or undefined for the system's. */
   ca?: string[];
+  /** The `ciphers` option when the hub is asked for ChaCha20-Poly1305 first (protocol/tls-ciphers.ts). */
+  ciphers?: string;
   log: Logger;
   /** Called with each payload that arrives on the device's request topic. */
   onRequest: (payload: Buffer) => void;
@@ -89,8 +91,8 @@ export class ControlChannel extends EventEmitter {
   /** Starts connecting (and reconnecting); does not wait for the hub. */
   async start(): Promise<void> {
     if (this.client) return;
-    const { deviceId, ca } = this.opts;
-    const tls = { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const, ...(ca ? { ca } : {}) };
+    const { deviceId, ca, ciphers } = this.opts;
+    const tls = { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const, ...(ca ? { ca } : {}), ...(ciphers ? { ciphers } : {}) };
     const options: IClientOptions = {
       clientId: deviceId,
       username: deviceId,

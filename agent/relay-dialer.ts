@@ -21,6 +21,8 @@ import { RelayMuxPool } from './relay-mux-pool.js';
 export interface RelayDialerOptions {
   /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
   ca?: string[];
+  /** The `ciphers` option when the relay is asked for ChaCha20-Poly1305 first (protocol/tls-ciphers.ts). */
+  ciphers?: string;
   /** How long the TLS + WebSocket handshake may take. */
   handshakeTimeoutMs?: number;
   /** Ping interval on each stream WebSocket (dead relay detection); 0 turns it off. Default 15 s. */
@@ -62,6 +64,7 @@ const DEFAULT_PING_INTERVAL_MS = 15_000;
  */
 export class RelayDialer {
   private readonly ca: string[] | undefined;
+  private readonly ciphers: string | undefined;
   private readonly handshakeTimeoutMs: number;
   private readonly pingIntervalMs: number;
   private readonly agent: Agent | undefined;
@@ -77,6 +80,7 @@ export class RelayDialer {
 
   constructor(opts: RelayDialerOptions = {}) {
     this.ca = opts.ca;
+    this.ciphers = opts.ciphers;
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     this.agent = opts.agent;
@@ -159,9 +163,13 @@ export class RelayDialer {
     throw new RelayDialError(`relay refused the stream: HTTP ${f.status}${code ? ` ${code}` : ''}`, f.status, code);
   }
 
-  /** The secure context of the configured trust anchors (built on first use), or none for the system's. */
+  /**
+   * The secure context of the configured trust anchors and cipher order (built on first use), or
+   * none for the system's roots and Node's order. Without `ca` it holds the system's roots, as a
+   * dial without a context would.
+   */
   private context(): SecureContext | undefined {
-    if (!this.ca) return undefined;
-    return (this.secureContext ??= createSecureContext({ ca: this.ca }));
+    if (!this.ca && !this.ciphers) return undefined;
+    return (this.secureContext ??= createSecureContext({ ...(this.ca ? { ca: this.ca } : {}), ...(this.ciphers ? { ciphers: this.ciphers } : {}) }));
   }
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   ERRORS,
@@ -99,7 +100,9 @@ export class RelayMux {
     const proof = side === 'device' ? this.proveDevice(token) : this.proveService(token);
     if ('why' in proof) return this.refuse(socket, side, 'UNAUTHORIZED', proof.why, proof.device);
     onAccepted?.();
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(ws, proof));
+    // The cipher the client asked for first, as the hub honours it (hub/server.ts CIPHERS): for the log.
+    const cipher = (socket as Partial<TLSSocket>).getCipher?.()?.standardName;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.open(ws, proof, cipher));
     return true;
   }
 
@@ -132,7 +135,7 @@ export class RelayMux {
     return n;
   }
 
-  private open(ws: WebSocket, proof: Proof): void {
+  private open(ws: WebSocket, proof: Proof, cipher: string | undefined): void {
     const log = this.log.child(proof.kind === 'device' ? { device: proof.device } : { caller: proof.name });
     const conn = new MuxConnection({
       ws,
@@ -144,7 +147,7 @@ export class RelayMux {
     });
     this.connections.set(conn, proof);
     startHeartbeat(ws, this.o.pingIntervalMs);
-    log.info('multiplexed connection open');
+    log.info({ cipher }, 'multiplexed connection open');
     conn.once('close', (code: number) => {
       this.connections.delete(conn);
       log.info({ code }, 'multiplexed connection closed');

@@ -30,3 +30,4 @@ export * from './logger.js';
 export * from './sd-notify.js';
 export * from './gc-tuning.js';
 export * from './idle-memory.js';
+export * from './tls-ciphers.js';

@@ -10,6 +10,8 @@ import {
   StreamListSchema,
   TlsSessionCache,
   apiPaths,
+  clientCiphers,
+  resolveTlsCipher,
   silentLogger,
   type DeviceInfo,
   type HubEndpoints,
@@ -17,6 +19,7 @@ import {
   type StreamQuery,
   type OpenStreamBody,
   type StreamRecord,
+  type TlsCipherChoice,
   WsDuplex,
 } from '../protocol/index.js';
 import { HubRefusalError } from './errors.js';
@@ -42,6 +45,12 @@ export interface DevstreamsClientOptions {
    * saves a round trip with false. A hub that does not offer it gets a WebSocket per stream.
    */
   multiplex?: boolean;
+  /**
+   * The cipher the stream connections ask the hub for first: `auto` (default) measures AES-GCM and
+   * ChaCha20-Poly1305 on this CPU at the first stream and asks for ChaCha20-Poly1305 where it is
+   * clearly faster (a CPU without AES instructions); `aes-gcm` or `chacha20-poly1305` decide it.
+   */
+  tlsCipher?: TlsCipherChoice;
 }
 
 export interface OpenStreamOptions {
@@ -72,8 +81,9 @@ export class DevstreamsClient {
   private readonly ca: string | Buffer | undefined;
   private readonly log: Logger;
   private readonly requestTimeoutMs: number;
-  /** For relay dials, built on the first one (not per stream). */
-  private secureContext: SecureContext | undefined;
+  /** For relay dials, built on the first one (not per stream); null: none needed (Node's defaults). */
+  private secureContext: SecureContext | null | undefined;
+  private readonly tlsCipher: TlsCipherChoice;
   private readonly sessions = new TlsSessionCache();
   private readonly pingIntervalMs: number;
   /** Streams asked for so far (the second one starts keeping a spare connection). */
@@ -95,6 +105,7 @@ export class DevstreamsClient {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
     this.multiplex = opts.multiplex ?? true;
+    this.tlsCipher = opts.tlsCipher ?? 'auto';
     const agent = new https.Agent({
       keepAlive: true,
       maxSockets: 16,
@@ -123,7 +134,7 @@ export class DevstreamsClient {
   async openStream(device: string, service: string, opts: OpenStreamOptions = {}): Promise<WsDuplex> {
     const started = Date.now();
     const body: OpenStreamBody = { service, ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}) };
-    const secureContext = this.ca !== undefined ? (this.secureContext ??= createSecureContext({ ca: this.ca, minVersion: 'TLSv1.2' })) : undefined;
+    const secureContext = this.relayContext();
     const answerMs = (opts.timeoutMs ?? LIMITS.maxHandshakeMs) + ANSWER_SLACK_MS;
     const url = hubUrl(this.endpoint.base, apiPaths.connectStream(device, body));
     url.protocol = 'wss:';
@@ -171,6 +182,21 @@ export class DevstreamsClient {
     }
     this.log.info({ device, service, streamId, setupMs: Date.now() - started }, 'stream open');
     return stream;
+  }
+
+  /**
+   * The relay dials' TLS context: the configured trust anchors (else the system's) and the cipher
+   * order, built at the first stream; undefined where Node's defaults are both.
+   */
+  private relayContext(): SecureContext | undefined {
+    if (this.secureContext === undefined) {
+      const ciphers = clientCiphers(resolveTlsCipher(this.tlsCipher).cipher);
+      this.secureContext =
+        this.ca !== undefined || ciphers
+          ? createSecureContext({ minVersion: 'TLSv1.2', ...(this.ca !== undefined ? { ca: this.ca } : {}), ...(ciphers ? { ciphers } : {}) })
+          : null;
+    }
+    return this.secureContext ?? undefined;
   }
 
   /** The two-step open for a hub without open-and-connect: the REST call, then the relay dial. */

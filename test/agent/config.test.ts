@@ -67,6 +67,7 @@ describe('agent config', () => {
       keepaliveSec: 30,
       auth: 'token',
       tokenTtlSec: 3600,
+      tlsCipher: 'auto',
       keyFile: join(d, 'pi-kitchen.key'),
     });
     expect(c.shutdown).toEqual({ graceMs: 10_000 });
@@ -105,6 +106,14 @@ describe('agent config', () => {
     const e = loadError(`hub: { url: "wss://hub.example.com/mqtt", deviceId: d1, key: "${KEY}" }\nallow: []\nruntime: { gc: fast, heap: 1 }\n`);
     expect(e.message).toContain('runtime.gc:');
     expect(e.message).toContain('runtime: Unrecognized key: "heap"');
+  });
+
+  it('takes hub.tlsCipher: chacha20-poly1305, and names a wrong value', () => {
+    const d = dir();
+    const c = loadAgentConfig(write(d, 'a.yaml', `hub: { url: "wss://hub.example.com/mqtt", deviceId: d1, key: "${KEY}", tlsCipher: chacha20-poly1305 }\nallow: []\n`));
+    expect(c.hub.tlsCipher).toBe('chacha20-poly1305');
+    const e = loadError(`hub: { url: "wss://hub.example.com/mqtt", deviceId: d1, key: "${KEY}", tlsCipher: aes-256-cbc }\nallow: []\n`);
+    expect(e.message).toMatch(/hub\.tlsCipher: .*"auto"\|"aes-gcm"\|"chacha20-poly1305"/);
   });
 
   it('resolves keyFile against the config folder, not the working directory', () => {

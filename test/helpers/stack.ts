@@ -74,9 +74,9 @@ export class Stack {
     }
   }
 
-  /** Starts the device's agent and waits until the hub sees it online. */
-  async startAgent(id: string): Promise<CliProcess> {
-    const agent = new CliProcess(['agent', '--config', this.agentConfig(id)]);
+  /** Starts the device's agent (with `env` added to its environment) and waits until the hub sees it online. */
+  async startAgent(id: string, env: NodeJS.ProcessEnv = {}): Promise<CliProcess> {
+    const agent = new CliProcess(['agent', '--config', this.agentConfig(id)], env);
     this.agents.set(id, agent);
     await agent.waitForLog('agent connected');
     await this.waitForDevice(id, true);

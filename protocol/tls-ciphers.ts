@@ -1,0 +1,75 @@
+import { createCipheriv } from 'node:crypto';
+import { DEFAULT_CIPHERS } from 'node:tls';
+
+/**
+ * Which AEAD a client asks the hub for first. `auto` (the default) measures both on this CPU once:
+ * a board whose CPU has no AES instructions (Raspberry Pi 3 and 4, whose Broadcom SoCs lack the
+ * ARMv8 crypto extensions, and other early Cortex-A53 boards) runs ChaCha20-Poly1305 three to four
+ * times as fast as AES-GCM, and TLS is most of what a device spends per byte it carries; a CPU with
+ * AES instructions runs AES-GCM faster and keeps Node's order. The hub (hub/server.ts) prefers
+ * AES-128-GCM but gives ChaCha20-Poly1305 to a client that lists it first (OpenSSL's
+ * PrioritizeChaCha), so each side of a stream gets what is cheap for it.
+ */
+export const TLS_CIPHER_CHOICES = ['auto', 'aes-gcm', 'chacha20-poly1305'] as const;
+export type TlsCipherChoice = (typeof TLS_CIPHER_CHOICES)[number];
+
+/** What a client resolved `auto` (or its setting) to, and the measured cost per byte when it measured. */
+export interface TlsCipherResolution {
+  cipher: 'aes-gcm' | 'chacha20-poly1305';
+  measured?: { aesGcmNsPerByte: number; chacha20NsPerByte: number };
+}
+
+/** ChaCha20-Poly1305 is asked for first when it is at least this many times as fast as AES-128-GCM. */
+const CHACHA_MIN_SPEEDUP = 1.5;
+const SAMPLE_BYTES = 32 * 1024;
+const ROUNDS = 5;
+
+let measured: TlsCipherResolution['measured'] | undefined;
+
+/**
+ * Resolves a setting to the cipher to ask for first; `auto` measures (once per process: 1-2 ms
+ * on this project's x86 test machine, a few on a board without AES instructions). `measure` replaces the measurement (tests).
+ */
+export function resolveTlsCipher(choice: TlsCipherChoice, measure: () => NonNullable<TlsCipherResolution['measured']> = measureAeadCost): TlsCipherResolution {
+  if (choice !== 'auto') return { cipher: choice };
+  const m = measure === measureAeadCost ? (measured ??= measure()) : measure();
+  return { cipher: m.aesGcmNsPerByte > CHACHA_MIN_SPEEDUP * m.chacha20NsPerByte ? 'chacha20-poly1305' : 'aes-gcm', measured: m };
+}
+
+/**
+ * The `ciphers` option for a TLS client that asks for `cipher` first: undefined for AES-GCM (Node's
+ * own order), else Node's list with the ChaCha20-Poly1305 suites (TLS 1.3, then TLS 1.2's) in front.
+ */
+export function clientCiphers(cipher: TlsCipherResolution['cipher']): string | undefined {
+  if (cipher === 'aes-gcm') return undefined;
+  const chacha = ['TLS_CHACHA20_POLY1305_SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305'];
+  return [...chacha, ...DEFAULT_CIPHERS.split(':').filter((c) => !chacha.includes(c))].join(':');
+}
+
+/**
+ * The CPU time per byte of sealing a TLS record's worth of bytes with AES-128-GCM and with
+ * ChaCha20-Poly1305, through the same OpenSSL that TLS uses (so OpenSSL's own CPU detection, and
+ * OPENSSL_ia32cap / OPENSSL_armcap, decide it as they decide TLS's). Best of several alternating
+ * rounds, each cipher set up once first.
+ */
+export function measureAeadCost(): NonNullable<TlsCipherResolution['measured']> {
+  const data = Buffer.alloc(SAMPLE_BYTES, 0x5a);
+  const key = Buffer.alloc(32, 7);
+  const iv = Buffer.alloc(12, 1);
+  const seal = (alg: 'aes-128-gcm' | 'chacha20-poly1305'): number => {
+    const started = process.hrtime.bigint();
+    const c = createCipheriv(alg as 'aes-128-gcm', alg === 'aes-128-gcm' ? key.subarray(0, 16) : key, iv, { authTagLength: 16 });
+    c.update(data);
+    c.final();
+    return Number(process.hrtime.bigint() - started);
+  };
+  seal('aes-128-gcm');
+  seal('chacha20-poly1305');
+  let aes = Infinity;
+  let chacha = Infinity;
+  for (let i = 0; i < ROUNDS; i++) {
+    aes = Math.min(aes, seal('aes-128-gcm'));
+    chacha = Math.min(chacha, seal('chacha20-poly1305'));
+  }
+  return { aesGcmNsPerByte: aes / SAMPLE_BYTES, chacha20NsPerByte: chacha / SAMPLE_BYTES };
+}

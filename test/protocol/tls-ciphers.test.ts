@@ -1,0 +1,39 @@
+import { DEFAULT_CIPHERS, createSecureContext } from 'node:tls';
+import { describe, expect, it } from 'vitest';
+import { clientCiphers, measureAeadCost, resolveTlsCipher } from '../../protocol/index.js';
+
+describe('TLS cipher preference (protocol/tls-ciphers.ts)', () => {
+  it('takes an explicit setting as it is, without measuring', () => {
+    const measure = (): never => {
+      throw new Error('measured');
+    };
+    expect(resolveTlsCipher('aes-gcm', measure)).toEqual({ cipher: 'aes-gcm' });
+    expect(resolveTlsCipher('chacha20-poly1305', measure)).toEqual({ cipher: 'chacha20-poly1305' });
+  });
+
+  it('auto: ChaCha20-Poly1305 only where it is at least 1.5 times as fast as AES-GCM', () => {
+    const at = (aes: number, chacha: number) => resolveTlsCipher('auto', () => ({ aesGcmNsPerByte: aes, chacha20NsPerByte: chacha })).cipher;
+    expect(at(4.14, 1.11)).toBe('chacha20-poly1305'); // no AES instructions
+    expect(at(0.43, 0.64)).toBe('aes-gcm'); // AES-NI
+    expect(at(1.4, 1.0)).toBe('aes-gcm'); // faster, but not clearly
+    expect(at(1.6, 1.0)).toBe('chacha20-poly1305');
+    expect(resolveTlsCipher('auto', () => ({ aesGcmNsPerByte: 4, chacha20NsPerByte: 1 })).measured).toEqual({ aesGcmNsPerByte: 4, chacha20NsPerByte: 1 });
+  });
+
+  it("puts the ChaCha20-Poly1305 suites first and keeps the rest of Node's list once each", () => {
+    expect(clientCiphers('aes-gcm')).toBeUndefined();
+    const list = clientCiphers('chacha20-poly1305')!.split(':');
+    expect(list.slice(0, 3)).toEqual(['TLS_CHACHA20_POLY1305_SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305']);
+    expect(new Set(list).size).toBe(list.length);
+    for (const c of DEFAULT_CIPHERS.split(':')) expect(list).toContain(c);
+    expect(() => createSecureContext({ ciphers: list.join(':') })).not.toThrow();
+  });
+
+  it('measures both AEADs through OpenSSL', () => {
+    const m = measureAeadCost();
+    for (const v of [m.aesGcmNsPerByte, m.chacha20NsPerByte]) {
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeGreaterThan(0);
+    }
+  });
+});
