@@ -17,6 +17,7 @@ import * as load from './lib/load.mjs';
 import { MB, MiB, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
 import { wanBulk, wanSetup } from './lib/wan.mjs';
+import { noAesBulk } from './lib/no-aes.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
@@ -58,13 +59,14 @@ try {
   if (wanted.includes('minimal')) paths.push(await startMinimal(target.port));
   if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
   if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
-  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };
+  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], deviceNsUp1: [], deviceNsDown1: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };
 
-  /** Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile]. */
+  /** Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile, CPU ns of its device side's process]. */
   const withCpu = async (p, fn) => {
     const c0 = p.pids.reduce((a, pid) => a + cpuNs(pid), 0);
+    const d0 = p.devicePid ? cpuNs(p.devicePid) : 0;
     const r = await fn();
-    return [r, p.pids.reduce((a, pid) => a + cpuNs(pid), 0) - c0];
+    return [r, p.pids.reduce((a, pid) => a + cpuNs(pid), 0) - c0, p.devicePid ? cpuNs(p.devicePid) - d0 : NaN];
   };
 
   // The agent idle while fresh: online, never carried a stream (the figure after all the load is
@@ -84,10 +86,10 @@ try {
     for (const p of paths) {
       const r = results[p.name].raw;
       log(`run ${run}/${C.runs} ${p.name}: throughput`);
-      let [x, ns] = await withCpu(p, () => load.upload(p.port, C.oneBytes, C.xferMaxS));
-      r.up1.push(x.bytes / MB / x.secs), r.nsUp1.push(ns / x.bytes), r.bytes.push(x.bytes);
-      [x, ns] = await withCpu(p, () => load.download(p.port, C.oneBytes, C.xferMaxS));
-      r.down1.push(x.bytes / MB / x.secs), r.nsDown1.push(ns / x.bytes), r.bytes.push(x.bytes);
+      let [x, ns, dns] = await withCpu(p, () => load.upload(p.port, C.oneBytes, C.xferMaxS));
+      r.up1.push(x.bytes / MB / x.secs), r.nsUp1.push(ns / x.bytes), r.deviceNsUp1.push(dns / x.bytes), r.bytes.push(x.bytes);
+      [x, ns, dns] = await withCpu(p, () => load.download(p.port, C.oneBytes, C.xferMaxS));
+      r.down1.push(x.bytes / MB / x.secs), r.nsDown1.push(ns / x.bytes), r.deviceNsDown1.push(dns / x.bytes), r.bytes.push(x.bytes);
       [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS));
       r.up8.push(x.bytes / MB / x.secs), r.nsUp8.push(ns / x.bytes), r.bytes.push(x.bytes);
       [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS));
@@ -146,6 +148,10 @@ try {
     results.devstreams.errors.push(...wan.errors.map((e) => `set-up over 50 ms: ${e}`));
     log(`devstreams${haveSsh ? ' and ssh -L' : ''}: one stream up and down with a 50 ms round trip`);
     results.devstreams.wanBulk = await wanBulk(target.port, { rttMs: 50, bytes: C.oneBytes / 4, maxS: C.xferMaxS / 2, ssh: haveSsh });
+    if (process.arch === 'x64') {
+      log(`devstreams${haveSsh ? ' and ssh -L' : ''}: one stream, the device side without AES-NI (a Raspberry Pi 3 or 4 stand-in)`);
+      results.devstreams.noAes = await noAesBulk(target.port, { bytes: C.oneBytes / 4, maxS: C.xferMaxS / 2, runs: C.runs, ssh: haveSsh });
+    }
   }
 } finally {
   for (const p of paths) await p.stop().catch((e) => log(`stopping ${p.name}: ${e.message}`));
@@ -156,6 +162,8 @@ for (const [name, res] of Object.entries(results)) {
   const r = res.raw;
   res.throughput = { up1: summary(r.up1), down1: summary(r.down1), up8: summary(r.up8), down8: summary(r.down8) };
   res.cpuNsPerByte = name === 'direct' ? null : { up1: summary(r.nsUp1), down1: summary(r.nsDown1), up8: summary(r.nsUp8), down8: summary(r.nsDown8) };
+  // The device side's process alone (devstreams' agent, ssh -L's sshd): what a device spends per byte.
+  res.deviceCpuNsPerByte = name === 'direct' ? null : { up1: summary(r.deviceNsUp1), down1: summary(r.deviceNsDown1) };
   res.rttUs = { p50: summary(r.rtt50), p99: summary(r.rtt99), pings: r.pings };
   res.bytesPerTransfer = { min: Math.min(...r.bytes), max: Math.max(...r.bytes) };
   res.setupRate = summary(r.rate);

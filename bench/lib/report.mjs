@@ -68,6 +68,7 @@ export function markdown(out) {
     row(`8 streams up, MB/s total (8 x up to ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8.median, ssh?.throughput.up8.median)),
     row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8.median, ssh?.throughput.down8.median)),
     row('CPU ns/B, 1 stream up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up1.median, 2)} / ${fmt(r.cpuNsPerByte.down1.median, 2)}` : '–')),
+    row('device side CPU ns/B, 1 stream up / down (the agent; sshd; the last hop)', (r) => (r.deviceCpuNsPerByte ? `${fmt(r.deviceCpuNsPerByte.up1.median, 2)} / ${fmt(r.deviceCpuNsPerByte.down1.median, 2)}` : '–')),
     row('CPU ns/B, 8 streams up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up8.median, 2)} / ${fmt(r.cpuNsPerByte.down8.median, 2)}` : '–')),
     row(`1-byte RTT p50, us (up to ${fmt(out.config.pings)} pings per run)`, (r) => fmtRange(r.rttUs.p50)),
     row('pings per run', (r) => r.rttUs.pings.map((n) => fmt(n)).join(', ')),
@@ -108,6 +109,13 @@ export function markdown(out) {
     const mb = (x) => `${fmt(x.up, 1)} up / ${fmt(x.down, 1)} down MB/s`;
     lines.push('', `One stream with a ${w.rttMs} ms round trip (the same delay proxy; up to ${fmt(w.devstreams.bytesUp / MB)} MB each way): devstreams ${mb(w.devstreams)}` +
       (w.ssh ? `, ssh -L ${mb(w.ssh)} (${fmt(w.devstreams.up / w.ssh.up, 2)}x / ${fmt(w.devstreams.down / w.ssh.down, 2)}x).` : '.'));
+  }
+  if (d?.noAes) {
+    const x = d.noAes;
+    const mb = (r) => `${fmtRange(r.up)} up / ${fmtRange(r.down)} down MB/s, device side ${fmt(r.deviceNsUp.median, 2)} / ${fmt(r.deviceNsDown.median, 2)} CPU ns/B`;
+    lines.push('', `One stream with the device side on a CPU without AES instructions (a Raspberry Pi 3 or 4 stand-in: ${Object.entries(x.env).map(([k, v]) => `${k}=${v}`).join(' ')} ` +
+      `for the agent and for sshd alone; median of ${x.runs}, up to ${fmt(x.bytes / 2 ** 20)} MiB each way): devstreams ${mb(x.devstreams)} (the agent's relay connection: ${x.devstreams.cipher ?? 'cipher not logged'})` +
+      (x.ssh ? `; ssh -L ${mb(x.ssh)} (${fmt(x.devstreams.up.median / x.ssh.up.median, 2)}x / ${fmt(x.devstreams.down.median / x.ssh.down.median, 2)}x).` : '.'));
   }
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');

@@ -92,6 +92,7 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
       agent,
       forward,
       pids: [forward.pid, hub.pid, agent.pid],
+      devicePid: agent.pid, // what runs on the device
       stop: cleanUp,
     };
   }
@@ -125,8 +126,9 @@ export async function waitOnline(env, agent) {
 /**
  * `ssh -N -L` through a throwaway sshd on loopback (default cipher unless `cipher`); with `rttMs`,
  * ssh reaches sshd through bench/lib/delay-proxy.mjs, as devstreams reaches its hub in wan.mjs.
+ * `sshdEnv`: environment for sshd alone (the device's side, as `agentEnv` is devstreams').
  */
-export async function startSsh(targetPort, { cipher, rttMs = 0 } = {}) {
+export async function startSsh(targetPort, { cipher, rttMs = 0, sshdEnv = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-sshd-'));
   const f = (n) => join(dir, n);
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f('host_key')]);
@@ -141,7 +143,7 @@ export async function startSsh(targetPort, { cipher, rttMs = 0 } = {}) {
       `PidFile ${f('sshd.pid')}`, 'StrictModes no', 'UsePAM no', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
       'PermitRootLogin prohibit-password', 'AllowTcpForwarding yes', 'MaxSessions 2000', 'LogLevel ERROR'].join('\n') + '\n',
   );
-  const sshd = new Proc('/usr/sbin/sshd', ['-D', '-e', '-f', f('sshd_config')], { name: 'sshd' });
+  const sshd = new Proc('/usr/sbin/sshd', ['-D', '-e', '-f', f('sshd_config')], { name: 'sshd', env: sshdEnv });
   await waitForPort(sshdPort);
   let proxy;
   let dialPort = sshdPort;
@@ -163,6 +165,7 @@ export async function startSsh(targetPort, { cipher, rttMs = 0 } = {}) {
     name: cipher ? `ssh -L (${cipher})` : 'ssh -L',
     port: lport,
     pids: [ssh.pid, sshd.pid],
+    devicePid: sshd.pid, // cpuNs counts its live descendants: the session process that carries the forward
     async stop() {
       await ssh.stop();
       await proxy?.stop();
@@ -185,6 +188,7 @@ export async function startSocat(targetPort) {
     name: 'socat x3',
     port: p1,
     pids: procs.map((p) => p.pid),
+    devicePid: procs[0].pid, // the hop to the target, with the child it forks per connection
     async stop() {
       for (const p of procs) await p.stop();
     },
@@ -213,6 +217,7 @@ export async function startMinimal(targetPort, { nodeArgs = [], mux = false } = 
     name: mux ? 'minimal wss mux' : 'minimal wss',
     port,
     pids: [service.pid, relay.pid, agent.pid],
+    devicePid: agent.pid,
     agent,
     async stop() {
       for (const p of [service, agent, relay]) await p.stop();

@@ -1,0 +1,41 @@
+// A device whose CPU has no AES instructions (the Raspberry Pi 3, 4 and Zero 2 W: their Broadcom
+// chips lack the ARMv8 crypto extensions), stood in for on x86-64 by OpenSSL's own capability
+// switch: OPENSSL_ia32cap masks AES-NI and PCLMULQDQ for the device side's process alone, the agent
+// for devstreams and sshd for `ssh -L` (whose default cipher, ChaCha20-Poly1305, it leaves as fast).
+// One stream up and down through each, runs interleaved, with the device side's CPU per byte.
+import { startDevstreams, startSsh } from './stack.mjs';
+import { cpuNs } from './procs.mjs';
+import * as load from './load.mjs';
+import { summary } from './stats.mjs';
+
+export const NO_AES_NI_ENV = Object.freeze({ OPENSSL_ia32cap: '~0x200000200000000' });
+
+/** Null where the stand-in does not apply (not x86-64). `ssh`: measure `ssh -L` too. */
+export async function noAesBulk(targetPort, { bytes, maxS, runs = 3, ssh = true } = {}) {
+  if (process.arch !== 'x64') return null;
+  const paths = [await startDevstreams(targetPort, { agentEnv: NO_AES_NI_ENV })];
+  try {
+    if (ssh) paths.push(await startSsh(targetPort, { sshdEnv: NO_AES_NI_ENV }));
+    // The device side: devstreams' agent (pids: forward, hub, agent), ssh -L's sshd (pids: ssh, sshd).
+    const device = (p) => p.pids[p.pids.length - 1];
+    const raw = paths.map(() => ({ up: [], down: [], nsUp: [], nsDown: [] }));
+    for (const p of paths) await load.download(p.port, 1024 * 1024); // warm-up
+    for (let run = 0; run < runs; run++) {
+      for (const [i, p] of paths.entries()) {
+        for (const dir of ['up', 'down']) {
+          const c0 = cpuNs(device(p));
+          const x = await (dir === 'up' ? load.upload(p.port, bytes, maxS) : load.download(p.port, bytes, maxS));
+          raw[i][dir].push(x.bytes / 1e6 / x.secs);
+          raw[i][dir === 'up' ? 'nsUp' : 'nsDown'].push((cpuNs(device(p)) - c0) / x.bytes);
+        }
+      }
+    }
+    const of = (r) => ({ up: summary(r.up), down: summary(r.down), deviceNsUp: summary(r.nsUp), deviceNsDown: summary(r.nsDown) });
+    // The cipher the hub gave the agent's relay connection (its log line for the device's connection).
+    const hubLine = paths[0].hub.lines.find((l) => l.includes('multiplexed connection open') && l.includes('"device"'));
+    const cipher = hubLine ? JSON.parse(hubLine).cipher ?? null : null;
+    return { env: NO_AES_NI_ENV, runs, bytes, devstreams: { ...of(raw[0]), cipher }, ssh: ssh ? of(raw[1]) : null };
+  } finally {
+    for (const p of paths) await p.stop();
+  }
+}
