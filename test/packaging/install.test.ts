@@ -68,6 +68,19 @@ describe('the shipped example /etc/devstreams/agent.yaml', () => {
     expect(r.success, JSON.stringify(r.error?.issues)).toBe(true);
   });
 
+  it('stays valid with its commented-out settings switched on (tlsCipher, runtime.gc)', () => {
+    const text = readFileSync(EXAMPLE, 'utf8')
+      .replace(/^  # (tlsCipher: \S+)/m, '  $1')
+      .replace(/^# (runtime:)\n#(   gc: \S+)/m, '$1\n$2');
+    const r = AgentConfigSchema.safeParse(parse(text));
+    expect(r.success, JSON.stringify(r.error?.issues)).toBe(true);
+    expect(r.data?.hub.tlsCipher).toBe('auto');
+    expect(r.data?.runtime.gc).toBe('auto');
+    // Switched on, not defaulted: a wrong value there would fail.
+    expect(AgentConfigSchema.safeParse(parse(text.replace(/^  tlsCipher: auto/m, '  tlsCipher: fastest'))).success).toBe(false);
+    expect(AgentConfigSchema.safeParse(parse(text.replace(/^(\s+)gc: auto/m, '$1gc: fastest'))).success).toBe(false);
+  });
+
   // The drop-in's ExecCondition, run by /bin/sh against a copy of the file: 1 skips the start.
   const condition = (file: string): number => {
     const line = readFileSync(DROP_IN, 'utf8').split('\n').find((l) => l.startsWith('ExecCondition='))!;
