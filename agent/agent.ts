@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
-import { rootCertificates } from 'node:tls';
 import { IdleMemoryReclaimer, clientCiphers, mintDeviceToken, resolveTlsCipher, type Logger, type TlsCipherResolution } from '../protocol/index.js';
 import { Allowlist } from './allowlist.js';
 import type { AgentConfig } from './config.js';
 import { ControlChannel } from './control-channel.js';
+import { hubTlsContext } from './hub-tls.js';
 import { RelayDialer } from './relay-dialer.js';
 import { StreamRequestHandler } from './stream-request-handler.js';
 import { StreamTable } from './stream-table.js';
@@ -57,11 +57,10 @@ export class Agent extends EventEmitter {
     this.deviceId = config.hub.deviceId;
     this.config = config;
     this.log = opts.log.child({ deviceId: this.deviceId });
-    // The configured CA is an extra trust anchor: it adds to the system's roots, never replaces them.
-    const ca = config.hub.ca !== undefined ? [...rootCertificates, config.hub.ca] : undefined;
-    // The cipher asked for first on every hub connection (auto: measured on this CPU, once).
+    // The cipher asked for first on every hub connection (auto: measured on this CPU, once), and one
+    // TLS context for all of them: the system's roots plus the configured CA (agent/hub-tls.ts).
     this.tlsCipher = resolveTlsCipher(config.hub.tlsCipher);
-    const ciphers = clientCiphers(this.tlsCipher.cipher);
+    const secureContext = hubTlsContext({ ca: config.hub.ca, ciphers: clientCiphers(this.tlsCipher.cipher) });
     // One proxy decision for the hub's host: the control channel and the relay share it.
     const hubUrl = new URL(config.hub.url);
     const proxy = proxyFor(hubUrl, config.hub.proxy, opts.proxyEnv ?? {});
@@ -95,8 +94,7 @@ export class Agent extends EventEmitter {
       table: this.table,
       targetDialer: this.targetDialer,
       relayDialer: (this.relayDialer = new RelayDialer({
-        ...(ca ? { ca } : {}),
-        ...(ciphers ? { ciphers } : {}),
+        secureContext,
         pingIntervalMs: config.hub.pingIntervalMs,
         ...(config.hub.multiplex ? { deviceToken: () => this.muxToken(), log: this.log } : {}),
         ...(proxy !== undefined ? { agent: proxyAgent(proxy, this.log.child({ component: 'relay' })) } : {}),
@@ -118,8 +116,7 @@ export class Agent extends EventEmitter {
       key: config.hub.key,
       auth: config.hub.auth,
       tokenTtlSec: config.hub.tokenTtlSec,
-      ...(ca ? { ca } : {}),
-      ...(ciphers ? { ciphers } : {}),
+      secureContext,
       log: this.log,
       onRequest: (payload) => void this.handler.handle(payload),
       openStreams: () => this.table.size,

@@ -12,6 +12,7 @@ import {
   type StreamResponse,
 } from '../protocol/index.js';
 import type { Agent } from 'node:http';
+import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
 import { StatusThrottle } from './status-throttle.js';
 
@@ -26,10 +27,8 @@ export interface ControlChannelOptions {
   auth?: 'token' | 'key';
   /** Lifetime of each minted token (default 3600 s); tokens are checked at CONNECT only. */
   tokenTtlSec?: number;
-  /** Trust anchors (system roots plus the configured CA), or undefined for the system's. */
-  ca?: string[];
-  /** The `ciphers` option when the hub is asked for ChaCha20-Poly1305 first (protocol/tls-ciphers.ts). */
-  ciphers?: string;
+  /** The hub's TLS context (agent/hub-tls.ts: trust anchors, cipher order), the same for every reconnect; undefined from it: Node's defaults. */
+  secureContext?: () => SecureContext | undefined;
   log: Logger;
   /** Called with each payload that arrives on the device's request topic. */
   onRequest: (payload: Buffer) => void;
@@ -91,8 +90,9 @@ export class ControlChannel extends EventEmitter {
   /** Starts connecting (and reconnecting); does not wait for the hub. */
   async start(): Promise<void> {
     if (this.client) return;
-    const { deviceId, ca, ciphers } = this.opts;
-    const tls = { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const, ...(ca ? { ca } : {}), ...(ciphers ? { ciphers } : {}) };
+    const { deviceId } = this.opts;
+    const secureContext = this.opts.secureContext?.();
+    const tls = { rejectUnauthorized: true, minVersion: 'TLSv1.2' as const, ...(secureContext ? { secureContext } : {}) };
     const options: IClientOptions = {
       clientId: deviceId,
       username: deviceId,

@@ -1,5 +1,5 @@
 import type { Agent } from 'node:http';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import type { WebSocket } from 'ws';
 import {
   apiErrorOf,
@@ -19,10 +19,8 @@ import {
 import { RelayMuxPool } from './relay-mux-pool.js';
 
 export interface RelayDialerOptions {
-  /** Trust anchors for the relay's TLS certificate (system roots plus the configured CA), or undefined for the system's. */
-  ca?: string[];
-  /** The `ciphers` option when the relay is asked for ChaCha20-Poly1305 first (protocol/tls-ciphers.ts). */
-  ciphers?: string;
+  /** The hub's TLS context (agent/hub-tls.ts: trust anchors, cipher order); undefined from it: Node's defaults. */
+  secureContext?: () => SecureContext | undefined;
   /** How long the TLS + WebSocket handshake may take. */
   handshakeTimeoutMs?: number;
   /** Ping interval on each stream WebSocket (dead relay detection); 0 turns it off. Default 15 s. */
@@ -63,24 +61,17 @@ const DEFAULT_PING_INTERVAL_MS = 15_000;
  * leg, paused; the caller wraps it in a WsDuplex and resumes it.
  */
 export class RelayDialer {
-  private readonly ca: string[] | undefined;
-  private readonly ciphers: string | undefined;
+  private readonly context: () => SecureContext | undefined;
   private readonly handshakeTimeoutMs: number;
   private readonly pingIntervalMs: number;
   private readonly agent: Agent | undefined;
-  /**
-   * Built once, on the first dial: a context with the system roots plus the hub's CA costs 35-130 ms
-   * of CPU to build on a small machine, and it was built for every stream (set-up p50 113 ms).
-   */
-  private secureContext: SecureContext | undefined;
   /** Resumes TLS sessions with the relay (direct dials only: through a proxy the agent dials). */
   private readonly sessions = new TlsSessionCache();
   /** The multiplexed connections, when enabled. */
   private readonly mux: RelayMuxPool | null;
 
   constructor(opts: RelayDialerOptions = {}) {
-    this.ca = opts.ca;
-    this.ciphers = opts.ciphers;
+    this.context = opts.secureContext ?? (() => undefined);
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.pingIntervalMs = opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
     this.agent = opts.agent;
@@ -163,13 +154,4 @@ export class RelayDialer {
     throw new RelayDialError(`relay refused the stream: HTTP ${f.status}${code ? ` ${code}` : ''}`, f.status, code);
   }
 
-  /**
-   * The secure context of the configured trust anchors and cipher order (built on first use), or
-   * none for the system's roots and Node's order. Without `ca` it holds the system's roots, as a
-   * dial without a context would.
-   */
-  private context(): SecureContext | undefined {
-    if (!this.ca && !this.ciphers) return undefined;
-    return (this.secureContext ??= createSecureContext({ ...(this.ca ? { ca: this.ca } : {}), ...(this.ciphers ? { ciphers: this.ciphers } : {}) }));
-  }
 }

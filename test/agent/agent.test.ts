@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent } from '../../agent/agent.js';
 import { RelayDialer } from '../../agent/relay-dialer.js';
+import { hubTlsContext } from '../../agent/hub-tls.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import { StreamClosedError, newSecret, topics } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
@@ -279,7 +280,7 @@ describe('agent with a real broker and relay', () => {
 
 describe('RelayDialer.preconnect', () => {
   it('the dial takes the relay connection opened ahead: same name, port and trust anchors, no second connection', async () => {
-    const dialer = new RelayDialer({ ca: [tls.ca] });
+    const dialer = new RelayDialer({ secureContext: hubTlsContext({ ca: tls.ca }) });
     const req = hub.request(DEVICE, 'echo');
     const before = hub.tlsConnections;
     const release = dialer.preconnect(req.relayUrl);
@@ -291,7 +292,7 @@ describe('RelayDialer.preconnect', () => {
   });
 
   it('the hub resetting the connection opened ahead as the dial takes it: the dial goes again, once, on its own', async () => {
-    const dialer = new RelayDialer({ ca: [tls.ca] });
+    const dialer = new RelayDialer({ secureContext: hubTlsContext({ ca: tls.ca }) });
     const req = hub.request(DEVICE, 'echo');
     const before = hub.tlsConnections;
     const upgrades = hub.relayUpgrades;
@@ -315,7 +316,7 @@ describe('RelayDialer.preconnect', () => {
   });
 
   it('through a proxy nothing is opened ahead', async () => {
-    const dialer = new RelayDialer({ ca: [tls.ca], agent: new HttpAgent() });
+    const dialer = new RelayDialer({ secureContext: hubTlsContext({ ca: tls.ca }), agent: new HttpAgent() });
     const before = hub.tlsConnections;
     const release = dialer.preconnect(hub.request(DEVICE, 'echo').relayUrl);
     release();

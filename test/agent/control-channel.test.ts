@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import tlsModule, { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
+import { hubTlsContext } from '../../agent/hub-tls.js';
 import mqttPacket from 'mqtt-packet';
 import { PROTOCOL_VERSION, topics } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
@@ -18,14 +19,14 @@ let hub: FakeHub;
 let wrongNameHub: FakeHub;
 const running: ControlChannel[] = [];
 
-function channel(opts: { url: string; key: string; ca?: string[]; deviceId?: string; auth?: 'token' | 'key' }) {
+function channel(opts: { url: string; key: string; ca?: string; deviceId?: string; auth?: 'token' | 'key' }) {
   const logs = captureLog();
   const ch = new ControlChannel({
     url: opts.url,
     deviceId: opts.deviceId ?? 'dev1',
     key: opts.key,
     ...(opts.auth ? { auth: opts.auth } : {}),
-    ...(opts.ca ? { ca: opts.ca } : {}),
+    secureContext: hubTlsContext({ ca: opts.ca }),
     log: logs.log,
     onRequest: () => {},
     openStreams: () => 0,
@@ -53,7 +54,7 @@ afterAll(async () => {
 describe('control channel', () => {
   it('connects over wss with the extra CA and goes offline (retained) on stop', async () => {
     const key = hub.addDevice('dev1');
-    const { ch } = channel({ url: hub.url, key, ca: [tls.ca] });
+    const { ch } = channel({ url: hub.url, key, ca: tls.ca });
     await ch.start();
     await once(ch, 'connected');
     expect(ch.connected).toBe(true);
@@ -65,9 +66,28 @@ describe('control channel', () => {
     expect(ch.connected).toBe(false);
   });
 
+  it('reconnects on the TLS context it was given, built once, not on a new one per connection', async () => {
+    const key = hub.addDevice('dev6');
+    const built = vi.spyOn(tlsModule, 'createSecureContext');
+    try {
+      const { ch } = channel({ url: hub.url, key, deviceId: 'dev6', ca: tls.ca });
+      await ch.start();
+      await once(ch, 'connected');
+      // Node builds a context inside tls.connect for a connection given none (a `ca` option, say):
+      // none here, on the first connection or on the reconnect.
+      hub.dropMqttClients();
+      await once(ch, 'disconnected');
+      await once(ch, 'connected');
+      expect(built).not.toHaveBeenCalled();
+      await ch.stop();
+    } finally {
+      built.mockRestore();
+    }
+  });
+
   it('sends each MQTT packet once connected as one WebSocket message, not one per piece', async () => {
     const key = hub.addDevice('dev5');
-    const { ch } = channel({ url: hub.url, key, deviceId: 'dev5', ca: [tls.ca] });
+    const { ch } = channel({ url: hub.url, key, deviceId: 'dev5', ca: tls.ca });
     const sizes = hub.mqttMessageSizes;
     await ch.start();
     await once(ch, 'connected');
@@ -88,7 +108,7 @@ describe('control channel', () => {
 
   it('checks the hub certificate host name, not only the chain', async () => {
     const key = wrongNameHub.addDevice('dev1');
-    const { ch, logs } = channel({ url: wrongNameHub.url, key, ca: [tls.ca] });
+    const { ch, logs } = channel({ url: wrongNameHub.url, key, ca: tls.ca });
     await ch.start();
     const line = await logs.waitFor((l) => l.msg === 'control channel error');
     expect(line.code).toBe('ERR_TLS_CERT_ALTNAME_INVALID');
@@ -108,7 +128,7 @@ describe('control channel', () => {
   it('reports a refused key without logging it', async () => {
     hub.addDevice('dev3');
     const wrongKey = 'wrong-key-' + 'z'.repeat(40);
-    const { ch, logs } = channel({ url: hub.url, key: wrongKey, deviceId: 'dev3', ca: [tls.ca] });
+    const { ch, logs } = channel({ url: hub.url, key: wrongKey, deviceId: 'dev3', ca: tls.ca });
     await ch.start();
     const line = await logs.waitFor((l) => l.msg === 'control channel error');
     expect(line.code).toBe(5);
@@ -121,7 +141,7 @@ describe('control channel', () => {
     const server: TlsServer = createTlsServer({ cert: tls.cert, key: tls.key }, (s) => broker.handle(s));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
-    const { ch } = channel({ url: `mqtts://localhost:${(server.address() as AddressInfo).port}`, key: 'k'.repeat(20), auth: 'key', deviceId: 'dev4', ca: [tls.ca] });
+    const { ch } = channel({ url: `mqtts://localhost:${(server.address() as AddressInfo).port}`, key: 'k'.repeat(20), auth: 'key', deviceId: 'dev4', ca: tls.ca });
     await ch.start();
     await once(ch, 'connected');
     await ch.stop();

@@ -189,6 +189,12 @@ export class FakeHub {
     return new Promise((resolve) => this.relayWaiters.set(streamId, resolve));
   }
 
+  /** Closes every device's MQTT connection (the devices reconnect). */
+  dropMqttClients(): void {
+    const { clients } = this.broker as unknown as { clients: Record<string, { close(): void }> };
+    for (const client of Object.values(clients)) client.close();
+  }
+
   async stop(): Promise<void> {
     for (const ws of this.sockets) ws.terminate();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
+import { hubTlsContext } from '../../agent/hub-tls.js';
 import { loadHubConfig } from '../../hub/config.js';
 import { createDevCa } from '../../hub/dev-ca.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from '../../hub/files.js';
@@ -55,7 +56,7 @@ describe('TLS: clients verify the hub name and chain', () => {
       url: `wss://localhost:${hub.server.port}/mqtt`,
       deviceId: 'dev',
       key: 'k'.repeat(43),
-      ca: [ca],
+      secureContext: hubTlsContext({ ca }),
       log: logs.log,
       onRequest: () => {},
       openStreams: () => 0,
