@@ -1,7 +1,5 @@
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-
-/** The oldest TLS the agent speaks to its hub. */
-const MIN_TLS_VERSION = 'TLSv1.2';
+import { RELAY_MIN_TLS_VERSION } from '../protocol/index.js';
 
 /**
  * The agent's TLS context for its hub, built once, on first use, and shared by the control channel
@@ -19,7 +17,7 @@ export function hubTlsContext(opts: { ca?: string | undefined; ciphers?: string 
   let context: SecureContext | undefined;
   return () =>
     (context ??= createSecureContext({
-      minVersion: MIN_TLS_VERSION,
+      minVersion: RELAY_MIN_TLS_VERSION, // the oldest TLS the agent speaks to its hub, control channel included
       ...(ca !== undefined ? { ca: [...rootCertificates, ca] } : {}),
       ...(ciphers ? { ciphers } : {}),
     }));

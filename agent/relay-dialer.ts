@@ -153,5 +153,4 @@ export class RelayDialer {
     const code = apiErrorOf(f.body)?.code;
     throw new RelayDialError(`relay refused the stream: HTTP ${f.status}${code ? ` ${code}` : ''}`, f.status, code);
   }
-
 }

@@ -43,10 +43,15 @@ afterAll(async () => {
 });
 
 /** Carries one checked stream to `device` (its agent opens its multiplexed connection) and returns the cipher the hub logged for that connection. */
-async function relayCipher(c: DevstreamsClient, device: string): Promise<unknown> {
-  const payload = randomBytes(64 * 1024);
-  const back = await roundTrip(await c.openStream(device, 'tcpecho'), payload);
-  expect(sha256(back)).toBe(sha256(payload));
+async function relayCipher(device: string): Promise<unknown> {
+  const c = stack.client();
+  try {
+    const payload = randomBytes(64 * 1024);
+    const back = await roundTrip(await c.openStream(device, 'tcpecho'), payload);
+    expect(sha256(back)).toBe(sha256(payload));
+  } finally {
+    c.close();
+  }
   const opened = stack.hub.logs(MUX_OPEN).filter((l) => l.device === device);
   expect(opened).toHaveLength(1);
   return opened[0]!.cipher;
@@ -54,34 +59,19 @@ async function relayCipher(c: DevstreamsClient, device: string): Promise<unknown
 
 describe('the cipher of each hub connection', () => {
   it.skipIf(!HAS_FAST_AES)('a device with AES instructions: AES-128-GCM, the hub order; its start-up log says what auto measured', async () => {
-    const c = stack.client();
-    try {
-      expect(await relayCipher(c, 'pi-aes')).toBe(AES);
-    } finally {
-      c.close();
-    }
+    expect(await relayCipher('pi-aes')).toBe(AES);
     const started = stack.agents.get('pi-aes')!.logs('agent started')[0]!;
     expect(started.tlsCipher).toMatch(/^aes-gcm \(auto: aes-gcm [\d.]+ ns\/B, chacha20-poly1305 [\d.]+ ns\/B\)$/);
   });
 
   it.skipIf(process.arch !== 'x64')('a device without AES instructions: ChaCha20-Poly1305, which auto chose', async () => {
-    const c = stack.client();
-    try {
-      expect(await relayCipher(c, 'pi-no-aes')).toBe(CHACHA);
-    } finally {
-      c.close();
-    }
+    expect(await relayCipher('pi-no-aes')).toBe(CHACHA);
     const started = stack.agents.get('pi-no-aes')!.logs('agent started')[0]!;
     expect(started.tlsCipher).toMatch(/^chacha20-poly1305 \(auto: /);
   });
 
   it('hub.tlsCipher: chacha20-poly1305 asks for it whatever the CPU', async () => {
-    const c = stack.client();
-    try {
-      expect(await relayCipher(c, 'pi-chacha')).toBe(CHACHA);
-    } finally {
-      c.close();
-    }
+    expect(await relayCipher('pi-chacha')).toBe(CHACHA);
     expect(stack.agents.get('pi-chacha')!.logs('agent started')[0]!.tlsCipher).toBe('chacha20-poly1305');
   });
 
