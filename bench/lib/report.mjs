@@ -115,7 +115,8 @@ export function markdown(out) {
     const mb = (r) => `${fmtRange(r.up)} up / ${fmtRange(r.down)} down MB/s, device side ${fmt(r.deviceNsUp.median, 2)} / ${fmt(r.deviceNsDown.median, 2)} CPU ns/B`;
     lines.push('', `One stream with the device side on a CPU without AES instructions (a Raspberry Pi 3 or 4 stand-in: ${Object.entries(x.env).map(([k, v]) => `${k}=${v}`).join(' ')} ` +
       `for the agent and for sshd alone; median of ${x.runs}, up to ${fmt(x.bytes / 2 ** 20)} MiB each way): devstreams ${mb(x.devstreams)} (the agent's relay connection: ${x.devstreams.cipher ?? 'cipher not logged'})` +
-      (x.ssh ? `; ssh -L ${mb(x.ssh)} (${fmt(x.devstreams.up.median / x.ssh.up.median, 2)}x / ${fmt(x.devstreams.down.median / x.ssh.down.median, 2)}x).` : '.'));
+      (x.devstreamsAesGcm ? `; devstreams with \`hub.tlsCipher: aes-gcm\`, as before the agent chose, ${mb(x.devstreamsAesGcm)} (${x.devstreamsAesGcm.cipher ?? 'cipher not logged'})` : '') +
+      (x.ssh ? `; ssh -L ${mb(x.ssh)} (devstreams ${fmt(x.devstreams.up.median / x.ssh.up.median, 2)}x / ${fmt(x.devstreams.down.median / x.ssh.down.median, 2)}x).` : '.'));
   }
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');

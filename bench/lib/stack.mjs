@@ -24,7 +24,7 @@ export async function startTarget() {
  * bench/lib/delay-proxy.mjs, which adds that round-trip time (its public URL is the proxy's), for
  * the agent and the service side alike: a hub far from both.
  */
-export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc, agentNodeArgs = [], agentEnv = {}, agentCold = false } = {}) {
+export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0.0.1', logLevel, rttMs = 0, agentExe, agentGc, agentTlsCipher, agentNodeArgs = [], agentEnv = {}, agentCold = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-bench-'));
   const hubPort = await freePort();
   const publicPort = rttMs > 0 ? await freePort() : hubPort;
@@ -46,6 +46,8 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
   }
   // agentGc: the agent's runtime.gc (auto, memory, throughput; agent/gc-mode.ts). Auto picks throughput on 2 GiB or more.
   if (agentGc) y = `${y}runtime:\n  gc: ${agentGc}\n`;
+  // agentTlsCipher: the agent's hub.tlsCipher (auto, aes-gcm, chacha20-poly1305; protocol/tls-ciphers.ts).
+  if (agentTlsCipher) y = y.replace(/^hub:\n/m, `hub:\n  tlsCipher: ${agentTlsCipher}\n`);
   writeFileSync(agentYaml, /^limits:/m.test(y) ? y.replace(/maxStreams: \d+/, 'maxStreams: 1024') : `${y}limits:\n  maxStreams: 1024\n`, { mode: 0o600 });
   const env = {
     DEVSTREAMS_HUB: `https://${host}:${publicPort}`,
