@@ -19,17 +19,15 @@ export async function noAesBulk(targetPort, { bytes, maxS, runs = 3, ssh = true 
   try {
     paths.push(await startDevstreams(targetPort, { agentEnv: NO_AES_NI_ENV, agentTlsCipher: 'aes-gcm' }));
     if (ssh) paths.push(await startSsh(targetPort, { sshdEnv: NO_AES_NI_ENV }));
-    // The device side: devstreams' agent (pids: forward, hub, agent), ssh -L's sshd (pids: ssh, sshd).
-    const device = (p) => p.pids[p.pids.length - 1];
     const raw = paths.map(() => ({ up: [], down: [], nsUp: [], nsDown: [] }));
     for (const p of paths) await load.download(p.port, 1024 * 1024); // warm-up
     for (let run = 0; run < runs; run++) {
       for (const [i, p] of paths.entries()) {
         for (const dir of ['up', 'down']) {
-          const c0 = cpuNs(device(p));
+          const c0 = cpuNs(p.devicePid); // the device side: devstreams' agent, ssh -L's sshd
           const x = await (dir === 'up' ? load.upload(p.port, bytes, maxS) : load.download(p.port, bytes, maxS));
           raw[i][dir].push(x.bytes / 1e6 / x.secs);
-          raw[i][dir === 'up' ? 'nsUp' : 'nsDown'].push((cpuNs(device(p)) - c0) / x.bytes);
+          raw[i][dir === 'up' ? 'nsUp' : 'nsDown'].push((cpuNs(p.devicePid) - c0) / x.bytes);
         }
       }
     }
