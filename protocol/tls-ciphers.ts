@@ -27,12 +27,18 @@ const ROUNDS = 5;
 let measured: TlsCipherResolution['measured'] | undefined;
 
 /**
- * Resolves a setting to the cipher to ask for first; `auto` measures (once per process: 1-2 ms
- * on this project's x86 test machine, a few on a board without AES instructions). `measure` replaces the measurement (tests).
+ * Resolves a setting to the cipher to ask for first; `auto` measures (once per process: 1-2 ms on
+ * this project's x86 test machine, a few on a board without AES instructions), and keeps AES-GCM
+ * when it cannot. `measure` replaces the measurement (tests).
  */
 export function resolveTlsCipher(choice: TlsCipherChoice, measure: () => NonNullable<TlsCipherResolution['measured']> = measureAeadCost): TlsCipherResolution {
   if (choice !== 'auto') return { cipher: choice };
-  const m = measure === measureAeadCost ? (measured ??= measure()) : measure();
+  let m: NonNullable<TlsCipherResolution['measured']>;
+  try {
+    m = measure === measureAeadCost ? (measured ??= measure()) : measure();
+  } catch {
+    return { cipher: 'aes-gcm' }; // an OpenSSL without one of the two (a FIPS build has no ChaCha20): Node's order
+  }
   return { cipher: m.aesGcmNsPerByte > CHACHA_MIN_SPEEDUP * m.chacha20NsPerByte ? 'chacha20-poly1305' : 'aes-gcm', measured: m };
 }
 

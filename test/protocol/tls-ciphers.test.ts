@@ -18,6 +18,11 @@ describe('TLS cipher preference (protocol/tls-ciphers.ts)', () => {
     expect(at(1.4, 1.0)).toBe('aes-gcm'); // faster, but not clearly
     expect(at(1.6, 1.0)).toBe('chacha20-poly1305');
     expect(resolveTlsCipher('auto', () => ({ aesGcmNsPerByte: 4, chacha20NsPerByte: 1 })).measured).toEqual({ aesGcmNsPerByte: 4, chacha20NsPerByte: 1 });
+    // An OpenSSL without one of the ciphers (createCipheriv throws): AES-GCM, Node's own order, and no crash.
+    const unsupported = (): never => {
+      throw Object.assign(new Error('Unknown cipher'), { code: 'ERR_CRYPTO_UNKNOWN_CIPHER' });
+    };
+    expect(resolveTlsCipher('auto', unsupported)).toEqual({ cipher: 'aes-gcm' });
   });
 
   it("puts the ChaCha20-Poly1305 suites first and keeps the rest of Node's list once each", () => {
