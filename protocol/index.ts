@@ -31,3 +31,4 @@ export * from './sd-notify.js';
 export * from './gc-tuning.js';
 export * from './idle-memory.js';
 export * from './tls-ciphers.js';
+export * from './tls-context.js';

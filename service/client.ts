@@ -1,5 +1,5 @@
 import https from 'node:https';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import type { SecureContext } from 'node:tls';
 import {
   DeviceInfoSchema,
   DeviceListSchema,
@@ -11,6 +11,7 @@ import {
   TlsSessionCache,
   apiPaths,
   clientCiphers,
+  lazyTlsContext,
   resolveTlsCipher,
   silentLogger,
   type DeviceInfo,
@@ -81,9 +82,12 @@ export class DevstreamsClient {
   private readonly ca: string | Buffer | undefined;
   private readonly log: Logger;
   private readonly requestTimeoutMs: number;
-  /** For relay dials, built on the first one (not per stream); null: none needed (Node's defaults). */
-  private secureContext: SecureContext | null | undefined;
   private readonly tlsCipher: TlsCipherChoice;
+  /**
+   * The relay dials' TLS context: the configured trust anchors (else the system's) and the cipher
+   * order, built at the first stream (so a fleet query never measures the ciphers), not per stream.
+   */
+  private readonly relayContext = lazyTlsContext(() => ({ ca: this.ca, ciphers: clientCiphers(resolveTlsCipher(this.tlsCipher).cipher) }));
   private readonly sessions = new TlsSessionCache();
   private readonly pingIntervalMs: number;
   /** Streams asked for so far (the second one starts keeping a spare connection). */
@@ -182,21 +186,6 @@ export class DevstreamsClient {
     }
     this.log.info({ device, service, streamId, setupMs: Date.now() - started }, 'stream open');
     return stream;
-  }
-
-  /**
-   * The relay dials' TLS context: the configured trust anchors (else the system's) and the cipher
-   * order, built at the first stream; undefined where Node's defaults are both.
-   */
-  private relayContext(): SecureContext | undefined {
-    if (this.secureContext === undefined) {
-      const ciphers = clientCiphers(resolveTlsCipher(this.tlsCipher).cipher);
-      this.secureContext =
-        this.ca !== undefined || ciphers
-          ? createSecureContext({ minVersion: 'TLSv1.2', ...(this.ca !== undefined ? { ca: this.ca } : {}), ...(ciphers ? { ciphers } : {}) })
-          : null;
-    }
-    return this.secureContext ?? undefined;
   }
 
   /** The two-step open for a hub without open-and-connect: the REST call, then the relay dial. */
