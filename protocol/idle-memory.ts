@@ -1,35 +1,54 @@
 import { collectGarbage } from './gc-tuning.js';
 import type { Logger } from './logger.js';
+import { loadMallocTrim } from './malloc-trim.js';
 
 /** How long a process is idle before it gives memory back. */
 export const IDLE_RECLAIM_MS = 10_000;
+/**
+ * From the collection to glibc's trim. V8 frees a dead ArrayBuffer's memory on a background thread
+ * after the collection that found it dead: trimmed at once, glibc had not got it back yet (a script
+ * that dropped 350 MB of buffers: 472 -> 436 MB trimmed at once, -> 87 MB trimmed 0.5 s later).
+ */
+export const TRIM_AFTER_GC_MS = 1_000;
 
 /**
  * Gives memory back when a long-running process goes idle (the agent; `devstreams forward`): one
  * full garbage collection `idleMs` after a poke (the agent came online, a stream closed) when
- * nothing is open, none while something is. V8 grows its young generation during start-up and keeps
- * the garbage of a busy period; its own memory reducer may not run for minutes in a process that
- * mostly sleeps, and a board's memory is the scarce resource. One collection costs 0.1-0.25 s of
- * CPU here, once per idle period. Measured (node bench/idle.mjs, Node 24): a fresh agent 94.9 ->
- * 82.5 MB RSS, an agent after work 256.5 -> 180.6 MB. Never in the SDK: it changes no global
- * setting of its user's process.
+ * nothing is open, none while something is, then glibc's malloc_trim a second later. V8 grows its
+ * young generation during start-up and keeps the garbage of a busy period; its own memory reducer
+ * may not run for minutes in a process that mostly sleeps, and a board's memory is the scarce
+ * resource. The collection frees the busy period's buffers to glibc, which keeps most of them
+ * resident until malloc_trim (protocol/malloc-trim.ts). One collection costs 0.1-0.25 s of CPU
+ * here, a trim 2-30 ms, once per idle period. Measured (node bench/idle.mjs, Node 24): the
+ * collection took a fresh agent from 94.9 to 82.5 MB RSS and an agent after work from 256.5 to
+ * 180.6 MB; the trim an agent after work from 225.6 to 74.2 MB. Never in the SDK: it changes no
+ * global setting of its user's process.
  */
 export class IdleMemoryReclaimer {
   private readonly idleMs: number;
   private readonly busy: () => boolean;
   private readonly collect: () => number | null;
+  private readonly trim: () => boolean | null;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private toldNoTrim = false;
 
-  constructor(opts: { busy: () => boolean; log: Logger; idleMs?: number; collect?: () => number | null }) {
+  constructor(opts: {
+    busy: () => boolean;
+    log: Logger;
+    idleMs?: number;
+    collect?: () => number | null;
+    trim?: () => boolean | null;
+  }) {
     this.idleMs = opts.idleMs ?? IDLE_RECLAIM_MS;
     this.busy = opts.busy;
     this.collect = opts.collect ?? collectGarbage;
+    this.trim = opts.trim ?? (() => this.mallocTrim());
     this.log = opts.log;
   }
 
-  /** Something changed (the agent came online, a stream opened or closed): (re)starts the wait. */
+  /** Something changed (the agent came online, a stream opened or closed): (re)starts the wait, and cancels a pending trim. */
   poke(): void {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
@@ -48,9 +67,30 @@ export class IdleMemoryReclaimer {
   private fire(): void {
     this.timer = undefined;
     if (this.stopped || this.busy()) return;
-    const before = process.memoryUsage.rss();
-    const ms = this.collect();
-    if (ms === null) return;
-    this.log.debug({ gcMs: Math.round(ms), rssBefore: before, rssAfter: process.memoryUsage.rss() }, 'idle: memory given back');
+    const rssBefore = process.memoryUsage.rss();
+    const gcMs = this.collect();
+    this.timer = setTimeout(() => this.giveBack(rssBefore, gcMs), TRIM_AFTER_GC_MS);
+    this.timer.unref();
+  }
+
+  /** glibc's malloc_trim through the native helper: true if pages went back, null if unavailable (said once). */
+  private mallocTrim(): boolean | null {
+    const load = loadMallocTrim();
+    if (load.trim) return load.trim();
+    if (!this.toldNoTrim) this.log.info({ reason: load.reason }, 'idle: glibc heap not trimmed (native helper unavailable)');
+    this.toldNoTrim = true;
+    return null;
+  }
+
+  private giveBack(rssBefore: number, gcMs: number | null): void {
+    this.timer = undefined;
+    if (this.stopped || this.busy()) return;
+    const started = process.hrtime.bigint();
+    const trimmed = this.trim();
+    const trimMs = Number(process.hrtime.bigint() - started) / 1e6;
+    this.log.info(
+      { gcMs: gcMs === null ? null : Math.round(gcMs), trimmed, trimMs: Math.round(trimMs), rssBefore, rssAfter: process.memoryUsage.rss() },
+      'idle: memory given back',
+    );
   }
 }

