@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { ConfigError, IdleMemoryReclaimer, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
@@ -152,7 +152,10 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
-  const hub = new Hub({ config, log });
+  // With no stream for 10 s: one full collection and glibc's malloc_trim (protocol/idle-memory.ts),
+  // so a hub gives back what a busy period took instead of keeping its peak.
+  const reclaimer = new IdleMemoryReclaimer({ busy: () => hub.relay.activeCount() > 0, log });
+  const hub: Hub = new Hub({ config, log, streamsChanged: () => reclaimer.poke() });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.
   const notify = new SdNotifier({
@@ -173,6 +176,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     await hub.start();
     opts.onStarted?.(hub);
     notify.ready();
+    reclaimer.poke(); // start-up's garbage goes once the hub has been idle a while
     const why = await stopRequested;
     log.info({ signal: why }, 'hub stopping');
     await notify.stopping();
@@ -180,6 +184,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     notify.stop();
+    reclaimer.stop();
     await hub.stop();
   }
   return 0;

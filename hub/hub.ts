@@ -35,6 +35,8 @@ export interface HubOptions {
   log?: Logger;
   /** This node's name in replyTo topics; default: random per process. */
   nodeId?: string;
+  /** Called when a stream pairs or ends (hub/cli.ts: the idle memory reclaimer). */
+  streamsChanged?: () => void;
 }
 
 /**
@@ -95,8 +97,12 @@ export class Hub {
       streamLog: this.streamLog,
       pingIntervalMs: config.relay.pingIntervalMs,
       events: {
-        paired: (setupMs) => this.metrics.streamPaired(setupMs),
+        paired: (setupMs) => {
+          this.metrics.streamPaired(setupMs);
+          opts.streamsChanged?.();
+        },
         refused: (code) => (code === 'UNAUTHORIZED' || code === 'TOKEN_USED') && this.metrics.authFailure('relay'),
+        ended: () => opts.streamsChanged?.(),
       },
     });
     const limits = new StreamLimits({ limits: config.limits, counts: this.relay });

@@ -28,6 +28,8 @@ export interface RelayEvents {
   paired?(setupMs: number): void;
   /** A connection refused before the upgrade (bad, used or expired token, ...). */
   refused?(code: ErrorCode): void;
+  /** A stream ended, however it ended (closed, refused, expired, cancelled). */
+  ended?(): void;
 }
 
 /** How long an ended stream's tokens still get 409/410 rather than 401. */
@@ -258,6 +260,7 @@ export class Relay {
     if (s.timer) clearTimeout(s.timer);
     s.timer = setTimeout(() => this.table.delete(s.id), TOMBSTONE_MS);
     s.timer.unref();
+    this.events.ended?.();
     if (wasRequested && !outcome) return; // cancelled: the request flow records refusals and timeouts
     const closedAt = Date.now();
     let record: StreamRecord;
