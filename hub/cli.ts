@@ -152,9 +152,9 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
-  // With no stream for 10 s: one full collection and glibc's malloc_trim (protocol/idle-memory.ts),
-  // so a hub gives back what a busy period took instead of keeping its peak.
-  const reclaimer = new IdleMemoryReclaimer({ busy: () => hub.relay.activeCount() > 0, log });
+  // With no stream for 10 s: glibc's malloc_trim (protocol/idle-memory.ts), so a hub gives back
+  // what a busy period took instead of keeping its peak. No forced collection: see `collect` there.
+  const reclaimer = new IdleMemoryReclaimer({ busy: () => hub.relay.activeCount() > 0, log, collect: null });
   const hub: Hub = new Hub({ config, log, streamsChanged: () => reclaimer.poke() });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.

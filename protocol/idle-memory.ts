@@ -27,7 +27,8 @@ export const TRIM_AFTER_GC_MS = 1_000;
 export class IdleMemoryReclaimer {
   private readonly idleMs: number;
   private readonly busy: () => boolean;
-  private readonly collect: () => number | null;
+  /** null: no collection, only the trim (the hub: see the constructor). */
+  private readonly collect: (() => number | null) | null;
   private readonly trim: () => boolean | null;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
@@ -38,12 +39,20 @@ export class IdleMemoryReclaimer {
     busy: () => boolean;
     log: Logger;
     idleMs?: number;
-    collect?: () => number | null;
+    /**
+     * The full collection; default V8's (protocol/gc-tuning.ts). null: none, glibc's trim alone. A
+     * forced collection also shrinks V8's heap and the limits that pace its collections, which the
+     * next busy period then grows back with more collections: the hub, between two transfers
+     * after an idle period, cost about a third more CPU per byte with it. The agent takes that for
+     * what it gives back after start-up (its young generation); the hub, carrying every stream,
+     * trims only, which gives back nearly as much (docs/OPERATIONS.md "Agent footprint").
+     */
+    collect?: (() => number | null) | null;
     trim?: () => boolean | null;
   }) {
     this.idleMs = opts.idleMs ?? IDLE_RECLAIM_MS;
     this.busy = opts.busy;
-    this.collect = opts.collect ?? collectGarbage;
+    this.collect = opts.collect === undefined ? collectGarbage : opts.collect;
     this.trim = opts.trim ?? (() => this.mallocTrim());
     this.log = opts.log;
   }
@@ -68,6 +77,7 @@ export class IdleMemoryReclaimer {
     this.timer = undefined;
     if (this.stopped || this.busy()) return;
     const rssBefore = process.memoryUsage.rss();
+    if (!this.collect) return this.giveBack(rssBefore, null);
     const gcMs = this.collect();
     this.timer = setTimeout(() => this.giveBack(rssBefore, gcMs), TRIM_AFTER_GC_MS);
     this.timer.unref();

@@ -106,6 +106,19 @@ describe('IdleMemoryReclaimer: a full collection once the agent has been idle fo
     expect(collect).not.toHaveBeenCalled();
   });
 
+  it('without a collection (the hub), it trims as soon as the wait ends', () => {
+    vi.useFakeTimers();
+    const trim = vi.fn(() => true);
+    const { log, lines } = captureLogger('info');
+    const r = new IdleMemoryReclaimer({ idleMs: 10_000, busy: () => false, collect: null, trim, log });
+    r.poke();
+    vi.advanceTimersByTime(9_999);
+    expect(trim).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(trim).toHaveBeenCalledTimes(1);
+    expect(lines.filter((l) => l.msg === 'idle: memory given back').map((l) => [l.gcMs, l.trimmed])).toEqual([[null, true]]);
+  });
+
   it('does not trim after stop(), even with the collection done', () => {
     vi.useFakeTimers();
     const { r, collect, trim } = reclaimer({ now: false });
