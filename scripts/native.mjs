@@ -33,6 +33,7 @@ export function buildNative(arch, dir) {
   const args = ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-fvisibility=hidden', '-s', '-o', `${out}.tmp`, SOURCE];
   const r = spawnSync(cc, args, { encoding: 'utf8' });
   if (r.error || r.status !== 0) throw new Error(`${cc} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stderr}`);
+  if (r.stderr.trim()) process.stderr.write(r.stderr); // warnings: shown, not fatal
   renameSync(`${out}.tmp`, out);
   return out;
 }
