@@ -3,6 +3,7 @@
 // build.
 import { build } from 'esbuild';
 import { readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { buildNative } from './native.mjs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -35,7 +36,7 @@ await build({
 // C compiler the build goes on: the agent and `forward` then run without it (protocol/malloc-trim.ts).
 if (process.platform === 'linux') {
   try {
-    buildNative(process.arch, new URL('../dist/native', import.meta.url).pathname);
+    buildNative(process.arch, fileURLToPath(new URL('../dist/native', import.meta.url)));
   } catch (err) {
     console.warn(`build: native helper not built: ${err.message.split('\n')[0]}`);
   }
