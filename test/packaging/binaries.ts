@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { binaryName, newestBinaryInput, NODE_VERSION } from '../../scripts/binary-config.mjs';
+import { binaryName, newestBinaryInput, NODE_VERSION, TARGETS } from '../../scripts/binary-config.mjs';
 import { ROOT } from '../helpers/proc.js';
 
 /** The single executables under test (issue 5): built on demand, run natively or under qemu. */
@@ -31,8 +31,15 @@ export function runnerFor(arch: Arch): string[] | null {
 export const CANNOT_RUN =
   'qemu-aarch64-static or the arm64 libraries are missing (apt-get install qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)';
 
-/** Tools the build needs: without them it cannot run here (CI installs them in .ci/run). */
-export const canBuild = ['aarch64-linux-gnu-strip', 'x86_64-linux-gnu-strip', 'aarch64-linux-gnu-gcc', 'x86_64-linux-gnu-gcc'].every((tool) => existsSync(`/usr/bin/${tool}`));
+/**
+ * Tools the build needs (scripts/binary-config.mjs TARGETS: each architecture's strip and C compiler),
+ * as "tool (Debian package)", that this host lacks: with any missing it cannot build here (CI
+ * installs them in .ci/run).
+ */
+export const MISSING_BUILD_TOOLS = Object.values(TARGETS)
+  .flatMap((t) => [`${t.strip} (${t.stripPackage})`, `${t.cc} (${t.ccPackage})`])
+  .filter((tool) => !existsSync(`/usr/bin/${tool.split(' ')[0]}`));
+export const canBuild = MISSING_BUILD_TOOLS.length === 0;
 
 /** The command that runs the executable of `arch` (qemu prefix included). */
 export function command(arch: Arch): string[] {

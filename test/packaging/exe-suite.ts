@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, CliProcess } from '../helpers/proc.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
 import { Stack } from '../helpers/stack.js';
-import { CANNOT_RUN, canBuild, command, ensureBinaries, NODE_VERSION, PKG_VERSION, run, runnerFor, type Arch } from './binaries.js';
+import { CANNOT_RUN, canBuild, command, ensureBinaries, MISSING_BUILD_TOOLS, NODE_VERSION, PKG_VERSION, run, runnerFor, type Arch } from './binaries.js';
 
 /**
  * One single executable, run for real: natively, or under qemu-aarch64-static for arm64 on an x64
@@ -20,7 +20,7 @@ const SLOW = 240_000;
 export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'executable' }): void {
   const runner = runnerFor(arch);
   const skip = !runner || !canBuild;
-  if (skip) console.warn(`test/packaging: ${arch} executable tests skipped: ${!canBuild ? 'binutils-aarch64-linux-gnu / binutils-x86-64-linux-gnu / gcc-aarch64-linux-gnu / gcc missing' : CANNOT_RUN}`);
+  if (skip) console.warn(`test/packaging: ${arch} executable tests skipped: ${!canBuild ? `missing: ${MISSING_BUILD_TOOLS.join(', ')}` : CANNOT_RUN}`);
 
   describe.skipIf(skip)(`the ${arch} single executable${runner?.length ? ' under qemu' : ''}`, () => {
     let exe: string[];
