@@ -2,6 +2,28 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /**
+ * How far V8 lets the heap grow past what a full collection left live before it starts the next
+ * one, with external memory counted (below): 200 % (a factor of 3) instead of V8's own factor.
+ *
+ * V8 picks its factor from how fast the program allocates on its own heap against how fast it
+ * collects, and after an idle period it falls low. A relay allocates little on
+ * the heap and much outside it (the sockets' buffers), so the factor stayed low through the next
+ * transfer: the hub, live heap 23 MB, started a mark-compact for every few MB of socket buffers,
+ * 15-28 per 512 MiB carried, and stayed that way afterwards too, transfer after transfer, where a
+ * fresh hub ran none. Its CPU per byte rose from 1.3-1.6 to 2.2-3.3 ns/B; the full benchmark, whose
+ * series come a minute apart, measured devstreams mostly in that state. With the fixed factor the
+ * hub runs 0-1 per 512 MiB, after an idle period or not (100 % left the agent at 24-29).
+ *
+ * Measured (issue 6, fifteenth round): one stream of 512 MiB, each after 13 s idle, nine per build
+ * in three alternating pairs of stacks: up 233 -> 345 MB/s (median), the three processes' CPU 6.87
+ * -> 4.43 ns/B (hub 2.81 -> 1.43, agent 2.35 -> 1.40); down 256 -> 299 MB/s, 6.36 -> 5.06 ns/B.
+ * Back to back, without the idle periods, within the noise. The price is garbage kept longer: an
+ * agent's peak through `node bench/idle.mjs --load` 252, 256 -> 259, 303 MB, idle afterwards the
+ * same (81-83 MB).
+ */
+export const RELAY_HEAP_GROWING_PERCENT = 200;
+
+/**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
  * call this first thing at start; the agent when its `runtime.gc` resolves to throughput (see
  * below and agent/gc-mode.ts); the SDK never does (it lives in its user's process and changes no
@@ -24,12 +46,14 @@ import { runInNewContext } from 'node:vm';
  *
  * V8 reads the option when it sizes its next collection, so setting it after start takes effect
  * (the same figures as on the command line). Before V8 13 the option does not exist and nothing is
- * changed.
+ * changed. With it goes RELAY_HEAP_GROWING_PERCENT (above). `v8`: the V8 version and how flags are
+ * set (tests give their own).
  */
-export function tuneGcForRelaying(on = true): boolean {
-  const major = Number(process.versions.v8.split('.')[0]);
+export function tuneGcForRelaying(on = true, v8: { version: string; setFlags: (flags: string) => void } = { version: process.versions.v8, setFlags: setFlagsFromString }): boolean {
+  const major = Number(v8.version.split('.')[0]);
   if (!(major >= 13)) return false;
-  setFlagsFromString(on ? '--external-memory-accounted-in-global-limit' : '--no-external-memory-accounted-in-global-limit');
+  v8.setFlags(on ? '--external-memory-accounted-in-global-limit' : '--no-external-memory-accounted-in-global-limit');
+  v8.setFlags(`--heap-growing-percent=${on ? RELAY_HEAP_GROWING_PERCENT : 0}`); // 0: V8's own factor
   return true;
 }
 

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { RELAY_HEAP_GROWING_PERCENT, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
+
+/** The flags tuneGcForRelaying hands V8, in order, for a V8 of `version`. */
+function flagsSet(on: boolean | undefined, version: string): { changed: boolean; flags: string[] } {
+  const flags: string[] = [];
+  const changed = tuneGcForRelaying(on, { version, setFlags: (f) => flags.push(f) });
+  return { changed, flags };
+}
+
+describe('tuneGcForRelaying', () => {
+  it('on V8 13 and later (Node 24): external memory counts in the global limit and the heap grows by a fixed factor', () => {
+    expect(RELAY_HEAP_GROWING_PERCENT).toBeGreaterThan(0);
+    for (const version of ['13.6.233.17-node.44', '14.1.0']) {
+      expect(flagsSet(undefined, version)).toEqual({
+        changed: true,
+        flags: ['--external-memory-accounted-in-global-limit', `--heap-growing-percent=${RELAY_HEAP_GROWING_PERCENT}`],
+      });
+    }
+  });
+
+  it("off (an agent reloaded into gc: memory) puts back V8's defaults: no external accounting, V8's own growing factor", () => {
+    expect(flagsSet(false, '13.6.233.17-node.44')).toEqual({
+      changed: true,
+      flags: ['--no-external-memory-accounted-in-global-limit', '--heap-growing-percent=0'],
+    });
+  });
+
+  it('before V8 13 (Node 20) nothing is set: the option does not exist there', () => {
+    expect(flagsSet(true, '11.3.244.8-node.33')).toEqual({ changed: false, flags: [] });
+    expect(flagsSet(false, '12.4.254.21-node.33')).toEqual({ changed: false, flags: [] });
+  });
+});
