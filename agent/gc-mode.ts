@@ -11,7 +11,9 @@ import type { AgentConfig } from './config.js';
  *   a mark-compact every ~400 round trips;
  * - memory: after carrying 256 MiB each way and 1,000 concurrent streams (`node bench/idle.mjs
  *   --load --seconds 20`, two runs each), the agent's peak RSS was 274-287 MB instead of 226-244, and
- *   it stayed at 207-216 MB idle instead of 169.
+ *   it stayed at 207-216 MB idle instead of 169 (before the idle trim of the fourteenth round; with
+ *   it, 81-83 MB in throughput mode). Throughput mode's fixed heap growing factor (fifteenth round,
+ *   protocol/gc-tuning.ts) raised that peak 252-256 -> 259-303 MB.
  * Some 50 MB is under 3 % of 2 GiB (a Raspberry Pi 4 or 5, most gateways), a tenth of a 512 MB board.
  */
 export const AUTO_THROUGHPUT_MIN_MEMORY_BYTES = 2 * 1024 ** 3;
