@@ -3,7 +3,7 @@
 // give memory back after 10 s, protocol/idle-memory.ts), alternating up and down. The full bench's
 // series come a minute apart, so this is the state it measures devstreams in; bench/per-process.mjs
 // runs its transfers back to back.
-//   node bench/after-idle.mjs [--gap 13] [--cycles 3] [--mib 512] [--gcs]
+//   node bench/after-idle.mjs [--gap 13] [--cycles 3] [--mib 512] [--gcs] [--agent-gc memory|throughput] [--agent-node-args "..."]
 //   DEVSTREAMS_CLI=/tmp/w/base/dist/devstreams.mjs node bench/after-idle.mjs   (another build, for A/B)
 // Prints one line per transfer: the idle period before it, MB/s, CPU ns/B of each process, and with
 // --gcs the mark-compact and scavenge collections each process ran during it (--trace-gc).
@@ -18,8 +18,10 @@ const gap = Number(option('--gap', '13'));
 const cycles = Number(option('--cycles', '3'));
 const mib = Number(option('--mib', '512'));
 const gcs = process.argv.includes('--gcs');
+const agentGc = option('--agent-gc'); // the agent's runtime.gc (agent/gc-mode.ts); default auto
+const agentNodeArgs = option('--agent-node-args', '').split(' ').filter(Boolean); // node options for the agent alone
 const target = await startTarget();
-const path = await startDevstreams(target.port, { nodeArgs: gcs ? ['--trace-gc'] : [] });
+const path = await startDevstreams(target.port, { nodeArgs: gcs ? ['--trace-gc'] : [], agentGc, agentNodeArgs });
 const procs = [['forward', path.forward], ['hub', path.hub], ['agent', path.agent]];
 try {
   await load.download(path.port, 16 * MiB); // warm-up
