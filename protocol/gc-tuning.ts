@@ -9,9 +9,10 @@ import { runInNewContext } from 'node:vm';
  * collects, and after an idle period it falls low. A relay allocates little on the heap and much
  * outside it (the sockets' buffers), so the factor stayed low through the next transfer: the hub,
  * live heap 23 MB, started a mark-compact for every 20-35 MB carried, 15-28 per 512 MiB, and stayed
- * that way afterwards too, transfer after transfer, where a fresh hub ran none. Its CPU per byte rose from 1.3-1.6 to 2.2-3.3 ns/B; the full benchmark, whose
- * series come a minute apart, measured devstreams mostly in that state. With the fixed factor the
- * hub runs 0-1 per 512 MiB, after an idle period or not (100 % left the agent at 24-29).
+ * that way afterwards too, transfer after transfer, where a fresh hub ran none. Its CPU per byte
+ * rose from 1.3-1.6 to 2.2-3.3 ns/B; the full benchmark, whose series come a minute apart, measured
+ * devstreams mostly in that state. With the fixed factor the hub runs 0-1 per 512 MiB, after an
+ * idle period or not (100 % left the agent at 24-29).
  *
  * Measured (issue 6, fifteenth round): one stream of 512 MiB, each after 13 s idle, nine per build
  * in three alternating pairs of stacks: up 233 -> 345 MB/s (median), the three processes' CPU 6.87

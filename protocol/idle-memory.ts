@@ -15,10 +15,9 @@ export const TRIM_AFTER_GC_MS = 1_000;
  * Gives memory back when a long-running process goes idle (the agent, `devstreams forward`; the
  * hub without the collection): one full garbage collection `idleMs` after a poke (the agent came
  * online, a stream closed) when nothing is open, none while something is, then glibc's malloc_trim
- * a second later. V8 grows its
- * young generation during start-up and keeps the garbage of a busy period; its own memory reducer
- * may not run for minutes in a process that mostly sleeps, and a board's memory is the scarce
- * resource. The collection frees the busy period's buffers to glibc, which keeps most of them
+ * a second later. V8 grows its young generation during start-up and keeps the garbage of a busy
+ * period; its own memory reducer may not run for minutes in a process that mostly sleeps, and a
+ * board's memory is the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of them
  * resident until malloc_trim (protocol/malloc-trim.ts). One collection costs 0.1-0.25 s of CPU
  * here, a trim 2-30 ms, once per idle period. Measured (node bench/idle.mjs, Node 24): the
  * collection took a fresh agent from 94.9 to 82.5 MB RSS and an agent after work from 256.5 to
@@ -44,9 +43,13 @@ export class IdleMemoryReclaimer {
      * The full collection; default V8's (protocol/gc-tuning.ts). null: none, glibc's trim alone. A
      * forced collection also shrinks V8's heap and the limits that pace its collections, which the
      * next busy period then grows back with more collections: the hub, between two transfers
-     * after an idle period, cost about a third more CPU per byte with it. The agent takes that for
-     * what it gives back after start-up (its young generation); the hub, carrying every stream,
-     * trims only, which gives back nearly as much (docs/OPERATIONS.md "Agent footprint").
+     * after an idle period, cost about a third more CPU per byte with it. The relays' fixed growing
+     * factor (protocol/gc-tuning.ts, fifteenth round) did not make that go away: `forward`,
+     * receiving after an idle period, still ran 7-24 mark-compacts per 512 MiB with its collection
+     * against 0-7 without. The agent and `forward` take that for what the collection gives back
+     * (the agent's young generation after start-up; `forward` kept 123-199 MB idle without it,
+     * against 85); the hub, carrying every stream, trims only, which gives back nearly as much
+     * (docs/OPERATIONS.md "Agent footprint").
      */
     collect?: (() => number | null) | null;
     trim?: () => boolean | null;

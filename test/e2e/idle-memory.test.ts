@@ -12,8 +12,9 @@ import { roundTrip, sha256 } from '../helpers/streams.js';
  * protocol/idle-memory.ts with the hub and the agent as real processes (the development build, whose
  * native helper is dist/native/): once no stream has been open for 10 s, the agent runs one full
  * collection and then glibc's malloc_trim, which hands the heap a stream's buffers took back to the
- * kernel; the hub runs the trim alone. The hub's wiring (hub/cli.ts: the relay's streams pair and end) and the agent's
- * (agent/agent.ts: its stream table) are what this checks; the timing rules are unit-tested.
+ * kernel; the hub runs the trim alone. The hub's wiring (hub/cli.ts: the relay's streams pair and
+ * end) and the agent's (agent/agent.ts: its stream table) are what this checks; the timing rules
+ * are unit-tested.
  */
 
 const IDLE = 'idle: memory given back';
