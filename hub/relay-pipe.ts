@@ -1,21 +1,29 @@
-import { LIMITS } from '../protocol/index.js';
+import { LIMITS, joined, messageBytes, sendBinary } from '../protocol/index.js';
 import type { Leg } from './stream-table.js';
 
 /**
  * Forwarding between the two legs of a paired stream: frames as they come (binary as binary, text
  * as text), with backpressure: when the destination has more than LIMITS.wsHighWaterMark unsent,
- * the source WebSocket (and so its TCP socket) is paused until the destination drains.
+ * the source WebSocket (and so its TCP socket) is paused until the destination drains. A binary
+ * message that arrived in parts (a channel's DATA frame in several reads) goes on in parts to a
+ * channel, and joined to a per-stream WebSocket (protocol/ws-zero-copy.ts).
  */
 export function forward(src: Leg, dst: Leg, countBinary: (bytes: number) => void): void {
-  src.ws.on('message', (data: Buffer, isBinary: boolean) => {
+  src.ws.binaryType = 'fragments';
+  src.ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => {
     if (dst.closed || dst.ws.readyState !== dst.ws.OPEN) return; // the stream is ending
-    if (isBinary) countBinary(data.length);
-    dst.ws.send(data, { binary: isBinary }, () => {
+    const written = (): void => {
       if (src.backpressured && dst.ws.bufferedAmount <= LIMITS.wsHighWaterMark) {
         src.backpressured = false;
         if (!src.closed) src.ws.resume();
       }
-    });
+    };
+    if (isBinary) {
+      countBinary(messageBytes(data));
+      sendBinary(dst.ws, data, written);
+    } else {
+      dst.ws.send(joined(data), { binary: false }, written);
+    }
     if (!src.backpressured && dst.ws.bufferedAmount > LIMITS.wsHighWaterMark) {
       src.backpressured = true;
       src.ws.pause();

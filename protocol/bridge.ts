@@ -29,6 +29,9 @@ export function bridge(
   const result: BridgeResult = { bytesAtoB: 0, bytesBtoA: 0, durationMs: 0 };
   a.on('data', (chunk: Buffer) => (result.bytesAtoB += chunk.length));
   b.on('data', (chunk: Buffer) => (result.bytesBtoA += chunk.length));
+  // Before the pipes' own 'data' handlers, so their writes of one tick are corked together.
+  if (isPlainTcp(b)) corkEachTick(a, b);
+  if (isPlainTcp(a)) corkEachTick(b, a);
 
   const fail = (side: 'a' | 'b', err: Error): void => {
     if (!result.error) {
@@ -90,6 +93,25 @@ export function bridge(
         onClose();
       });
     }
+  });
+}
+
+/**
+ * Joins what `src` emits in one tick into one write to the TCP socket `dst`: a message that came in
+ * parts (protocol/ws-zero-copy.ts: a 64 KiB DATA frame in four or five TLS reads) goes out with one
+ * writev system call, not one write per part.
+ */
+function corkEachTick(src: Duplex, dst: Socket): void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    dst.uncork();
+  };
+  src.on('data', () => {
+    if (corked) return;
+    corked = true;
+    dst.cork();
+    process.nextTick(uncork);
   });
 }
 

@@ -14,16 +14,43 @@ export interface MessageSocket {
   /** Bytes given to send() and not yet written out. */
   readonly bufferedAmount: number;
   readonly isPaused: boolean;
+  /**
+   * 'nodebuffer' (the default): a binary message arrives as one Buffer. 'fragments': as a Buffer[]
+   * of its bytes in order, which a reader that can take them so (a socket's writes, a channel's
+   * sendParts) takes without joining them (protocol/ws-zero-copy.ts). Text arrives as one Buffer.
+   */
   binaryType: string;
   send(data: Buffer | string, options: { binary: boolean }, cb?: (err?: Error) => void): void;
+  /** Sends one binary message made of `parts`, without joining them, where the socket can (a channel). */
+  sendParts?(parts: Buffer[], cb?: (err?: Error) => void): void;
   pause(): void;
   resume(): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
-  on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): this;
+  on(event: 'message', listener: (data: Buffer | Buffer[], isBinary: boolean) => void): this;
   on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
   once(event: 'close', listener: (code: number, reason: Buffer) => void): this;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   off(event: string, listener: (...args: any[]) => void): this;
+}
+
+/** A message's bytes as one Buffer, joined only if it came in parts. */
+export function joined(data: Buffer | Buffer[]): Buffer {
+  if (!Array.isArray(data)) return data;
+  return data.length === 1 ? data[0]! : Buffer.concat(data);
+}
+
+/** The byte length of a message, one Buffer or parts. */
+export function messageBytes(data: Buffer | Buffer[]): number {
+  if (!Array.isArray(data)) return data.length;
+  let n = 0;
+  for (const d of data) n += d.length;
+  return n;
+}
+
+/** Sends a binary message that may be in parts: as they are where `dst` takes parts, else joined. */
+export function sendBinary(dst: MessageSocket, data: Buffer | Buffer[], cb?: (err?: Error) => void): void {
+  if (Array.isArray(data) && data.length > 1 && dst.sendParts) return dst.sendParts(data, cb);
+  dst.send(joined(data), { binary: true }, cb);
 }

@@ -1,13 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { DevstreamsError, ERRORS } from './errors.js';
 import { LIMITS } from './limits.js';
-import type { MessageSocket } from './message-socket.js';
-import { MUX, MUX_ABORT_CODE, MUX_MAX_WINDOW_BYTES, MUX_WINDOW_BYTES, encodeAccept, encodeClose, encodeCredit, encodeData } from './mux-frames.js';
+import { joined, messageBytes, type MessageSocket } from './message-socket.js';
+import { MUX, MUX_ABORT_CODE, MUX_HEADER_BYTES, MUX_MAX_WINDOW_BYTES, MUX_WINDOW_BYTES, encodeAccept, encodeClose, encodeCredit, encodeData } from './mux-frames.js';
 
 /** What a channel needs of its connection. */
 export interface ChannelLink {
   /** Sends one frame on the connection; `cb` once it is written out (or failed). */
   write(frame: Buffer, cb?: (err?: Error) => void): void;
+  /** Sends one frame made of `head` (a header) and `parts`, without joining them. */
+  writeParts(head: Buffer, parts: Buffer[], cb?: (err?: Error) => void): void;
   /** The channel has closed both ways: its id is free (and the window it grew, `grownBytes`, is given back). */
   release(id: number): void;
   /**
@@ -17,8 +19,9 @@ export interface ChannelLink {
   readonly windowUpdates: boolean;
 }
 
-type Outgoing = { kind: 'data' | 'text' | 'close'; frame: Buffer; bytes: number; cb: ((err?: Error) => void) | undefined };
-type Incoming = { kind: 'message'; data: Buffer; isBinary: boolean } | { kind: 'close'; code: number; reason: string };
+/** A frame to send: `frame` whole, or with `parts` the frame's header, its payload in parts. */
+type Outgoing = { kind: 'data' | 'text' | 'close'; frame: Buffer; parts?: Buffer[]; bytes: number; cb: ((err?: Error) => void) | undefined };
+type Incoming = { kind: 'message'; data: Buffer | Buffer[]; bytes: number; isBinary: boolean } | { kind: 'close'; code: number; reason: string };
 
 /** A peer that never answers a CLOSE: the channel is given up after this long (ws waits 30 s). */
 const CLOSE_TIMEOUT_MS = 30_000;
@@ -164,6 +167,19 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
     this.enqueue({ kind: 'data', frame: encodeData(MUX.DATA, this.id, last), bytes: last.length, cb });
   }
 
+  /**
+   * Sends one binary message made of `parts` (a payload that arrived in parts, being forwarded) as
+   * one DATA frame, without joining them; a message over LIMITS.maxDataFrameBytes goes as send().
+   */
+  sendParts(parts: Buffer[], cb?: (err?: Error) => void): void {
+    const bytes = messageBytes(parts);
+    if (this.state !== 1 || bytes > LIMITS.maxDataFrameBytes) return this.send(joined(parts), { binary: true }, cb);
+    const head = Buffer.allocUnsafe(MUX_HEADER_BYTES);
+    head[0] = MUX.DATA;
+    head.writeUInt32BE(this.id, 1);
+    this.enqueue({ kind: 'data', frame: head, parts, bytes, cb });
+  }
+
   close(code?: number, reason = ''): void {
     if (this.state === 3 || this.closeSent) return;
     if (this.state === 0) return this.terminate();
@@ -192,18 +208,19 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
     }
   }
 
-  /** A frame for this channel arrived (the connection decoded it). */
-  receive(kind: 'data' | 'text', data: Buffer): void {
+  /** A frame for this channel arrived (the connection decoded it); a DATA payload may be in parts. */
+  receive(kind: 'data' | 'text', data: Buffer | Buffer[]): void {
     if (this.state === 3 || this.closeReceived) return;
+    const bytes = messageBytes(data);
     if (kind === 'data') {
-      this.allowanceIn -= data.length;
-      this.receivedBytes += data.length;
+      this.allowanceIn -= bytes;
+      this.receivedBytes += bytes;
       // The sender may start one frame while any grant is left: anything past that breaks flow control.
       if (this.allowanceIn < -LIMITS.maxDataFrameBytes) return this.fail('flow-control window exceeded');
     } else if (this.paused && ++this.heldText > MAX_HELD_TEXT) {
       return this.fail('too many control messages held');
     }
-    this.deliver({ kind: 'message', data, isBinary: kind === 'data' });
+    this.deliver({ kind: 'message', data, bytes, isBinary: kind === 'data' });
   }
 
   /**
@@ -255,10 +272,12 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
       this.unflushed += out.bytes;
       const cb = out.cb;
       const bytes = out.bytes;
-      this.link.write(out.frame, (err) => {
+      const written = (err?: Error): void => {
         this.unflushed -= bytes;
         cb?.(err);
-      });
+      };
+      if (out.parts) this.link.writeParts(out.frame, out.parts, written);
+      else this.link.write(out.frame, written);
     }
   }
 
@@ -291,7 +310,7 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
       return;
     }
     if (item.isBinary) {
-      this.consumed += item.data.length;
+      this.consumed += item.bytes;
       if (this.consumed >= this.window / 4) {
         this.link.write(encodeCredit(this.id, this.consumed));
         this.allowanceIn += this.consumed;
@@ -300,7 +319,9 @@ export class MuxChannel extends EventEmitter implements MessageSocket {
     } else if (this.heldText > 0) {
       this.heldText--;
     }
-    this.emit('message', item.data, item.isBinary);
+    // As ws delivers: parts to a 'fragments' reader, one Buffer otherwise (and always for text).
+    const fragments = this.binaryType === 'fragments' && item.isBinary;
+    this.emit('message', fragments ? (Array.isArray(item.data) ? item.data : [item.data]) : joined(item.data), item.isBinary);
   }
 
   private finishIfClosed(): void {

@@ -2,9 +2,11 @@ import { EventEmitter } from 'node:events';
 import type { WebSocket } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { MuxChannel, type ChannelLink } from './mux-channel.js';
-import { MUX, MUX_SUBPROTOCOL_WINDOWS, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
+import { joined, messageBytes } from './message-socket.js';
+import { MUX, MUX_SUBPROTOCOL_WINDOWS, decodeDataParts, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
 import { WindowTuner } from './mux-window.js';
 import { errorCodeOfClose } from './ws-duplex.js';
+import { receiveAsViews, writeFrameParts } from './ws-zero-copy.js';
 
 /** Ids a client may use on one connection before it must open another (ids are never reused). */
 const MAX_CHANNEL_ID = 0xffff_ffff;
@@ -75,8 +77,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     this.idleCloseMs = opts.idleCloseMs;
     this.windowUpdates = opts.windowUpdates ?? this.ws.protocol === MUX_SUBPROTOCOL_WINDOWS;
     this.tuner = this.windowUpdates ? new WindowTuner(this.ws, opts.clock) : null;
-    this.ws.binaryType = 'nodebuffer';
-    this.ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    receiveAsViews(this.ws); // a DATA frame that came in several reads arrives as views into them
+    this.ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.onMessage(data, isBinary));
     this.ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
     this.ws.on('error', () => {}); // 'close' follows
   }
@@ -151,6 +153,10 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     this.ws.send(frame, { binary: true }, cb);
   }
 
+  writeParts(head: Buffer, parts: Buffer[], cb?: (err?: Error) => void): void {
+    if (!writeFrameParts(this.ws, head, parts, cb)) this.write(Buffer.concat([head, ...parts]), cb);
+  }
+
   release(id: number): void {
     const channel = this.channels.get(id);
     if (channel) this.tuner?.released(channel);
@@ -178,10 +184,15 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) this.ws.close(code, reason);
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  private onMessage(data: Buffer | Buffer[], isBinary: boolean): void {
     if (this.closed) return;
     if (!isBinary) return this.protocolError('text message on a multiplexed connection');
-    const f = decodeMuxFrame(data);
+    if (Array.isArray(data) && data.length > 1) {
+      const d = decodeDataParts(data);
+      if (typeof d === 'string') return this.protocolError(d);
+      if (d) return this.receiveData(d.id, d.data);
+    }
+    const f = decodeMuxFrame(joined(data));
     if (typeof f === 'string') return this.protocolError(f);
     if (f.type === MUX.ATTACH || f.type === MUX.OPEN) {
       if (this.role !== 'server') return this.protocolError('a request sent to a client');
@@ -198,8 +209,7 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
         }
         return;
       case MUX.DATA:
-        channel.receive('data', f.data);
-        return this.tuner?.received(channel, f.data.length);
+        return this.receiveData(f.id, f.data);
       case MUX.TEXT:
         return channel.receive('text', f.data);
       case MUX.CREDIT:
@@ -207,6 +217,13 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
       case MUX.CLOSE:
         return channel.peerClosed(f.code, f.reason);
     }
+  }
+
+  private receiveData(id: number, data: Buffer | Buffer[]): void {
+    const channel = this.channels.get(id);
+    if (!channel) return;
+    channel.receive('data', data);
+    this.tuner?.received(channel, messageBytes(data));
   }
 
   private requested(id: number, request: { kind: 'attach'; streamId: string; token: string } | { kind: 'open'; body: unknown }): void {

@@ -142,6 +142,21 @@ export function encodeCredit(id: number, bytes: number): Buffer {
 }
 
 /**
+ * Decodes a message that arrived in parts (protocol/ws-zero-copy.ts) when it is a DATA frame whose
+ * first part holds the header: its payload as views into the parts. A string names what is wrong;
+ * null: not such a frame (the caller joins the parts and decodes them with decodeMuxFrame).
+ */
+export function decodeDataParts(parts: Buffer[]): { id: number; data: Buffer[] } | string | null {
+  const first = parts[0];
+  if (!first || first.length < MUX_HEADER_BYTES || first[0] !== MUX.DATA) return null;
+  const data = first.length > MUX_HEADER_BYTES ? [first.subarray(MUX_HEADER_BYTES), ...parts.slice(1)] : parts.slice(1);
+  let bytes = 0;
+  for (const d of data) bytes += d.length;
+  if (bytes > LIMITS.maxDataFrameBytes) return `DATA frame of ${bytes} bytes is over the limit`;
+  return { id: first.readUInt32BE(1), data };
+}
+
+/**
  * Decodes one message of a multiplexed connection; a string names what is wrong with it. Payloads
  * are views into `msg`, not copies.
  */

@@ -2,7 +2,7 @@ import { Duplex } from 'node:stream';
 import type { ClientOptions } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { LIMITS } from './limits.js';
-import type { MessageSocket } from './message-socket.js';
+import { joined, type MessageSocket } from './message-socket.js';
 
 /**
  * Stream framing on a WebSocket (both legs, device and service, through the relay):
@@ -58,23 +58,28 @@ export class WsDuplex extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: Math.min(highWaterMark, READ_BUFFER_BYTES), writableHighWaterMark: 64 * 1024 });
     this.ws = ws;
     this.highWaterMark = highWaterMark;
-    ws.binaryType = 'nodebuffer';
-    ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    ws.binaryType = 'fragments'; // a message in parts is pushed part by part (protocol/ws-zero-copy.ts)
+    ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
     ws.on('error', (err: Error) => this.destroy(err));
   }
 
-  private onMessage(data: Buffer, isBinary: boolean): void {
+  private onMessage(message: Buffer | Buffer[], isBinary: boolean): void {
     if (this.destroyed) return;
     if (isBinary) {
       if (this.eofReceived) return this.abort('BAD_REQUEST', 'data after EOF');
-      this.bytesIn += data.length;
-      if (!this.push(data) && !this.paused) {
+      let more = true;
+      for (const part of Array.isArray(message) ? message : [message]) {
+        this.bytesIn += part.length;
+        more = this.push(part);
+      }
+      if (!more && !this.paused) {
         this.paused = true;
         this.ws.pause();
       }
       return;
     }
+    const data = joined(message);
     if (data.length > LIMITS.maxControlFrameBytes) return this.abort('PAYLOAD_TOO_LARGE', 'control frame too large');
     let msg: { type?: unknown };
     try {

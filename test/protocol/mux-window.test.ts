@@ -28,6 +28,9 @@ import {
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 import { Queue, within } from '../helpers/queue.js';
 
+/** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
+const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
+
 // Window updates on multiplexed connections (protocol/mux-window.ts, subprotocol
 // devstreams.v1.mux2): a channel held back by its window grows it, up to MUX_MAX_WINDOW_BYTES and
 // within the connection's budget; a paused one does not; a v1 connection keeps the fixed window;
@@ -156,7 +159,8 @@ function sendSpy(ws: WebSocket) {
 function creditWatch(ws: WebSocket) {
   const credits = new Map<number, number[]>();
   let samplePings = 0;
-  ws.on('message', (m: Buffer, isBinary: boolean) => {
+  ws.on('message', (parts: Buffer | Buffer[], isBinary: boolean) => {
+    const m = whole(parts); // a MuxConnection on this WebSocket takes messages in parts
     if (!isBinary || m.length !== MUX_HEADER_BYTES + 4 || m[0] !== MUX.CREDIT) return;
     const id = m.readUInt32BE(1);
     credits.set(id, [...(credits.get(id) ?? []), m.readUInt32BE(MUX_HEADER_BYTES)]);
@@ -416,7 +420,8 @@ async function rawLink(offer: readonly string[], opts: { autoPong?: boolean; clo
   const data = new Map<number, number>();
   const credit = new Map<number, number>();
   const creditWaiters: Array<() => void> = [];
-  raw.on('message', (m: Buffer) => {
+  raw.on('message', (parts: Buffer | Buffer[]) => {
+    const m = whole(parts);
     const f = decodeMuxFrame(m);
     if (typeof f === 'string') throw new Error(`the server sent a malformed frame: ${f}`);
     if (f.type === MUX.DATA) data.set(f.id, (data.get(f.id) ?? 0) + f.data.length);

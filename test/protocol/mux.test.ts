@@ -27,6 +27,9 @@ import {
 import { readToEnd, refusalOf, sha256, writeInPieces } from '../helpers/streams.js';
 import { Queue } from '../helpers/queue.js';
 
+/** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
+const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
+
 const MiB = 1024 * 1024;
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -131,7 +134,8 @@ function wireWatch(ws: WebSocket) {
   const data = new Map<number, number>();
   const frames: Array<{ type: number; id: number; bytes: number }> = [];
   const waiters: Array<{ pred: () => boolean; resolve: () => void }> = [];
-  ws.on('message', (m: Buffer, isBinary: boolean) => {
+  ws.on('message', (parts: Buffer | Buffer[], isBinary: boolean) => {
+    const m = whole(parts); // a MuxConnection on this WebSocket takes messages in parts
     if (!isBinary || m.length < MUX_HEADER_BYTES) return;
     const type = m[0]!;
     const id = m.readUInt32BE(1);
@@ -156,7 +160,8 @@ function wireWatch(ws: WebSocket) {
 async function rawPair(serverOpts: ServerOpts = {}) {
   const p = await wsPair(serverOpts);
   const frames = new Queue<MuxFrame>();
-  p.cws.on('message', (m: Buffer) => {
+  p.cws.on('message', (parts: Buffer | Buffer[]) => {
+    const m = whole(parts);
     const f = decodeMuxFrame(m);
     if (typeof f === 'string') throw new Error(`the server sent a malformed frame: ${f}`);
     frames.push(f);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { bridge, DevstreamsError, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
@@ -142,6 +143,38 @@ describe('bridge', () => {
     expect(result.error).toBeUndefined();
     expect(result.bytesAtoB).toBe(payload.length);
     expect(result.bytesBtoA).toBe(64);
+  });
+
+  it('what the other side gives in one tick goes to the TCP socket corked, as one write, and arrives', async () => {
+    const tcp = net.createServer((s) => s.pipe(s)); // echo
+    tcp.listen(0, '127.0.0.1');
+    await once(tcp, 'listening');
+    cleanups.push(async () => void tcp.close());
+    const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1' });
+    await once(sock, 'connect');
+    // Stands in for a WsDuplex pushing a message's parts; keeps what comes back.
+    const back: Buffer[] = [];
+    let echoed = (): void => {};
+    const other = new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        back.push(chunk);
+        if (Buffer.concat(back).length >= 6000) echoed();
+        cb();
+      },
+    });
+    const allBack = new Promise<void>((resolve) => (echoed = resolve));
+    void bridge(other, sock, silentLogger);
+    cleanups.push(async () => void sock.destroy());
+    await new Promise((r) => setImmediate(r)); // the pipes flow from the next tick
+    const parts = [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
+    for (const p of parts) other.push(p);
+    expect(sock.writableCorked).toBe(1); // held together until the tick ends
+    expect(sock.writableLength).toBe(6000);
+    await new Promise((r) => setImmediate(r));
+    expect(sock.writableCorked).toBe(0);
+    await allBack;
+    expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(parts)));
   });
 
   it('a TCP reset aborts the WebSocket side with an error the peer sees', async () => {

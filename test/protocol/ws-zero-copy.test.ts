@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
+import { MuxConnection, zeroMask, type MuxAttachRequest, type MuxChannel } from '../../protocol/index.js';
+import { receiveAsViews, writeFrameParts } from '../../protocol/ws-zero-copy.js';
+import { Queue } from '../helpers/queue.js';
+
+// Plain ws:// on loopback: a TCP read is at most 64 KiB, so a larger message arrives in several
+// reads, as a DATA frame over TLS does past 16 KiB.
+
+const KiB = 1024;
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function pair(serverOpts: { maxPayload?: number } = {}, clientOpts: ClientOptions = {}) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, ...serverOpts });
+  await once(wss, 'listening');
+  const serverSide = once(wss, 'connection');
+  const cws = new WebSocket(`ws://127.0.0.1:${(wss.address() as net.AddressInfo).port}`, { perMessageDeflate: false, ...clientOpts });
+  cleanups.push(async () => {
+    cws.terminate();
+    for (const c of wss.clients) c.terminate();
+    await new Promise<void>((r) => wss.close(() => r()));
+  });
+  await once(cws, 'open');
+  const [sws] = (await serverSide) as [WebSocket];
+  return { cws, sws };
+}
+
+function messages(ws: WebSocket): Queue<{ data: Buffer | Buffer[]; isBinary: boolean }> {
+  const q = new Queue<{ data: Buffer | Buffer[]; isBinary: boolean }>();
+  ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => q.push({ data, isBinary }));
+  return q;
+}
+
+const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
+
+describe('receiveAsViews', () => {
+  it('a binary message over several reads arrives as views into them, in order, with the bytes sent', async () => {
+    const { cws, sws } = await pair({}, { generateMask: zeroMask });
+    expect(receiveAsViews(sws)).toBe(true);
+    const got = messages(sws);
+    const payload = randomBytes(600 * KiB);
+    cws.send(payload);
+    const m = await got.next();
+    expect(m.isBinary).toBe(true);
+    expect(Array.isArray(m.data)).toBe(true);
+    expect((m.data as Buffer[]).length).toBeGreaterThan(1); // ws alone joins them into one
+    expect(whole(m.data).equals(payload)).toBe(true);
+  });
+
+  it('leaves to ws what views cannot carry: a real masking key, text, small messages', async () => {
+    const { cws, sws } = await pair(); // ws's own random masking key
+    receiveAsViews(sws);
+    const got = messages(sws);
+    const big = randomBytes(300 * KiB);
+    cws.send(big);
+    cws.send('{"type":"eof"}');
+    cws.send(Buffer.from('tiny'));
+    const a = await got.next();
+    expect(a.data).toHaveLength(1); // unmasked by ws, into one buffer
+    expect(whole(a.data).equals(big)).toBe(true);
+    const t = await got.next();
+    expect(t.isBinary).toBe(false);
+    expect((t.data as Buffer).toString()).toBe('{"type":"eof"}');
+    const s = await got.next();
+    expect(whole(s.data).toString()).toBe('tiny');
+  });
+
+  it("keeps ws's size limit: a message over maxPayload closes with 1009", async () => {
+    const { cws, sws } = await pair({ maxPayload: 100 * KiB }, { generateMask: zeroMask });
+    receiveAsViews(sws);
+    const got = messages(sws);
+    sws.on('error', () => {});
+    const closed = once(cws, 'close');
+    cws.send(randomBytes(200 * KiB));
+    const [code] = (await closed) as [number];
+    expect(code).toBe(1009);
+    expect(got.length).toBe(0);
+  });
+
+  it('a WebSocket without the expected receiver gets binaryType only', () => {
+    const fake = { binaryType: 'nodebuffer' } as unknown as WebSocket;
+    expect(receiveAsViews(fake)).toBe(false);
+    expect(fake.binaryType).toBe('fragments');
+  });
+});
+
+describe('writeFrameParts', () => {
+  it('writes one frame of the parts, in order with ws.send, at every length encoding, both ways', async () => {
+    const { cws, sws } = await pair({}, { generateMask: zeroMask });
+    for (const [from, to] of [[sws, cws], [cws, sws]] as const) {
+      const got = messages(to);
+      for (const n of [0, 100, 1000, 70_000]) {
+        const parts = [randomBytes(Math.floor(n / 3)), randomBytes(n - 2 * Math.floor(n / 3)), randomBytes(Math.floor(n / 3))];
+        const head = Buffer.from([1, 2, 3, 4, 5]);
+        from.send(Buffer.from('before'));
+        const written = new Promise<Error | undefined>((resolve) => expect(writeFrameParts(from, head, parts, resolve)).toBe(true));
+        from.send(Buffer.from('after'));
+        expect(await written).toBeFalsy();
+        expect((await got.next()).data.toString()).toBe('before');
+        const m = await got.next();
+        expect(m.isBinary).toBe(true);
+        expect((m.data as Buffer).equals(Buffer.concat([head, ...parts]))).toBe(true);
+        expect((await got.next()).data.toString()).toBe('after');
+      }
+    }
+  });
+
+  it('writes nothing and says so once the WebSocket is closing', async () => {
+    const { cws } = await pair();
+    cws.close();
+    expect(writeFrameParts(cws, Buffer.from([1]), [Buffer.from('x')])).toBe(false);
+  });
+});
+
+describe('a multiplexed connection', () => {
+  it("hands a 'fragments' channel a DATA frame in parts, and sendParts forwards them as one frame", async () => {
+    const { cws, sws } = await pair({}, { generateMask: zeroMask });
+    const attached = new Queue<{ channel: MuxChannel; request: MuxAttachRequest }>();
+    new MuxConnection({ ws: sws, role: 'server', onAttach: (channel, request) => {
+      channel.accept();
+      attached.push({ channel, request });
+    } });
+    const client = new MuxConnection({ ws: cws, role: 'client' });
+    const c = await client.attach({ streamId: 's1', token: 't1' }, { timeoutMs: 5_000 });
+    const { channel: s } = await attached.next();
+    s.binaryType = 'fragments';
+    const atServer = new Queue<Buffer[]>();
+    s.on('message', (data: Buffer[]) => atServer.push(data));
+    const back = new Queue<Buffer>();
+    c.on('message', (data: Buffer) => back.push(data));
+    c.resume();
+    const payload = randomBytes(512 * KiB);
+    c.send(payload, { binary: true });
+    const parts = await atServer.next();
+    expect(parts.length).toBeGreaterThan(1);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+    s.sendParts(parts); // as the relay forwards it
+    const echoed = await back.next(); // the client's channel ('nodebuffer') gets it whole
+    expect(echoed.equals(payload)).toBe(true);
+  });
+});
