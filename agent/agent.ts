@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { IdleMemoryReclaimer, clientCiphers, mintDeviceToken, resolveTlsCipher, type Logger, type TlsCipherResolution } from '../protocol/index.js';
+import { IdleMemoryReclaimer, clientCiphers, mintDeviceToken, resolveTlsCipher, type HeapThresholds, type Logger, type TlsCipherResolution } from '../protocol/index.js';
 import { Allowlist } from './allowlist.js';
 import type { AgentConfig } from './config.js';
 import { ControlChannel } from './control-channel.js';
@@ -24,6 +24,11 @@ export interface AgentOptions {
   log: Logger;
   /** HTTPS_PROXY / NO_PROXY as read at start-up by the CLI (the config's hub.proxy wins). */
   proxyEnv?: ProxyEnv;
+  /**
+   * While streams are open, glibc's heap thresholds (protocol/idle-memory.ts), read at each stream
+   * change; agent/cli.ts: RELAY_HEAP_THRESHOLDS in throughput mode, else null (glibc's own).
+   */
+  keepFreedWhileBusy?: () => Readonly<HeapThresholds> | null;
 }
 
 /**
@@ -72,7 +77,11 @@ export class Agent extends EventEmitter {
     this.targetDialer = new TargetDialer({ connectTimeoutMs: config.limits.connectTimeoutMs });
 
     // Memory back once the agent is online with no stream for a while (protocol/idle-memory.ts).
-    this.reclaimer = new IdleMemoryReclaimer({ busy: () => this.table.size > 0, log: this.log });
+    this.reclaimer = new IdleMemoryReclaimer({
+      busy: () => this.table.size > 0,
+      log: this.log,
+      ...(opts.keepFreedWhileBusy ? { keepWhileBusy: opts.keepFreedWhileBusy } : {}),
+    });
     this.table = new StreamTable({
       maxStreams: config.limits.maxStreams,
       onChange: () => {

@@ -1,7 +1,7 @@
 import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
+import { RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
@@ -65,7 +65,13 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     gcMode = mode;
   };
   applyGc(config);
-  const agent = new Agent({ config, log, proxyEnv: proxyEnvFrom(opts.env ?? process.env) });
+  const agent = new Agent({
+    config,
+    log,
+    proxyEnv: proxyEnvFrom(opts.env ?? process.env),
+    // Throughput mode trades memory for CPU here too (protocol/malloc-trim.ts).
+    keepFreedWhileBusy: () => (gcMode === 'throughput' ? RELAY_HEAP_THRESHOLDS : null),
+  });
   const configFile = values.config;
   // SIGHUP: re-read the file; allowlist and limits apply to the next request, an invalid file is refused.
   const reload = (c: AgentConfig): void => {

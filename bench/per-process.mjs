@@ -6,10 +6,10 @@
 //     [--agent-env K=V,...]   (environment for devstreams' agent alone, e.g. OPENSSL_ia32cap=~0x200000200000000:
 //      a CPU without AES-NI, as a Raspberry Pi 3 or 4 has no AES instructions)
 //     [--streams 1,8] [--dirs up,down] [--no-ping]   (only these transfers: to profile one of them)
-// Prints one line per transfer: MB/s and CPU ns/B of each of the three processes; then a 1-byte
+// Prints one line per transfer: MB/s, CPU ns/B and minor page faults per MB of each of the three processes; then a 1-byte
 // ping-pong (10,000 round trips): RTT p50/p99 and CPU us per round trip of each process.
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
-import { cpuNs } from './lib/procs.mjs';
+import { cpuNs, minorFaults } from './lib/procs.mjs';
 import { startDevstreams, startMinimal, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
 import { MiB, pct } from './lib/stats.mjs';
@@ -33,12 +33,16 @@ try {
   for (const streams of streamCounts) {
     for (const dir of dirs) {
       const c0 = path.pids.map(cpuNs);
+      const f0 = path.pids.map(minorFaults);
       const x = streams === 1
         ? await (dir === 'up' ? load.upload(path.port, mib * MiB) : load.download(path.port, mib * MiB))
         : await load.parallel(path.port, 8, dir, (mib / 8) * MiB);
       const c1 = path.pids.map(cpuNs);
+      const f1 = path.pids.map(minorFaults);
       const perProc = names.map((n, k) => `${n} ${((c1[k] - c0[k]) / x.bytes).toFixed(2)}`).join(', ');
-      console.log(`${which} ${streams} stream(s) ${dir}: ${(x.bytes / 1e6 / x.secs).toFixed(0)} MB/s; ns/B ${perProc}`);
+      // Pages faulted in per MB carried: memory given back to the kernel and taken again (protocol/malloc-trim.ts).
+      const faults = names.map((n, k) => `${n} ${((f1[k] - f0[k]) / (x.bytes / 1e6)).toFixed(1)}`).join(', ');
+      console.log(`${which} ${streams} stream(s) ${dir}: ${(x.bytes / 1e6 / x.secs).toFixed(0)} MB/s; ns/B ${perProc}; page faults per MB ${faults}`);
     }
   }
   if (!process.argv.includes('--no-ping')) await pingPong();

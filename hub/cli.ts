@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, IdleMemoryReclaimer, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { ConfigError, IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
@@ -154,7 +154,12 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
   // With no stream for 10 s: glibc's malloc_trim (protocol/idle-memory.ts), so a hub gives back
   // what a busy period took instead of keeping its peak. No forced collection: see `collect` there.
-  const reclaimer = new IdleMemoryReclaimer({ busy: () => hub.relay.activeCount() > 0, log, collect: null });
+  const reclaimer = new IdleMemoryReclaimer({
+    busy: () => hub.relay.activeCount() > 0,
+    log,
+    collect: null,
+    keepWhileBusy: () => RELAY_HEAP_THRESHOLDS, // glibc keeps freed buffers while streams are open (protocol/malloc-trim.ts)
+  });
   const hub: Hub = new Hub({ config, log, streamsChanged: () => reclaimer.poke() });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.

@@ -1,6 +1,6 @@
 import { collectGarbage } from './gc-tuning.js';
 import type { Logger } from './logger.js';
-import { loadMallocTrim } from './malloc-trim.js';
+import { GLIBC_HEAP_THRESHOLDS, loadMallocTrim, type HeapThresholds } from './malloc-trim.js';
 
 /** How long a process is idle before it gives memory back. */
 export const IDLE_RECLAIM_MS = 10_000;
@@ -30,10 +30,14 @@ export class IdleMemoryReclaimer {
   /** null: no collection, only the trim (the hub: see the constructor). */
   private readonly collect: (() => number | null) | null;
   private readonly trim: () => boolean | null;
+  private readonly keepWhileBusy: () => Readonly<HeapThresholds> | null;
+  private readonly setThresholds: (t: Readonly<HeapThresholds>) => boolean | null;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private toldNoTrim = false;
+  /** The thresholds this reclaimer last set (null: glibc's own, never changed). */
+  private thresholdsSet: Readonly<HeapThresholds> | null = null;
 
   constructor(opts: {
     busy: () => boolean;
@@ -53,11 +57,23 @@ export class IdleMemoryReclaimer {
      */
     collect?: (() => number | null) | null;
     trim?: () => boolean | null;
+    /**
+     * While something is open, glibc's heap thresholds: how much freed memory it keeps at its heap's
+     * top instead of giving it back at once, and from what size an allocation is mapped on its own
+     * (protocol/malloc-trim.ts RELAY_HEAP_THRESHOLDS); null, the default: glibc's own. Read at each
+     * poke while busy, so a reload can change it (the agent's `runtime.gc`). The idle trim gives
+     * the kept memory back either way.
+     */
+    keepWhileBusy?: () => Readonly<HeapThresholds> | null;
+    /** Sets glibc's thresholds (default: the native helper's mallopt); null when unavailable. */
+    setThresholds?: (t: Readonly<HeapThresholds>) => boolean | null;
   }) {
     this.idleMs = opts.idleMs ?? IDLE_RECLAIM_MS;
     this.busy = opts.busy;
     this.collect = opts.collect === undefined ? collectGarbage : opts.collect;
     this.trim = opts.trim ?? (() => this.mallocTrim());
+    this.keepWhileBusy = opts.keepWhileBusy ?? (() => null);
+    this.setThresholds = opts.setThresholds ?? ((t) => this.mallocThresholds(t));
     this.log = opts.log;
   }
 
@@ -66,7 +82,7 @@ export class IdleMemoryReclaimer {
     if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.busy()) return;
+    if (this.busy()) return this.holdWhileBusy();
     this.timer = setTimeout(() => this.fire(), this.idleMs);
     this.timer.unref();
   }
@@ -87,12 +103,35 @@ export class IdleMemoryReclaimer {
     this.timer.unref();
   }
 
+  /** Sets glibc's thresholds for a busy period when they are not already what keepWhileBusy asks. */
+  private holdWhileBusy(): void {
+    const want = this.keepWhileBusy();
+    const now = this.thresholdsSet;
+    if (want?.trim === now?.trim && want?.mmap === now?.mmap) return;
+    const t = want ?? GLIBC_HEAP_THRESHOLDS;
+    const ok = this.setThresholds(t);
+    if (ok === null) return; // unavailable: said once, by mallocThresholds
+    this.thresholdsSet = want; // refused (set: false) is said once too, not at every stream
+    this.log.info({ trimThreshold: t.trim, mmapThreshold: t.mmap, set: ok }, "busy: glibc's heap thresholds");
+  }
+
+  private mallocThresholds(t: Readonly<HeapThresholds>): boolean | null {
+    const load = loadMallocTrim();
+    if (load.thresholds) return load.thresholds(t.trim, t.mmap);
+    this.sayNoHelper(load.reason);
+    return null;
+  }
+
+  private sayNoHelper(reason: string): void {
+    if (!this.toldNoTrim) this.log.info({ reason }, 'glibc heap not tuned or trimmed (native helper unavailable)');
+    this.toldNoTrim = true;
+  }
+
   /** glibc's malloc_trim through the native helper: true if pages went back, null if unavailable (said once). */
   private mallocTrim(): boolean | null {
     const load = loadMallocTrim();
     if (load.trim) return load.trim();
-    if (!this.toldNoTrim) this.log.info({ reason: load.reason }, 'idle: glibc heap not trimmed (native helper unavailable)');
-    this.toldNoTrim = true;
+    this.sayNoHelper(load.reason);
     return null;
   }
 

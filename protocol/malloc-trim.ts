@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 /**
- * glibc's malloc_trim(0), through devstreams' one native helper (native/malloc-trim.c): it hands the
+ * glibc's malloc_trim(0), through devstreams' one native helper (native/malloc-trim.c), and its
+ * thresholds for a busy relay (RELAY_HEAP_THRESHOLDS, below). malloc_trim hands the
  * free pages inside glibc's heap back to the kernel, which glibc's free() never does for the space
  * below the heap's top. A stream's buffers come from that heap and die in their hundreds of
  * thousands between allocations that live on, so without it a process keeps its busiest moment's
@@ -20,7 +21,39 @@ import { dirname, join } from 'node:path';
  * made without a C compiler) the process runs as before without it; `reason` says why.
  */
 export type MallocTrim = () => boolean;
-export type MallocTrimLoad = { trim: MallocTrim; reason?: undefined } | { trim: null; reason: string };
+/** glibc's mallopt M_TRIM_THRESHOLD and M_MMAP_THRESHOLD, in bytes. */
+export interface HeapThresholds {
+  trim: number;
+  mmap: number;
+}
+/** Sets both thresholds: true when glibc took them. */
+export type MallocThresholds = (trimBytes: number, mmapBytes: number) => boolean;
+export type MallocTrimLoad =
+  | { trim: MallocTrim; thresholds: MallocThresholds; reason?: undefined }
+  | { trim: null; thresholds: null; reason: string };
+
+/** glibc's own starting thresholds (128 KiB each), put back when a relay stops keeping freed memory. */
+export const GLIBC_HEAP_THRESHOLDS: Readonly<HeapThresholds> = Object.freeze({ trim: 128 * 1024, mmap: 128 * 1024 });
+
+/**
+ * The thresholds a relay sets while it carries streams (protocol/idle-memory.ts): free() leaves up
+ * to 256 MiB free at the top of glibc's heap instead of handing it back at once, and allocations up
+ * to 32 MiB (glibc's own ceiling for its moving threshold) come from the heap, not from mappings of
+ * their own that are unmapped again when freed.
+ *
+ * A relay's socket buffers die in bulk, when a garbage collection finds tens of MB of them dead at
+ * once; the heap's top is then free, glibc gives it back, and the next reads fault the same pages in
+ * again, each zeroed by the kernel. And a batch of frames written to a TLS socket is joined into one
+ * buffer (Node's StreamBase::Write), often over 128 KiB: a fresh mapping each time. Measured (issue
+ * 6, seventeenth round: `node bench/per-process.mjs`, one 2 GiB transfer, minor faults from
+ * /proc/PID/stat over 4 s and where they fall by `perf record -e page-faults`): the agent receiving
+ * 10,200-18,900 faults/s at 3.2-4.1 ns/B with glibc's thresholds, with a 64 MiB trim threshold
+ * 1,100-1,700 and 2.2-3.0 ns/B (16 MiB: 11,500-15,300); the agent sending, with 64 MiB, 400 in one
+ * run and 19,000 in another at 3.45 ns/B (the GC's swings outgrew it), with 256 MiB 200-480 in
+ * four. What it costs: up to this much freed memory stays resident while streams are open (a peak's
+ * memory, never more than the peak); the idle trim gives it all back.
+ */
+export const RELAY_HEAP_THRESHOLDS: Readonly<HeapThresholds> = Object.freeze({ trim: 256 * 1024 * 1024, mmap: 32 * 1024 * 1024 });
 
 declare const __DEVSTREAMS_SEA__: boolean | undefined;
 const sea = typeof __DEVSTREAMS_SEA__ === 'boolean' && __DEVSTREAMS_SEA__;
@@ -32,20 +65,21 @@ let loaded: MallocTrimLoad | undefined;
 
 /** Loads the helper once per process (on first use: nothing is read at start-up). */
 export function loadMallocTrim(): MallocTrimLoad {
-  loaded ??= process.platform === 'linux' ? (sea ? fromExecutable() : loadMallocTrimFrom(devBuildFile())) : { trim: null, reason: `no glibc on ${process.platform}` };
+  loaded ??= process.platform === 'linux' ? (sea ? fromExecutable() : loadMallocTrimFrom(devBuildFile())) : unavailable(`no glibc on ${process.platform}`);
   return loaded;
 }
 
 /** Loads the helper from a file (the development build's, or a test's). */
 export function loadMallocTrimFrom(file: string): MallocTrimLoad {
   try {
-    const module = { exports: {} as { trim?: unknown } };
+    const module = { exports: {} as { trim?: unknown; thresholds?: unknown } };
     process.dlopen(module, file);
-    const trim = module.exports.trim;
-    if (typeof trim !== 'function') return { trim: null, reason: `${file} has no trim function` };
-    return { trim: trim as MallocTrim };
+    const { trim, thresholds } = module.exports;
+    if (typeof trim !== 'function') return unavailable(`${file} has no trim function`);
+    if (typeof thresholds !== 'function') return unavailable(`${file} has no thresholds function (an older helper)`);
+    return { trim: trim as MallocTrim, thresholds: thresholds as MallocThresholds };
   } catch (err) {
-    return { trim: null, reason: firstLine(err) };
+    return unavailable(firstLine(err));
   }
 }
 
@@ -65,7 +99,7 @@ function fromExecutable(): MallocTrimLoad {
     const { getAsset } = process.getBuiltinModule('node:sea') as typeof import('node:sea');
     bytes = getAsset(MALLOC_TRIM_ADDON);
   } catch (err) {
-    return { trim: null, reason: `this executable has no ${MALLOC_TRIM_ADDON}: ${(err as Error).message}` };
+    return unavailable(`this executable has no ${MALLOC_TRIM_ADDON}: ${(err as Error).message}`);
   }
   let dir: string | undefined;
   try {
@@ -74,11 +108,15 @@ function fromExecutable(): MallocTrimLoad {
     writeFileSync(file, new Uint8Array(bytes), { mode: 0o500, flag: 'wx' });
     return loadMallocTrimFrom(file);
   } catch (err) {
-    return { trim: null, reason: firstLine(err) };
+    return unavailable(firstLine(err));
   } finally {
     // Loaded, the library stays mapped: the file and its directory can go.
     if (dir) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function unavailable(reason: string): MallocTrimLoad {
+  return { trim: null, thresholds: null, reason };
 }
 
 function firstLine(err: unknown): string {

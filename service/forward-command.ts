@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { IdleMemoryReclaimer } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS } from '../protocol/index.js';
 import type { ServiceContext } from './context.js';
 import { Forwarder } from './forward.js';
 
@@ -18,7 +18,12 @@ export async function runForward(
 ): Promise<number> {
   // A forwarder may run for days: memory back once no connection has been open for a while (the
   // CLI's process only; the SDK's Forwarder leaves its user's process alone).
-  const reclaimer = new IdleMemoryReclaimer({ busy: () => forwarder.connections > 0, log: ctx.log });
+  // While connections are open glibc keeps freed buffers for the next reads (protocol/malloc-trim.ts).
+  const reclaimer = new IdleMemoryReclaimer({
+    busy: () => forwarder.connections > 0,
+    log: ctx.log,
+    keepWhileBusy: () => RELAY_HEAP_THRESHOLDS,
+  });
   const forwarder = new Forwarder({
     client: ctx.client,
     device,

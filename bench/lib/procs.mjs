@@ -74,6 +74,20 @@ export async function run(cmd, args) {
 }
 
 /** utime+stime (+ reaped children) of a process and its live descendants, in ns. */
+/** Minor page faults of `pid` (and its living descendants) so far: pages the kernel had to map in. */
+export function minorFaults(pid) {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      total += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]); // minflt: field 10, the 8th after the name
+    } catch {
+      /* gone */
+    }
+  }
+  return total;
+}
+
 export function cpuNs(pid) {
   let total = 0;
   for (const p of [pid, ...descendants(pid)]) {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IDLE_RECLAIM_MS, TRIM_AFTER_GC_MS } from '../../protocol/index.js';
+import { IDLE_RECLAIM_MS, RELAY_HEAP_THRESHOLDS, TRIM_AFTER_GC_MS } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
 import type { CliProcess } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
@@ -60,7 +60,12 @@ describe.skipIf(process.platform !== 'linux')('idle processes give memory back',
     // The agent collects first; the hub only trims (no forced collection: protocol/idle-memory.ts).
     expect(agent.gcMs).toBeTypeOf('number');
     expect(hub.gcMs).toBeNull();
-    expect(stack.hub.logs('idle: glibc heap not trimmed (native helper unavailable)')).toEqual([]);
-    expect(stack.agents.get('pi-idle')!.logs('idle: glibc heap not trimmed (native helper unavailable)')).toEqual([]);
+    // While the stream was open, both kept freed memory for the next reads (protocol/malloc-trim.ts).
+    for (const proc of [stack.hub, stack.agents.get('pi-idle')!]) {
+      const set = proc.logs("busy: glibc's heap thresholds");
+      expect(set.map((l) => [l.trimThreshold, l.mmapThreshold, l.set])).toEqual([[RELAY_HEAP_THRESHOLDS.trim, RELAY_HEAP_THRESHOLDS.mmap, true]]);
+    }
+    expect(stack.hub.logs('glibc heap not tuned or trimmed (native helper unavailable)')).toEqual([]);
+    expect(stack.agents.get('pi-idle')!.logs('glibc heap not tuned or trimmed (native helper unavailable)')).toEqual([]);
   }, 60_000);
 });

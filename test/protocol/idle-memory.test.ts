@@ -62,7 +62,7 @@ describe('IdleMemoryReclaimer: a full collection once the agent has been idle fo
       vi.advanceTimersByTime(10_000 + TRIM_AFTER_GC_MS);
     }
     expect(collect).toHaveBeenCalledTimes(2);
-    const unavailable = lines.filter((l) => l.msg === 'idle: glibc heap not trimmed (native helper unavailable)');
+    const unavailable = lines.filter((l) => l.msg === 'glibc heap not tuned or trimmed (native helper unavailable)');
     expect(unavailable).toHaveLength(1);
     expect(unavailable[0]?.reason).toMatch(/malloc-trim-linux-/);
     const given = lines.filter((l) => l.msg === 'idle: memory given back');
@@ -138,5 +138,67 @@ describe('IdleMemoryReclaimer: a full collection once the agent has been idle fo
     expect(ms).toBeTypeOf('number');
     expect(ms).toBeGreaterThanOrEqual(0);
     expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
+  });
+});
+
+describe("IdleMemoryReclaimer: glibc's heap thresholds while busy", () => {
+  const RELAY = Object.freeze({ trim: 256 * 1024 * 1024, mmap: 32 * 1024 * 1024 });
+
+  function withThresholds(busy: { now: boolean }, want: { value: typeof RELAY | null }, result: boolean | null = true) {
+    const set = vi.fn((_t: { trim: number; mmap: number }) => result);
+    const { log, lines } = captureLogger('debug');
+    const r = new IdleMemoryReclaimer({ idleMs: 10_000, busy: () => busy.now, collect: () => 1, trim: () => true, keepWhileBusy: () => want.value, setThresholds: set, log });
+    return { r, set, lines };
+  }
+
+  it('sets them at the first busy poke, once, and not while idle', () => {
+    vi.useFakeTimers();
+    const busy = { now: false };
+    const { r, set, lines } = withThresholds(busy, { value: RELAY });
+    r.poke(); // online, idle
+    expect(set).not.toHaveBeenCalled();
+    busy.now = true; // a stream opened
+    r.poke();
+    r.poke(); // another
+    expect(set.mock.calls).toEqual([[RELAY]]);
+    busy.now = false;
+    r.poke();
+    vi.advanceTimersByTime(10_000 + TRIM_AFTER_GC_MS);
+    busy.now = true;
+    r.poke();
+    expect(set).toHaveBeenCalledTimes(1);
+    const said = lines.filter((l) => l.msg === "busy: glibc's heap thresholds");
+    expect(said.map((l) => [l.trimThreshold, l.mmapThreshold, l.set])).toEqual([[RELAY.trim, RELAY.mmap, true]]);
+  });
+
+  it("a reload that asks for none puts glibc's own back at the next busy poke", () => {
+    const busy = { now: true };
+    const want: { value: typeof RELAY | null } = { value: RELAY };
+    const { r, set } = withThresholds(busy, want);
+    r.poke();
+    want.value = null; // the agent's runtime.gc became memory
+    r.poke();
+    r.poke();
+    expect(set.mock.calls).toEqual([[RELAY], [{ trim: 128 * 1024, mmap: 128 * 1024 }]]);
+  });
+
+  it('asks for nothing by default (the SDK, a process that did not opt in)', () => {
+    const set = vi.fn(() => true);
+    const r = new IdleMemoryReclaimer({ busy: () => true, collect: null, trim: () => true, setThresholds: set, log: silentLogger });
+    r.poke();
+    r.poke();
+    expect(set).not.toHaveBeenCalled();
+  });
+
+  it('refused by glibc: said once, not at every stream; unavailable: nothing thrown', () => {
+    const busy = { now: true };
+    const refused = withThresholds(busy, { value: RELAY }, false);
+    refused.r.poke();
+    refused.r.poke();
+    expect(refused.set).toHaveBeenCalledTimes(1);
+    expect(refused.lines.filter((l) => l.msg === "busy: glibc's heap thresholds").map((l) => l.set)).toEqual([false]);
+    const missing = withThresholds(busy, { value: RELAY }, null);
+    expect(() => missing.r.poke()).not.toThrow();
+    expect(missing.lines.filter((l) => l.msg === "busy: glibc's heap thresholds")).toEqual([]);
   });
 });

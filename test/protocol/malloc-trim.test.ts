@@ -64,6 +64,19 @@ describe.skipIf(process.platform !== 'linux')("glibc's malloc_trim through the n
     expect(trimmed.before - trimmed.after).toBeGreaterThan(48 * MiB);
   });
 
+  it("sets glibc's trim and mapping thresholds, and refuses what is not two positive 32-bit integers", () => {
+    // In a process of its own: the thresholds are the whole process's.
+    const script = `
+      const m = { exports: {} };
+      process.dlopen(m, process.argv[1]);
+      const t = m.exports.thresholds;
+      console.log(JSON.stringify([t(256 * 1024 * 1024, 32 * 1024 * 1024), t(128 * 1024, 128 * 1024), t(0, 1), t(1, 0), t(-1, 1), t('1', 1), t(1), t(), t(2 ** 31, 1)]));`;
+    const r = spawnSync(process.execPath, ['-e', script, ADDON], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([true, true, false, false, false, false, false, false, false]);
+    expect(typeof loadMallocTrimFrom(ADDON).thresholds).toBe('function');
+  });
+
   it('a missing or broken helper is a reason, not an exception', () => {
     const missing = loadMallocTrimFrom(join(tmp, 'absent.node'));
     expect(missing.trim).toBeNull();
