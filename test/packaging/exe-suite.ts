@@ -114,13 +114,18 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       }, SLOW);
 
       // protocol/idle-memory.ts, protocol/malloc-trim.ts: the executable carries the native helper
-      // for its architecture, writes it out, loads it, and trims glibc's heap once idle.
+      // for its architecture, writes it out, loads it, sets glibc's thresholds while busy (throughput
+      // mode), and trims glibc's heap once idle.
       it("idle after the transfers, it gives glibc's free heap back with the executable's own native helper", async () => {
         const after = agent.lines.length;
         const line = await agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= after && l.includes('"msg":"idle: memory given back"'), SLOW);
         const given = JSON.parse(line) as Record<string, unknown>;
         expect(agent.logs('glibc heap not tuned or trimmed (native helper unavailable)')).toEqual([]);
         expect(given.trimmed).toBe(true);
+        // In throughput mode the helper also set glibc's heap thresholds while the streams were open.
+        const mode = agent.logs('garbage collection mode')[0]?.gc;
+        const thresholds = agent.logs("busy: glibc's heap thresholds").map((l) => l.set);
+        expect(thresholds).toEqual(mode === 'throughput' ? [true] : []);
         // qemu-user reports no RSS (process.memoryUsage.rss() is 0 under it).
         if (!runner?.length) expect(given.rssAfter).toBeLessThan(given.rssBefore as number);
       }, SLOW);
