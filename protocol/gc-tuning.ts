@@ -3,7 +3,7 @@ import { runInNewContext } from 'node:vm';
 
 /**
  * How far V8 lets the heap grow past what a full collection left live before it starts the next
- * one, with external memory counted (below): 200 % (a factor of 3) instead of V8's own factor.
+ * one, with external memory counted (below): 1,000 % (a factor of 11) instead of V8's own factor.
  *
  * V8 picks its factor from how fast the program allocates on its own heap against how fast it
  * collects, and after an idle period it falls low. A relay allocates little on the heap and much
@@ -20,8 +20,23 @@ import { runInNewContext } from 'node:vm';
  * Back to back, without the idle periods, within the noise. The price is garbage kept longer: an
  * agent's peak through `node bench/idle.mjs --load` 252, 256 -> 259, 303 MB, idle afterwards the
  * same (81-83 MB).
+ *
+ * A factor of 3 still left the agent, live heap 12 MB, a mark-compact for every 50-90 MB it carried
+ * (0-10 per 512 MiB, mostly 6-10, each marking on helper threads: V8's concurrent marking and
+ * sweeping were 10-15 % of its CPU in `perf`), and `devstreams forward` 1-7. Measured (seventeenth
+ * round, `node bench/after-idle.mjs --gcs --gap 2 --cycles 2`, two series of four transfers per
+ * value, in two alternating batches, 200 % against 600 % and then 400 % against 1,000 %): the
+ * agent's mark-compacts per 512 MiB at 200 %: 10, 6, 1, 0 and 10, 7, 8, 7; 400 %: 5, 5, 7, 5 and 3,
+ * 5, 6, 5; 600 %: 1, 2, 0, 0 and 1, 4, 0, 4; 1,000 %: 1, 0, 0, 0 twice. The agent's CPU per byte,
+ * mean of the eight, 1.73, 1.53, 1.49, 1.36 ns/B; forward's 1.62 at 200 % and 1.37 at 1,000 %. One
+ * stream and eight, 1 GiB each way (two stacks per value, alternating): up 331, 316 -> 363, 342
+ * MB/s, down 359, 344 -> 376, 360, eight up 356, 340 -> 401, 393, eight down 383, 352 -> 395, 393.
+ * The price is at the hub with many streams: 1,000 streams open at once (`node
+ * bench/concurrency.mjs`) peaked at 165, 169 -> 181, 192 MB there; the agent's and forward's peaks
+ * stayed where glibc's heap thresholds put them (VmHWM after those transfers: agent 238, 241 ->
+ * 241, 246 MB; `node bench/idle.mjs --load`: 278, 271 -> 272, 270 MB).
  */
-export const RELAY_HEAP_GROWING_PERCENT = 200;
+export const RELAY_HEAP_GROWING_PERCENT = 1000;
 
 /**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
