@@ -23,7 +23,7 @@ import { runInNewContext } from 'node:vm';
  *
  * A factor of 3 still left the agent, live heap 12 MB, a mark-compact for every 50-90 MB it carried
  * (0-10 per 512 MiB, mostly 6-10, each marking on helper threads: V8's concurrent marking and
- * sweeping were 10-15 % of its CPU in `perf`), and `devstreams forward` 1-7. Measured (seventeenth
+ * sweeping were 10-15 % of its CPU in `perf`), and `devstreams forward` 1-7. Measured (eighteenth
  * round, `node bench/after-idle.mjs --gcs --gap 2 --cycles 2`, two series of four transfers per
  * value, in two alternating batches, 200 % against 600 % and then 400 % against 1,000 %): the
  * agent's mark-compacts per 512 MiB at 200 %: 10, 6, 1, 0 and 10, 7, 8, 7; 400 %: 5, 5, 7, 5 and 3,
