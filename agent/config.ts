@@ -174,10 +174,11 @@ export const AgentConfigSchema = z
     ),
     /**
      * gc: auto (default: throughput on a machine with 2 GiB of memory or more, else memory), memory
-     * (V8's own garbage collection) or throughput (external memory counted in V8's heap limit: about
-     * a third less CPU per byte carried on Node 24, a quarter less per interactive round trip, and up
-     * to 60 MB more RSS during bulk transfers; agent/gc-mode.ts, protocol/gc-tuning.ts). Applied at
-     * start and on SIGHUP.
+     * (V8's own garbage collection) or throughput (external memory counted in V8's heap limit, a
+     * fixed heap growing factor, glibc keeping freed memory while streams are open: about 40 % less
+     * CPU per byte carried on Node 24, a quarter less per interactive round trip, and about 110 MB
+     * more RSS at the peak of bulk transfers, given back when idle; agent/gc-mode.ts,
+     * protocol/gc-tuning.ts, protocol/malloc-trim.ts). Applied at start and on SIGHUP.
      */
     runtime: z.prefault(z.strictObject({ gc: z._default(z.enum(['auto', 'memory', 'throughput']), 'auto') }), {}),
     /** Optional Prometheus listener (off unless `listen` is set); loopback only unless allowNonLoopback. */

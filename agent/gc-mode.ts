@@ -14,7 +14,14 @@ import type { AgentConfig } from './config.js';
  *   it stayed at 207-216 MB idle instead of 169 (before the idle trim of the fourteenth round; with
  *   it, 81-83 MB in throughput mode). Throughput mode's fixed heap growing factor (fifteenth round,
  *   protocol/gc-tuning.ts) raised that peak 252-256 -> 259-303 MB.
- * Some 50 MB is under 3 % of 2 GiB (a Raspberry Pi 4 or 5, most gateways), a tenth of a 512 MB board.
+ * Measured again in the eighteenth round, with glibc keeping freed memory while streams are open
+ * (protocol/malloc-trim.ts) and the factor of 11: the peak 163 MB in memory mode against 271 in
+ * throughput, idle after it 82.6 against 83.7 MB (`node bench/idle.mjs --load --seconds 20 --gc
+ * memory|throughput`); the agent's CPU per byte 2.22-2.63 ns/B (mean 2.41) against 1.23-1.62 (mean
+ * 1.46) over eight transfers each (`node bench/after-idle.mjs --agent-gc memory|throughput --gap 2
+ * --cycles 2`, two alternating pairs).
+ * Some 110 MB at the peak is about 5 % of 2 GiB (a Raspberry Pi 4 or 5, most gateways), a fifth of
+ * a 512 MB board, and it goes back when the agent is idle.
  */
 export const AUTO_THROUGHPUT_MIN_MEMORY_BYTES = 2 * 1024 ** 3;
 
