@@ -52,6 +52,7 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  *   streams (Node 18's), kept for browsers; Node's `stream` is the same API. 136 KB of the agent's
  *   program with its dependencies, and a second stream implementation compiled at every start.
  */
+const NOT_A_BROWSER = `exports.__esModule = true; exports.default = false; exports.isWebWorker = false; exports.isReactNativeBrowser = false;`;
 const REPLACED = {
   './socks': {
     importers: /node_modules\/mqtt\/build\/lib\/connect\/(tcp|tls)\.js$/,
@@ -73,6 +74,19 @@ const REPLACED = {
     roles: ['agent'],
     source: `module.exports = require('node:stream');`,
   },
+  // mqtt.js's browser checks read the global \`navigator\`, whose first read loads Node's
+  // internal/navigator (0.6 MB of a fresh agent's RSS); this build runs on Node alone.
+  './is-browser': {
+    importers: /node_modules\/mqtt\/build\/lib\/[^/]+\.js$/,
+    source: NOT_A_BROWSER,
+  },
+  '../is-browser': {
+    importers: /node_modules\/mqtt\/build\/lib\/connect\/[^/]+\.js$/,
+    source: NOT_A_BROWSER,
+  },
+  // debug's colours load Node's tty module (0.5 MB of a fresh agent's RSS): the same DEBUG
+  // patterns, written plain (scripts/sea-shims/debug.cjs).
+  debug: readFileSync(join(ROOT, 'scripts/sea-shims/debug.cjs'), 'utf8'),
   zlib: {
     importers: /node_modules\/ws\//,
     roles: ['agent'],

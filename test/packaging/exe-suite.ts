@@ -85,13 +85,14 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
 
       // scripts/build-binary.mjs REPLACED and the lazy loads in protocol/sd-notify.ts and
       // agent/status-probes.ts: built-ins a fresh agent does not use, each of which its RSS carried
-      // (perf_hooks: lru-cache, for mqtt.js's MQTT 5 topic aliases, read the global `performance`).
+      // (perf_hooks: lru-cache, for mqtt.js's MQTT 5 topic aliases, read the global `performance`;
+      // tty: debug's colours; internal/navigator: mqtt.js's browser checks read the global `navigator`).
       // Before any stream (streams load more).
       it('a fresh agent has not loaded built-ins it does not use', async () => {
         agent.child.kill('SIGUSR2');
         const modules = new Set((await agent.waitForLog('modules loaded', {}, SLOW)).modules as string[]);
         expect(modules.has('NativeModule tls'), 'tls, as a check that the list is whole').toBe(true);
-        const unused = ['assert', 'worker_threads', 'child_process', 'fs/promises', 'internal/readline/interface', 'zlib', 'perf_hooks'];
+        const unused = ['assert', 'worker_threads', 'child_process', 'fs/promises', 'internal/readline/interface', 'zlib', 'perf_hooks', 'tty', 'internal/navigator'];
         expect(unused.filter((m) => modules.has(`NativeModule ${m}`))).toEqual([]);
       }, SLOW);
 

@@ -59,6 +59,9 @@ describe.skipIf(!canBuild)('the executable compiles only the role a command runs
     expect(code.includes('permessage-deflate is not supported by this build'), "ws's zlib replaced").toBe(role === 'agent');
     // The agent's mqtt.js runs on Node's own streams, not on readable-stream's copy of them.
     if (role === 'agent') expect(code.includes('node_modules/readable-stream/'), 'readable-stream').toBe(false);
+    // debug without its colours (no tty), and mqtt.js's browser checks answered ahead (no navigator).
+    expect(code.includes('require("tty")'), 'tty').toBe(false);
+    expect(code.includes('navigator.product'), "mqtt.js's browser checks").toBe(false);
   });
 });
 
