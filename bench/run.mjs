@@ -81,23 +81,42 @@ try {
     results.devstreams.idleFresh = { seconds: C.idleS, rssStart: rss0, rssEnd: rss(dsFresh.agent.pid), cpuPercent: (100 * (cpuNs(dsFresh.agent.pid) - c0)) / (C.idleS * 1e9) };
   }
 
-  // Runs are interleaved across paths, so a change in the machine's load hits all of them alike.
+  // Each figure is measured on every path back to back, devstreams and ssh -L next to each other
+  // (which of the two goes first alternates by run), so that the two a ratio compares are measured
+  // seconds apart, not minutes: this machine's speed drifts by more than most changes between
+  // them. Ratios are then taken run by run (bench/lib/report.mjs).
+  const adjacent = ['devstreams', 'ssh -L'];
+  const order = (run) => {
+    const pair = paths.filter((p) => adjacent.includes(p.name));
+    if (run % 2 === 0) pair.reverse();
+    return [...pair, ...paths.filter((p) => !adjacent.includes(p.name))];
+  };
+  const transfers = [
+    ['up1', 'nsUp1', 'deviceNsUp1', (p) => load.upload(p.port, C.oneBytes, C.xferMaxS)],
+    ['down1', 'nsDown1', 'deviceNsDown1', (p) => load.download(p.port, C.oneBytes, C.xferMaxS)],
+    ['up8', 'nsUp8', null, (p) => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS)],
+    ['down8', 'nsDown8', null, (p) => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS)],
+  ];
   for (let run = 1; run <= C.runs; run++) {
-    for (const p of paths) {
+    const ps = order(run);
+    log(`run ${run}/${C.runs}: throughput (${ps.map((p) => p.name).join(', ')})`);
+    for (const [rate, cpu, deviceCpu, fn] of transfers) {
+      for (const p of ps) {
+        const r = results[p.name].raw;
+        const [x, ns, dns] = await withCpu(p, () => fn(p));
+        r[rate].push(x.bytes / MB / x.secs), r[cpu].push(ns / x.bytes), r.bytes.push(x.bytes);
+        if (deviceCpu) r[deviceCpu].push(dns / x.bytes);
+      }
+    }
+    log(`run ${run}/${C.runs}: ping-pong x${C.pings}`);
+    for (const p of ps) {
       const r = results[p.name].raw;
-      log(`run ${run}/${C.runs} ${p.name}: throughput`);
-      let [x, ns, dns] = await withCpu(p, () => load.upload(p.port, C.oneBytes, C.xferMaxS));
-      r.up1.push(x.bytes / MB / x.secs), r.nsUp1.push(ns / x.bytes), r.deviceNsUp1.push(dns / x.bytes), r.bytes.push(x.bytes);
-      [x, ns, dns] = await withCpu(p, () => load.download(p.port, C.oneBytes, C.xferMaxS));
-      r.down1.push(x.bytes / MB / x.secs), r.nsDown1.push(ns / x.bytes), r.deviceNsDown1.push(dns / x.bytes), r.bytes.push(x.bytes);
-      [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS));
-      r.up8.push(x.bytes / MB / x.secs), r.nsUp8.push(ns / x.bytes), r.bytes.push(x.bytes);
-      [x, ns] = await withCpu(p, () => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS));
-      r.down8.push(x.bytes / MB / x.secs), r.nsDown8.push(ns / x.bytes), r.bytes.push(x.bytes);
-      log(`run ${run}/${C.runs} ${p.name}: ping-pong x${C.pings}`);
       const rtt = await load.pingPong(p.port, C.pings, C.pingMaxS);
       r.rtt50.push(pct(rtt, 0.5)), r.rtt99.push(pct(rtt, 0.99)), r.pings.push(rtt.length);
-      log(`run ${run}/${C.runs} ${p.name}: set-up rate, ${C.inflight} in flight`);
+    }
+    log(`run ${run}/${C.runs}: set-up rate, ${C.inflight} in flight`);
+    for (const p of ps) {
+      const r = results[p.name].raw;
       const [rate, setupNs] = await withCpu(p, () => load.setupRate(p.port, C.rateTotal, C.inflight, C.rateMaxS));
       r.rate.push(rate.rate), r.setupCpuMs.push(setupNs / 1e6 / rate.started);
       results[p.name].errors.push(...rate.errors.map((e) => `set-up rate: ${e}`));

@@ -1,5 +1,5 @@
 // The issue's targets checked against a run, and the Markdown table of a run.
-import { fmt, fmtRange } from './stats.mjs';
+import { fmt, fmtRange, pairedRatio } from './stats.mjs';
 
 const KB = 1000;
 const MB = 1e6;
@@ -14,11 +14,11 @@ export function targets(out) {
   const add = (name, want, value, met) => t.push({ name, want, value, met });
   if (ssh) {
     for (const k of ['up1', 'down1']) {
-      const ratio = d.throughput[k].median / ssh.throughput[k].median;
+      const ratio = pairedRatio(d.throughput[k], ssh.throughput[k]);
       add(`one stream ${k === 'up1' ? 'up' : 'down'} vs ssh -L`, '>= 1.0x', `${ratio.toFixed(2)}x`, ratio >= 1);
     }
     for (const k of ['up8', 'down8']) {
-      const ratio = d.throughput[k].median / ssh.throughput[k].median;
+      const ratio = pairedRatio(d.throughput[k], ssh.throughput[k]);
       add(`8 streams ${k === 'up8' ? 'up' : 'down'} vs ssh -L (8 streams)`, '>= 1.5x', `${ratio.toFixed(2)}x`, ratio >= 1.5);
     }
   }
@@ -52,21 +52,21 @@ export function markdown(out) {
   const names = Object.keys(out.results);
   const R = out.results;
   const row = (label, f) => `| ${label} | ${names.map((n) => f(R[n], n)).join(' | ')} |`;
-  const ratio = (v, base) => (base ? ` · ${(v / base).toFixed(2)}x ssh` : '');
+  const ratio = (v, base) => (base ? ` · ${pairedRatio(v, base).toFixed(2)}x ssh` : '');
   const ssh = R['ssh -L'];
   const m = out.machine;
   const lines = [
     `Run ${out.date.slice(0, 16).replace('T', ' ')} UTC${out.quick ? ' (--quick)' : ''}, ${out.durationS} s; ${m.cores} x ${m.cpu}, ${m.memGiB} GiB, Node ${m.node}, Linux ${m.kernel}; load average before ${m.loadavgBefore.map((x) => x.toFixed(1)).join(' ')}, after ${m.loadavgAfter.map((x) => x.toFixed(1)).join(' ')}.`,
-    `Median of ${out.config.runs} run(s), (min–max). MB = 10^6 bytes. CPU ns/B: user+system CPU time of the tunnel's own processes per byte carried. ` +
+    `Median of ${out.config.runs} run(s), (min–max); a ratio to ssh -L is the median of the runs' own ratios, each run measuring the two seconds apart. MB = 10^6 bytes. CPU ns/B: user+system CPU time of the tunnel's own processes per byte carried. ` +
       `Each transfer, ping-pong and set-up series stops early after ${out.config.xferMaxS} s, ${out.config.pingMaxS} s and ${out.config.setupMaxS} s (bytes per transfer this run: ` +
       `${fmt(Math.min(...Object.values(R).map((r) => r.bytesPerTransfer.min)) / 2 ** 20)}-${fmt(Math.max(...Object.values(R).map((r) => r.bytesPerTransfer.max)) / 2 ** 20)} MiB).`,
     '',
     `| | ${names.join(' | ')} |`,
     `|---|${names.map(() => '---:').join('|')}|`,
-    row(`1 stream up, MB/s (up to ${fmt(out.config.oneBytes / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up1) + ratio(r.throughput.up1.median, ssh?.throughput.up1.median)),
-    row('1 stream down, MB/s', (r) => fmtRange(r.throughput.down1) + ratio(r.throughput.down1.median, ssh?.throughput.down1.median)),
-    row(`8 streams up, MB/s total (8 x up to ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8.median, ssh?.throughput.up8.median)),
-    row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8.median, ssh?.throughput.down8.median)),
+    row(`1 stream up, MB/s (up to ${fmt(out.config.oneBytes / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up1) + ratio(r.throughput.up1, ssh?.throughput.up1)),
+    row('1 stream down, MB/s', (r) => fmtRange(r.throughput.down1) + ratio(r.throughput.down1, ssh?.throughput.down1)),
+    row(`8 streams up, MB/s total (8 x up to ${fmt(out.config.eightEach / 2 ** 20)} MiB)`, (r) => fmtRange(r.throughput.up8) + ratio(r.throughput.up8, ssh?.throughput.up8)),
+    row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8, ssh?.throughput.down8)),
     row('CPU ns/B, 1 stream up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up1.median, 2)} / ${fmt(r.cpuNsPerByte.down1.median, 2)}` : '–')),
     row('device side CPU ns/B, 1 stream up / down (the agent; sshd; the last hop)', (r) => (r.deviceCpuNsPerByte ? `${fmt(r.deviceCpuNsPerByte.up1.median, 2)} / ${fmt(r.deviceCpuNsPerByte.down1.median, 2)}` : '–')),
     row('CPU ns/B, 8 streams up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up8.median, 2)} / ${fmt(r.cpuNsPerByte.down8.median, 2)}` : '–')),
@@ -116,7 +116,7 @@ export function markdown(out) {
     lines.push('', `One stream with the device side on a CPU without AES instructions (a Raspberry Pi 3 or 4 stand-in: ${Object.entries(x.env).map(([k, v]) => `${k}=${v}`).join(' ')} ` +
       `for the agent and for sshd alone; median of ${x.runs}, up to ${fmt(x.bytes / 2 ** 20)} MiB each way): devstreams ${mb(x.devstreams)} (the agent's relay connection: ${x.devstreams.cipher ?? 'cipher not logged'})` +
       (x.devstreamsAesGcm ? `; devstreams with \`hub.tlsCipher: aes-gcm\`, as before the agent chose, ${mb(x.devstreamsAesGcm)} (${x.devstreamsAesGcm.cipher ?? 'cipher not logged'})` : '') +
-      (x.ssh ? `; ssh -L ${mb(x.ssh)} (devstreams ${fmt(x.devstreams.up.median / x.ssh.up.median, 2)}x / ${fmt(x.devstreams.down.median / x.ssh.down.median, 2)}x).` : '.'));
+      (x.ssh ? `; ssh -L ${mb(x.ssh)} (devstreams ${fmt(pairedRatio(x.devstreams.up, x.ssh.up), 2)}x / ${fmt(pairedRatio(x.devstreams.down, x.ssh.down), 2)}x).` : '.'));
   }
   if (out.targets.length) {
     lines.push('', '| target | wanted | this run | met |', '|---|---|---|---|');

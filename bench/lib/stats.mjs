@@ -5,9 +5,22 @@ export function pct(values, p) {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))];
 }
 
-/** Median, min and max of repeated runs. */
+/** Median, min and max of repeated runs, and each run's value in run order. */
 export function summary(values) {
-  return { median: pct(values, 0.5), min: Math.min(...values), max: Math.max(...values), runs: values.length };
+  return { median: pct(values, 0.5), min: Math.min(...values), max: Math.max(...values), runs: values.length, values: [...values] };
+}
+
+/**
+ * How `a` compares with `base` (two summaries of the same figure): the median of the ratios run by
+ * run, each of a run's two values measured seconds apart, so that a drift of the machine between
+ * runs does not enter the ratio; the ratio of the medians where the runs cannot be paired (a
+ * results file from before the values were kept).
+ */
+export function pairedRatio(a, base) {
+  const x = a?.values;
+  const y = base?.values;
+  if (x?.length && x.length === y?.length) return pct(x.map((v, i) => v / y[i]), 0.5);
+  return a.median / base.median;
 }
 
 export const MB = 1e6;
