@@ -51,6 +51,11 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  * - `readable-stream` for mqtt.js, mqtt-packet and bl, in the agent's program: a copy of Node's own
  *   streams (Node 18's), kept for browsers; Node's `stream` is the same API. 136 KB of the agent's
  *   program with its dependencies, and a second stream implementation compiled at every start.
+ * - mqtt.js's `is-browser`: its checks read the global `navigator`, whose first read loads Node's
+ *   internal/navigator; the executable runs on Node alone, so the answers are written in.
+ * - `debug` (for mqtt.js, mqtt-packet and https-proxy-agent): its colours load Node's `tty`. Its
+ *   replacement (scripts/sea-shims/debug.cjs) takes the same DEBUG patterns and writes plain lines.
+ *   These two: 0.2-0.5 MB of a fresh agent's RSS (docs/OPERATIONS.md "Agent footprint").
  */
 const NOT_A_BROWSER = `exports.__esModule = true; exports.default = false; exports.isWebWorker = false; exports.isReactNativeBrowser = false;`;
 const REPLACED = {
@@ -74,8 +79,6 @@ const REPLACED = {
     roles: ['agent'],
     source: `module.exports = require('node:stream');`,
   },
-  // mqtt.js's browser checks read the global \`navigator\`, whose first read loads Node's
-  // internal/navigator (0.6 MB of a fresh agent's RSS); this build runs on Node alone.
   './is-browser': {
     importers: /node_modules\/mqtt\/build\/lib\/[^/]+\.js$/,
     source: NOT_A_BROWSER,
@@ -84,8 +87,6 @@ const REPLACED = {
     importers: /node_modules\/mqtt\/build\/lib\/connect\/[^/]+\.js$/,
     source: NOT_A_BROWSER,
   },
-  // debug's colours load Node's tty module (0.5 MB of a fresh agent's RSS): the same DEBUG
-  // patterns, written plain (scripts/sea-shims/debug.cjs).
   debug: readFileSync(join(ROOT, 'scripts/sea-shims/debug.cjs'), 'utf8'),
   zlib: {
     importers: /node_modules\/ws\//,
