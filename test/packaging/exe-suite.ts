@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +48,16 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`^devstreams: ${file}: allow\\.0\\.port: [^\\n]+\\n$`));
       expect(r.stdout.length).toBe(0);
+    }, SLOW);
+
+    // The executable's agent compiles its YAML parser for each read of its config (scripts/sea-shims/
+    // yaml-on-demand.cjs): a YAML error is reported as in the program from the checkout.
+    it('an agent config that is not YAML: one line naming the file and the line, exit 2', async () => {
+      const file = join(tmp, 'not-yaml.yaml');
+      writeFileSync(file, 'hub:\n  url: wss://localhost/mqtt\nallow: [unclosed\n');
+      const r = await run([...exe, 'agent', '--config', file]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^devstreams: ${file}: line \\d+: [^\\n]+\\n$`));
     }, SLOW);
 
     describe.skipIf(!haveSshd)('a whole stream: agent = the executable, ssh through it', () => {
@@ -129,6 +139,25 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(thresholds).toEqual(mode === 'throughput' ? [true] : []);
         // qemu-user reports no RSS (process.memoryUsage.rss() is 0 under it).
         if (!runner?.length) expect(given.rssAfter).toBeLessThan(given.rssBefore as number);
+      }, SLOW);
+
+      it('re-reads its config on SIGHUP, and refuses a file that is not YAML with its line', async () => {
+        const file = stack.agentConfig(id);
+        const good = readFileSync(file, 'utf8');
+        const after = (from: number, msg: string) => agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= from && l.includes(msg), SLOW);
+        let from = agent.lines.length;
+        agent.child.kill('SIGHUP');
+        await after(from, '"msg":"config reloaded (allowlist and limits)"');
+        try {
+          writeFileSync(file, `${good}\nzzz: [unclosed\n`);
+          from = agent.lines.length;
+          agent.child.kill('SIGHUP');
+          const refused = JSON.parse(await after(from, '"msg":"config reload refused, the running config stays"')) as { err: string };
+          expect(refused.err).toMatch(/: line \d+: /);
+        } finally {
+          writeFileSync(file, good);
+        }
+        expect(agent.child.exitCode).toBe(null);
       }, SLOW);
     });
   });

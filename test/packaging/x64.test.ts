@@ -62,6 +62,9 @@ describe.skipIf(!canBuild)('the executable compiles only the role a command runs
     // debug without its colours (no tty), and mqtt.js's browser checks answered ahead (no navigator).
     expect(code.includes('require("tty")'), 'tty').toBe(false);
     expect(code.includes('navigator.product'), "mqtt.js's browser checks").toBe(false);
+    // The agent reads YAML only for its config: the parser is an asset of its own, compiled for each
+    // read. The hub keeps it (hub.yaml); the service side reads no YAML.
+    expect(code.includes('node_modules/yaml/'), 'the YAML parser').toBe(role === 'hub');
   });
 });
 
