@@ -53,9 +53,10 @@ const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
  *   program with its dependencies, and a second stream implementation compiled at every start.
  * - mqtt.js's `is-browser`: its checks read the global `navigator`, whose first read loads Node's
  *   internal/navigator; the executable runs on Node alone, so the answers are written in.
- * - `debug` (for mqtt.js, mqtt-packet and https-proxy-agent): its colours load Node's `tty`. Its
- *   replacement (scripts/sea-shims/debug.cjs) takes the same DEBUG patterns and writes plain lines.
- *   These two: 0.2-0.5 MB of a fresh agent's RSS (docs/OPERATIONS.md "Agent footprint").
+ * - `debug` (for mqtt.js, mqtt-packet and https-proxy-agent): always off in the executable
+ *   (scripts/sea-shims/debug.cjs), since mqtt-packet's trace prints the MQTT password (the device
+ *   token or key) and `DEBUG=*` on a device would put it in the journal; and its colours load
+ *   Node's `tty`. These two: 0.2-0.5 MB of a fresh agent's RSS (docs/OPERATIONS.md "Agent footprint").
  * - `yaml` in the agent's program: the agent parses YAML only to read its config, at start and on
  *   SIGHUP. Its parser is an asset of its own (bundleYaml), compiled for each read and then left to
  *   the garbage collector (scripts/sea-shims/yaml-on-demand.cjs): 161 KB of the agent's program,

@@ -77,7 +77,9 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         sshd = await startSshd();
         await stack.start([{ id, allow: [`ssh=${sshd.port}`, 'echo'], start: false }]);
         writeFileSync(preload, "process.on('SIGUSR2', () => console.log(JSON.stringify({ msg: 'modules loaded', modules: process.moduleLoadList })));\n");
-        agent = new CliProcess(['agent', '--config', stack.agentConfig(id)], { NODE_OPTIONS: `--require ${preload}` }, command(arch));
+        // DEBUG=*: the executable's debug is off (scripts/sea-shims/debug.cjs), so no trace, and no
+        // MQTT password in one, reaches the output (checked by the first test below).
+        agent = new CliProcess(['agent', '--config', stack.agentConfig(id)], { NODE_OPTIONS: `--require ${preload}`, DEBUG: '*' }, command(arch));
         stack.agents.set(id, agent);
         await agent.waitForLog('agent connected', {}, SLOW);
         await stack.waitForDevice(id, true, 60_000);
@@ -87,7 +89,7 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         await sshd?.stop();
       });
 
-      it('the agent starts without warnings (no native addon, no optional-module messages)', () => {
+      it('the agent starts without warnings (no native addon, no optional-module messages), and DEBUG=* prints no trace', () => {
         const notJson = agent.lines.filter((l) => !l.startsWith('{'));
         expect(notJson).toEqual([]);
         expect(agent.lines.join('\n')).not.toMatch(/warn|bufferutil|utf-8-validate|ExperimentalWarning/i);
