@@ -24,6 +24,23 @@ const OUT = join(ROOT, 'dist/bin');
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // Optional native helpers of `ws`: absent from the executable, so ws uses its JavaScript code.
 const OPTIONAL_NATIVE = ['bufferutil', 'utf-8-validate'];
+/** How each program in the executable is bundled: CommonJS for Node, held in memory as written. */
+const PROGRAM_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: `node${NODE_VERSION.split('.')[0]}`,
+  // Whitespace and comments out: a role's program is held in memory as one string for the life of
+  // the process, and the dependencies' comments carry non-ASCII characters (e.g. "RFC 4291 §2.7"),
+  // which turn the whole 3.8 MB source into a two-byte string (7.5 MB). ASCII and no comments:
+  // 2.8 MB, one byte per character. Names are kept (no identifier minification).
+  minifyWhitespace: true,
+  // Only syntax: names are kept.
+  minifySyntax: true,
+  charset: 'ascii',
+  logLevel: 'warning',
+};
+
 /**
  * Modules the executable never runs, replaced by a few lines each: their importers require them
  * when they load, so leaving them out would fail. Each entry is the replacement's source, or
@@ -137,24 +154,13 @@ console.log(`built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 async function bundleRole(role) {
   const file = join(WORK, `devstreams-${role}.cjs`);
   const result = await build({
+    ...PROGRAM_OPTIONS,
     entryPoints: [join(ROOT, 'bin/devstreams.ts')],
     outfile: file,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: `node${NODE_VERSION.split('.')[0]}`,
     define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version), __DEVSTREAMS_SEA__: 'true', __DEVSTREAMS_ROLE__: JSON.stringify(role) },
-    // Whitespace and comments out: a role's program is held in memory as one string for the life of
-    // the process, and the dependencies' comments carry non-ASCII characters (e.g. "RFC 4291 §2.7"),
-    // which turn the whole 3.8 MB source into a two-byte string (7.5 MB). ASCII and no comments:
-    // 2.8 MB, one byte per character. Names are kept (no identifier minification).
-    minifyWhitespace: true,
-    // Folds the role conditions (and only syntax: names are kept).
-    minifySyntax: true,
-    charset: 'ascii',
+    // Folds the role conditions (PROGRAM_OPTIONS' minifySyntax).
     plugins: [absentModules(OPTIONAL_NATIVE), replacedModules(REPLACED, role)],
     metafile: true,
-    logLevel: 'warning',
   });
   const native = Object.keys(result.metafile.inputs).filter((f) => f.endsWith('.node') || f.includes('node-gyp-build'));
   if (native.length) fail(`the bundle would need native addons: ${native.join(', ')}`);
@@ -164,18 +170,7 @@ async function bundleRole(role) {
 /** The YAML parser alone, for the agent's program to compile when it reads its config (REPLACED). */
 async function bundleYaml() {
   const file = join(WORK, 'yaml.cjs');
-  await build({
-    stdin: { contents: `module.exports = require('yaml');`, resolveDir: ROOT, loader: 'js' },
-    outfile: file,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: `node${NODE_VERSION.split('.')[0]}`,
-    minifyWhitespace: true,
-    minifySyntax: true,
-    charset: 'ascii',
-    logLevel: 'warning',
-  });
+  await build({ ...PROGRAM_OPTIONS, stdin: { contents: `module.exports = require('yaml');`, resolveDir: ROOT, loader: 'js' }, outfile: file });
   return file;
 }
 
