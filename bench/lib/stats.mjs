@@ -14,7 +14,7 @@ export function summary(values) {
  * How `a` compares with `base` (two summaries of the same figure): the median of the ratios run by
  * run, each of a run's two values measured seconds apart, so that a drift of the machine between
  * runs does not enter the ratio; the ratio of the medians where the runs cannot be paired (a
- * results file from before the values were kept).
+ * summary without values, or with a different number of runs).
  */
 export function pairedRatio(a, base) {
   const x = a?.values;

@@ -68,6 +68,9 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       // Preloaded into the agent: on SIGUSR2, a JSON line with the built-in modules it has loaded.
       const preload = join(tmp, 'modules.cjs');
       // ProxyCommand: the service side from this checkout, or the executable's own `connect`.
+      /** The agent's first line from `from` on (an index into its lines) that contains `text`. */
+      const lineAfter = (from: number, text: string): Promise<string> =>
+        agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= from && l.includes(text), SLOW);
       const connect = (): string => (opts.serviceSide === 'executable' ? exe.join(' ') : `${process.execPath} ${CLI}`) + ' connect %h ssh';
       const ssh = (remote: string, input: Buffer | string, timeoutMs: number) =>
         run(['ssh', ...sshd.sshArgs(id), '-o', `ProxyCommand=${connect()}`, `${sshd.user}@${id}`, remote], { input, env: stack.env, timeoutMs });
@@ -130,8 +133,7 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       // for its architecture, writes it out, loads it, sets glibc's thresholds while busy (throughput
       // mode), and trims glibc's heap once idle.
       it("idle after the transfers, it gives glibc's free heap back with the executable's own native helper", async () => {
-        const after = agent.lines.length;
-        const line = await agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= after && l.includes('"msg":"idle: memory given back"'), SLOW);
+        const line = await lineAfter(agent.lines.length, '"msg":"idle: memory given back"');
         const given = JSON.parse(line) as Record<string, unknown>;
         expect(agent.logs('glibc heap not tuned or trimmed (native helper unavailable)')).toEqual([]);
         expect(given.trimmed).toBe(true);
@@ -146,15 +148,14 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
       it('re-reads its config on SIGHUP, and refuses a file that is not YAML with its line', async () => {
         const file = stack.agentConfig(id);
         const good = readFileSync(file, 'utf8');
-        const after = (from: number, msg: string) => agent.waitForLine((l) => agent.lines.lastIndexOf(l) >= from && l.includes(msg), SLOW);
         let from = agent.lines.length;
         agent.child.kill('SIGHUP');
-        await after(from, '"msg":"config reloaded (allowlist and limits)"');
+        await lineAfter(from, '"msg":"config reloaded (allowlist and limits)"');
         try {
           writeFileSync(file, `${good}\nzzz: [unclosed\n`);
           from = agent.lines.length;
           agent.child.kill('SIGHUP');
-          const refused = JSON.parse(await after(from, '"msg":"config reload refused, the running config stays"')) as { err: string };
+          const refused = JSON.parse(await lineAfter(from, '"msg":"config reload refused, the running config stays"')) as { err: string };
           expect(refused.err).toMatch(/: line \d+: /);
         } finally {
           writeFileSync(file, good);
