@@ -1,3 +1,4 @@
+import { holdOptimizingCompilers } from '../protocol/compiler-tiers.js';
 import { enableCompileCache } from './compile-cache.js';
 
 // The executable's entry. The service commands (`connect` runs once per ssh, as its ProxyCommand)
@@ -8,4 +9,7 @@ declare const __DEVSTREAMS_SEA__: boolean | undefined;
 const command = process.argv[2];
 const sea = typeof __DEVSTREAMS_SEA__ === 'boolean' && __DEVSTREAMS_SEA__;
 if (!sea && command !== 'hub' && command !== 'agent') enableCompileCache();
+// The agent starts with V8's optimizing compilers held back until its first stream
+// (protocol/compiler-tiers.ts): set before its program loads, which is when they would compile.
+if (command === 'agent') holdOptimizingCompilers();
 void import('./cli-main.js');

@@ -28,6 +28,7 @@ export * from './config-error.js';
 // index it would load the YAML parser into every service command's start-up.
 export * from './logger.js';
 export * from './sd-notify.js';
+export * from './compiler-tiers.js';
 export * from './gc-tuning.js';
 export * from './idle-memory.js';
 export * from './malloc-trim.js';

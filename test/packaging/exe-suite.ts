@@ -109,11 +109,14 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(modules.has('NativeModule tls'), 'tls, as a check that the list is whole').toBe(true);
         const unused = ['assert', 'worker_threads', 'child_process', 'fs/promises', 'internal/readline/interface', 'zlib', 'perf_hooks', 'tty', 'internal/navigator'];
         expect(unused.filter((m) => modules.has(`NativeModule ${m}`))).toEqual([]);
+        // protocol/compiler-tiers.ts: no optimizing compiler before the first stream.
+        expect(agent.logs('first stream: optimizing compilers on')).toEqual([]);
       }, SLOW);
 
-      it('runs a command over ssh through the stream', async () => {
+      it('runs a command over ssh through the stream (the first stream turns the optimizing compilers on)', async () => {
         const r = await ssh('echo hello-from-$(uname -s)', '', SLOW);
         expect({ code: r.code, stdout: r.stdout.toString() }).toEqual({ code: 0, stdout: 'hello-from-Linux\n' });
+        expect(agent.logs('first stream: optimizing compilers on')).toHaveLength(1);
       }, SLOW);
 
       it('carries 20 MB each way in one ssh session, checked by SHA-256', async () => {
@@ -127,6 +130,7 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(r.stderr.split(' ')[0]).toBe(sha256(up));
         expect(r.stdout.length).toBe(MB20);
         expect(sha256(r.stdout)).toBe(sha256(downBytes));
+        expect(agent.logs('first stream: optimizing compilers on')).toHaveLength(1); // once, not per stream
       }, SLOW);
 
       // protocol/idle-memory.ts, protocol/malloc-trim.ts: the executable carries the native helper
