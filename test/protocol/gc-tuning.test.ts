@@ -1,5 +1,9 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RELAY_HEAP_GROWING_PERCENT, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
+// @ts-expect-error: a build script in plain JavaScript
+import { shippedNode } from '../../scripts/shipped-node.mjs';
+import { runBundledChild } from '../helpers/bundled-child.js';
 
 /** The flags tuneGcForRelaying hands V8, in order, for a V8 of `version`. */
 function flagsSet(on: boolean | undefined, version: string): { changed: boolean; flags: string[] } {
@@ -29,5 +33,18 @@ describe('tuneGcForRelaying', () => {
   it('before V8 13 (Node 20) nothing is set: the option does not exist there', () => {
     expect(flagsSet(true, '11.3.244.8-node.33')).toEqual({ changed: false, flags: [] });
     expect(flagsSet(false, '12.4.254.21-node.33')).toEqual({ changed: false, flags: [] });
+  });
+});
+
+describe('collectGarbage, the idle collection (protocol/idle-memory.ts)', () => {
+  it("in the executables' Node: drops the bytecode of functions not running, and they run again as before", async () => {
+    const r = await runBundledChild(join(import.meta.dirname, 'fixtures/idle-collection-child.ts'), { node: shippedNode() as string });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { before: number; after: number; ms: number; same: boolean; again: number };
+    expect(out.ms).toBeGreaterThanOrEqual(0);
+    expect(out.before).toBeGreaterThan(500_000); // 2,000 functions' bytecode
+    expect(out.after).toBeLessThan(out.before / 10);
+    expect(out.same).toBe(true); // compiled again from their source
+    expect(out.again).toBeGreaterThan(out.after); // ... which is where their bytecode came back from
   });
 });
