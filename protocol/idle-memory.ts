@@ -20,7 +20,8 @@ export const TRIM_AFTER_GC_MS = 1_000;
  * board's memory is the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of them
  * resident until malloc_trim (protocol/malloc-trim.ts). The collection also drops the bytecode of
  * functions not running (protocol/gc-tuning.ts collectGarbage). It costs a fresh agent 19-20 ms
- * here (9-11 ms before it dropped bytecode; up to 0.25 s after a busy period), a trim 2-30 ms, once
+ * here (9-11 ms before it dropped bytecode), an agent after 256 MiB each way 50-52 ms (22-27 before;
+ * that agent, `node dist/devstreams.mjs`, then idles at 79-80 MB against 97), a trim 2-30 ms, once
  * per idle period. Measured (node bench/idle.mjs, Node 24): the
  * collection took a fresh agent from 94.9 to 82.5 MB RSS and an agent after work from 256.5 to
  * 180.6 MB; the trim an agent after work from 225.6 to 74.2 MB. Never in the SDK: it changes no
