@@ -10,16 +10,22 @@
  * loads it and protocol/idle-memory.ts calls it once per idle period.
  *
  * It also sets glibc's trim and mapping thresholds (mallopt) for a relay while it carries streams:
- * see protocol/malloc-trim.ts, RELAY_HEAP_THRESHOLDS.
+ * see protocol/malloc-trim.ts, RELAY_HEAP_THRESHOLDS; and sends systemd's notifications for the
+ * daemons (notify, below; protocol/sd-notify.ts), which Node has no socket for.
  *
  * The Node-API declarations are written out here, not included: Node-API is a stable C ABI, the
  * host process (node, or the single executable) exports these symbols, and so the addon builds with
  * nothing but a C compiler (scripts/native.mjs), for x64 and, cross-compiled, for arm64.
  */
+#include <errno.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 typedef struct napi_env__ *napi_env;
 typedef struct napi_value__ *napi_value;
@@ -34,6 +40,8 @@ extern napi_status napi_get_boolean(napi_env env, bool value, napi_value *result
 extern napi_status napi_get_cb_info(napi_env env, napi_callback_info cbinfo, size_t *argc, napi_value *argv,
                                     napi_value *this_arg, void **data);
 extern napi_status napi_get_value_int32(napi_env env, napi_value value, int32_t *result);
+extern napi_status napi_get_value_string_utf8(napi_env env, napi_value value, char *buf, size_t bufsize, size_t *result);
+extern napi_status napi_create_int32(napi_env env, int32_t value, napi_value *result);
 
 /* trim(): true when glibc gave memory back to the kernel, false when there was none to give. */
 static napi_value trim(napi_env env, napi_callback_info info) {
@@ -63,6 +71,47 @@ static napi_value thresholds(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * notify(socketPath, message): systemd's sd_notify(3), which Node cannot do itself (no AF_UNIX
+ * datagram sockets): one datagram of `message` to NOTIFY_SOCKET, a path or, starting with '@', an
+ * abstract socket. Sent from this process, so systemd attributes it to the unit's main PID with no
+ * race against a helper process's exit. Returns 0 when sent, an errno otherwise (EINVAL for
+ * arguments that are not two strings, a path too long, or a message over 4 KiB).
+ */
+static napi_value notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2] = {NULL, NULL};
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  char message[4097];
+  size_t path_len = 0, message_len = 0;
+  int32_t err = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0 || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != 0 ||
+      napi_get_value_string_utf8(env, argv[1], message, sizeof(message), &message_len) != 0 || path_len == 0 ||
+      path_len >= sizeof(path) - 1 || message_len >= sizeof(message) - 1 || (path[0] != '/' && path[0] != '@')) {
+    err = EINVAL;
+  } else {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, path_len);
+    if (path[0] == '@') addr.sun_path[0] = '\0';
+    socklen_t addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len + (path[0] == '/' ? 1 : 0));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      err = errno;
+    } else {
+      ssize_t sent = sendto(fd, message, message_len, MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
+      if (sent < 0) err = errno;
+      else if ((size_t)sent != message_len) err = EMSGSIZE;
+      close(fd);
+    }
+  }
+  napi_value result = NULL;
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
 __attribute__((visibility("default"))) int node_api_module_get_api_version_v1(void) { return 8; }
 
 __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
@@ -71,5 +120,7 @@ __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_e
   if (napi_set_named_property(env, exports, "trim", fn) != 0) return NULL;
   if (napi_create_function(env, "thresholds", 10, thresholds, NULL, &fn) != 0) return NULL;
   if (napi_set_named_property(env, exports, "thresholds", fn) != 0) return NULL;
+  if (napi_create_function(env, "notify", 6, notify, NULL, &fn) != 0) return NULL;
+  if (napi_set_named_property(env, exports, "notify", fn) != 0) return NULL;
   return exports;
 }

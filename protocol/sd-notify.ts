@@ -1,16 +1,21 @@
+import { getSystemErrorName } from 'node:util';
 import type { Logger } from './logger.js';
+import { loadMallocTrim, type SdNotifySend } from './malloc-trim.js';
 
 /**
- * systemd's service notification protocol (sd_notify(3)) without a native addon: Node cannot send
- * on an AF_UNIX datagram socket, so each message is handed to `systemd-notify`, which the unit
- * allows with NotifyAccess=all. systemd-notify waits (barrier) until systemd has taken the message,
- * so it is still alive when systemd attributes it to the unit; READY=1 is nevertheless repeated
- * with every later message (systemd ignores a repeat), so one lost to a race is delivered with the
- * next. Messages are sent one at a time; what comes in meanwhile is merged into the next one.
+ * systemd's service notification protocol (sd_notify(3)). Node cannot send on an AF_UNIX datagram
+ * socket, so each message goes through devstreams' native helper (native/malloc-trim.c `notify`,
+ * loaded at the first message), from this process itself: systemd attributes it to the unit's main
+ * PID. Where the helper cannot be loaded (protocol/malloc-trim.ts says where), each message is
+ * handed to `systemd-notify` instead, which the unit allows with NotifyAccess=all; systemd-notify
+ * waits (barrier) until systemd has taken the message, so it is still alive when systemd attributes
+ * it to the unit. READY=1 is repeated with every later message either way (systemd ignores a
+ * repeat), so one lost to a race is delivered with the next. Messages are sent one at a time; what
+ * comes in meanwhile is merged into the next one.
  *
- * Without NOTIFY_SOCKET everything is a no-op, and neither child_process nor perf_hooks is loaded
- * while the process runs (settled() reads the clock at shutdown): an agent run by hand or in a
- * container does not carry them (docs/OPERATIONS.md "Agent footprint").
+ * Without NOTIFY_SOCKET everything is a no-op. With the helper, neither child_process nor perf_hooks
+ * is loaded (the clock is process.hrtime): an agent under systemd carries neither (docs/OPERATIONS.md
+ * "Agent footprint").
  */
 
 /** systemd's interface variables, read once by a CLI from its environment. */
@@ -37,9 +42,17 @@ export interface SdNotifierOptions {
   checkIntervalMs?: number;
   /** The event-loop delay above which a watchdog ping is withheld (default: half the ping interval). */
   maxLoopDelayMs?: number;
-  /** The program that sends (default `systemd-notify`, found on PATH). */
+  /**
+   * How a message is sent (default: the native helper's notify, loaded at the first message); null,
+   * or a helper that cannot be loaded: `command`.
+   */
+  send?: SdNotifySend | null;
+  /** The program that sends without the helper (default `systemd-notify`, found on PATH). */
   command?: string;
 }
+
+/** A monotonic clock in ms: process.hrtime, since the global `performance` loads all of perf_hooks. */
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 type Fields = Record<string, string>;
 
@@ -50,6 +63,8 @@ export class SdNotifier {
   private readonly log: Logger;
   private readonly status: () => string;
   private readonly command: string;
+  /** The native sender: undefined until the first message decides, null for `command`. */
+  private sender: SdNotifySend | null | undefined;
   /** The watchdog ping interval (half of WATCHDOG_USEC), or 0 without a watchdog. */
   readonly pingIntervalMs: number;
   private readonly checkMs: number;
@@ -70,6 +85,7 @@ export class SdNotifier {
     this.log = opts.log.child({ component: 'sd-notify' });
     this.status = opts.status;
     this.command = opts.command ?? 'systemd-notify';
+    this.sender = opts.send === undefined ? undefined : opts.send;
     const usec = Number(opts.env.watchdogUsec);
     const forUs = !opts.env.watchdogPid || Number(opts.env.watchdogPid) === process.pid;
     this.pingIntervalMs = this.socket && forUs && Number.isFinite(usec) && usec > 0 ? usec / 2000 : 0;
@@ -88,7 +104,7 @@ export class SdNotifier {
     this.isReady = true;
     this.lastStatus = this.status();
     this.send({ STATUS: this.lastStatus, ...(this.pingIntervalMs > 0 ? { WATCHDOG: '1' } : {}) });
-    this.lastCheck = performance.now();
+    this.lastCheck = nowMs();
     this.nextPing = this.lastCheck + this.pingIntervalMs;
     this.schedule();
     this.log.debug({ watchdogIntervalMs: this.pingIntervalMs }, 'notified systemd: ready');
@@ -111,10 +127,10 @@ export class SdNotifier {
 
   /** Resolves when no message is being sent (or after `timeoutMs`). */
   async settled(timeoutMs = STOP_WAIT_MS): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.inFlight && performance.now() < deadline) {
+    const deadline = nowMs() + timeoutMs;
+    while (this.inFlight && nowMs() < deadline) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.inFlight, new Promise((r) => (timer = setTimeout(r, deadline - performance.now())))]);
+      await Promise.race([this.inFlight, new Promise((r) => (timer = setTimeout(r, deadline - nowMs())))]);
       clearTimeout(timer);
     }
   }
@@ -131,7 +147,7 @@ export class SdNotifier {
 
   /** One tick: measure how late it came (event-loop delay), refresh STATUS, ping when due. */
   private check(): void {
-    const now = performance.now();
+    const now = nowMs();
     this.maxLag = Math.max(this.maxLag, now - this.lastCheck - this.checkMs);
     this.lastCheck = now;
     const status = this.status();
@@ -160,19 +176,39 @@ export class SdNotifier {
     if (!this.inFlight) this.inFlight = this.flush();
   }
 
-  /** Sends what is pending, one systemd-notify at a time, until nothing is. */
+  /** Sends what is pending, one message at a time, until nothing is. */
   private async flush(): Promise<void> {
+    // First a turn of the microtask queue: send() stores this promise as inFlight before the loop
+    // runs (with the native helper nothing below waits, and the loop would clear inFlight before
+    // it was set), and what is sent in the same turn goes in one message.
+    await undefined;
     while (Object.keys(this.pending).length > 0) {
       const fields: Fields = { ...(this.isReady ? { READY: '1' } : {}), ...this.pending };
       this.pending = {};
       const args = Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/\n/g, ' ')}`);
-      const problem = await this.run(args);
+      const problem = this.nativeSender() ? this.sendNative(args.join('\n')) : await this.run(args);
       if (problem && !this.warned) {
         this.warned = true; // once: a host without systemd-notify would otherwise log every tick
         this.log.warn({ problem }, 'cannot notify systemd');
       }
     }
     this.inFlight = undefined;
+  }
+
+  /** The helper's notify, looked up once (at the first message); null when it cannot be had. */
+  private nativeSender(): SdNotifySend | null {
+    if (this.sender === undefined) {
+      const load = loadMallocTrim();
+      this.sender = load.notify;
+      if (!load.notify) this.log.info({ reason: load.reason, command: this.command }, 'systemd notifications through a helper program (native helper unavailable)');
+    }
+    return this.sender;
+  }
+
+  /** One datagram from this process; a problem description, or '' on success. */
+  private sendNative(message: string): string {
+    const errno = this.sender!(this.socket!, message);
+    return errno === 0 ? '' : `sd_notify to ${this.socket}: ${errno > 0 ? getSystemErrorName(-errno) : errno}`;
   }
 
   /** Runs the command; resolves with a problem description, or '' on success. */

@@ -126,7 +126,8 @@ describe.skipIf(unavailable !== '')(`the units under a real systemd${unavailable
     expect(checks.tmp_is_private).toBe('yes');
     expect(checks.home_hidden).toBe('yes');
     expect(checks.dev_private).toBe('yes');
-    // protocol/malloc-trim.ts under the sandbox: the helper loads from the private /tmp, madvise passes the filter.
+    // protocol/malloc-trim.ts under the sandbox: the helper loads, madvise passes the filter, and
+    // systemd's notifications go through it (protocol/sd-notify.ts logs 'native helper unavailable' otherwise).
     expect(checks.idle_trim_unavailable, context).toBe('0');
     expect(Number(checks.idle_trimmed), context).toBeGreaterThan(0);
 

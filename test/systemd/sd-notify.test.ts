@@ -1,22 +1,22 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SdNotifier, silentLogger } from '../../protocol/index.js';
+import { MALLOC_TRIM_ADDON, SdNotifier, loadMallocTrimFrom, silentLogger, type SdNotifySend } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
 import { CliProcess, ROOT, freePort, runCli } from '../helpers/proc.js';
 import { NotifyListener, type NotifyMessage } from './notify-listener.js';
 
-/** sd_notify through systemd-notify, against a stand-in NOTIFY_SOCKET listener. */
+/** sd_notify through the native helper or systemd-notify, against a stand-in NOTIFY_SOCKET listener. */
 
 const listeners: NotifyListener[] = [];
 const procs: CliProcess[] = [];
 const dirs: string[] = [];
-async function listener(): Promise<NotifyListener> {
-  const l = await new NotifyListener().start();
+async function listener(opts: { abstract?: boolean } = {}): Promise<NotifyListener> {
+  const l = await new NotifyListener(opts).start();
   listeners.push(l);
   return l;
 }
@@ -29,6 +29,60 @@ afterAll(() => {
 });
 
 const gaps = (ms: NotifyMessage[]): number[] => ms.slice(1).map((m, i) => m.at - ms[i]!.at);
+
+describe("sd_notify through the native helper (native/malloc-trim.c notify)", () => {
+  // The development build's helper (scripts/build.mjs builds it).
+  const load = loadMallocTrimFrom(join(ROOT, 'dist/native', MALLOC_TRIM_ADDON));
+  const notify = load.notify as SdNotifySend;
+
+  it('sends one datagram from this process, to a socket file or an abstract socket', async () => {
+    expect(load.reason).toBeUndefined();
+    for (const abstract of [false, true]) {
+      const l = await listener({ abstract });
+      expect(notify(l.path, 'READY=1\nSTATUS=up and running')).toBe(0);
+      const m = await l.waitFor((x) => x.fields.READY === '1', `READY=1 (${l.path})`, 5000);
+      expect(m.fields.STATUS).toBe('up and running');
+      expect(m.pid).toBe(process.pid);
+    }
+  });
+
+  it('refuses what it cannot send with an errno, and sends nothing', async () => {
+    const l = await listener();
+    expect(notify('relative/path', 'READY=1')).toBe(22); // EINVAL: not a path or '@name'
+    expect(notify(join(l.dir, 'nobody-listens'), 'READY=1')).toBe(2); // ENOENT
+    expect(notify(l.path, `STATUS=${'x'.repeat(5000)}`)).toBe(22); // EINVAL: over 4 KiB
+    expect(notify(l.path, 'WATCHDOG=1')).toBe(0);
+    await l.waitFor((x) => x.fields.WATCHDOG === '1', 'WATCHDOG=1', 5000);
+    expect(l.messages.map((m) => m.fields)).toEqual([{ WATCHDOG: '1' }]);
+  });
+
+  it('SdNotifier sends through it: READY=1 and STOPPING=1 from its own process, no helper program', async () => {
+    const l = await listener();
+    const n = new SdNotifier({ env: { notifySocket: l.path }, log: silentLogger, status: () => 'fine', send: notify, command: '/nonexistent/systemd-notify' });
+    n.ready();
+    const ready = await l.waitFor((m) => m.fields.READY === '1', 'READY=1', 5000);
+    expect(ready).toMatchObject({ fields: { READY: '1', STATUS: 'fine' }, pid: process.pid });
+    await n.stopping();
+    const stop = await l.waitFor((m) => m.fields.STOPPING === '1', 'STOPPING=1', 5000);
+    expect(stop.pid).toBe(process.pid);
+    expect(l.barriers).toBe(0);
+  });
+
+  it('SdNotifier without the helper (send: null) hands each message to the command', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'devstreams-notify-'));
+    dirs.push(dir);
+    const args = join(dir, 'args');
+    const command = join(dir, 'notify.sh');
+    writeFileSync(command, `#!/bin/sh\nprintf '%s\\n' "$@" >> ${args}\n`, { mode: 0o755 });
+    const l = await listener();
+    const n = new SdNotifier({ env: { notifySocket: l.path }, log: silentLogger, status: () => 'fine', send: null, command });
+    n.ready();
+    await n.settled();
+    await n.stopping();
+    expect(readFileSync(args, 'utf8').trim().split('\n')).toEqual(['READY=1', 'STATUS=fine', 'READY=1', 'STOPPING=1', 'STATUS=stopping']);
+    expect(l.messages).toEqual([]);
+  });
+});
 
 describe('SdNotifier', () => {
   it('does nothing without NOTIFY_SOCKET', async () => {
@@ -126,6 +180,8 @@ describe('SdNotifier', () => {
       await l.waitFor((m) => m.fields.STOPPING === '1', 'STOPPING=1', 5000);
       const [code] = (await once(child, 'exit')) as [number | null];
       expect(code).toBe(0);
+      // No native helper next to this bundle: the messages came through systemd-notify.
+      expect(l.barriers).toBeGreaterThan(0);
     } finally {
       child.kill('SIGKILL');
     }
@@ -157,6 +213,8 @@ describe('the daemons under a stand-in systemd', () => {
     const hub = new CliProcess(['hub', '--config', join(dir, 'hub.yaml')], { NOTIFY_SOCKET: hubL.path, WATCHDOG_USEC: '2000000' });
     procs.push(hub);
     const hubReady = await hubL.waitFor((m) => m.fields.READY === '1', 'READY=1 from the hub');
+    // Through the native helper, from the daemon itself (no systemd-notify: checked at the end).
+    expect(hubReady.pid).toBe(hub.child.pid);
     expect(hub.logs('hub listening')).toHaveLength(1); // READY comes once the hub listens
     expect(hubReady.fields.STATUS).toBe('0 devices online; 0 streams open');
 
@@ -166,6 +224,7 @@ describe('the daemons under a stand-in systemd', () => {
     });
     procs.push(agent);
     const agentReady = await agentL.waitFor((m) => m.fields.READY === '1', 'READY=1 from the agent');
+    expect(agentReady.pid).toBe(agent.child.pid);
     expect(agentReady.fields.STATUS).toMatch(/^control channel (connecting|connected); 0 streams open$/);
     await agentL.waitFor((m) => m.fields.STATUS === 'control channel connected; 0 streams open', 'STATUS connected');
     await hubL.waitFor((m) => m.fields.STATUS === '1 devices online; 0 streams open', 'STATUS with the device online');
@@ -197,6 +256,9 @@ describe('the daemons under a stand-in systemd', () => {
     expect(agentL.messages.at(-1)!.fields).toMatchObject({ STOPPING: '1' });
     expect(await hub.stop()).toBe(0);
     expect(hubL.messages.at(-1)!.fields).toMatchObject({ STOPPING: '1' });
+    // Every message from the daemons themselves: no systemd-notify, whose barrier follows each one.
+    expect([hubL.barriers, agentL.barriers]).toEqual([0, 0]);
+    expect(new Set(agentL.messages.map((m) => m.pid))).toEqual(new Set([agent.child.pid]));
     // READY=1 rides along with every message (a repeat is harmless; one lost to a race is not).
     expect(agentL.messages.every((m) => m.fields.READY === '1')).toBe(true);
   });
