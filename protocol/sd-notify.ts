@@ -85,7 +85,7 @@ export class SdNotifier {
     this.log = opts.log.child({ component: 'sd-notify' });
     this.status = opts.status;
     this.command = opts.command ?? 'systemd-notify';
-    this.sender = opts.send === undefined ? undefined : opts.send;
+    this.sender = opts.send;
     const usec = Number(opts.env.watchdogUsec);
     const forUs = !opts.env.watchdogPid || Number(opts.env.watchdogPid) === process.pid;
     this.pingIntervalMs = this.socket && forUs && Number.isFinite(usec) && usec > 0 ? usec / 2000 : 0;
