@@ -84,15 +84,15 @@ let gcFunction: ((options?: { type: 'major'; execution: 'sync'; flavor: 'last-re
 
 /**
  * Runs the idle collection now (V8 12 and later: the last-resort collection, dropping bytecode not
- * in use, below; Node 20: one full collection) and returns how long it took (ms), or null where
- * V8's `gc` cannot be had. `v8Version` picks which. V8 exposes `gc` to contexts created after
+ * in use, below; with `dropBytecode: false`, or on Node 20's V8: one full collection) and returns
+ * how long it took (ms), or null where V8's `gc` cannot be had. V8 exposes `gc` to contexts created after
  * `--expose-gc` is set, so it is fetched from a fresh `vm` context; the process's own global gets
  * no `gc`. A full collection also gives back the young generation V8 grew and the old-space pages
  * that only held garbage, which V8's memory reducer may not do for minutes in a process that
  * sleeps.
  */
-export function collectGarbage(v8Version: string = process.versions.v8): number | null {
-  const lastResort = Number(v8Version.split('.')[0]) >= 12;
+export function collectGarbage(opts: { dropBytecode?: boolean; v8Version?: string } = {}): number | null {
+  const lastResort = (opts.dropBytecode ?? true) && Number((opts.v8Version ?? process.versions.v8).split('.')[0]) >= 12;
   if (gcFunction === undefined) {
     try {
       setFlagsFromString('--expose-gc');
@@ -114,7 +114,9 @@ export function collectGarbage(v8Version: string = process.versions.v8): number 
     // agent 59.9-60.1 MB against 61.7-62.0 before (`node bench/idle.mjs --exe COPY --cold`, three
     // alternating pairs), V8's bytecode 1.19 -> 0.13 MB; the collection 19-20 ms instead of 9-11;
     // the first stream after an idle period (`node bench/after-idle.mjs --first-byte`, forward and
-    // agent compiling again) 17-27 ms to its first byte against 10-21.
+    // agent compiling again) 17-27 ms to its first byte against 10-21. `devstreams forward` has kept
+    // its bytecode since (dropBytecode: false, service/forward-command.ts): 14.3-18.5 ms against
+    // 17.4-29.6 with both dropping it (eight first streams each, alternating).
     setFlagsFromString('--bytecode-old-age=1');
     try {
       gcFunction({ type: 'major', execution: 'sync', flavor: 'last-resort' });

@@ -18,8 +18,9 @@ export const TRIM_AFTER_GC_MS = 1_000;
  * a second later. V8 grows its young generation during start-up and keeps the garbage of a busy
  * period; its own memory reducer may not run for minutes in a process that mostly sleeps, and a
  * board's memory is the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of them
- * resident until malloc_trim (protocol/malloc-trim.ts). The collection also drops the bytecode of
- * functions not running (protocol/gc-tuning.ts collectGarbage). It costs a fresh agent 19-20 ms
+ * resident until malloc_trim (protocol/malloc-trim.ts). The agent's collection also drops the
+ * bytecode of functions not running (protocol/gc-tuning.ts collectGarbage; `devstreams forward`
+ * keeps it, service/forward-command.ts). It costs a fresh agent 19-20 ms
  * here (9-11 ms before it dropped bytecode), an agent after 256 MiB each way 50-52 ms (22-27 before;
  * that agent, `node dist/devstreams.mjs`, then idles at 79-80 MB against 97), a trim 2-30 ms, once
  * per idle period. Measured (node bench/idle.mjs, Node 24): the

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, collectGarbage } from '../protocol/index.js';
 import type { ServiceContext } from './context.js';
 import { Forwarder } from './forward.js';
 
@@ -23,6 +23,10 @@ export async function runForward(
     busy: () => forwarder.connections > 0,
     log: ctx.log,
     keepWhileBusy: () => RELAY_HEAP_THRESHOLDS,
+    // Not the agent's collection that drops the bytecode not in use (protocol/gc-tuning.ts): a
+    // user's machine has memory to spare, and the next connection would wait while forward compiles
+    // its path again.
+    collect: () => collectGarbage({ dropBytecode: false }),
   });
   const forwarder = new Forwarder({
     client: ctx.client,

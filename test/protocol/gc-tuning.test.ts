@@ -47,4 +47,12 @@ describe('collectGarbage, the idle collection (protocol/idle-memory.ts)', () => 
     expect(out.same).toBe(true); // compiled again from their source
     expect(out.again).toBeGreaterThan(out.after); // ... which is where their bytecode came back from
   });
+
+  it('with dropBytecode: false (devstreams forward) keeps it', async () => {
+    const r = await runBundledChild(join(import.meta.dirname, 'fixtures/idle-collection-child.ts'), { node: shippedNode() as string, env: { KEEP_BYTECODE: '1' } });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { before: number; after: number; same: boolean };
+    expect(out.after).toBeGreaterThan(out.before / 2);
+    expect(out.same).toBe(true);
+  });
 });
