@@ -85,10 +85,10 @@ let gcFunction: ((options?: { type: 'major'; execution: 'sync'; flavor: 'last-re
 /**
  * Runs the idle collection now (V8 12 and later: the last-resort collection, dropping bytecode not
  * in use, below; with `dropBytecode: false`, or on Node 20's V8: one full collection) and returns
- * how long it took (ms), or null where V8's `gc` cannot be had. V8 exposes `gc` to contexts created after
- * `--expose-gc` is set, so it is fetched from a fresh `vm` context; the process's own global gets
- * no `gc`. A full collection also gives back the young generation V8 grew and the old-space pages
- * that only held garbage, which V8's memory reducer may not do for minutes in a process that
+ * how long it took (ms), or null where V8's `gc` cannot be had. V8 exposes `gc` to contexts created
+ * after `--expose-gc` is set, so it is fetched from a fresh `vm` context; the process's own global
+ * gets no `gc`. A full collection also gives back the young generation V8 grew and the old-space
+ * pages that only held garbage, which V8's memory reducer may not do for minutes in a process that
  * sleeps.
  */
 export function collectGarbage(opts: { dropBytecode?: boolean; v8Version?: string } = {}): number | null {
