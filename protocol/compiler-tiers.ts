@@ -42,7 +42,7 @@ export function releaseOptimizingCompilers(setFlags: (flags: string) => void = s
   return true;
 }
 
-/** Whether the compilers are held now (for the log and tests). */
+/** Whether the compilers are held now (for tests). */
 export function optimizingCompilersHeld(): boolean {
   return held;
 }

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { build } from 'esbuild';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MALLOC_TRIM_ADDON, SdNotifier, loadMallocTrimFrom, silentLogger, type SdNotifySend } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
+import { bundleFixture } from '../helpers/bundled-child.js';
 import { CliProcess, ROOT, freePort, runCli } from '../helpers/proc.js';
 import { NotifyListener, type NotifyMessage } from './notify-listener.js';
 
@@ -110,20 +110,9 @@ describe('SdNotifier', () => {
   });
 
   it('withholds WATCHDOG while the event loop is blocked and resumes after', async () => {
-    // Under the checkout, so that the bundle's imports (pino, zod) resolve from its node_modules.
-    mkdirSync(join(ROOT, 'node_modules', '.cache'), { recursive: true });
-    const dir = mkdtempSync(join(ROOT, 'node_modules', '.cache', 'devstreams-notify-'));
-    dirs.push(dir);
-    const bundle = join(dir, 'child.mjs');
-    await build({
-      entryPoints: [join(ROOT, 'test/systemd/fixtures/notifier-child.ts')],
-      outfile: bundle,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      packages: 'external',
-      logLevel: 'warning',
-    });
+    // No native helper beside the bundle: this child notifies through systemd-notify.
+    const bundle = await bundleFixture(join(ROOT, 'test/systemd/fixtures/notifier-child.ts'));
+    dirs.push(dirname(bundle));
     const l = await listener();
     // WATCHDOG_USEC 0.4 s: a ping every 200 ms, the loop checked as often, withheld above 100 ms late.
     const child = spawn(process.execPath, [bundle], {
