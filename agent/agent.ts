@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { IdleMemoryReclaimer, clientCiphers, mintDeviceToken, releaseOptimizingCompilers, resolveTlsCipher, type HeapThresholds, type Logger, type TlsCipherResolution } from '../protocol/index.js';
+import { IdleMemoryReclaimer, clientCiphers, mintDeviceToken, releaseMaglev, resolveTlsCipher, type HeapThresholds, type Logger, type TlsCipherResolution } from '../protocol/index.js';
 import { Allowlist } from './allowlist.js';
 import type { AgentConfig } from './config.js';
 import { ControlChannel } from './control-channel.js';
@@ -85,7 +85,7 @@ export class Agent extends EventEmitter {
     this.table = new StreamTable({
       maxStreams: config.limits.maxStreams,
       onChange: () => {
-        if (this.table.size > 0 && releaseOptimizingCompilers()) this.log.info('first stream: optimizing compilers on');
+        if (this.table.size > 0 && releaseMaglev()) this.log.info('first stream: Maglev compiler on');
         this.channel.streamsChanged();
         this.reclaimer.poke();
       },

@@ -9,8 +9,8 @@ declare const __DEVSTREAMS_SEA__: boolean | undefined;
 const command = process.argv[2];
 const sea = typeof __DEVSTREAMS_SEA__ === 'boolean' && __DEVSTREAMS_SEA__;
 if (!sea && command !== 'hub' && command !== 'agent') enableCompileCache();
-// The agent starts with V8's optimizing compilers held back until its first stream
-// (protocol/compiler-tiers.ts): set before its program loads, which is when they would compile.
+// The agent starts with V8's optimizing compilers held back: Maglev until its first stream, TurboFan
+// for good (protocol/compiler-tiers.ts). Set before its program loads, which is when they would compile.
 // Imported as its own module, not through protocol/index.js, which would load the rest first.
 if (command === 'agent') holdOptimizingCompilers();
 void import('./cli-main.js');

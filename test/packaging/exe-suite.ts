@@ -110,13 +110,13 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         const unused = ['assert', 'worker_threads', 'child_process', 'fs/promises', 'internal/readline/interface', 'zlib', 'perf_hooks', 'tty', 'internal/navigator'];
         expect(unused.filter((m) => modules.has(`NativeModule ${m}`))).toEqual([]);
         // protocol/compiler-tiers.ts: no optimizing compiler before the first stream.
-        expect(agent.logs('first stream: optimizing compilers on')).toEqual([]);
+        expect(agent.logs('first stream: Maglev compiler on')).toEqual([]);
       }, SLOW);
 
-      it('runs a command over ssh through the stream (the first stream turns the optimizing compilers on)', async () => {
+      it('runs a command over ssh through the stream (the first stream turns Maglev on)', async () => {
         const r = await ssh('echo hello-from-$(uname -s)', '', SLOW);
         expect({ code: r.code, stdout: r.stdout.toString() }).toEqual({ code: 0, stdout: 'hello-from-Linux\n' });
-        expect(agent.logs('first stream: optimizing compilers on')).toHaveLength(1);
+        expect(agent.logs('first stream: Maglev compiler on')).toHaveLength(1);
       }, SLOW);
 
       it('carries 20 MB each way in one ssh session, checked by SHA-256', async () => {
@@ -130,7 +130,7 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(r.stderr.split(' ')[0]).toBe(sha256(up));
         expect(r.stdout.length).toBe(MB20);
         expect(sha256(r.stdout)).toBe(sha256(downBytes));
-        expect(agent.logs('first stream: optimizing compilers on')).toHaveLength(1); // once, not per stream
+        expect(agent.logs('first stream: Maglev compiler on')).toHaveLength(1); // once, not per stream
       }, SLOW);
 
       // protocol/idle-memory.ts, protocol/malloc-trim.ts: the executable carries the native helper
