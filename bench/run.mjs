@@ -43,9 +43,11 @@ const started = Date.now();
 const load0 = loadavg();
 
 // The agent as devices run it: the single executable for this machine, started cold (its file out
-// of the page cache, as after a boot: bench/lib/cold-start.mjs), idle. Built here when missing or
-// older than the sources (about 6 s); --no-exe skips it.
+// of the page cache, as after a boot: bench/lib/cold-start.mjs), idle: fresh, and after the work of
+// `bench/idle.mjs --load` (256 MiB each way, then 1,000 concurrent streams). Built here when missing
+// or older than the sources (about 6 s); --no-exe skips both.
 const idleExe = flag('--no-exe') || !wanted.includes('devstreams') ? null : measureIdleExe();
+const idleExeAfterWork = idleExe ? measureIdleExe({ afterWork: true }) : null;
 
 const target = await startTarget();
 const paths = [];
@@ -199,6 +201,7 @@ const out = {
   results,
 };
 if (idleExe && results.devstreams) results.devstreams.idleExe = idleExe;
+if (idleExeAfterWork && results.devstreams) results.devstreams.idleExeAfterWork = idleExeAfterWork;
 out.targets = targets(out);
 const md = markdown(out);
 if (!flag('--no-write')) {
@@ -209,8 +212,11 @@ if (!flag('--no-write')) {
 console.log(md);
 void ROOT;
 
-/** `node bench/idle.mjs --exe EXE --cold` on this machine's executable (built if missing or stale); null if it cannot be had. */
-function measureIdleExe() {
+/**
+ * `node bench/idle.mjs --exe EXE --cold` on this machine's executable (built if missing or stale),
+ * with `--load` when `afterWork`; null if it cannot be had.
+ */
+function measureIdleExe({ afterWork = false } = {}) {
   const exe = join(ROOT, 'dist/bin', binaryName(process.arch));
   if (!existsSync(exe) || staleAgainst(exe)) {
     log(`building ${exe} (npm run build:binary -- ${process.arch})`);
@@ -220,12 +226,13 @@ function measureIdleExe() {
       return null;
     }
   }
-  log(`devstreams: the agent as the single executable, started cold, idle for ${C.idleS} s`);
-  const r = spawnSync(process.execPath, [join(ROOT, 'bench/idle.mjs'), '--exe', exe, '--cold', '--seconds', String(C.idleS)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  log(`devstreams: the agent as the single executable, started cold, ${afterWork ? 'after 256 MiB each way and 1,000 streams, ' : ''}idle for ${C.idleS} s`);
+  const args = [join(ROOT, 'bench/idle.mjs'), '--exe', exe, '--cold', '--seconds', String(C.idleS), ...(afterWork ? ['--load'] : [])];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const line = r.stdout.trim().split('\n').pop();
   try {
     const j = JSON.parse(line);
-    return { exe: `dist/bin/${binaryName(process.arch)}`, cold: true, seconds: j.seconds, rssStart: j.rssStartMB * 1e6, rssEnd: j.rssEndMB * 1e6, anon: j.rssAnonMB * 1e6, file: j.rssFileMB * 1e6, cpuPercent: j.cpuPercent };
+    return { exe: `dist/bin/${binaryName(process.arch)}`, cold: true, afterWork, seconds: j.seconds, rssStart: j.rssStartMB * 1e6, rssEnd: j.rssEndMB * 1e6, anon: j.rssAnonMB * 1e6, file: j.rssFileMB * 1e6, peak: j.peakMB * 1e6, cpuPercent: j.cpuPercent };
   } catch {
     log(`bench/idle.mjs --exe gave no figure (exit ${r.status}): its idle figure is skipped`);
     return null;

@@ -40,6 +40,7 @@ export function targets(out) {
     add('agent RSS per open stream', '< 100 KB', `${fmt(per / KB, 1)} KB`, per < 100 * KB);
   }
   if (d.idleExe) add('agent idle RSS, fresh: the executable, started cold', '< 60 MB', `${fmt(d.idleExe.rssEnd / MB, 1)} MB`, d.idleExe.rssEnd < 60 * MB);
+  if (d.idleExeAfterWork) add('agent idle RSS, after work: the executable', '< 60 MB', `${fmt(d.idleExeAfterWork.rssEnd / MB, 1)} MB`, d.idleExeAfterWork.rssEnd < 60 * MB);
   if (d.idleFresh) add('agent idle RSS, fresh: node dist/devstreams.mjs', '< 60 MB', `${fmt(d.idleFresh.rssEnd / MB, 1)} MB`, d.idleFresh.rssEnd < 60 * MB);
   if (d.idle) {
     add('agent idle RSS, after the run', '< 60 MB', `${fmt(d.idle.rssEnd / MB, 1)} MB`, d.idle.rssEnd < 60 * MB);
@@ -96,6 +97,10 @@ export function markdown(out) {
   if (d?.idleExe) {
     const x = d.idleExe;
     lines.push('', `devstreams agent as the single executable (${x.exe}), started with its file out of the page cache as after a boot, idle for ${x.seconds} s, fresh: RSS ${fmt(x.rssEnd / MB, 1)} MB (${fmt(x.file / MB, 1)} file-backed, ${fmt(x.anon / MB, 1)} anonymous), CPU ${fmt(x.cpuPercent, 3)} % of one core.`);
+  }
+  if (d?.idleExeAfterWork) {
+    const x = d.idleExeAfterWork;
+    lines.push('', `The same executable, started cold, after 256 MiB up and down on one stream and then 1,000 concurrent checked streams (\`bench/idle.mjs --load\`; peak ${fmt(x.peak / MB, 1)} MB), idle for ${x.seconds} s: RSS ${fmt(x.rssEnd / MB, 1)} MB (${fmt(x.file / MB, 1)} file-backed, ${fmt(x.anon / MB, 1)} anonymous), CPU ${fmt(x.cpuPercent, 3)} % of one core.`);
   }
   if (d?.idleFresh) lines.push('', `devstreams agent idle for ${d.idleFresh.seconds} s, fresh (control channel up, never carried a stream): RSS ${fmt(d.idleFresh.rssEnd / MB, 1)} MB, CPU ${fmt(d.idleFresh.cpuPercent, 3)} % of one core.`);
   if (d?.idle) lines.push('', `devstreams agent idle for ${d.idle.seconds} s after the run (control channel up, no streams): RSS ${fmt(d.idle.rssEnd / MB, 1)} MB, CPU ${fmt(d.idle.cpuPercent, 3)} % of one core.`);
