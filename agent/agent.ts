@@ -106,7 +106,7 @@ export class Agent extends EventEmitter {
       relayDialer: (this.relayDialer = new RelayDialer({
         secureContext,
         pingIntervalMs: config.hub.pingIntervalMs,
-        ...(config.hub.multiplex ? { deviceToken: () => this.muxToken(), log: this.log } : {}),
+        ...(config.hub.multiplex ? { deviceToken: () => this.muxToken(), log: this.log, onMuxClosed: () => this.reclaimer.poke() } : {}),
         ...(proxy !== undefined ? { agent: proxyAgent(proxy, this.log.child({ component: 'relay' })) } : {}),
       })),
       respond: (topic, response) => {

@@ -34,6 +34,8 @@ export interface RelayDialerOptions {
   deviceToken?: () => string;
   /** Logs the multiplexed connections' lifecycle. */
   log?: Logger;
+  /** Called when a multiplexed connection closes. */
+  onMuxClosed?: () => void;
 }
 
 /** Why the relay did not accept the device's side of a stream. */
@@ -81,6 +83,7 @@ export class RelayDialer {
         ? new RelayMuxPool({
             dial: (url) => this.dialOnce(url, MUX_SUBPROTOCOLS, deviceToken(), undefined),
             log: opts.log.child({ component: 'relay-mux' }),
+            ...(opts.onMuxClosed ? { onClosed: opts.onMuxClosed } : {}),
           })
         : null;
   }

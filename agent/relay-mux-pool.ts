@@ -10,6 +10,12 @@ export interface RelayMuxPoolOptions {
   refusedRetryMs?: number;
   /** After a connection failed, per-stream WebSockets for this long. Default 5 s. */
   failedRetryMs?: number;
+  /**
+   * Called when a connection closes. The agent's idle reclaimer starts its wait again: the
+   * connection's memory is freed a minute after the last stream, 50 s after the reclaimer's first
+   * collection and trim (protocol/idle-memory.ts).
+   */
+  onClosed?: () => void;
   log: Logger;
 }
 
@@ -110,6 +116,7 @@ export class RelayMuxPool {
     conn.once('close', (code: number) => {
       if (node.conn === conn) node.conn = null;
       log.info({ code }, 'multiplexed connection closed');
+      this.o.onClosed?.();
     });
     return conn;
   }

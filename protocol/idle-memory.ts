@@ -14,7 +14,8 @@ export const TRIM_AFTER_GC_MS = 1_000;
 /**
  * Gives memory back when a long-running process goes idle (the agent, `devstreams forward`; the
  * hub without the collection): one full garbage collection `idleMs` after a poke (the agent came
- * online, a stream closed) when nothing is open, none while something is, then glibc's malloc_trim
+ * online, a stream closed, the agent's multiplexed connection closed a minute after its last
+ * stream) when nothing is open, none while something is, then glibc's malloc_trim
  * a second later. V8 grows its young generation during start-up and keeps the garbage of a busy
  * period; its own memory reducer may not run for minutes in a process that mostly sleeps, and a
  * board's memory is the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of them

@@ -88,17 +88,23 @@ describe('RelayMuxPool', () => {
     expect(relay.connections).toHaveLength(2);
   });
 
-  it('closes a connection that has carried no stream for idleMs', async () => {
+  it('closes a connection that has carried no stream for idleMs, and says so through onClosed', async () => {
     const relay = await fakeRelay();
     cleanups.push(() => relay.close());
-    const pool = new RelayMuxPool({ dial: dialer(), idleMs: 50, log: silentLogger });
+    let closedCalls = 0;
+    let onClosed!: () => void;
+    const closedSaid = new Promise<void>((r) => (onClosed = r));
+    const pool = new RelayMuxPool({ dial: dialer(), idleMs: 50, log: silentLogger, onClosed: () => (closedCalls++, onClosed()) });
     cleanups.push(() => pool.stop());
     const ch = await pool.attach(relay.url, STREAM, 'token', { timeoutMs: 5000 });
     const serverSide = relay.connections[0]!;
     const gone = once(serverSide, 'close');
     ch!.terminate();
+    expect(closedCalls).toBe(0); // the connection outlives its stream
     const [code] = await gone;
     expect(code).toBe(1000);
+    await closedSaid; // the agent's idle reclaimer starts its wait again here (agent/agent.ts)
+    expect(closedCalls).toBe(1);
     expect(pool.hasConnection(relay.url)).toBe(false);
   });
 
