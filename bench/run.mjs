@@ -227,7 +227,9 @@ function measureIdleExe({ afterWork = false } = {}) {
     }
   }
   log(`devstreams: the agent as the single executable, started cold, ${afterWork ? 'after 256 MiB each way and 1,000 streams, ' : ''}idle for ${C.idleS} s`);
-  const args = [join(ROOT, 'bench/idle.mjs'), '--exe', exe, '--cold', '--seconds', String(C.idleS), ...(afterWork ? ['--load'] : [])];
+  // After work: from 20 s on, so that the minute holds the idle reclaimer's second pass, 10 s after
+  // the multiplexed connection closes a minute after the last stream (protocol/idle-memory.ts).
+  const args = [join(ROOT, 'bench/idle.mjs'), '--exe', exe, '--cold', '--seconds', String(C.idleS), ...(afterWork ? ['--load', '--settle', '20'] : [])];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const line = r.stdout.trim().split('\n').pop();
   try {
