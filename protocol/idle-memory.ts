@@ -12,22 +12,22 @@ export const IDLE_RECLAIM_MS = 10_000;
 export const TRIM_AFTER_GC_MS = 1_000;
 
 /**
- * Gives memory back when a long-running process goes idle (the agent, `devstreams forward`; the
- * hub without the collection): one full garbage collection `idleMs` after a poke (the agent came
+ * Gives memory back when a long-running process goes idle (the agent, `devstreams forward`; the hub
+ * without the collection): one full garbage collection `idleMs` after a poke (the agent came
  * online, a stream closed, the agent's multiplexed connection closed a minute after its last
- * stream) when nothing is open, none while something is, then glibc's malloc_trim
- * a second later. V8 grows its young generation during start-up and keeps the garbage of a busy
- * period; its own memory reducer may not run for minutes in a process that mostly sleeps, and a
- * board's memory is the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of them
- * resident until malloc_trim (protocol/malloc-trim.ts). The agent's collection also drops the
+ * stream) when nothing is open, none while something is, then glibc's malloc_trim a second later.
+ * V8 grows its young generation during start-up and keeps the garbage of a busy period; its own
+ * memory reducer may not run for minutes in a process that mostly sleeps, and a board's memory is
+ * the scarce resource. The collection frees the busy period's buffers to glibc, which keeps most of
+ * them resident until malloc_trim (protocol/malloc-trim.ts). The agent's collection also drops the
  * bytecode of functions not running (protocol/gc-tuning.ts collectGarbage; `devstreams forward`
- * keeps it, service/forward-command.ts). It costs a fresh agent 19-20 ms
- * here (9-11 ms before it dropped bytecode), an agent after 256 MiB each way 50-52 ms (22-27 before;
- * that agent, `node dist/devstreams.mjs`, then idles at 79-80 MB against 97), a trim 2-30 ms, once
- * per idle period. Measured (node bench/idle.mjs, Node 24): the
- * collection took a fresh agent from 94.9 to 82.5 MB RSS and an agent after work from 256.5 to
- * 180.6 MB; the trim an agent after work from 225.6 to 74.2 MB. Never in the SDK: it changes no
- * global setting of its user's process.
+ * keeps it, service/forward-command.ts). It costs a fresh agent 19-20 ms here (9-11 ms before it
+ * dropped bytecode), an agent after 256 MiB each way 50-52 ms (22-27 before; that agent, `node
+ * dist/devstreams.mjs`, then idles at 79-80 MB against 97), a trim 2-30 ms, once per idle period
+ * (the agent's twice, when its multiplexed connection closes in it). Measured (node bench/idle.mjs,
+ * Node 24): the collection took a fresh agent from 94.9 to 82.5 MB RSS and an agent after work from
+ * 256.5 to 180.6 MB; the trim an agent after work from 225.6 to 74.2 MB. Never in the SDK: it
+ * changes no global setting of its user's process.
  */
 export class IdleMemoryReclaimer {
   private readonly idleMs: number;
