@@ -273,9 +273,18 @@ describe('subprotocol and window updates', () => {
   }, 10_000);
 });
 
-/** `size` random bytes on one channel `name` of a fresh link offering `offer`, 15 ms each way; checked to arrive intact. */
+/**
+ * Each way on the delayed links below: 45 ms, a 90 ms round trip. The proxy and both ends run in
+ * this test's one thread, so a link is window-bound (the growth these tests look for) only while
+ * that thread carries more than a 1 MiB window per round trip: 12 MB/s at 90 ms, which a loaded CI
+ * machine still does. At 15 ms each way (35 MB/s) a loaded CI run was once, it seems, CPU-bound: its
+ * window grew too late to put more than the fixed window and a frame in flight.
+ */
+const LINK_DELAY_MS = 45;
+
+/** `size` random bytes on one channel `name` of a fresh link offering `offer`, LINK_DELAY_MS each way; checked to arrive intact. */
 async function carryOverDelayedLink(offer: readonly string[], name: string, size: number) {
-  const link = await muxLink({ offer, delayMs: 15 });
+  const link = await muxLink({ offer, delayMs: LINK_DELAY_MS });
   const credits = creditWatch(link.cws);
   const ch = await link.attach(name);
   const payload = randomBytes(size);
@@ -284,7 +293,7 @@ async function carryOverDelayedLink(offer: readonly string[], name: string, size
   return { link, credits, ch, payload, t };
 }
 
-describe('window growth over a link with a 30 ms round trip', () => {
+describe('window growth over a link with a 90 ms round trip', () => {
   it('mux2: a fast 32 MiB stream grows its window past 1 MiB (never past 8 MiB), puts more than a fixed window in flight, and arrives intact', async () => {
     const { link, credits, ch, payload, t } = await carryOverDelayedLink(MUX_SUBPROTOCOLS, 'fast', 32 * MiB);
     expect(link.cws.protocol).toBe(MUX_SUBPROTOCOL_WINDOWS);
@@ -311,7 +320,7 @@ describe('window growth over a link with a 30 ms round trip', () => {
   }, 20_000);
 
   it('mux2: read through WsDuplex on both ends (as the agent, the relay and the SDK read a channel), a 24 MiB stream grows its window too and arrives intact', async () => {
-    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: 15 });
+    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: LINK_DELAY_MS });
     const ch = await link.attach('duplex');
     const cd = new WsDuplex(ch.c);
     const sd = new WsDuplex(ch.s);
@@ -341,7 +350,7 @@ describe('window growth over a link with a 30 ms round trip', () => {
   }, 20_000);
 
   it('mux2: a paused channel does not grow and its sender puts at most a window and one frame on the wire, while a fast one beside it grows; nothing is lost', async () => {
-    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: 15 });
+    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: LINK_DELAY_MS });
     const credits = creditWatch(link.cws);
     const slow = await link.attach('slow'); // slow.s stays paused
     const fast = await link.attach('fast');
@@ -371,7 +380,7 @@ describe('window growth over a link with a 30 ms round trip', () => {
   }, 20_000);
 
   it('mux2: several fast channels at once never grow past the connection budget together, and give it all back when they close', async () => {
-    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: 20 });
+    const link = await muxLink({ offer: MUX_SUBPROTOCOLS, delayMs: LINK_DELAY_MS });
     const tuner = tunerOf(link.server)!;
     const channels = await Promise.all(['a', 'b', 'c', 'd'].map((n) => link.attach(n)));
     let maxGrown = 0;
