@@ -1,7 +1,7 @@
 import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
+import { RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
@@ -65,6 +65,7 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     gcMode = mode;
   };
   applyGc(config);
+  scavengeYoungBuffersEarly(); // in either mode (protocol/gc-tuning.ts)
   const agent = new Agent({
     config,
     log,

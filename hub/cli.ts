@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { ConfigError, IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
@@ -152,6 +152,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
+  scavengeYoungBuffersEarly();
   // With no stream for 10 s: glibc's malloc_trim (protocol/idle-memory.ts), so a hub gives back
   // what a busy period took instead of keeping its peak. No forced collection: see `collect` there.
   const reclaimer = new IdleMemoryReclaimer({

@@ -73,6 +73,49 @@ export function tuneGcForRelaying(on = true, v8: { version: string; setFlags: (f
 }
 
 /**
+ * How much memory young ArrayBuffers may hold before V8 runs a scavenge for them, in a process that
+ * relays (below): 16 MB, where V8's own trigger is 128 MB.
+ *
+ * Every chunk a TLS socket reads is a fresh ArrayBuffer, and a relay passes it on and drops it
+ * within milliseconds: it dies young. V8 frees the memory of young ArrayBuffers at a scavenge, and
+ * starts one for their sake when they hold twice its largest semi-space (Heap::
+ * AllocateExternalBackingStore): 2 x 64 MB on a 64-bit Node without pointer compression, as
+ * Node's builds for x64 and arm64 are. A relay allocates little on V8's own heap, so that was its
+ * only trigger: every 128 MB carried, the hub scavenged and glibc got back 128 MB of dead read
+ * buffers, which the next 128 MB then took again. Each process's first transfer, and each after an
+ * idle trim, faulted those pages in afresh, and the CPU's caches saw each buffer once.
+ *
+ * V8 computes that trigger from `--scavenger-max-new-space-capacity-mb` each time it checks, so
+ * setting it at run time moves the trigger alone: the young generation's own size was fixed when
+ * the heap was set up. On such a build the flag is a quarter of the trigger (with pointer
+ * compression it would be a half).
+ * Measured (issue 6, twenty-second round, against the build before; alternating runs):
+ * - a fresh stack, 512 MiB per transfer (`node bench/per-process.mjs devstreams --mib 512
+ *   --no-ping`, four pairs): one stream up, the first transfer, 150-185 -> 179-245 MB/s, the hub's
+ *   page faults 63 -> 3-5 per MB; down 196-247 -> 262-272 MB/s; eight streams within the noise;
+ * - the first upload after a warm-up and an idle trim: the hub 3.78 -> 2.20 ns/B, 65 -> 12 faults
+ *   per MB, its RSS after it 274 -> 154 MB;
+ * - the agent executable through `node bench/idle.mjs --load` (256 MiB each way, 1,000 streams):
+ *   its peak 200-201 -> 137 MB (172.8 -> 141.3 in `gc: memory` mode); idle afterwards the same.
+ * Triggers of 8, 32 and 64 MB (three fresh stacks each): 8 a little slower, 32 and 64 within the
+ * noise of 16 in MB/s, with more memory held.
+ */
+export const YOUNG_BUFFER_TRIGGER_MB = 16;
+
+/**
+ * Lets V8 scavenge a relay's dead read buffers every YOUNG_BUFFER_TRIGGER_MB (above): every process
+ * that carries streams (the hub, the agent in either garbage collection mode, `forward` and
+ * `connect`) calls it at start; the SDK never does (it changes no global setting of its user's
+ * process). Before V8 13 (Node 20) nothing is set. Returns whether it was set.
+ */
+export function scavengeYoungBuffersEarly(v8: { version: string; setFlags: (flags: string) => void } = { version: process.versions.v8, setFlags: setFlagsFromString }): boolean {
+  const major = Number(v8.version.split('.')[0]);
+  if (!(major >= 13)) return false;
+  v8.setFlags(`--scavenger-max-new-space-capacity-mb=${YOUNG_BUFFER_TRIGGER_MB / 4}`);
+  return true;
+}
+
+/**
  * V8's own `--bytecode-old-age` in Node 22 and 24 (`node --v8-options`; 5 in Node 20): a function's
  * bytecode may be dropped after this many full collections in which it did not run. Put back after
  * collectGarbage's idle collection, which runs at 1.

@@ -1,4 +1,4 @@
-import { LIMITS, tuneGcForRelaying } from '../protocol/index.js';
+import { LIMITS, scavengeYoungBuffersEarly, tuneGcForRelaying } from '../protocol/index.js';
 import { runConnect } from './connect.js';
 import { makeContext } from './context.js';
 import { runEcho } from './echo.js';
@@ -75,6 +75,7 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       if (values.help) return help(command);
       const timeoutMs = timeoutOf(values.timeout);
       tuneGcForRelaying(); // this process only carries the stream (protocol/gc-tuning.ts)
+      scavengeYoungBuffersEarly();
       // One stream per process: the open-and-connect upgrade is one round trip less than a
       // multiplexed connection and its OPEN.
       return runConnect(makeContext(values, process.env, { multiplex: false }), positionals[0]!, positionals[1]!, timeoutMs);
@@ -87,6 +88,7 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       const listen = parseListen(values.listen);
       const timeoutMs = timeoutOf(values.timeout);
       tuneGcForRelaying(); // this process only carries streams (protocol/gc-tuning.ts)
+      scavengeYoungBuffersEarly();
       return runForward(makeContext(values), positionals[0]!, positionals[1]!, listen, timeoutMs);
     }
     case 'echo': {

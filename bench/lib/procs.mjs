@@ -73,7 +73,6 @@ export async function run(cmd, args) {
   return p.lines;
 }
 
-/** utime+stime (+ reaped children) of a process and its live descendants, in ns. */
 /** Minor page faults of `pid` (and its living descendants) so far: pages the kernel had to map in. */
 export function minorFaults(pid) {
   let total = 0;
@@ -88,6 +87,7 @@ export function minorFaults(pid) {
   return total;
 }
 
+/** utime+stime (+ reaped children) of a process and its live descendants, in ns. */
 export function cpuNs(pid) {
   let total = 0;
   for (const p of [pid, ...descendants(pid)]) {

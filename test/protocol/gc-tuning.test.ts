@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RELAY_HEAP_GROWING_PERCENT, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
+import { RELAY_HEAP_GROWING_PERCENT, YOUNG_BUFFER_TRIGGER_MB, scavengeYoungBuffersEarly, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
 // @ts-expect-error: a build script in plain JavaScript
 import { shippedNode } from '../../scripts/shipped-node.mjs';
 import { runBundledChild } from '../helpers/bundled-child.js';
@@ -33,6 +33,34 @@ describe('tuneGcForRelaying', () => {
   it('before V8 13 (Node 20) nothing is set: the option does not exist there', () => {
     expect(flagsSet(true, '11.3.244.8-node.33')).toEqual({ changed: false, flags: [] });
     expect(flagsSet(false, '12.4.254.21-node.33')).toEqual({ changed: false, flags: [] });
+  });
+});
+
+describe('scavengeYoungBuffersEarly', () => {
+  it("on V8 13 and later sets V8's new-space capacity whose double is the young-buffer trigger; before, nothing", () => {
+    for (const [version, changed] of [['13.6.233.17-node.63', true], ['14.1.0', true], ['11.3.244.8-node.33', false], ['12.4.254.21-node.33', false]] as const) {
+      const flags: string[] = [];
+      expect(scavengeYoungBuffersEarly({ version, setFlags: (f) => flags.push(f) })).toBe(changed);
+      expect(flags).toEqual(changed ? [`--scavenger-max-new-space-capacity-mb=${YOUNG_BUFFER_TRIGGER_MB / 4}`] : []);
+    }
+  });
+
+  // The child reads 192 MiB from a loopback socket as a relay does, with the relays' collection
+  // settings; the run without the call is the control that shows what the call changes.
+  const relay = async (young: boolean): Promise<{ set: boolean; read: number; peakMB: number }> => {
+    const r = await runBundledChild(join(import.meta.dirname, 'fixtures/young-buffers-child.ts'), { node: shippedNode() as string, env: { YOUNG: young ? '1' : '0' } });
+    expect(r.stderr).toBe('');
+    return JSON.parse(r.stdout) as { set: boolean; read: number; peakMB: number };
+  };
+
+  it("in the executables' Node: a relay's dead read buffers are collected every few MB, not every 60+", async () => {
+    const early = await relay(true);
+    expect(early.set).toBe(true);
+    expect(early.read).toBe(192 * 2 ** 20);
+    expect(early.peakMB).toBeLessThan(YOUNG_BUFFER_TRIGGER_MB * 2);
+    const control = await relay(false);
+    expect(control.read).toBe(192 * 2 ** 20);
+    expect(control.peakMB).toBeGreaterThan(YOUNG_BUFFER_TRIGGER_MB * 2.5);
   });
 });
 
