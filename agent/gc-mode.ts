@@ -22,6 +22,13 @@ import type { AgentConfig } from './config.js';
  * --cycles 2`, two alternating pairs).
  * Some 110 MB at the peak is about 5 % of 2 GiB (a Raspberry Pi 4 or 5, most gateways), a fifth of
  * a 512 MB board, and it goes back when the agent is idle.
+ * Since the twenty-second round both modes scavenge dead read buffers every 16 MB
+ * (protocol/gc-tuning.ts scavengeYoungBuffersEarly), and the peak through `--load` is the same in
+ * either: 131.6-141.3 MB in memory mode, 134.7-139.6 in throughput. The line stays where it is:
+ * throughput's fixed growing factor still lets garbage reach 11 times the live heap between
+ * collections, in work those runs do not cover as well; what memory mode costs is CPU (after 2 s
+ * idle gaps, `node bench/after-idle.mjs --gap 2 --cycles 2 --agent-gc ...`, two pairs: 1.75-4.60
+ * ns/B with 27-32 mark-compacts per 512 MiB in six of eight transfers, against 1.45-1.90 and none).
  */
 export const AUTO_THROUGHPUT_MIN_MEMORY_BYTES = 2 * 1024 ** 3;
 
