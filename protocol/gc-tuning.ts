@@ -83,7 +83,7 @@ export function tuneGcForRelaying(on = true, v8: { version: string; setFlags: (f
  * Node's builds for x64 and arm64 are. A relay allocates little on V8's own heap, so that was its
  * only trigger: every 128 MB carried, the hub scavenged and glibc got back 128 MB of dead read
  * buffers, which the next 128 MB then took again. Each process's first transfer, and each after an
- * idle trim, faulted those pages in afresh, and the CPU's caches saw each buffer once.
+ * idle trim, faulted those pages in afresh.
  *
  * V8 computes that trigger from `--scavenger-max-new-space-capacity-mb` each time it checks, so
  * setting it at run time moves the trigger alone: the young generation's own size was fixed when

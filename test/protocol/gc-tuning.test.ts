@@ -37,7 +37,7 @@ describe('tuneGcForRelaying', () => {
 });
 
 describe('scavengeYoungBuffersEarly', () => {
-  it("on V8 13 and later sets V8's new-space capacity whose double is the young-buffer trigger; before, nothing", () => {
+  it("on V8 13 and later sets V8's new-space capacity to a quarter of the young-buffer trigger; before, nothing", () => {
     for (const [version, changed] of [['13.6.233.17-node.63', true], ['14.1.0', true], ['11.3.244.8-node.33', false], ['12.4.254.21-node.33', false]] as const) {
       const flags: string[] = [];
       expect(scavengeYoungBuffersEarly({ version, setFlags: (f) => flags.push(f) })).toBe(changed);
