@@ -1,7 +1,8 @@
 import type { AgentConfig } from './config.js';
 
 /**
- * Below this much memory, `runtime.gc: auto` keeps V8's default collection (memory); from it on,
+ * Below this much memory, `runtime.gc: auto` keeps V8's own accounting of external memory (memory
+ * mode; its heap grows by a fixed factor of 3 since the twenty-second round); from it on,
  * the agent counts external memory in V8's heap limit (throughput; protocol/gc-tuning.ts).
  *
  * What the choice trades, measured (issue 6):
@@ -26,9 +27,11 @@ import type { AgentConfig } from './config.js';
  * (protocol/gc-tuning.ts scavengeYoungBuffersEarly), and the peak through `--load` is the same in
  * either: 131.6-141.3 MB in memory mode, 134.7-139.6 in throughput. The line stays where it is:
  * throughput's fixed growing factor still lets garbage reach 11 times the live heap between
- * collections, in work those runs do not cover as well; what memory mode costs is CPU (after 2 s
+ * collections, in work those runs do not cover as well. What memory mode cost was CPU (after 2 s
  * idle gaps, `node bench/after-idle.mjs --gap 2 --cycles 2 --agent-gc ...`, two pairs: 1.75-4.60
- * ns/B with 27-32 mark-compacts per 512 MiB in six of eight transfers, against 1.45-1.90 and none).
+ * ns/B with 27-32 mark-compacts per 512 MiB in six of eight transfers, against 1.45-1.90 and none),
+ * until its own fixed growing factor (protocol/gc-tuning.ts MEMORY_HEAP_GROWING_PERCENT) left it
+ * none after idle periods of 13 s either: 1.64-2.25 ns/B.
  */
 export const AUTO_THROUGHPUT_MIN_MEMORY_BYTES = 2 * 1024 ** 3;
 

@@ -39,6 +39,22 @@ import { runInNewContext } from 'node:vm';
 export const RELAY_HEAP_GROWING_PERCENT = 1000;
 
 /**
+ * The heap growing factor of an agent in `gc: memory` mode (boards under 2 GiB with `auto`): 200 %,
+ * a factor of 3, where it had V8's own. External memory is not counted in V8's limit there, and
+ * since the young-buffer trigger (below) a memory-mode agent's read buffers die in scavenges; what
+ * still ran mark-compacts was V8's own factor, which the idle collection leaves low: the agent,
+ * live heap about 12 MB, ran one for every 17 MB of old-space growth, 30-37 per 512 MiB carried
+ * after each 10 s idle collection. Measured (issue 6, twenty-second round, `node
+ * bench/after-idle.mjs --gap 13 --cycles 2 --gcs --memory --agent-gc memory`, two series of four
+ * transfers per value): V8's own factor 17-37 mark-compacts per 512 MiB in all eight, the agent
+ * 2.91-5.40 ns/B, 132-231 MB/s; 200 % none in all eight, 1.64-2.25 ns/B, 217-307 MB/s; 100 %
+ * still 27-30 in five; RSS after each transfer 91-98 MB against 86-97. The peak through `node
+ * bench/idle.mjs --load --gc memory` 147.0, 147.2 -> 139.7, 139.5 MB, idle after it 74.3, 74.2 ->
+ * 74.0, 73.9 MB (the development build).
+ */
+export const MEMORY_HEAP_GROWING_PERCENT = 200;
+
+/**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
  * call this first thing at start; the agent when its `runtime.gc` resolves to throughput (see
  * below and agent/gc-mode.ts); the SDK never does (it lives in its user's process and changes no
@@ -57,7 +73,8 @@ export const RELAY_HEAP_GROWING_PERCENT = 1000;
  * MB RSS instead of 174-179 (`node bench/idle.mjs --load`). The agent runs on boards where memory
  * may be the scarcer resource, so it sets this only with 2 GiB of memory or more (`runtime.gc: auto`,
  * the default) or when its config says `throughput`; the hub and the service side run where memory
- * is plentiful, and the hub carries every stream. `on = false` puts V8's default back (a reload).
+ * is plentiful, and the hub carries every stream. `on = false` (memory mode, and a reload into it)
+ * puts V8's own external-memory handling back, with MEMORY_HEAP_GROWING_PERCENT (above).
  *
  * V8 reads the option when it sizes its next collection, so setting it after start takes effect
  * (the same figures as on the command line). Before V8 13 the option does not exist and nothing is
@@ -68,7 +85,7 @@ export function tuneGcForRelaying(on = true, v8: { version: string; setFlags: (f
   const major = Number(v8.version.split('.')[0]);
   if (!(major >= 13)) return false;
   v8.setFlags(on ? '--external-memory-accounted-in-global-limit' : '--no-external-memory-accounted-in-global-limit');
-  v8.setFlags(`--heap-growing-percent=${on ? RELAY_HEAP_GROWING_PERCENT : 0}`); // 0: V8's own factor
+  v8.setFlags(`--heap-growing-percent=${on ? RELAY_HEAP_GROWING_PERCENT : MEMORY_HEAP_GROWING_PERCENT}`);
   return true;
 }
 

@@ -44,7 +44,7 @@ describe('devstreams agent', () => {
     const exited = runAgentCli(['--config', join(dir, 'agent.yaml')], { signal: stop.signal, logDestination: destination, totalMemoryBytes: 2 ** 30 });
     await connected;
     expect(lines.find((l) => l.msg === 'agent connected')).toMatchObject({ deviceId: 'cli-dev', level: 30 });
-    // runtime.gc: auto on a 1 GiB board keeps V8's default collection
+    // runtime.gc: auto on a 1 GiB board runs memory mode (agent/gc-mode.ts)
     expect(lines.find((l) => l.msg === 'garbage collection mode')).toMatchObject({ gc: 'memory', setting: 'auto', memoryMB: 1024 });
     stop.abort();
     expect(await exited).toBe(0);

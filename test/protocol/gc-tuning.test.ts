@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RELAY_HEAP_GROWING_PERCENT, YOUNG_BUFFER_TRIGGER_MB, scavengeYoungBuffersEarly, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
+import { MEMORY_HEAP_GROWING_PERCENT, RELAY_HEAP_GROWING_PERCENT, YOUNG_BUFFER_TRIGGER_MB, scavengeYoungBuffersEarly, tuneGcForRelaying } from '../../protocol/gc-tuning.js';
 // @ts-expect-error: a build script in plain JavaScript
 import { shippedNode } from '../../scripts/shipped-node.mjs';
 import { runBundledChild } from '../helpers/bundled-child.js';
@@ -23,10 +23,12 @@ describe('tuneGcForRelaying', () => {
     }
   });
 
-  it("off (an agent reloaded into gc: memory) puts back V8's defaults: no external accounting, V8's own growing factor", () => {
+  it("off (an agent in gc: memory, or reloaded into it): V8's own external-memory handling, the memory mode's fixed growing factor", () => {
+    expect(MEMORY_HEAP_GROWING_PERCENT).toBeGreaterThan(0);
+    expect(MEMORY_HEAP_GROWING_PERCENT).toBeLessThan(RELAY_HEAP_GROWING_PERCENT);
     expect(flagsSet(false, '13.6.233.17-node.44')).toEqual({
       changed: true,
-      flags: ['--no-external-memory-accounted-in-global-limit', '--heap-growing-percent=0'],
+      flags: ['--no-external-memory-accounted-in-global-limit', `--heap-growing-percent=${MEMORY_HEAP_GROWING_PERCENT}`],
     });
   });
 
