@@ -27,7 +27,7 @@ const ROUNDS = 48;
 let measured: TlsCipherResolution['measured'] | undefined;
 
 /**
- * Resolves a setting to the cipher to ask for first; `auto` measures (once per process: about 1 ms on
+ * Resolves a setting to the cipher to ask for first; `auto` measures (once per process: 1 ms on
  * this project's x86 test machine, a few on a board without AES instructions), and keeps AES-GCM
  * when it cannot. `measure` replaces the measurement (tests).
  */
@@ -66,12 +66,13 @@ export function clientCiphers(cipher: TlsCipherResolution['cipher']): string | u
  *
  * Each seal's output is a fresh allocation that lives until the next garbage collection, so a seal
  * of 32 KiB touched about 8 fresh pages of glibc's heap, and the page faults were most of what was
- * timed: on the twenty-second round's VM (a fault about 12-22 us) AES-GCM with AES-NI measured 3.1-3.2
- * ns/B where it costs 0.25, and the faults, the same for both ciphers, squeezed the ratio toward 1:
- * 0.90-0.99 with AES-NI and only 1.57-1.68 without, a hair over the 1.5 line (ten fresh processes
- * each, the other core loaded), and one CI run's agent with AES-NI chose ChaCha20. Seals of 4 KiB,
- * the best of 48, leave out the calls that fault: 0.61-0.75 with AES-NI and 3.06-3.23 without (the
- * same ten and ten), AES-GCM 0.34-0.36 ns/B with AES-NI. About 1 ms in all.
+ * timed: on the twenty-second round's VM (a fault about 12-22 us) AES-GCM with AES-NI measured
+ * 3.1-3.2 ns/B where it costs 0.25, and the faults, the same for both ciphers, squeezed the ratio
+ * toward 1: 0.90-0.99 with AES-NI and only 1.57-1.68 without, a hair over the 1.5 line (ten fresh
+ * processes each, the other core loaded), most likely why one CI run's agent with AES-NI chose
+ * ChaCha20. Seals of 4 KiB, the best of 48, leave out the calls that fault: 0.63-0.75 with AES-NI
+ * and 3.06-3.20 without (the same ten and ten), AES-GCM 0.34-0.36 ns/B with AES-NI. About 1 ms in
+ * all.
  */
 export function measureAeadCost(): NonNullable<TlsCipherResolution['measured']> {
   const data = Buffer.alloc(SAMPLE_BYTES, 0x5a);
