@@ -54,6 +54,19 @@ export const RELAY_HEAP_GROWING_PERCENT = 1000;
  */
 export const MEMORY_HEAP_GROWING_PERCENT = 200;
 
+/** A V8 to set flags in: its version, and how flags are set (this process's below; tests give their own). */
+export interface V8Flags {
+  version: string;
+  setFlags: (flags: string) => void;
+}
+
+const THIS_V8: V8Flags = { version: process.versions.v8, setFlags: setFlagsFromString };
+
+/** V8 13 and later (Node 24, which the executables carry): where the flags below exist. */
+function fromV8_13(v8: V8Flags): boolean {
+  return Number(v8.version.split('.')[0]) >= 13;
+}
+
 /**
  * Garbage collection for a process that relays bytes: `devstreams hub`, `forward` and `connect`
  * call this first thing at start; the agent when its `runtime.gc` resolves to throughput (see
@@ -81,9 +94,8 @@ export const MEMORY_HEAP_GROWING_PERCENT = 200;
  * changed. With it goes RELAY_HEAP_GROWING_PERCENT (above). `v8`: the V8 version and how flags are
  * set (tests give their own).
  */
-export function tuneGcForRelaying(on = true, v8: { version: string; setFlags: (flags: string) => void } = { version: process.versions.v8, setFlags: setFlagsFromString }): boolean {
-  const major = Number(v8.version.split('.')[0]);
-  if (!(major >= 13)) return false;
+export function tuneGcForRelaying(on = true, v8: V8Flags = THIS_V8): boolean {
+  if (!fromV8_13(v8)) return false;
   v8.setFlags(on ? '--external-memory-accounted-in-global-limit' : '--no-external-memory-accounted-in-global-limit');
   v8.setFlags(`--heap-growing-percent=${on ? RELAY_HEAP_GROWING_PERCENT : MEMORY_HEAP_GROWING_PERCENT}`);
   return true;
@@ -125,9 +137,8 @@ export const YOUNG_BUFFER_TRIGGER_MB = 16;
  * `connect`) calls it at start; the SDK never does (it changes no global setting of its user's
  * process). Before V8 13 (Node 20) nothing is set. Returns whether it was set.
  */
-export function scavengeYoungBuffersEarly(v8: { version: string; setFlags: (flags: string) => void } = { version: process.versions.v8, setFlags: setFlagsFromString }): boolean {
-  const major = Number(v8.version.split('.')[0]);
-  if (!(major >= 13)) return false;
+export function scavengeYoungBuffersEarly(v8: V8Flags = THIS_V8): boolean {
+  if (!fromV8_13(v8)) return false;
   v8.setFlags(`--scavenger-max-new-space-capacity-mb=${YOUNG_BUFFER_TRIGGER_MB / 4}`);
   return true;
 }
