@@ -6,6 +6,7 @@ import { resolveTlsCipher } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/index.js';
 import { Stack } from '../helpers/stack.js';
 import { echoTarget, type Target } from '../helpers/targets.js';
+import { NO_AES_NI_ENV } from '../helpers/cpu.js';
 import { roundTrip, sha256 } from '../helpers/streams.js';
 
 /**
@@ -16,7 +17,6 @@ import { roundTrip, sha256 } from '../helpers/streams.js';
  */
 
 const MUX_OPEN = 'multiplexed connection open';
-const NO_AES_NI = { OPENSSL_ia32cap: '~0x200000200000000' };
 const AES = 'TLS_AES_128_GCM_SHA256';
 const CHACHA = 'TLS_CHACHA20_POLY1305_SHA256';
 /** This machine's own choice (the agents and the SDK here run on the same CPU and Node). */
@@ -34,7 +34,7 @@ beforeAll(async () => {
   cfg.hub.tlsCipher = 'chacha20-poly1305';
   writeFileSync(file, stringify(cfg), { mode: 0o600 });
   await stack.startAgent('pi-aes');
-  if (process.arch === 'x64') await stack.startAgent('pi-no-aes', NO_AES_NI);
+  if (process.arch === 'x64') await stack.startAgent('pi-no-aes', NO_AES_NI_ENV);
   await stack.startAgent('pi-chacha');
 });
 afterAll(async () => {

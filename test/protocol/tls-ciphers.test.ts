@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_CIPHERS, createSecureContext } from 'node:tls';
 import { describe, expect, it } from 'vitest';
@@ -6,11 +5,7 @@ import { clientCiphers, measureAeadCost, resolveTlsCipher } from '../../protocol
 // @ts-expect-error: a build script in plain JavaScript
 import { shippedNode } from '../../scripts/shipped-node.mjs';
 import { runBundledChild } from '../helpers/bundled-child.js';
-
-/** x86 with AES-NI: OpenSSL's AES-NI can then be masked (OPENSSL_ia32cap), as a board without AES instructions. */
-const X86_AES = process.arch === 'x64' && /^flags\s*:.*\baes\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-/** The mask of AES-NI and PCLMULQDQ for OpenSSL (bench/README.md: the Raspberry Pi 3 or 4 stand-in). */
-const NO_AES = '~0x200000200000000';
+import { NO_AES_NI_ENV, X86_AES_NI } from '../helpers/cpu.js';
 
 describe('TLS cipher preference (protocol/tls-ciphers.ts)', () => {
   it('takes an explicit setting as it is, without measuring', () => {
@@ -46,8 +41,8 @@ describe('TLS cipher preference (protocol/tls-ciphers.ts)', () => {
 
   // The ratio decides which cipher a device asks for: far from the 1.5 line on both sides, in fresh
   // processes as agents start, or a device can be handed the slow one.
-  it.skipIf(!X86_AES)("in the executables' Node: AES-GCM clearly cheaper with AES-NI, clearly dearer without", async () => {
-    const ratio = async (env: Record<string, string>): Promise<number> => {
+  it.skipIf(!X86_AES_NI)("in the executables' Node: AES-GCM clearly cheaper with AES-NI, clearly dearer without", async () => {
+    const ratio = async (env: Readonly<Record<string, string>>): Promise<number> => {
       const r = await runBundledChild(join(import.meta.dirname, 'fixtures/aead-cost-child.ts'), { node: shippedNode() as string, env });
       expect(r.stderr).toBe('');
       const m = JSON.parse(r.stdout) as { aesGcmNsPerByte: number; chacha20NsPerByte: number };
@@ -55,7 +50,7 @@ describe('TLS cipher preference (protocol/tls-ciphers.ts)', () => {
     };
     for (let i = 0; i < 3; i++) {
       expect(await ratio({})).toBeLessThan(1.2);
-      expect(await ratio({ OPENSSL_ia32cap: NO_AES })).toBeGreaterThan(2);
+      expect(await ratio(NO_AES_NI_ENV)).toBeGreaterThan(2);
     }
   });
 
