@@ -14,7 +14,7 @@ import { staleAgainst } from './lib/exe-fresh.mjs';
 import { cpuNs, rss } from './lib/procs.mjs';
 import { ROOT, direct, startDevstreams, startMinimal, startSocat, startSsh, startTarget } from './lib/stack.mjs';
 import * as load from './lib/load.mjs';
-import { MB, MiB, pct, summary } from './lib/stats.mjs';
+import { MB, MiB, busiest, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
 import { wanBulk, wanSetup } from './lib/wan.mjs';
 import { noAesBulk } from './lib/no-aes.mjs';
@@ -61,14 +61,18 @@ try {
   if (wanted.includes('minimal')) paths.push(await startMinimal(target.port));
   if (wanted.includes('ssh')) haveSsh ? paths.push(await startSsh(target.port)) : log('no sshd/ssh: the ssh -L baseline is skipped');
   if (wanted.includes('socat')) haveSocat ? paths.push(await startSocat(target.port)) : log('no socat: the socat baseline is skipped');
-  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], deviceNsUp1: [], deviceNsDown1: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };
+  for (const p of paths) results[p.name] = { raw: { up1: [], down1: [], up8: [], down8: [], nsUp1: [], nsDown1: [], nsUp8: [], nsDown8: [], deviceNsUp1: [], deviceNsDown1: [], busiestUp1: [], busiestDown1: [], rtt50: [], rtt99: [], pings: [], rate: [], setupCpuMs: [], bytes: [] }, errors: [] };
 
-  /** Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile, CPU ns of its device side's process]. */
+  /**
+   * Runs `fn` and returns [its result, CPU ns the tunnel's processes used meanwhile, CPU ns of its
+   * device side's process, CPU ns of each of its processes (in the order of `p.pids`)].
+   */
   const withCpu = async (p, fn) => {
-    const c0 = p.pids.reduce((a, pid) => a + cpuNs(pid), 0);
+    const c0 = p.pids.map(cpuNs);
     const d0 = p.devicePid ? cpuNs(p.devicePid) : 0;
     const r = await fn();
-    return [r, p.pids.reduce((a, pid) => a + cpuNs(pid), 0) - c0, p.devicePid ? cpuNs(p.devicePid) - d0 : NaN];
+    const each = p.pids.map((pid, i) => cpuNs(pid) - c0[i]);
+    return [r, each.reduce((a, n) => a + n, 0), p.devicePid ? cpuNs(p.devicePid) - d0 : NaN, each];
   };
 
   // The agent idle while fresh: online, never carried a stream (the figure after all the load is
@@ -94,20 +98,21 @@ try {
     return [...pair, ...paths.filter((p) => !adjacent.includes(p.name))];
   };
   const transfers = [
-    ['up1', 'nsUp1', 'deviceNsUp1', (p) => load.upload(p.port, C.oneBytes, C.xferMaxS)],
-    ['down1', 'nsDown1', 'deviceNsDown1', (p) => load.download(p.port, C.oneBytes, C.xferMaxS)],
-    ['up8', 'nsUp8', null, (p) => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS)],
-    ['down8', 'nsDown8', null, (p) => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS)],
+    ['up1', 'nsUp1', 'deviceNsUp1', 'busiestUp1', (p) => load.upload(p.port, C.oneBytes, C.xferMaxS)],
+    ['down1', 'nsDown1', 'deviceNsDown1', 'busiestDown1', (p) => load.download(p.port, C.oneBytes, C.xferMaxS)],
+    ['up8', 'nsUp8', null, null, (p) => load.parallel(p.port, 8, 'up', C.eightEach, C.xferMaxS)],
+    ['down8', 'nsDown8', null, null, (p) => load.parallel(p.port, 8, 'down', C.eightEach, C.xferMaxS)],
   ];
   for (let run = 1; run <= C.runs; run++) {
     const ps = order(run);
     log(`run ${run}/${C.runs}: throughput (${ps.map((p) => p.name).join(', ')})`);
-    for (const [rate, cpu, deviceCpu, fn] of transfers) {
+    for (const [rate, cpu, deviceCpu, busiestCpu, fn] of transfers) {
       for (const p of ps) {
         const r = results[p.name].raw;
-        const [x, ns, dns] = await withCpu(p, () => fn(p));
+        const [x, ns, dns, each] = await withCpu(p, () => fn(p));
         r[rate].push(x.bytes / MB / x.secs), r[cpu].push(ns / x.bytes), r.bytes.push(x.bytes);
         if (deviceCpu) r[deviceCpu].push(dns / x.bytes);
+        if (busiestCpu && p.parties) r[busiestCpu].push(busiest(each, p.parties, x.bytes));
       }
     }
     log(`run ${run}/${C.runs}: ping-pong x${C.pings}`);
@@ -185,6 +190,9 @@ for (const [name, res] of Object.entries(results)) {
   res.cpuNsPerByte = name === 'direct' ? null : { up1: summary(r.nsUp1), down1: summary(r.nsDown1), up8: summary(r.nsUp8), down8: summary(r.nsDown8) };
   // The device side's process alone (devstreams' agent, ssh -L's sshd): what a device spends per byte.
   res.deviceCpuNsPerByte = name === 'direct' ? null : { up1: summary(r.deviceNsUp1), down1: summary(r.deviceNsDown1) };
+  // The busiest process of each one-stream transfer: what caps a stream with each on a core of its own.
+  const busiestOf = (xs) => ({ ...summary(xs.map((b) => b.ns)), names: xs.map((b) => b.name) });
+  res.busiestCpuNsPerByte = r.busiestUp1.length ? { up1: busiestOf(r.busiestUp1), down1: busiestOf(r.busiestDown1) } : null;
   res.rttUs = { p50: summary(r.rtt50), p99: summary(r.rtt99), pings: r.pings };
   res.bytesPerTransfer = { min: Math.min(...r.bytes), max: Math.max(...r.bytes) };
   res.setupRate = summary(r.rate);

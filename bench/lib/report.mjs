@@ -49,6 +49,13 @@ export function targets(out) {
   return t;
 }
 
+/** The name that comes up most often (the busiest process of most runs). */
+function mostOften(names) {
+  const n = new Map();
+  for (const x of names) n.set(x, (n.get(x) ?? 0) + 1);
+  return [...n].sort((a, b) => b[1] - a[1])[0]?.[0] ?? '';
+}
+
 export function markdown(out) {
   const names = Object.keys(out.results);
   const R = out.results;
@@ -70,6 +77,15 @@ export function markdown(out) {
     row('8 streams down, MB/s total', (r) => fmtRange(r.throughput.down8) + ratio(r.throughput.down8, ssh?.throughput.down8)),
     row('CPU ns/B, 1 stream up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up1.median, 2)} / ${fmt(r.cpuNsPerByte.down1.median, 2)}` : '–')),
     row('device side CPU ns/B, 1 stream up / down (the agent; sshd; the last hop)', (r) => (r.deviceCpuNsPerByte ? `${fmt(r.deviceCpuNsPerByte.up1.median, 2)} / ${fmt(r.deviceCpuNsPerByte.down1.median, 2)}` : '–')),
+    row('busiest process CPU ns/B, 1 stream up / down (with a core each, as on three computers, a stream carries at most 1,000 / this MB/s)', (r) => {
+      const b = r.busiestCpuNsPerByte;
+      if (!b) return '–';
+      const one = (k) => `${fmt(b[k].median, 2)} ${mostOften(b[k].names)}`;
+      const sb = ssh?.busiestCpuNsPerByte;
+      // The most a stream could carry, against ssh -L's: the inverse ratio of the two busiest processes' CPU per byte.
+      const vs = sb && r !== ssh ? ` · ${pairedRatio(sb.up1, b.up1).toFixed(2)}x / ${pairedRatio(sb.down1, b.down1).toFixed(2)}x ssh` : '';
+      return `${one('up1')} / ${one('down1')}${vs}`;
+    }),
     row('CPU ns/B, 8 streams up / down', (r) => (r.cpuNsPerByte ? `${fmt(r.cpuNsPerByte.up8.median, 2)} / ${fmt(r.cpuNsPerByte.down8.median, 2)}` : '–')),
     row(`1-byte RTT p50, us (up to ${fmt(out.config.pings)} pings per run)`, (r) => fmtRange(r.rttUs.p50)),
     row('pings per run', (r) => r.rttUs.pings.map((n) => fmt(n)).join(', ')),

@@ -94,6 +94,7 @@ export async function startDevstreams(targetPort, { nodeArgs = [], host = '127.0
       agent,
       forward,
       pids: [forward.pid, hub.pid, agent.pid],
+      parties: ['forward', 'hub', 'agent'],
       devicePid: agent.pid, // what runs on the device
       stop: cleanUp,
     };
@@ -167,6 +168,7 @@ export async function startSsh(targetPort, { cipher, rttMs = 0, sshdEnv = {} } =
     name: cipher ? `ssh -L (${cipher})` : 'ssh -L',
     port: lport,
     pids: [ssh.pid, sshd.pid],
+    parties: ['ssh', 'sshd'],
     devicePid: sshd.pid, // cpuNs counts its live descendants: the session process that carries the forward
     async stop() {
       await ssh.stop();
@@ -190,6 +192,7 @@ export async function startSocat(targetPort) {
     name: 'socat x3',
     port: p1,
     pids: procs.map((p) => p.pid),
+    parties: ['socat3', 'socat2', 'socat1'],
     devicePid: procs[0].pid, // the hop to the target, with the child it forks per connection
     async stop() {
       for (const p of procs) await p.stop();
@@ -219,6 +222,7 @@ export async function startMinimal(targetPort, { nodeArgs = [], mux = false } = 
     name: mux ? 'minimal wss mux' : 'minimal wss',
     port,
     pids: [service.pid, relay.pid, agent.pid],
+    parties: ['service', 'relay', 'agent'],
     devicePid: agent.pid,
     agent,
     async stop() {

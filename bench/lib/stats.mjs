@@ -23,6 +23,18 @@ export function pairedRatio(a, base) {
   return a.median / base.median;
 }
 
+/**
+ * The busiest of a tunnel's processes over one transfer: the most CPU per byte any one of them
+ * spent, and its name. With each process on a computer (or core) of its own, as in a deployment,
+ * that process is the one that caps a stream: one stream can carry at most 1 / `ns` bytes a
+ * nanosecond. `cpuNs` is each process's CPU time over the transfer, in the order of `names`.
+ */
+export function busiest(cpuNs, names, bytes) {
+  let k = 0;
+  for (let i = 1; i < cpuNs.length; i++) if (cpuNs[i] > cpuNs[k]) k = i;
+  return { ns: cpuNs[k] / bytes, name: names[k] };
+}
+
 export const MB = 1e6;
 export const MiB = 1024 * 1024;
 
