@@ -18,6 +18,11 @@ import { setFlagsFromString } from 'node:v8';
  * (4.8 MiB of an agent idle after work, `node bench/idle.mjs --load --rss-map`), and on the agent's
  * data path, where the bytes go through OpenSSL and the kernel, Maglev's code carries them for the
  * same CPU. With no optimizing compiler at all, eight streams up cost the agent half as much again.
+ * Maglev's one known cost here: it defines an object literal's symbol-keyed properties through
+ * V8's runtime, and Node's `process.nextTick` builds its tick object that way (8 % of the agent's
+ * CPU on one stream up). TurboFan for `nextTick` alone (`--turbo-filter=nextTick`) took 4-5 % off
+ * the agent's CPU per byte and paged in 5.5 MB of TurboFan's code for good: not taken (issue 6,
+ * twenty-third round, bench/HISTORY.md).
  * bin/devstreams.ts holds them for `devstreams agent` before the agent's program loads; the agent
  * releases Maglev when its stream table first holds a stream. Nothing else holds them, so in any
  * other process (the hub, the service side, the SDK, tests that run an agent in-process)
