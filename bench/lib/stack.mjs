@@ -192,7 +192,7 @@ export async function startSocat(targetPort) {
     name: 'socat x3',
     port: p1,
     pids: procs.map((p) => p.pid),
-    parties: ['socat3', 'socat2', 'socat1'],
+    parties: procs.map((p) => p.name),
     devicePid: procs[0].pid, // the hop to the target, with the child it forks per connection
     async stop() {
       for (const p of procs) await p.stop();
