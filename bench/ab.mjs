@@ -3,7 +3,7 @@
 // B A, B A, A B, ...: bench/lib/ab.mjs pairOrder), so that neither build always runs second while the
 // host's speed drifts (the twenty-third round took that drift for a 10-15 % gain once). For each
 // figure it prints both builds' values in run order and B against A: the median of the pairs' own
-// ratios (bench/lib/stats.mjs pairedRatio), with their min and max. The same build on both sides (an
+// ratios (as bench/lib/stats.mjs pairedRatio), with their min and max. The same build on both sides (an
 // A/A run) shows what the method can resolve on this host: bench/README.md.
 //   node bench/ab.mjs A/dist/devstreams.mjs B/dist/devstreams.mjs [--pairs 4] [-- per-process options]
 // e.g. node bench/ab.mjs /tmp/base/dist/devstreams.mjs dist/devstreams.mjs --pairs 6 -- --mib 512 --streams 1 --dirs up
@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
 import { ROOT } from './lib/stack.mjs';
-import { fmt, pairedRatio, pct, summary } from './lib/stats.mjs';
+import { fmt, pct } from './lib/stats.mjs';
 import { option } from './lib/args.mjs';
 import { figures, pairOrder } from './lib/ab.mjs';
 
@@ -56,5 +56,5 @@ for (const key of Object.keys(runs.A[0])) {
   const b = runs.B.map((r) => r[key]);
   const ratios = b.map((v, i) => v / a[i]);
   const digits = key.endsWith('ns/B') ? 2 : 0;
-  console.log(`${key}: A ${a.map((v) => fmt(v, digits)).join(', ')} | B ${b.map((v) => fmt(v, digits)).join(', ')} | B/A ${pairedRatio(summary(b), summary(a)).toFixed(3)} (${fmt(Math.min(...ratios), 3)}-${fmt(Math.max(...ratios), 3)}); medians ${fmt(pct(a, 0.5), digits)} -> ${fmt(pct(b, 0.5), digits)}`);
+  console.log(`${key}: A ${a.map((v) => fmt(v, digits)).join(', ')} | B ${b.map((v) => fmt(v, digits)).join(', ')} | B/A ${pct(ratios, 0.5).toFixed(3)} (${fmt(Math.min(...ratios), 3)}-${fmt(Math.max(...ratios), 3)}); medians ${fmt(pct(a, 0.5), digits)} -> ${fmt(pct(b, 0.5), digits)}`);
 }
