@@ -9,8 +9,7 @@ import { startDevstreams, startSsh } from './stack.mjs';
 import { cpuNs } from './procs.mjs';
 import * as load from './load.mjs';
 import { summary } from './stats.mjs';
-
-export const NO_AES_NI_ENV = Object.freeze({ OPENSSL_ia32cap: '~0x200000200000000' });
+import { NO_AES_NI_ENV } from './no-aes-env.mjs';
 
 /** Null where the stand-in does not apply (not x86-64). `ssh`: measure `ssh -L` too. */
 export async function noAesBulk(targetPort, { bytes, maxS, runs = 3, ssh = true } = {}) {
