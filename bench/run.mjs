@@ -18,6 +18,8 @@ import { MB, MiB, busiest, pct, summary } from './lib/stats.mjs';
 import { markdown, targets } from './lib/report.mjs';
 import { wanBulk, wanSetup } from './lib/wan.mjs';
 import { noAesBulk } from './lib/no-aes.mjs';
+import { onComputers, parseShares } from './lib/computers.mjs';
+import { findCpuController } from './lib/cpu-quota.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (f) => argv.includes(f);
@@ -137,6 +139,15 @@ try {
     results[p.name].errors.push(...st.errors.map((e) => `set-up: ${e}`));
   }
   const ds = paths.find((p) => p.name === 'devstreams');
+  const sshPath = paths.find((p) => p.name === 'ssh -L');
+  // As on three computers: each party held to half a core (bench/lib/computers.mjs), 1.5 of this
+  // host's 2 cores for devstreams' three. Needs root for the cgroups.
+  if (ds && findCpuController()) {
+    log(`devstreams${sshPath ? ' and ssh -L' : ''}: one stream up and down, each party on a computer of its own (half a core each)`);
+    results.devstreams.computers = await onComputers([ds, ...(sshPath ? [sshPath] : [])], target.proc.pid, {
+      shares: parseShares('0.5'), bytes: C.oneBytes / 2, maxS: C.xferMaxS, runs: C.runs,
+    });
+  } else if (ds) log('no writable cgroup cpu controller (not root?): the figure with a computer per party is skipped');
   if (ds) {
     // On a hub, agent and forward of their own, started for it: after the transfers above, the
     // worked processes hold memory the streams then reuse, and "memory per open stream" would

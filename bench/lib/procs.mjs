@@ -109,7 +109,8 @@ export function rss(pid) {
   return Number(statm[1]) * PAGE;
 }
 
-function descendants(pid) {
+/** The living descendants of `pid` (children, their children, ...), from /proc. */
+export function descendants(pid) {
   const out = [];
   let kids = [];
   try {

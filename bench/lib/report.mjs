@@ -22,6 +22,14 @@ export function targets(out) {
       add(`8 streams ${k === 'up8' ? 'up' : 'down'} vs ssh -L (8 streams)`, '>= 1.5x', `${ratio.toFixed(2)}x`, ratio >= 1.5);
     }
   }
+  const cs = d.computers?.paths;
+  if (cs?.['ssh -L']) {
+    const share = d.computers.shares.device;
+    for (const k of ['up1', 'down1']) {
+      const ratio = pairedRatio(cs.devstreams[k].mbps, cs['ssh -L'][k].mbps);
+      add(`one stream ${k === 'up1' ? 'up' : 'down'} vs ssh -L, each party a computer of its own (${share} of a core)`, '>= 1.0x', `${ratio.toFixed(2)}x`, ratio >= 1);
+    }
+  }
   if (dir) {
     const a50 = d.rttUs.p50.median - dir.rttUs.p50.median;
     const a99 = d.rttUs.p99.median - dir.rttUs.p99.median;
@@ -130,6 +138,18 @@ export function markdown(out) {
     const mb = (x) => `${fmt(x.up, 1)} up / ${fmt(x.down, 1)} down MB/s`;
     lines.push('', `One stream with a ${w.rttMs} ms round trip (the same delay proxy; up to ${fmt(w.devstreams.bytesUp / MB)} MB each way): devstreams ${mb(w.devstreams)}` +
       (w.ssh ? `, ssh -L ${mb(w.ssh)} (${fmt(w.devstreams.up / w.ssh.up, 2)}x / ${fmt(w.devstreams.down / w.ssh.down, 2)}x).` : '.'));
+  }
+  if (d?.computers) {
+    const c = d.computers;
+    const cs = c.paths;
+    const sh = c.shares;
+    // The computer that used the most of its share: the one that held the stream back.
+    const busiest = (f) => Object.entries(f.load).sort((a, b) => b[1] - a[1])[0][0];
+    const mb = (p) => `${fmtRange(p.up1.mbps)} up / ${fmtRange(p.down1.mbps)} down MB/s (the busiest computer ${busiest(p.up1)} / ${busiest(p.down1)})`;
+    lines.push('', `One stream with each party on a computer of its own: the user's (the load generator and the service side), the hub, and the device (the device side and the target), ` +
+      `each held to ${sh.user === sh.hub && sh.hub === sh.device ? `${sh.user} of a core` : `user ${sh.user}, hub ${sh.hub}, device ${sh.device} of a core`} by a CPU quota (bench/computers.mjs; median of ${c.runs}, up to ${fmt(c.bytes / 2 ** 20)} MiB each way): ` +
+      `devstreams ${mb(cs.devstreams)}` +
+      (cs['ssh -L'] ? `; ssh -L ${mb(cs['ssh -L'])} (devstreams ${fmt(pairedRatio(cs.devstreams.up1.mbps, cs['ssh -L'].up1.mbps), 2)}x / ${fmt(pairedRatio(cs.devstreams.down1.mbps, cs['ssh -L'].down1.mbps), 2)}x).` : '.'));
   }
   if (d?.noAes) {
     const x = d.noAes;
