@@ -3,6 +3,7 @@
 // held to a share of a core by a CPU quota (bench/lib/computers.mjs). Needs root (cgroups).
 //   node bench/computers.mjs [--share 0.5 | --share user=0.8,hub=0.8,device=0.3] [--period-us 10000]
 //     [--mib 512] [--runs 3] [--max-s 20] [--streams 1,8] [--paths devstreams,ssh,minimal-mux] [--json]
+//     [--node-args "--perf-basic-prof"] [--agent-node-args "..."]   (node options for all, for devstreams' agent alone)
 // Prints, per path and transfer, MB/s (median, min-max over the runs), its ratio to `ssh -L` (the
 // median of the runs' own ratios), and per computer its CPU as a fraction of its share, its CPU ns
 // per byte, and the fraction of quota periods in which the quota held it back; then each process's
@@ -17,14 +18,16 @@ const shares = parseShares(option('--share', '0.5'));
 const periodUs = Number(option('--period-us', '10000'));
 const wanted = option('--paths', 'devstreams,ssh').split(',');
 const json = process.argv.includes('--json');
+const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
+const agentNodeArgs = option('--agent-node-args', '').split(' ').filter(Boolean);
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 const target = await startTarget();
 const paths = [];
 let out;
 try {
-  if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port));
-  if (wanted.includes('minimal-mux')) paths.push(await startMinimal(target.port, { mux: true }));
+  if (wanted.includes('devstreams')) paths.push(await startDevstreams(target.port, { nodeArgs, agentNodeArgs }));
+  if (wanted.includes('minimal-mux')) paths.push(await startMinimal(target.port, { nodeArgs, mux: true }));
   if (wanted.includes('ssh')) paths.push(await startSsh(target.port));
   out = await onComputers(paths, target.proc.pid, {
     shares,

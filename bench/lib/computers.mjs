@@ -53,9 +53,10 @@ export function computersOf(pids, parties = pids.map(String)) {
  * One stream up and down (`streams` at once, each) on every path in `paths`, `runs` times (the
  * paths' order alternating by run), with the computers held to `shares` of a core. Returns, per
  * path and transfer, MB/s and per computer its CPU as a fraction of its share, the fraction of
- * quota periods in which it was held back, and its CPU ns per byte. The groups go when it returns.
+ * quota periods in which it was held back, and its CPU ns per byte. Each path first carries
+ * `warmUp` bytes each way. The groups go when it returns.
  */
-export async function onComputers(paths, targetPid, { shares, periodUs = 10_000, bytes = 512 * MiB, maxS = 20, runs = 3, streams = [1], log = () => {} }) {
+export async function onComputers(paths, targetPid, { shares, periodUs = 10_000, bytes = 512 * MiB, warmUp = 128 * MiB, maxS = 20, runs = 3, streams = [1], log = () => {} }) {
   const quota = new CpuQuotaGroups({ periodUs });
   quota.removeStale();
   try {
@@ -70,7 +71,9 @@ export async function onComputers(paths, targetPid, { shares, periodUs = 10_000,
       cs.find((c) => c.name === 'device').procs.push({ pid: targetPid, party: 'target' });
       placed.set(p, cs);
     }
-    for (const p of paths) await load.download(p.port, 16 * MiB); // warm-up, under the quota
+    // Warm-up, under the quota, both ways: a fresh process's first transfer grows its heap, and
+    // costs the hub and the agent a third more per byte than the next (bench/HISTORY.md).
+    for (const p of paths) for (const dir of ['up', 'down']) await transfer(p.port, 1, dir, warmUp, maxS);
     const raw = {};
     for (let r = 0; r < runs; r++) {
       // Which path goes first alternates by run, so that a drift of the host falls on each alike.
