@@ -10,17 +10,29 @@
 // CPU ns per byte (`load` is the load generator, this process).
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
 import { onComputers, parseShares } from './lib/computers.mjs';
+import { findCpuController, quotaFiles } from './lib/cpu-quota.mjs';
 import { startDevstreams, startMinimal, startSsh, startTarget } from './lib/stack.mjs';
 import { MiB, fmt, fmtRange, pairedRatio } from './lib/stats.mjs';
 import { option } from './lib/args.mjs';
 
-const shares = parseShares(option('--share', '0.5'));
+let shares;
 const periodUs = Number(option('--period-us', '10000'));
+try {
+  shares = parseShares(option('--share', '0.5'));
+  quotaFiles('v2', shares.user, periodUs); // throws for a period that means nothing
+} catch (err) {
+  console.error(`bench/computers.mjs: ${err.message}`);
+  process.exit(1);
+}
 const wanted = option('--paths', 'devstreams,ssh').split(',');
 const json = process.argv.includes('--json');
 const nodeArgs = option('--node-args', '').split(' ').filter(Boolean);
 const agentNodeArgs = option('--agent-node-args', '').split(' ').filter(Boolean);
 const log = (...a) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...a);
+if (!findCpuController()) {
+  console.error('bench/computers.mjs: no cgroup cpu controller to write to; run it as root on Linux (cgroup v1 cpu, or v2 with cpu.max)');
+  process.exit(1);
+}
 
 const target = await startTarget();
 const paths = [];
