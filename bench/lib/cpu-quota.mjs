@@ -102,7 +102,14 @@ class QuotaGroup {
   }
 
   add(pid) {
-    for (const p of [pid, ...descendants(pid)]) writeFileSync(join(this.dir, 'cgroup.procs'), String(p));
+    writeFileSync(join(this.dir, 'cgroup.procs'), String(pid));
+    for (const p of descendants(pid)) {
+      try {
+        writeFileSync(join(this.dir, 'cgroup.procs'), String(p));
+      } catch {
+        /* exited since it was listed */
+      }
+    }
   }
 
   pids() {
