@@ -1,7 +1,7 @@
 // Throughput with each party on a computer of its own: the user's (this load generator with
 // `forward` or `ssh`), the hub, and the device (the agent or `sshd`, with the target service), each
 // held to a share of a core by a CPU quota (bench/lib/computers.mjs). Needs root (cgroups).
-//   node bench/computers.mjs [--share 0.5 | --share user=0.8,hub=0.8,device=0.3] [--period-us 10000]
+//   node bench/computers.mjs [--share 0.5 | --share user=0.6,hub=0.6,device=0.3] [--period-us 10000]
 //     [--mib 512] [--runs 3] [--max-s 20] [--streams 1,8] [--paths devstreams,ssh,minimal-mux] [--json]
 //     [--node-args "--perf-basic-prof"] [--agent-node-args "..."]   (node options for all, for devstreams' agent alone)
 // Prints, per path and transfer, MB/s (median, min-max over the runs), its ratio to `ssh -L` (the

@@ -12,7 +12,7 @@ import { MiB, summary } from './stats.mjs';
 export const COMPUTERS = ['user', 'hub', 'device'];
 
 /**
- * Each computer's share of a core, from `0.5` (all three alike) or `user=0.8,hub=0.8,device=0.3`
+ * Each computer's share of a core, from `0.5` (all three alike) or `user=0.6,hub=0.6,device=0.3`
  * (each named; all three needed). Throws with what is wrong.
  */
 export function parseShares(text) {
