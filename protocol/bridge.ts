@@ -2,6 +2,14 @@ import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 
+/**
+ * The event a source emits around the parts of one message it pushes in a row (WsDuplex: a DATA
+ * frame that arrived in several TLS reads, protocol/ws-zero-copy.ts): `true` before the first part,
+ * `false` after the last. A bridge corks a TCP destination in between, so the parts leave with one
+ * writev system call.
+ */
+export const MESSAGE_PARTS = 'messageParts';
+
 export interface BridgeResult {
   /** Bytes read from `a` and written to `b`, and the other way. */
   bytesAtoB: number;
@@ -29,9 +37,9 @@ export function bridge(
   const result: BridgeResult = { bytesAtoB: 0, bytesBtoA: 0, durationMs: 0 };
   a.on('data', (chunk: Buffer) => (result.bytesAtoB += chunk.length));
   b.on('data', (chunk: Buffer) => (result.bytesBtoA += chunk.length));
-  // Before the pipes' own 'data' handlers, so their writes of one tick are corked together.
-  if (isPlainTcp(b)) corkEachTick(a, b);
-  if (isPlainTcp(a)) corkEachTick(b, a);
+  // Before the pipes' own 'data' handlers, so the writes they make are corked together.
+  if (isPlainTcp(b)) joinWrites(a, b);
+  if (isPlainTcp(a)) joinWrites(b, a);
 
   const fail = (side: 'a' | 'b', err: Error): void => {
     if (!result.error) {
@@ -97,18 +105,23 @@ export function bridge(
 }
 
 /**
- * Joins what `src` emits in one tick into one write to the TCP socket `dst`: a message that came in
- * parts (protocol/ws-zero-copy.ts: a 64 KiB DATA frame in four or five TLS reads) goes out with one
- * writev system call, not one write per part.
+ * Joins what `src` hands on in a row into one write to the TCP socket `dst`, without delaying a lone
+ * chunk: the parts of one message (MESSAGE_PARTS) are corked around, synchronously, so a 64 KiB
+ * DATA frame that came in four or five TLS reads goes out with one writev system call, not one write
+ * per part; and when `src` emits what it had buffered (its reader paused, then resumed) the chunks of
+ * that tick are corked until the tick ends. A chunk alone, as every message of an interactive
+ * session, is written at once. Corking every chunk until its tick ended cost the agent a
+ * `process.nextTick` per message, issue 6's twenty-fifth round (bench/HISTORY.md).
  */
-function corkEachTick(src: Duplex, dst: Socket): void {
+function joinWrites(src: Duplex, dst: Socket): void {
+  src.on(MESSAGE_PARTS, (begin: boolean) => (begin ? dst.cork() : dst.uncork()));
   let corked = false;
   const uncork = (): void => {
     corked = false;
     dst.uncork();
   };
   src.on('data', () => {
-    if (corked) return;
+    if (corked || src.readableLength === 0) return; // nothing more buffered behind this chunk
     corked = true;
     dst.cork();
     process.nextTick(uncork);

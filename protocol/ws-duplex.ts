@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import type { ClientOptions } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
+import { MESSAGE_PARTS } from './bridge.js';
 import { LIMITS } from './limits.js';
 import { joined, type MessageSocket } from './message-socket.js';
 
@@ -69,9 +70,21 @@ export class WsDuplex extends Duplex {
     if (isBinary) {
       if (this.eofReceived) return this.abort('BAD_REQUEST', 'data after EOF');
       let more = true;
-      for (const part of Array.isArray(message) ? message : [message]) {
-        this.bytesIn += part.length;
-        more = this.push(part);
+      if (!Array.isArray(message) || message.length === 1) {
+        const data = Array.isArray(message) ? message[0]! : message;
+        this.bytesIn += data.length;
+        more = this.push(data);
+      } else {
+        // A message in parts: a bridge joins them into one write (protocol/bridge.ts joinWrites).
+        this.emit(MESSAGE_PARTS, true);
+        try {
+          for (const part of message) {
+            this.bytesIn += part.length;
+            more = this.push(part);
+          }
+        } finally {
+          this.emit(MESSAGE_PARTS, false);
+        }
       }
       if (!more && !this.paused) {
         this.paused = true;

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { bridge, DevstreamsError, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
+import { bridge, DevstreamsError, MESSAGE_PARTS, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
 
 /** A connected pair of WsDuplex over a real loopback WebSocket. */
 async function wsPair(): Promise<{ client: WsDuplex; server: WsDuplex; close: () => Promise<void> }> {
@@ -145,21 +145,34 @@ describe('bridge', () => {
     expect(result.bytesBtoA).toBe(64);
   });
 
-  it('what the other side gives in one tick goes to the TCP socket corked, as one write, and arrives', async () => {
+  /**
+   * A bridge from a stand-in for a WsDuplex (a Duplex the test pushes into) to a TCP echo, with the
+   * socket's writes recorded as they are handed to Node's TCP handle: ['write', bytes] or
+   * ['writev', chunks]. `allBack` resolves when `total` bytes have come back through the echo.
+   */
+  async function bridgedToEcho(total: number) {
     const tcp = net.createServer((s) => s.pipe(s)); // echo
     tcp.listen(0, '127.0.0.1');
     await once(tcp, 'listening');
     cleanups.push(async () => void tcp.close());
     const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1' });
     await once(sock, 'connect');
-    // Stands in for a WsDuplex pushing a message's parts; keeps what comes back.
+    const writes: Array<[string, number]> = [];
+    const s = sock as unknown as {
+      _write: (c: Buffer, e: BufferEncoding, cb: () => void) => void;
+      _writev: (cs: unknown[], cb: () => void) => void;
+    };
+    const write = s._write.bind(sock);
+    const writev = s._writev.bind(sock);
+    s._write = (c, e, cb) => (writes.push(['write', c.length]), write(c, e, cb));
+    s._writev = (cs, cb) => (writes.push(['writev', cs.length]), writev(cs, cb));
     const back: Buffer[] = [];
     let echoed = (): void => {};
     const other = new Duplex({
       read() {},
       write(chunk: Buffer, _enc, cb) {
         back.push(chunk);
-        if (Buffer.concat(back).length >= 6000) echoed();
+        if (Buffer.concat(back).length >= total) echoed();
         cb();
       },
     });
@@ -167,14 +180,59 @@ describe('bridge', () => {
     void bridge(other, sock, silentLogger);
     cleanups.push(async () => void sock.destroy());
     await new Promise((r) => setImmediate(r)); // the pipes flow from the next tick
-    const parts = [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
-    for (const p of parts) other.push(p);
-    expect(sock.writableCorked).toBe(1); // held together until the tick ends
-    expect(sock.writableLength).toBe(6000);
-    await new Promise((r) => setImmediate(r));
+    return { sock, other, writes, back, allBack };
+  }
+  const parts = (): Buffer[] => [randomBytes(1000), randomBytes(2000), randomBytes(3000)];
+
+  it("a message's parts go to the TCP socket as one write, at once, and arrive", async () => {
+    const { sock, other, writes, back, allBack } = await bridgedToEcho(6000);
+    const sent = parts();
+    other.emit(MESSAGE_PARTS, true); // as WsDuplex does around a message in parts
+    for (const p of sent) other.push(p);
+    expect(writes).toEqual([]); // held together until the message's last part
+    other.emit(MESSAGE_PARTS, false);
+    expect(writes).toEqual([['writev', 3]]); // one system call, before the tick ends
     expect(sock.writableCorked).toBe(0);
     await allBack;
-    expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(parts)));
+    expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(sent)));
+  });
+
+  it('a chunk alone is written at once, not held until the tick ends', async () => {
+    const { sock, other, writes, allBack } = await bridgedToEcho(1);
+    other.push(Buffer.from('x'));
+    expect(writes).toEqual([['write', 1]]);
+    expect(sock.writableCorked).toBe(0);
+    await allBack;
+  });
+
+  it('what a paused source had buffered goes out as one write when it flows again', async () => {
+    const { sock, other, writes, back, allBack } = await bridgedToEcho(6000);
+    other.pause();
+    const sent = parts();
+    for (const p of sent) other.push(p);
+    other.resume(); // flows on the next tick: all three chunks in one tick
+    await new Promise((r) => setImmediate(r));
+    expect(writes).toEqual([['writev', 3]]); // each written alone had been three system calls
+    expect(sock.writableCorked).toBe(0);
+    await allBack;
+    expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(sent)));
+  });
+
+  it('WsDuplex marks a message in parts, and only such a message', async () => {
+    const { client, server, close } = await wsPair();
+    cleanups.push(close);
+    const marks: boolean[] = [];
+    const seen: number[] = [];
+    server.on(MESSAGE_PARTS, (begin: boolean) => marks.push(begin));
+    server.on('data', () => seen.push(marks.length));
+    await new Promise((r) => setImmediate(r)); // flowing from the next tick
+    const ws = (server as unknown as { ws: { emit(e: string, ...a: unknown[]): boolean } }).ws;
+    ws.emit('message', [Buffer.from('ab'), Buffer.from('cd')], true); // as ws delivers 'fragments'
+    ws.emit('message', [Buffer.from('e')], true);
+    ws.emit('message', Buffer.from('f'), true);
+    expect(marks).toEqual([true, false]);
+    expect(seen).toEqual([1, 1, 2, 2]); // both parts inside the marks, the single ones after
+    client.destroy();
   });
 
   it('a TCP reset aborts the WebSocket side with an error the peer sees', async () => {
