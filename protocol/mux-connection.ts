@@ -6,10 +6,15 @@ import { joined, messageBytes } from './message-socket.js';
 import { MUX, MUX_SUBPROTOCOL_WINDOWS, decodeDataParts, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
 import { WindowTuner } from './mux-window.js';
 import { errorCodeOfClose } from './ws-duplex.js';
-import { receiveAsViews, writeFrameParts } from './ws-zero-copy.js';
+import { receiveAsViews, writeFrameInPlace, writeFrameParts } from './ws-zero-copy.js';
 
 /** Ids a client may use on one connection before it must open another (ids are never reused). */
 const MAX_CHANNEL_ID = 0xffff_ffff;
+/**
+ * A frame up to this size without room for its WebSocket header is copied in behind the header and
+ * written as one buffer: a copy Node's TLS socket would make anyway, joining two buffers.
+ */
+const SMALL_FRAME_BYTES = 1024;
 
 export interface MuxAttachRequest {
   streamId: string;
@@ -150,6 +155,11 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
       if (cb) process.nextTick(cb, new DevstreamsError('PEER_GONE', 'multiplexed connection is closed'));
       return;
     }
+    // One buffer to the socket where possible (protocol/ws-zero-copy.ts): the frame's WebSocket
+    // header written in the room in front of it (bytes read at the edges), or a small frame copied
+    // in behind its header (credits, control frames, a forwarded small payload).
+    if (writeFrameInPlace(this.ws, frame, cb)) return;
+    if (frame.length <= SMALL_FRAME_BYTES && writeFrameParts(this.ws, frame, [], cb)) return;
     this.ws.send(frame, { binary: true }, cb);
   }
 

@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import { claimRoom } from './headroom.js';
 
 /**
  * The two places the data path reaches under ws's hood (ws 8), each to drop a copy of every byte
@@ -12,6 +13,12 @@ import type { WebSocket } from 'ws';
  * wrote it into its target socket. With receiveAsViews, such a message arrives as views into the
  * reads, in order (binaryType 'fragments', ws's own way to deliver a Buffer[]); writeFrameParts
  * then hands the views to the socket as they are.
+ *
+ * Sending: ws writes a frame's header and its payload as two buffers, which Node's TLS socket joins
+ * into a new one before it encrypts (TLSWrap::DoWrite), a copy of every byte the agent and
+ * `devstreams forward` send. The bytes they read at the edges have room in front of them for both
+ * headers (protocol/headroom.ts), and writeFrameInPlace writes the WebSocket header there: one buffer,
+ * encrypted where it lies.
  */
 
 /** What receiveAsViews reads and replaces of ws's Receiver. */
@@ -100,34 +107,72 @@ interface WebSocketInternals {
  * expected shape; the caller then sends the joined payload with `ws.send`.
  */
 export function writeFrameParts(ws: WebSocket, head: Buffer, parts: Buffer[], cb?: (err?: Error) => void): boolean {
-  const w = ws as unknown as WebSocketInternals;
-  const socket = w._socket;
-  if (ws.readyState !== ws.OPEN || !socket || typeof socket.cork !== 'function' || w._sender?._state !== 0) return false;
+  const socket = writableSocket(ws);
+  if (!socket) return false;
   let length = head.length;
   for (const p of parts) length += p.length;
-  const masked = w._isServer !== true;
-  const lengthBytes = length > 0xffff ? 8 : length > 125 ? 2 : 0;
-  const h = Buffer.allocUnsafe(2 + lengthBytes + (masked ? 4 : 0) + head.length);
-  h[0] = 0x80 | BINARY; // FIN, binary
-  if (lengthBytes === 8) {
-    h[1] = 127;
-    h.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
-    h.writeUInt32BE(length >>> 0, 6);
-  } else if (lengthBytes === 2) {
-    h[1] = 126;
-    h.writeUInt16BE(length, 2);
-  } else {
-    h[1] = length;
-  }
-  if (masked) {
-    h[1] |= 0x80;
-    h.fill(0, 2 + lengthBytes, 6 + lengthBytes); // the zero key: the payload goes as it is
-  }
-  head.copy(h, h.length - head.length);
+  const masked = (ws as unknown as WebSocketInternals)._isServer !== true;
+  const headerBytes = frameHeaderBytes(length, masked);
+  const h = Buffer.allocUnsafe(headerBytes + head.length);
+  writeFrameHeader(h, length, masked);
+  head.copy(h, headerBytes);
   socket.cork();
   if (parts.length === 0) socket.write(h, cb);
   else socket.write(h);
   for (let i = 0; i < parts.length; i++) socket.write(parts[i]!, i === parts.length - 1 ? cb : undefined);
   socket.uncork();
   return true;
+}
+
+/**
+ * Writes `payload` as one final binary frame whose header goes into the room in front of it
+ * (protocol/headroom.ts: the bytes read at the edges have it), so the socket gets one buffer: a TLS
+ * socket encrypts it where it lies, where a header and a payload in two buffers are first joined into
+ * a new one (Node's TLSWrap::DoWrite), a copy of every byte. Returns false, having written nothing
+ * and claimed no room, as writeFrameParts does, or when `payload` has no room for the header.
+ */
+export function writeFrameInPlace(ws: WebSocket, payload: Buffer, cb?: (err?: Error) => void): boolean {
+  const socket = writableSocket(ws);
+  if (!socket) return false;
+  const masked = (ws as unknown as WebSocketInternals)._isServer !== true;
+  const frame = claimRoom(payload, frameHeaderBytes(payload.length, masked));
+  if (!frame) return false;
+  writeFrameHeader(frame, payload.length, masked);
+  socket.write(frame, cb);
+  return true;
+}
+
+/** The socket of an open WebSocket whose sender holds nothing back, or null. */
+function writableSocket(ws: WebSocket): NonNullable<WebSocketInternals['_socket']> | null {
+  const w = ws as unknown as WebSocketInternals;
+  const socket = w._socket;
+  if (ws.readyState !== ws.OPEN || !socket || typeof socket.cork !== 'function' || w._sender?._state !== 0) return null;
+  return socket;
+}
+
+/** RFC 6455 5.2: 2 bytes, a 16- or 64-bit extended length, and a client's masking key. */
+function frameHeaderBytes(length: number, masked: boolean): number {
+  return 2 + (length > 0xffff ? 8 : length > 125 ? 2 : 0) + (masked ? 4 : 0);
+}
+
+/** A final binary frame's header for a payload of `length` at the start of `h`; a client masks with the zero key (as `zeroMask`). */
+function writeFrameHeader(h: Buffer, length: number, masked: boolean): void {
+  h[0] = 0x80 | BINARY; // FIN, binary
+  let at = 2;
+  if (length > 0xffff) {
+    h[1] = 127;
+    h.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+    h.writeUInt32BE(length >>> 0, 6);
+    at = 10;
+  } else if (length > 125) {
+    h[1] = 126;
+    h.writeUInt16BE(length, 2);
+    at = 4;
+  } else {
+    h[1] = length;
+  }
+  if (masked) {
+    h[1] |= 0x80;
+    h.fill(0, at, at + 4); // the zero key: the payload goes as it is
+  }
 }

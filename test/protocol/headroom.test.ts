@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MUX, allocWithHeadroom, claimHeadroom, decodeMuxFrame, encodeData } from '../../protocol/index.js';
+import { MUX, WS_HEADROOM_BYTES, allocWithHeadroom, claimHeadroom, claimRoom, decodeMuxFrame, encodeData } from '../../protocol/index.js';
 
 /** Frames built in place in front of their bytes (protocol/headroom.ts), and only where that is safe. */
 /** True when `frame`'s payload is `payload`'s own memory (no copy). */
@@ -39,4 +39,28 @@ describe('headroom', () => {
     expect(mine.toString()).toBe('0123456789');
     expect(claimHeadroom(Buffer.from('x'))).toBeNull();
   });
+
+  it('bytes read at the edges have room for both headers, each claimed once, outermost last', () => {
+    const b = allocWithHeadroom(4);
+    b.write('wxyz');
+    const f = encodeData(MUX.DATA, 5, b);
+    expect(sharesMemory(f, b)).toBe(true);
+    expect(claimRoom(f, WS_HEADROOM_BYTES + 1)).toBeNull(); // more than there is: left as it was
+    const ws = claimRoom(f, 6);
+    expect(ws?.buffer).toBe(b.buffer);
+    expect(ws!.byteOffset).toBe(f.byteOffset - 6);
+    expect(ws!.subarray(6).equals(f)).toBe(true);
+    expect(claimRoom(f, 6)).toBeNull(); // claimed: a second frame of it is copied
+    expect(claimRoom(ws!, WS_HEADROOM_BYTES - 6)).not.toBeNull(); // what was left stays with the longer view
+  });
+
+  it('a received payload has room for its multiplexed header only', () => {
+    const msg = encodeData(MUX.DATA, 1, Buffer.from('payload'));
+    const d = decodeMuxFrame(msg);
+    if (typeof d === 'string' || d.type !== MUX.DATA) throw new Error('decode failed');
+    const f = encodeData(MUX.DATA, 2, d.data);
+    expect(sharesMemory(f, d.data)).toBe(true);
+    expect(claimRoom(f, 1)).toBeNull(); // the bytes in front of its header are not its own
+  });
 });
+

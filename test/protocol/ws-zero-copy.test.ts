@@ -4,7 +4,8 @@ import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { MuxConnection, zeroMask, type MuxAttachRequest, type MuxChannel } from '../../protocol/index.js';
-import { receiveAsViews, writeFrameParts } from '../../protocol/ws-zero-copy.js';
+import { receiveAsViews, writeFrameInPlace, writeFrameParts } from '../../protocol/ws-zero-copy.js';
+import { WS_HEADROOM_BYTES, allocWithHeadroom, claimRoom } from '../../protocol/headroom.js';
 import { Queue } from '../helpers/queue.js';
 
 // Plain ws:// on loopback: a TCP read is at most 64 KiB, so a larger message arrives in several
@@ -118,6 +119,52 @@ describe('writeFrameParts', () => {
   });
 });
 
+describe('writeFrameInPlace', () => {
+  /** The buffers handed to the WebSocket's socket, as they are written. */
+  function socketWrites(ws: WebSocket): Buffer[] {
+    const sock = (ws as unknown as { _socket: { write: (b: Buffer, ...rest: unknown[]) => boolean } })._socket;
+    const writes: Buffer[] = [];
+    const write = sock.write.bind(sock);
+    sock.write = (b: Buffer, ...rest: unknown[]) => (writes.push(b), write(b, ...rest));
+    return writes;
+  }
+
+  it('writes the header into the room in front of the bytes: one buffer, the bytes not copied, at every length encoding, both ways', async () => {
+    const { cws, sws } = await pair({}, { generateMask: zeroMask });
+    for (const [from, to] of [[sws, cws], [cws, sws]] as const) {
+      const got = messages(to);
+      const writes = socketWrites(from);
+      for (const n of [0, 100, 1000, 70_000]) {
+        const payload = allocWithHeadroom(n);
+        randomBytes(n).copy(payload);
+        const sent = Buffer.from(payload);
+        from.send(Buffer.from('before'));
+        writes.length = 0;
+        const written = new Promise<Error | undefined>((resolve) => expect(writeFrameInPlace(from, payload, resolve)).toBe(true));
+        expect(writes).toHaveLength(1);
+        expect(writes[0]!.buffer).toBe(payload.buffer); // the header went in front, in the same memory
+        expect(writes[0]!.byteOffset + writes[0]!.length).toBe(payload.byteOffset + n);
+        from.send(Buffer.from('after'));
+        expect(await written).toBeFalsy();
+        expect((await got.next()).data.toString()).toBe('before');
+        const m = await got.next();
+        expect(m.isBinary).toBe(true);
+        expect(whole(m.data).equals(sent)).toBe(true);
+        expect((await got.next()).data.toString()).toBe('after');
+      }
+    }
+  });
+
+  it('writes nothing, and claims no room, for bytes without room or a WebSocket that is closing', async () => {
+    const { cws } = await pair();
+    expect(writeFrameInPlace(cws, Buffer.from('no room'))).toBe(false);
+    const payload = allocWithHeadroom(3);
+    cws.close();
+    expect(writeFrameInPlace(cws, payload)).toBe(false);
+    expect(claimRoom(payload, WS_HEADROOM_BYTES)).not.toBeNull(); // still there for whoever sends it
+  });
+});
+
 describe('a multiplexed connection', () => {
   it("hands a 'fragments' channel a DATA frame in parts, and sendParts forwards them as one frame", async () => {
     const { cws, sws } = await pair({}, { generateMask: zeroMask });
@@ -144,4 +191,42 @@ describe('a multiplexed connection', () => {
     const echoed = await back.next(); // the client's channel ('nodebuffer') gets it whole
     expect(echoed.equals(payload)).toBe(true);
   });
+  it('sends bytes read at the edges as one buffer, and a small frame without room as one buffer too', async () => {
+    const { cws, sws } = await pair({}, { generateMask: zeroMask });
+    const attached = new Queue<MuxChannel>();
+    new MuxConnection({ ws: sws, role: 'server', onAttach: (channel) => {
+      channel.accept();
+      attached.push(channel);
+    } });
+    const client = new MuxConnection({ ws: cws, role: 'client' });
+    const c = await client.attach({ streamId: 's2', token: 't2' }, { timeoutMs: 5_000 });
+    const s = await attached.next();
+    const atServer = new Queue<Buffer>();
+    s.on('message', (data: Buffer) => atServer.push(data));
+    s.resume();
+    const writes: Buffer[][] = [];
+    const sock = (cws as unknown as { _socket: { _writev: unknown; _write: unknown } })._socket as unknown as {
+      _write: (b: Buffer, e: BufferEncoding, cb: () => void) => void;
+      _writev: (cs: Array<{ chunk: Buffer }>, cb: () => void) => void;
+    };
+    const write = sock._write.bind(sock);
+    const writev = sock._writev.bind(sock);
+    sock._write = (b, e, cb) => (writes.push([b]), write(b, e, cb));
+    sock._writev = (cs, cb) => (writes.push(cs.map((x) => x.chunk)), writev(cs, cb));
+    for (const n of [1, 64 * KiB]) {
+      const payload = allocWithHeadroom(n); // as protocol/tcp-read-buffer.ts reads
+      randomBytes(n).copy(payload);
+      const sent = Buffer.from(payload);
+      writes.length = 0;
+      c.send(payload, { binary: true });
+      expect((await atServer.next()).equals(sent)).toBe(true);
+      expect(writes[0]).toHaveLength(1); // the frame alone: nothing for Node's TLS socket to join
+      expect(writes[0]![0]!.buffer).toBe(payload.buffer);
+    }
+    writes.length = 0;
+    c.send(Buffer.from('a caller\'s own bytes'), { binary: true }); // no room: copied in behind the header
+    expect((await atServer.next()).toString()).toBe("a caller's own bytes");
+    expect(writes[0]).toHaveLength(1);
+  });
 });
+
