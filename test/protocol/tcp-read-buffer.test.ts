@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { adoptAccepted } from '../../protocol/index.js';
+import { TCP_READ_BYTES, TCP_READ_BYTES_HELD, adoptAccepted } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 const servers: Server[] = [];
@@ -117,6 +117,18 @@ describe('adoptAccepted', () => {
     // What the socket holds stays near its high-water mark; the rest waits in the sender.
     expect(adopted.readableLength).toBeLessThanOrEqual(adopted.readableHighWaterMark + 64 * 1024);
     expect(await readToEnd(adopted)).toEqual({ bytes: data.length, digest: sha256(data) });
+  });
+
+  it('takes more than 64 KiB in one read while its reader keeps up, every byte intact', async () => {
+    const { client, adopted } = await adoptedPair();
+    const data = randomBytes(8 * 1024 * 1024);
+    const chunks: number[] = [];
+    adopted.on('data', (d: Buffer) => chunks.push(d.length));
+    const all = readToEnd(adopted);
+    client.end(data);
+    expect(await all).toEqual({ bytes: data.length, digest: sha256(data) });
+    expect(Math.max(...chunks)).toBeGreaterThan(TCP_READ_BYTES_HELD); // 8 MiB arriving faster than 64 KiB reads take it
+    expect(Math.max(...chunks)).toBeLessThanOrEqual(TCP_READ_BYTES);
   });
 
   it('returns a connection that is already being read as it is', async () => {
