@@ -53,3 +53,20 @@ export async function refusalOf(p: Promise<unknown>): Promise<DevstreamsError> {
   }
   throw new Error('expected a refusal');
 }
+
+/**
+ * Records what a Writable (a TCP or TLS socket) hands to its handle, call by call: one buffer for
+ * a `_write`, the chunks of a `_writev`. One system call each on a socket.
+ */
+export function recordWrites(w: Writable): Buffer[][] {
+  const s = w as unknown as {
+    _write: (c: Buffer, e: BufferEncoding, cb: () => void) => void;
+    _writev: (cs: Array<{ chunk: Buffer }>, cb: () => void) => void;
+  };
+  const calls: Buffer[][] = [];
+  const write = s._write.bind(w);
+  const writev = s._writev.bind(w);
+  s._write = (c, e, cb) => (calls.push([c]), write(c, e, cb));
+  s._writev = (cs, cb) => (calls.push(cs.map((x) => x.chunk)), writev(cs, cb));
+  return calls;
+}

@@ -63,4 +63,3 @@ describe('headroom', () => {
     expect(claimRoom(f, 1)).toBeNull(); // the bytes in front of its header are not its own
   });
 });
-

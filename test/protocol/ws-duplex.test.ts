@@ -5,6 +5,7 @@ import { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { bridge, DevstreamsError, MESSAGE_PARTS, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
+import { recordWrites } from '../helpers/streams.js';
 
 /** A connected pair of WsDuplex over a real loopback WebSocket. */
 async function wsPair(): Promise<{ client: WsDuplex; server: WsDuplex; close: () => Promise<void> }> {
@@ -147,8 +148,8 @@ describe('bridge', () => {
 
   /**
    * A bridge from a stand-in for a WsDuplex (a Duplex the test pushes into) to a TCP echo, with the
-   * socket's writes recorded as they are handed to Node's TCP handle: ['write', bytes] or
-   * ['writev', chunks]. `allBack` resolves when `total` bytes have come back through the echo.
+   * socket's writes as they are handed to Node's TCP handle (`writes()`: ['write', bytes] or
+   * ['writev', chunks]). `allBack` resolves when `total` bytes have come back through the echo.
    */
   async function bridgedToEcho(total: number) {
     const tcp = net.createServer((s) => s.pipe(s)); // echo
@@ -157,15 +158,9 @@ describe('bridge', () => {
     cleanups.push(async () => void tcp.close());
     const sock = net.connect({ port: (tcp.address() as net.AddressInfo).port, host: '127.0.0.1' });
     await once(sock, 'connect');
-    const writes: Array<[string, number]> = [];
-    const s = sock as unknown as {
-      _write: (c: Buffer, e: BufferEncoding, cb: () => void) => void;
-      _writev: (cs: unknown[], cb: () => void) => void;
-    };
-    const write = s._write.bind(sock);
-    const writev = s._writev.bind(sock);
-    s._write = (c, e, cb) => (writes.push(['write', c.length]), write(c, e, cb));
-    s._writev = (cs, cb) => (writes.push(['writev', cs.length]), writev(cs, cb));
+    const calls = recordWrites(sock);
+    /** The socket's writes so far: ['write', bytes] or ['writev', chunks]. */
+    const writes = (): Array<[string, number]> => calls.map((c) => (c.length === 1 ? ['write', c[0]!.length] : ['writev', c.length]));
     const back: Buffer[] = [];
     let echoed = (): void => {};
     const other = new Duplex({
@@ -189,9 +184,9 @@ describe('bridge', () => {
     const sent = parts();
     other.emit(MESSAGE_PARTS, true); // as WsDuplex does around a message in parts
     for (const p of sent) other.push(p);
-    expect(writes).toEqual([]); // held together until the message's last part
+    expect(writes()).toEqual([]); // held together until the message's last part
     other.emit(MESSAGE_PARTS, false);
-    expect(writes).toEqual([['writev', 3]]); // one system call, before the tick ends
+    expect(writes()).toEqual([['writev', 3]]); // one system call, before the tick ends
     expect(sock.writableCorked).toBe(0);
     await allBack;
     expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(sent)));
@@ -200,7 +195,7 @@ describe('bridge', () => {
   it('a chunk alone is written at once, not held until the tick ends', async () => {
     const { sock, other, writes, allBack } = await bridgedToEcho(1);
     other.push(Buffer.from('x'));
-    expect(writes).toEqual([['write', 1]]);
+    expect(writes()).toEqual([['write', 1]]);
     expect(sock.writableCorked).toBe(0);
     await allBack;
   });
@@ -212,7 +207,7 @@ describe('bridge', () => {
     for (const p of sent) other.push(p);
     other.resume(); // flows on the next tick: all three chunks in one tick
     await new Promise((r) => setImmediate(r));
-    expect(writes).toEqual([['writev', 3]]); // each written alone had been three system calls
+    expect(writes()).toEqual([['writev', 3]]); // each written alone had been three system calls
     expect(sock.writableCorked).toBe(0);
     await allBack;
     expect(sha(Buffer.concat(back))).toBe(sha(Buffer.concat(sent)));

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type net from 'node:net';
+import type { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 import { MuxConnection, zeroMask, type MuxAttachRequest, type MuxChannel } from '../../protocol/index.js';
 import { receiveAsViews, writeFrameInPlace, writeFrameParts } from '../../protocol/ws-zero-copy.js';
 import { WS_HEADROOM_BYTES, allocWithHeadroom, claimRoom } from '../../protocol/headroom.js';
 import { Queue } from '../helpers/queue.js';
+import { recordWrites } from '../helpers/streams.js';
 
 // Plain ws:// on loopback: a TCP read is at most 64 KiB, so a larger message arrives in several
 // reads, as a DATA frame over TLS does past 16 KiB.
@@ -191,6 +193,7 @@ describe('a multiplexed connection', () => {
     const echoed = await back.next(); // the client's channel ('nodebuffer') gets it whole
     expect(echoed.equals(payload)).toBe(true);
   });
+
   it('sends bytes read at the edges as one buffer, and a small frame without room as one buffer too', async () => {
     const { cws, sws } = await pair({}, { generateMask: zeroMask });
     const attached = new Queue<MuxChannel>();
@@ -204,15 +207,7 @@ describe('a multiplexed connection', () => {
     const atServer = new Queue<Buffer>();
     s.on('message', (data: Buffer) => atServer.push(data));
     s.resume();
-    const writes: Buffer[][] = [];
-    const sock = (cws as unknown as { _socket: { _writev: unknown; _write: unknown } })._socket as unknown as {
-      _write: (b: Buffer, e: BufferEncoding, cb: () => void) => void;
-      _writev: (cs: Array<{ chunk: Buffer }>, cb: () => void) => void;
-    };
-    const write = sock._write.bind(sock);
-    const writev = sock._writev.bind(sock);
-    sock._write = (b, e, cb) => (writes.push([b]), write(b, e, cb));
-    sock._writev = (cs, cb) => (writes.push(cs.map((x) => x.chunk)), writev(cs, cb));
+    const writes = recordWrites((cws as unknown as { _socket: Writable })._socket);
     for (const n of [1, 64 * KiB]) {
       const payload = allocWithHeadroom(n); // as protocol/tcp-read-buffer.ts reads
       randomBytes(n).copy(payload);
@@ -229,4 +224,3 @@ describe('a multiplexed connection', () => {
     expect(writes[0]).toHaveLength(1);
   });
 });
-
