@@ -2,7 +2,7 @@
  * Buffers with room for headers in front of them, so that their bytes are sent without being copied
  * into a new frame. Two kinds have it:
  * - the bytes read at the edges (protocol/tcp-read-buffer.ts copies each read out of the shared
- *   buffer into one made with the room): room for a multiplexed frame's header
+ *   buffer into one made with the room, or reads a bulk transfer into such a buffer): room for a multiplexed frame's header
  *   (protocol/mux-frames.ts) and, in front of that, for the WebSocket frame's header that carries it
  *   (protocol/ws-zero-copy.ts writeFrameInPlace), so the whole frame goes to the TLS socket as one
  *   buffer, which Node encrypts where it lies; given a batch of buffers, Node's TLS socket joins them
@@ -48,4 +48,18 @@ export function claimRoom(b: Buffer, n: number): Buffer | null {
   const extended = Buffer.from(b.buffer, b.byteOffset - n, b.length + n);
   if (room > n) ROOM.set(extended, room - n);
   return extended;
+}
+
+/**
+ * The first `n` bytes of `b`, given the room `b` has in front (`b` keeps none): a buffer made by
+ * allocWithHeadroom that a read filled only in part (protocol/tcp-read-buffer.ts).
+ */
+export function headroomView(b: Buffer, n: number): Buffer {
+  const v = b.subarray(0, n);
+  const room = ROOM.get(b);
+  if (room !== undefined) {
+    ROOM.delete(b);
+    ROOM.set(v, room);
+  }
+  return v;
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { TCP_READ_BYTES, TCP_READ_BYTES_HELD, adoptAccepted } from '../../protocol/index.js';
+import { HEADROOM_BYTES, TCP_READ_BYTES, TCP_READ_BYTES_HELD, TCP_READ_KEEP_BYTES, WS_HEADROOM_BYTES, adoptAccepted, claimRoom, sharedReadBuffer, type SharedRead } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 const servers: Server[] = [];
@@ -143,5 +143,65 @@ describe('adoptAccepted', () => {
     await until(() => result !== undefined);
     expect(result).toBe(accepted);
     expect(result!.destroyed).toBe(false);
+  });
+});
+
+describe('sharedReadBuffer', () => {
+  /** What sharedReadBuffer reads of its socket: flowing, nothing held; records what is pushed. */
+  function fakeSocket(): { readableFlowing: boolean; readableLength: number; pushed: Buffer[]; push(b: Buffer): boolean } {
+    return { readableFlowing: true, readableLength: 0, pushed: [], push(b) { this.pushed.push(b); return true; } };
+  }
+  function reader(s: ReturnType<typeof fakeSocket>): SharedRead {
+    const r = sharedReadBuffer(() => s as unknown as Socket);
+    r.buffer(); // Node's first ask, while the socket is being made
+    return r;
+  }
+  /** One read as Node makes it: the buffer asked for, `n` bytes of `fill` into it, the callback. */
+  function read(r: SharedRead, n: number, fill: number): Buffer {
+    const b = r.buffer();
+    b.fill(fill, 0, n);
+    r.callback(n, b);
+    return b;
+  }
+  const ends = (b: Buffer): number[] => [b[0]!, b[b.length - 1]!];
+
+  it('hands a bulk read on in a buffer of the socket\'s own, reads the next into a new one, and never hands on the shared one', () => {
+    const s = fakeSocket();
+    const r = reader(s);
+    const shared = read(r, TCP_READ_BYTES, 1); // full, into the shared buffer: copied out
+    const own = read(r, TCP_READ_BYTES, 2); // after a full read: the socket's own buffer, handed on
+    const next = read(r, TCP_READ_KEEP_BYTES, 3); // a new one of its own; half full is handed on too
+    expect(s.pushed[0]!.buffer).not.toBe(shared.buffer);
+    expect(own.buffer).not.toBe(shared.buffer);
+    expect(s.pushed[1]!.buffer).toBe(own.buffer);
+    expect(next.buffer).not.toBe(own.buffer);
+    expect(s.pushed[2]!.buffer).toBe(next.buffer);
+    expect(s.pushed.map((p) => p.length)).toEqual([TCP_READ_BYTES, TCP_READ_BYTES, TCP_READ_KEEP_BYTES]);
+    expect(s.pushed.map(ends)).toEqual([[1, 1], [2, 2], [3, 3]]); // no read wrote over another's bytes
+    // Every chunk, copied or handed on, has room in front for both headers (protocol/headroom.ts).
+    for (const p of s.pushed) expect(claimRoom(p, HEADROOM_BYTES + WS_HEADROOM_BYTES)).not.toBeNull();
+    // After a read that did not fill its buffer, reads go to the shared buffer again.
+    expect(r.buffer().buffer).toBe(shared.buffer);
+  });
+
+  it('copies a small read out of the socket\'s own buffer, and the socket keeps no buffer after it', () => {
+    const s = fakeSocket();
+    const r = reader(s);
+    const shared = read(r, TCP_READ_BYTES, 1);
+    const own = read(r, 1000, 2); // the own buffer, but only 1000 bytes: copied
+    expect(own.buffer).not.toBe(shared.buffer);
+    expect(s.pushed[1]!.buffer).not.toBe(own.buffer);
+    expect(ends(s.pushed[1]!)).toEqual([2, 2]);
+    expect(r.buffer().buffer).toBe(shared.buffer);
+  });
+
+  it('gives a socket whose reader is paused the held size of the shared buffer, bulk transfer or not', () => {
+    const s = fakeSocket();
+    const r = reader(s);
+    const shared = read(r, TCP_READ_BYTES, 1);
+    s.readableFlowing = false;
+    const held = r.buffer();
+    expect(held.buffer).toBe(shared.buffer);
+    expect(held.length).toBe(TCP_READ_BYTES_HELD);
   });
 });
