@@ -2,11 +2,11 @@
  * Buffers with room for headers in front of them, so that their bytes are sent without being copied
  * into a new frame. Two kinds have it:
  * - the bytes read at the edges (protocol/tcp-read-buffer.ts copies each read out of the shared
- *   buffer into one made with the room, or reads a bulk transfer into such a buffer): room for a multiplexed frame's header
- *   (protocol/mux-frames.ts) and, in front of that, for the WebSocket frame's header that carries it
- *   (protocol/ws-zero-copy.ts writeFrameInPlace), so the whole frame goes to the TLS socket as one
- *   buffer, which Node encrypts where it lies; given a batch of buffers, Node's TLS socket joins them
- *   into a new one first, a copy of every byte;
+ *   buffer into one made with the room, or reads a bulk transfer into such a buffer): room for a
+ *   multiplexed frame's header (protocol/mux-frames.ts) and, in front of that, for the WebSocket
+ *   frame's header that carries it (protocol/ws-zero-copy.ts writeFrameInPlace), so the whole frame
+ *   goes to the TLS socket as one buffer, which Node encrypts where it lies; given a batch of
+ *   buffers, Node's TLS socket joins them into a new one first, a copy of every byte;
  * - a received DATA frame's payload, whose own multiplexed header sits in front of it (the relay
  *   forwards it to the other channel by rewriting that header in place).
  * The room is claimed once: a buffer sent twice (to two channels) is copied the second time.
