@@ -1,19 +1,21 @@
-// What reading at the edge of the tunnel costs (issue 6, twenty-sixth round): one process reads a fast
-// loopback TCP stream through protocol/tcp-read-buffer.ts (the `onread` of the agent's target sockets
-// and `devstreams forward`'s client sockets) and does nothing else with the bytes; it prints that
-// process's CPU per byte, user and system. Several source trees (git worktrees) run in turn, each run
-// a fresh process, and the medians are printed per tree: user CPU is what the read path costs, system
-// CPU is the kernel's copy and this host's noise.
+// What reading at the edge of the tunnel costs (issue 6, twenty-sixth round): one process downloads
+// from the benchmark's target server (bench/target-server.mjs) over loopback through
+// protocol/tcp-read-buffer.ts (the `onread` of the agent's target sockets and `devstreams forward`'s
+// client sockets) and does nothing else with the bytes; it prints that process's CPU per byte, user
+// and system. Several source trees (git worktrees) run in turn, each run a fresh process, and the
+// medians are printed per tree: user CPU is what the read path costs, system CPU is the kernel's
+// copy and this host's noise.
 //   node bench/edge-read.mjs [--roots /tmp/base,.] [--gib 2] [--runs 5]
 import './lib/shipped-runtime.mjs'; // first: re-runs this script under the shipped Node
-import { spawn, fork } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROOT } from './lib/stack.mjs';
+import { ROOT, startTarget } from './lib/stack.mjs';
+import { header } from './lib/load.mjs';
 import { option } from './lib/args.mjs';
 import { pct } from './lib/stats.mjs';
 
@@ -26,30 +28,15 @@ const self = fileURLToPath(import.meta.url);
 const HEAP = { MALLOC_TRIM_THRESHOLD_: String(256 * 2 ** 20), MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20) };
 const role = process.argv[2];
 
-if (role === '--source') {
-  // Writes `bytes` to the one connection it accepts, as fast as the reader takes them.
-  const bytes = Number(process.argv[3]);
-  const server = net.createServer((s) => {
-    const chunk = Buffer.alloc(1 << 20, 7);
-    let sent = 0;
-    const pump = () => {
-      while (sent < bytes) {
-        sent += chunk.length;
-        if (!s.write(chunk)) return s.once('drain', pump);
-      }
-      s.end();
-    };
-    pump();
-  });
-  server.listen(0, '127.0.0.1', () => process.send(server.address().port));
-} else if (role === '--reader') {
-  // One run: reads everything through the module's sharedReadBuffer; prints ns/B as JSON.
+if (role === '--reader') {
+  // One run: downloads `bytes` from the target server through the module's sharedReadBuffer;
+  // prints ns/B as JSON.
   const { sharedReadBuffer } = await import(process.argv[3]);
-  const bytes = Number(process.argv[4]);
-  const source = fork(self, ['--source', String(bytes)]);
-  const [port] = await once(source, 'message');
-  const socket = net.connect({ port, host: '127.0.0.1', onread: sharedReadBuffer(() => socket) });
+  const port = Number(process.argv[4]);
+  const bytes = Number(process.argv[5]);
+  const socket = net.connect({ port, host: '127.0.0.1', noDelay: true, onread: sharedReadBuffer(() => socket) });
   await once(socket, 'connect');
+  socket.write(header('D', bytes));
   let got = 0;
   const c0 = process.cpuUsage();
   const f0 = process.resourceUsage().minorPageFault;
@@ -59,7 +46,6 @@ if (role === '--source') {
   const c = process.cpuUsage(c0);
   const faults = process.resourceUsage().minorPageFault - f0;
   const ms = performance.now() - t0;
-  source.kill();
   if (got !== bytes) throw new Error(`read ${got} bytes of ${bytes}`);
   console.log(JSON.stringify({ mbps: got / ms / 1e3, user: (c.user * 1e3) / got, system: (c.system * 1e3) / got, faultsPerMiB: (faults * 2 ** 20) / got }));
 } else {
@@ -67,6 +53,7 @@ if (role === '--source') {
   const bytes = Math.round(Number(option('--gib', '2')) * 2 ** 30);
   const runs = Number(option('--runs', '5'));
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-edge-'));
+  const target = await startTarget();
   try {
     const { build } = await import('esbuild');
     const modules = [];
@@ -80,7 +67,7 @@ if (role === '--source') {
       // Alternating order, so that no tree always runs first in a round while the host drifts.
       const order = r % 2 === 0 ? roots.map((_, i) => i) : roots.map((_, i) => roots.length - 1 - i);
       for (const i of order) {
-        const child = spawn(process.execPath, [self, '--reader', modules[i], String(bytes)], { env: { ...process.env, ...HEAP }, stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawn(process.execPath, [self, '--reader', modules[i], String(target.port), String(bytes)], { env: { ...process.env, ...HEAP }, stdio: ['ignore', 'pipe', 'inherit'] });
         let out = '';
         child.stdout.on('data', (c) => (out += c));
         const [code] = await once(child, 'exit');
@@ -99,6 +86,7 @@ if (role === '--source') {
       );
     }
   } finally {
+    await target.proc.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

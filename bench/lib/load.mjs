@@ -13,7 +13,8 @@ function connect(port) {
   return s;
 }
 
-function header(mode, n) {
+/** The first bytes of a connection to bench/target-server.mjs: its mode and a byte count. */
+export function header(mode, n) {
   const h = Buffer.alloc(9);
   h.write(mode, 0, 'latin1');
   h.writeBigUInt64BE(BigInt(n), 1);
