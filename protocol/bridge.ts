@@ -108,10 +108,11 @@ export function bridge(
  * Joins what `src` hands on in a row into one write to the TCP socket `dst`, without delaying a lone
  * chunk: the parts of one message (MESSAGE_PARTS) are corked around, synchronously, so a DATA frame
  * that came in several TLS reads (16 KiB each at most: a 256 KiB frame in sixteen or more) goes out
- * with one writev system call, not one write per part; and when `src` emits what it had buffered (its reader paused, then resumed) the chunks of
- * that tick are corked until the tick ends. A chunk alone, as every message of an interactive
- * session, is written at once. Corking every chunk until its tick ended cost the agent a
- * `process.nextTick` per message, issue 6's twenty-fifth round (bench/HISTORY.md).
+ * with one writev system call, not one write per part; and when `src` emits what it had buffered
+ * (its reader paused, then resumed) the chunks of that tick are corked until the tick ends. A chunk
+ * alone, as every message of an interactive session, is written at once. Corking every chunk until
+ * its tick ended cost the agent a `process.nextTick` per message, issue 6's twenty-fifth round
+ * (bench/HISTORY.md).
  */
 function joinWrites(src: Duplex, dst: Socket): void {
   src.on(MESSAGE_PARTS, (begin: boolean) => (begin ? dst.cork() : dst.uncork()));
