@@ -111,12 +111,4 @@ export class TargetServer {
   }
 }
 
-/** A port on 127.0.0.1 where nothing listens (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { closedPort } from '../helpers/targets.js';

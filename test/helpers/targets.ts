@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
+import { freePort } from './ports.js';
 
 /** A local TCP service on the device side, counting the connections it accepted. */
 export interface Target {
@@ -52,9 +53,10 @@ export function holdTarget(): Promise<Target> {
   return listen(() => {});
 }
 
-/** A port on which nothing listens. */
-export async function closedPort(): Promise<number> {
-  const t = await holdTarget();
-  await t.close();
-  return t.port;
+/**
+ * A port on which nothing listens: one from this worker's block (test/helpers/ports.ts), so no
+ * port-0 bind or outgoing connection takes it later and no later freePort() hands it out.
+ */
+export function closedPort(): Promise<number> {
+  return freePort();
 }
