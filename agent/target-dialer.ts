@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { DevstreamsError, sharedReadBuffer } from '../protocol/index.js';
+import { DevstreamsError, noReadAhead, sharedReadBuffer } from '../protocol/index.js';
 
 export interface TargetDialerOptions {
   /** How long a TCP connect may take before the target counts as unreachable. */
@@ -33,6 +33,7 @@ export class TargetDialer {
       // allowHalfOpen: the target's EOF is carried to the service while bytes may still flow to the target.
       // Reads land in the process's one read buffer (protocol/tcp-read-buffer.ts).
       const socket: Socket = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: sharedReadBuffer(() => socket) });
+      noReadAhead(socket); // protocol/read-ahead.ts
       let settled = false;
       const done = (err: DevstreamsError | null): void => {
         if (settled) return;

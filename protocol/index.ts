@@ -23,6 +23,7 @@ export * from './ws-dial.js';
 export * from './bridge.js';
 export * from './write-coalescing.js';
 export * from './tcp-read-buffer.js';
+export * from './read-ahead.js';
 export * from './config-error.js';
 // config-loader.js (the YAML loader) is imported directly by the hub and the agent: through this
 // index it would load the YAML parser into every service command's start-up.

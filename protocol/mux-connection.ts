@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { MuxChannel, type ChannelLink } from './mux-channel.js';
 import { joined, messageBytes } from './message-socket.js';
 import { MUX, MUX_SUBPROTOCOL_WINDOWS, decodeDataParts, decodeMuxFrame, encodeAttach, encodeClose, encodeOpen } from './mux-frames.js';
 import { WindowTuner } from './mux-window.js';
+import { noReadAhead } from './read-ahead.js';
 import { errorCodeOfClose } from './ws-duplex.js';
 import { receiveAsViews, writeFrameInPlace, writeFrameParts } from './ws-zero-copy.js';
 
@@ -83,6 +85,8 @@ export class MuxConnection extends EventEmitter implements ChannelLink {
     this.windowUpdates = opts.windowUpdates ?? this.ws.protocol === MUX_SUBPROTOCOL_WINDOWS;
     this.tuner = this.windowUpdates ? new WindowTuner(this.ws, opts.clock) : null;
     receiveAsViews(this.ws); // a DATA frame that came in several reads arrives as views into them
+    const socket = (this.ws as unknown as { _socket?: Readable })._socket;
+    if (socket) noReadAhead(socket); // protocol/read-ahead.ts
     this.ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.onMessage(data, isBinary));
     this.ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
     this.ws.on('error', () => {}); // 'close' follows

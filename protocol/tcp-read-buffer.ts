@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { allocWithHeadroom, headroomView } from './headroom.js';
+import { noReadAhead } from './read-ahead.js';
 
 /**
  * The most one read takes while the socket's reader keeps up: 256 KiB, so that a bulk transfer's
@@ -92,10 +93,11 @@ export interface WrapSocketOptions extends net.SocketConstructorOpts {
   manualStart?: boolean;
 }
 
-/** `new net.Socket(options)` (an existing handle or descriptor) reading into the shared buffer. */
+/** `new net.Socket(options)` (an existing handle or descriptor) reading into the shared buffer, without read-ahead (protocol/read-ahead.ts). */
 export function sharedReadSocket(options: WrapSocketOptions): net.Socket {
   const withRead: WrapSocketOptions & { onread: SharedRead } = { ...options, onread: sharedReadBuffer(() => socket) };
   const socket = new net.Socket(withRead);
+  noReadAhead(socket);
   return socket;
 }
 

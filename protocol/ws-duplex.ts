@@ -4,6 +4,7 @@ import { DevstreamsError, ERRORS, type ErrorCode } from './errors.js';
 import { MESSAGE_PARTS } from './bridge.js';
 import { LIMITS } from './limits.js';
 import { joined, type MessageSocket } from './message-socket.js';
+import { noReadAhead } from './read-ahead.js';
 
 /**
  * Stream framing on a WebSocket (both legs, device and service, through the relay):
@@ -59,6 +60,7 @@ export class WsDuplex extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: Math.min(highWaterMark, READ_BUFFER_BYTES), writableHighWaterMark: 64 * 1024 });
     this.ws = ws;
     this.highWaterMark = highWaterMark;
+    noReadAhead(this); // a push source: what Node's read-ahead would call _read for, it does itself
     ws.binaryType = 'fragments'; // a message in parts is pushed part by part (protocol/ws-zero-copy.ts)
     ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('close', (code: number, reason: Buffer) => this.onClose(code, reason.toString()));

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { bridge, DevstreamsError, MESSAGE_PARTS, silentLogger, StreamClosedError, WsDuplex } from '../../protocol/index.js';
+import { bridge, DevstreamsError, MESSAGE_PARTS, READ_BUFFER_BYTES, silentLogger, StreamClosedError, WsDuplex, type MessageSocket } from '../../protocol/index.js';
 import { recordWrites } from '../helpers/streams.js';
 
 /** A connected pair of WsDuplex over a real loopback WebSocket. */
@@ -118,7 +118,74 @@ describe('WsDuplex', () => {
     const [e] = (await err) as [DevstreamsError];
     expect(e.code).toBe('PEER_GONE');
   });
+
+  it('hands a message to a flowing reader with no process.nextTick of its own (no read-ahead)', async () => {
+    const ws = new FakeMessageSocket();
+    const d = new WsDuplex(ws as unknown as MessageSocket);
+    const got: Buffer[] = [];
+    d.on('data', (c: Buffer) => got.push(c));
+    await new Promise((r) => setImmediate(r)); // resume()'s own tick is behind us
+    const spy = vi.spyOn(process, 'nextTick');
+    try {
+      for (let i = 0; i < 10; i++) ws.emit('message', Buffer.from(`m${i}`), true);
+      expect(spy).not.toHaveBeenCalled();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(Buffer.concat(got).toString()).toBe('m0m1m2m3m4m5m6m7m8m9');
+    d.destroy();
+  });
+
+  it('a reader that stopped taking bytes pauses the source, and resumes it when it reads again', async () => {
+    const ws = new FakeMessageSocket();
+    const d = new WsDuplex(ws as unknown as MessageSocket, 256 * 1024);
+    const piece = Buffer.alloc(16 * 1024, 7);
+    let sent = 0;
+    // Nobody reads: the source is paused once the read buffer is full, not before.
+    while (!ws.isPaused && sent < 64) {
+      ws.emit('message', piece, true);
+      sent++;
+    }
+    expect(ws.isPaused).toBe(true);
+    expect(sent * piece.length).toBe(READ_BUFFER_BYTES);
+    let bytes = 0;
+    d.on('data', (c: Buffer) => (bytes += c.length));
+    await new Promise((r) => setImmediate(r));
+    expect(ws.isPaused).toBe(false);
+    expect(bytes).toBe(sent * piece.length);
+    // And it keeps flowing after the resume.
+    ws.emit('message', piece, true);
+    expect(bytes).toBe((sent + 1) * piece.length);
+    d.destroy();
+  });
 });
+
+/** The MessageSocket a WsDuplex reads: messages emitted by the test, pause and resume recorded. */
+class FakeMessageSocket extends EventEmitter {
+  readonly CONNECTING = 0 as const;
+  readonly OPEN = 1 as const;
+  readonly CLOSING = 2 as const;
+  readonly CLOSED = 3 as const;
+  readyState = 1;
+  bufferedAmount = 0;
+  isPaused = false;
+  binaryType = 'nodebuffer';
+  send(_data: Buffer | string, _o: { binary: boolean }, cb?: (err?: Error) => void): void {
+    cb?.();
+  }
+  pause(): void {
+    this.isPaused = true;
+  }
+  resume(): void {
+    this.isPaused = false;
+  }
+  close(): void {
+    this.readyState = 3;
+  }
+  terminate(): void {
+    this.readyState = 3;
+  }
+}
 
 describe('bridge', () => {
   it('pipes a WebSocket stream to a TCP peer with half-close both ways, and counts bytes', async () => {
