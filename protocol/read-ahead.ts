@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
  * buffer below the mark starts it again by itself. So the tick finds nothing to do, once per
  * message or read. It is not free: in the agent, where Maglev is the only optimizing compiler
  * (protocol/compiler-tiers.ts), `process.nextTick` builds its tick object through a V8 runtime
- * call; in `node bench/ping-pong.mjs` these ticks were 8.6 % of the agent's CPU (`perf`, issue 6,
+ * call; in `node bench/ping-pong.mjs` these ticks took 11.7 % of the agent's CPU (`perf`, issue 6,
  * twenty-seventh round).
  *
  * Marking the state as reading ahead already (`readingMore`, a property of ReadableState in Node
