@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -11,6 +11,17 @@ import { digestTarget, echoTarget, type Target } from '../helpers/targets.js';
 import { roundTrip, sha256 } from '../helpers/streams.js';
 
 const sha = sha256;
+/** What the held client writes: well over what the path to the echo target and back held here (30-39 MiB). */
+const HELD_MIB = 128;
+const PIECE = 64 * 1024;
+
+/** Resolves once `value()` has not changed for `ms` (a writer held back makes no progress). */
+async function untilStill(value: () => number, ms: number): Promise<void> {
+  for (let last = -1; last !== value(); ) {
+    last = value();
+    await new Promise((r) => setTimeout(r, ms));
+  }
+}
 
 // The relay data path does not touch the broker: the Mosquitto run uses smaller sizes and counts.
 describeEachBroker('the data path, end to end (hub and agent as real processes, TLS on)', (b) => {
@@ -66,6 +77,53 @@ describeEachBroker('the data path, end to end (hub and agent as real processes, 
       await once(sock, 'connect');
       const reply = roundTrip(sock, payload);
       expect((await reply).toString()).toBe(`${sha(payload)} ${payload.length}\n`);
+    } finally {
+      await fwd.stop();
+    }
+  });
+
+  it('a client that stops reading holds back its own stream only, and gets every byte once it reads again', async () => {
+    const fwd = new CliProcess(['forward', 'pi-data', 'tcpecho', '--listen', '127.0.0.1:0'], stack.env);
+    try {
+      const line = await fwd.waitForLine((l) => l.startsWith('listening on '));
+      const port = Number(/:(\d+) ->/.exec(line)![1]);
+      const slow = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      await once(slow, 'connect');
+      slow.pause(); // reads nothing of the echo for now
+      // HELD_MIB of pieces, each numbered, so a lost or reordered piece changes the digest.
+      const block = randomBytes(PIECE);
+      const sent = createHash('sha256');
+      let written = 0;
+      const writing = (async () => {
+        for (let i = 0; i < (HELD_MIB * 1024 * 1024) / PIECE; i++) {
+          const piece = Buffer.from(block);
+          piece.writeUInt32BE(i, 0);
+          sent.update(piece);
+          if (!slow.write(piece)) await once(slow, 'drain');
+          written += piece.length;
+        }
+        slow.end();
+      })();
+      // Held back: the writer stops, well before the end, once the echo has filled what lies between.
+      await untilStill(() => written, 500);
+      expect(written).toBeLessThan(HELD_MIB * 1024 * 1024);
+      // Meanwhile a second stream through the same `forward` carries its bytes.
+      const other = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      await once(other, 'connect');
+      const small = randomBytes(256 * 1024 + 1);
+      expect(sha(await roundTrip(other, small))).toBe(sha(small));
+      // Reads again: every byte comes back, in order.
+      const got = createHash('sha256');
+      let bytes = 0;
+      slow.on('data', (c: Buffer) => {
+        got.update(c);
+        bytes += c.length;
+      });
+      slow.resume();
+      await once(slow, 'end');
+      await writing;
+      expect(bytes).toBe(HELD_MIB * 1024 * 1024);
+      expect(got.digest('hex')).toBe(sent.digest('hex'));
     } finally {
       await fwd.stop();
     }
