@@ -8,7 +8,7 @@ import { describeEachBroker } from '../helpers/brokers.js';
 import { CliProcess } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
 import { digestTarget, echoTarget, type Target } from '../helpers/targets.js';
-import { roundTrip, sha256 } from '../helpers/streams.js';
+import { readToEnd, roundTrip, sha256 } from '../helpers/streams.js';
 
 const sha = sha256;
 /** What the held client writes: well over what the path to the echo target and back held here (30-39 MiB). */
@@ -113,17 +113,10 @@ describeEachBroker('the data path, end to end (hub and agent as real processes, 
       const small = randomBytes(256 * 1024 + 1);
       expect(sha(await roundTrip(other, small))).toBe(sha(small));
       // Reads again: every byte comes back, in order.
-      const got = createHash('sha256');
-      let bytes = 0;
-      slow.on('data', (c: Buffer) => {
-        got.update(c);
-        bytes += c.length;
-      });
-      slow.resume();
-      await once(slow, 'end');
+      const got = await readToEnd(slow);
       await writing;
-      expect(bytes).toBe(HELD_MIB * 1024 * 1024);
-      expect(got.digest('hex')).toBe(sent.digest('hex'));
+      expect(got.bytes).toBe(HELD_MIB * 1024 * 1024);
+      expect(got.digest).toBe(sent.digest('hex'));
     } finally {
       await fwd.stop();
     }
