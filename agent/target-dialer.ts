@@ -1,5 +1,5 @@
-import { connect, type Socket } from 'node:net';
-import { DevstreamsError, noReadAhead, sharedReadBuffer } from '../protocol/index.js';
+import { connect, type NetConnectOpts, type Socket } from 'node:net';
+import { DevstreamsError, EDGE_WRITE_BUFFER_BYTES, noReadAhead, sharedReadBuffer } from '../protocol/index.js';
 
 export interface TargetDialerOptions {
   /** How long a TCP connect may take before the target counts as unreachable. */
@@ -31,8 +31,17 @@ export class TargetDialer {
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
       // allowHalfOpen: the target's EOF is carried to the service while bytes may still flow to the target.
-      // Reads land in the process's one read buffer (protocol/tcp-read-buffer.ts).
-      const socket: Socket = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: sharedReadBuffer(() => socket) });
+      // Reads land in the process's one read buffer, and a whole DATA frame is written without
+      // waiting (protocol/tcp-read-buffer.ts).
+      const options: NetConnectOpts & { writableHighWaterMark: number } = {
+        host,
+        port,
+        noDelay: true,
+        allowHalfOpen: true,
+        onread: sharedReadBuffer(() => socket),
+        writableHighWaterMark: EDGE_WRITE_BUFFER_BYTES,
+      };
+      const socket: Socket = connect(options);
       noReadAhead(socket); // protocol/read-ahead.ts
       let settled = false;
       const done = (err: DevstreamsError | null): void => {

@@ -33,6 +33,15 @@ const READ_BUFFER = Buffer.allocUnsafe(TCP_READ_BYTES);
 const READ_BUFFER_HELD = READ_BUFFER.subarray(0, TCP_READ_BYTES_HELD);
 
 /**
+ * What a socket at the edges takes in writes before it tells its writer to wait: a whole DATA frame
+ * (one read at the other edge, up to TCP_READ_BYTES) and Node's own 64 KiB beyond it. With Node's
+ * default alone, every large frame made write() return false although the kernel took it at once,
+ * so each one cost a pause and a resume of its source (`pipe`), a 'drain' and the ticks they take.
+ * A socket whose peer reads slowly holds up to 256 KiB more than before, beyond what the kernel took.
+ */
+export const EDGE_WRITE_BUFFER_BYTES = TCP_READ_BYTES + 64 * 1024;
+
+/**
  * A read this large into a socket's own buffer is handed on in that buffer instead of copied out:
  * half of TCP_READ_BYTES, so that a buffer handed on holds at most twice the bytes it carries.
  */
@@ -83,14 +92,16 @@ export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
 }
 
 /**
- * What `new net.Socket()` accepts beyond @types/node 20's typings: a handle to wrap, and the two
- * ways Node itself starts a socket without reading (a server's `pauseOnConnect`, and `manualStart`
- * for `process.stdin`: no read until the first consumer asks).
+ * What `new net.Socket()` accepts beyond @types/node 20's typings: a handle to wrap, the two ways
+ * Node itself starts a socket without reading (a server's `pauseOnConnect`, and `manualStart` for
+ * `process.stdin`: no read until the first consumer asks), and the writable side's high-water mark.
  */
 export interface WrapSocketOptions extends net.SocketConstructorOpts {
   handle?: unknown;
   pauseOnCreate?: boolean;
   manualStart?: boolean;
+  /** A Duplex option, which net.Socket takes too (not in @types/node 20's typings). */
+  writableHighWaterMark?: number;
 }
 
 /** `new net.Socket(options)` (an existing handle or descriptor) reading into the shared buffer, without read-ahead (protocol/read-ahead.ts). */
@@ -116,5 +127,12 @@ export function adoptAccepted(accepted: net.Socket, opts: { allowHalfOpen: boole
   if (!handle || handle.reading !== false || accepted.destroyed || accepted.readableLength > 0) return accepted;
   holder._handle = null;
   accepted.destroy();
-  return sharedReadSocket({ handle, allowHalfOpen: opts.allowHalfOpen, readable: true, writable: true, pauseOnCreate: true });
+  return sharedReadSocket({
+    handle,
+    allowHalfOpen: opts.allowHalfOpen,
+    readable: true,
+    writable: true,
+    pauseOnCreate: true,
+    writableHighWaterMark: EDGE_WRITE_BUFFER_BYTES,
+  });
 }

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { StatusThrottle } from '../../agent/status-throttle.js';
 import { StreamTable } from '../../agent/stream-table.js';
 import { TargetDialer } from '../../agent/target-dialer.js';
-import { DevstreamsError } from '../../protocol/index.js';
+import { DevstreamsError, EDGE_WRITE_BUFFER_BYTES, TCP_READ_BYTES } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 afterEach(() => {
@@ -20,6 +20,19 @@ describe('TargetDialer', () => {
     const socket = await new TargetDialer({ connectTimeoutMs: 2000 }).dial('127.0.0.1', (server.address() as AddressInfo).port);
     expect(socket.readableFlowing).toBe(null);
     expect(socket.allowHalfOpen).toBe(true);
+    socket.destroy();
+    server.close();
+  });
+
+  it("takes a whole frame's write without asking to wait, and asks once EDGE_WRITE_BUFFER_BYTES wait", async () => {
+    const server = createServer((s) => s.on('error', () => {}).resume());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = await new TargetDialer({ connectTimeoutMs: 2000 }).dial('127.0.0.1', (server.address() as AddressInfo).port);
+    socket.cork(); // nothing reaches the kernel: what write() answers is the socket's own buffer
+    expect(socket.write(Buffer.alloc(TCP_READ_BYTES))).toBe(true); // Node's default (64 KiB) said false
+    expect(socket.write(Buffer.alloc(EDGE_WRITE_BUFFER_BYTES - TCP_READ_BYTES - 1))).toBe(true);
+    expect(socket.write(Buffer.alloc(1))).toBe(false);
     socket.destroy();
     server.close();
   });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { HEADROOM_BYTES, TCP_READ_BYTES, TCP_READ_BYTES_HELD, TCP_READ_KEEP_BYTES, WS_HEADROOM_BYTES, adoptAccepted, claimRoom, sharedReadBuffer, type SharedRead } from '../../protocol/index.js';
+import { EDGE_WRITE_BUFFER_BYTES, HEADROOM_BYTES, TCP_READ_BYTES, TCP_READ_BYTES_HELD, TCP_READ_KEEP_BYTES, WS_HEADROOM_BYTES, adoptAccepted, claimRoom, sharedReadBuffer, type SharedRead } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 
 const servers: Server[] = [];
@@ -129,6 +129,15 @@ describe('adoptAccepted', () => {
     expect(await all).toEqual({ bytes: data.length, digest: sha256(data) });
     expect(Math.max(...chunks)).toBeGreaterThan(TCP_READ_BYTES_HELD); // 8 MiB arriving faster than 64 KiB reads take it
     expect(Math.max(...chunks)).toBeLessThanOrEqual(TCP_READ_BYTES);
+  });
+
+  it("takes a whole frame's write without asking to wait, and asks once EDGE_WRITE_BUFFER_BYTES wait", async () => {
+    const { adopted } = await adoptedPair();
+    adopted.cork(); // nothing reaches the kernel: what write() answers is the socket's own buffer
+    expect(adopted.write(Buffer.alloc(TCP_READ_BYTES))).toBe(true); // Node's default (64 KiB) said false
+    expect(adopted.write(Buffer.alloc(EDGE_WRITE_BUFFER_BYTES - TCP_READ_BYTES - 1))).toBe(true);
+    expect(adopted.write(Buffer.alloc(1))).toBe(false);
+    adopted.uncork();
   });
 
   it('returns a connection that is already being read as it is', async () => {
