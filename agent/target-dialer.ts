@@ -1,5 +1,5 @@
-import { connect, type NetConnectOpts, type Socket } from 'node:net';
-import { DevstreamsError, EDGE_WRITE_BUFFER_BYTES, noReadAhead, sharedReadBuffer } from '../protocol/index.js';
+import { connect, type Socket } from 'node:net';
+import { DevstreamsError, edgeSocketOptions, noReadAhead } from '../protocol/index.js';
 
 export interface TargetDialerOptions {
   /** How long a TCP connect may take before the target counts as unreachable. */
@@ -31,18 +31,10 @@ export class TargetDialer {
     const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
     return new Promise((resolve, reject) => {
       // allowHalfOpen: the target's EOF is carried to the service while bytes may still flow to the target.
-      // Reads land in the process's one read buffer, and a whole DATA frame is written without
-      // waiting (protocol/tcp-read-buffer.ts).
-      const options: NetConnectOpts & { writableHighWaterMark: number } = {
-        host,
-        port,
-        noDelay: true,
-        allowHalfOpen: true,
-        onread: sharedReadBuffer(() => socket),
-        writableHighWaterMark: EDGE_WRITE_BUFFER_BYTES,
-      };
-      const socket: Socket = connect(options);
-      noReadAhead(socket); // protocol/read-ahead.ts
+      // An edge socket: reads land in the process's one read buffer, a whole DATA frame is written
+      // without waiting (protocol/tcp-read-buffer.ts), and no read-ahead (protocol/read-ahead.ts).
+      const socket: Socket = connect({ host, port, noDelay: true, allowHalfOpen: true, ...edgeSocketOptions(() => socket) });
+      noReadAhead(socket);
       let settled = false;
       const done = (err: DevstreamsError | null): void => {
         if (settled) return;

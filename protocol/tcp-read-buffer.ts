@@ -92,22 +92,28 @@ export function sharedReadBuffer(socket: () => net.Socket): SharedRead {
 }
 
 /**
- * What `new net.Socket()` accepts beyond @types/node 20's typings: a handle to wrap, the two ways
- * Node itself starts a socket without reading (a server's `pauseOnConnect`, and `manualStart` for
- * `process.stdin`: no read until the first consumer asks), and the writable side's high-water mark.
+ * What makes a socket one of the edges' (`socket` is read once it exists): it reads into the shared
+ * buffer, and takes a whole DATA frame's write before it asks its writer to wait. Its maker also
+ * turns its read-ahead off (noReadAhead) once it exists.
+ */
+export function edgeSocketOptions(socket: () => net.Socket): { onread: SharedRead; writableHighWaterMark: number } {
+  return { onread: sharedReadBuffer(socket), writableHighWaterMark: EDGE_WRITE_BUFFER_BYTES };
+}
+
+/**
+ * What `new net.Socket()` accepts beyond @types/node 20's typings: a handle to wrap, and the two
+ * ways Node itself starts a socket without reading (a server's `pauseOnConnect`, and `manualStart`
+ * for `process.stdin`: no read until the first consumer asks).
  */
 export interface WrapSocketOptions extends net.SocketConstructorOpts {
   handle?: unknown;
   pauseOnCreate?: boolean;
   manualStart?: boolean;
-  /** A Duplex option, which net.Socket takes too (not in @types/node 20's typings). */
-  writableHighWaterMark?: number;
 }
 
-/** `new net.Socket(options)` (an existing handle or descriptor) reading into the shared buffer, without read-ahead (protocol/read-ahead.ts). */
+/** `new net.Socket(options)` (an existing handle or descriptor) as an edge socket (edgeSocketOptions), without read-ahead. */
 export function sharedReadSocket(options: WrapSocketOptions): net.Socket {
-  const withRead: WrapSocketOptions & { onread: SharedRead } = { ...options, onread: sharedReadBuffer(() => socket) };
-  const socket = new net.Socket(withRead);
+  const socket: net.Socket = new net.Socket({ ...options, ...edgeSocketOptions(() => socket) });
   noReadAhead(socket);
   return socket;
 }
@@ -127,12 +133,5 @@ export function adoptAccepted(accepted: net.Socket, opts: { allowHalfOpen: boole
   if (!handle || handle.reading !== false || accepted.destroyed || accepted.readableLength > 0) return accepted;
   holder._handle = null;
   accepted.destroy();
-  return sharedReadSocket({
-    handle,
-    allowHalfOpen: opts.allowHalfOpen,
-    readable: true,
-    writable: true,
-    pauseOnCreate: true,
-    writableHighWaterMark: EDGE_WRITE_BUFFER_BYTES,
-  });
+  return sharedReadSocket({ handle, allowHalfOpen: opts.allowHalfOpen, readable: true, writable: true, pauseOnCreate: true });
 }
