@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { vi } from 'vitest';
 import type { DevstreamsError } from '../../protocol/index.js';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -69,4 +70,15 @@ export function recordWrites(w: Writable): Buffer[][] {
   s._write = (c, e, cb) => (calls.push([c]), write(c, e, cb));
   s._writev = (cs, cb) => (calls.push(cs.map((x) => x.chunk)), writev(cs, cb));
   return calls;
+}
+
+/** The process.nextTick calls made while `fn` runs (synchronously). */
+export function ticksDuring(fn: () => void): number {
+  const spy = vi.spyOn(process, 'nextTick');
+  try {
+    fn();
+    return spy.mock.calls.length;
+  } finally {
+    spy.mockRestore();
+  }
 }

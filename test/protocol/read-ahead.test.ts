@@ -1,19 +1,9 @@
 import { Readable } from 'node:stream';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { noReadAhead } from '../../protocol/index.js';
+import { ticksDuring } from '../helpers/streams.js';
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/** process.nextTick calls made while `fn` runs (synchronously). */
-function ticksDuring(fn: () => void): number {
-  const spy = vi.spyOn(process, 'nextTick');
-  try {
-    fn();
-    return spy.mock.calls.length;
-  } finally {
-    spy.mockRestore();
-  }
-}
 
 describe('noReadAhead (protocol/read-ahead.ts)', () => {
   it("a push to a flowing stream schedules Node's read-ahead tick, and none once it is off", async () => {
