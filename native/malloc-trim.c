@@ -11,13 +11,16 @@
  *
  * It also sets glibc's trim and mapping thresholds (mallopt) for a relay while it carries streams:
  * see protocol/malloc-trim.ts, RELAY_HEAP_THRESHOLDS; and sends systemd's notifications for the
- * daemons (notify, below; protocol/sd-notify.ts), which Node has no socket for.
+ * daemons (notify, below; protocol/sd-notify.ts), which Node has no socket for; and widens the pipes
+ * `devstreams connect` is given (pipeSize, below), which Node has no fcntl for.
  *
  * The Node-API declarations are written out here, not included: Node-API is a stable C ABI, the
  * host process (node, or the single executable) exports these symbols, and so the addon builds with
  * nothing but a C compiler (scripts/native.mjs), for x64 and, cross-compiled, for arm64.
  */
+#define _GNU_SOURCE /* F_SETPIPE_SZ */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -112,6 +115,27 @@ static napi_value notify(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * pipeSize(fd, bytes): fcntl(F_SETPIPE_SZ), the capacity of the pipe `fd` is an end of (Linux: 64 KiB
+ * unless set; up to /proc/sys/fs/pipe-max-size, 1 MiB by default, for an unprivileged process).
+ * Returns the capacity the kernel set (it rounds up to a power of two pages), or minus an errno:
+ * EBADF or EINVAL when `fd` is not a pipe, EPERM above the limit, EINVAL for arguments that are not
+ * two non-negative int32s.
+ */
+static napi_value pipe_size(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2] = {NULL, NULL};
+  int32_t fd = -1, bytes = 0, out = -EINVAL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == 0 && argc >= 2 && napi_get_value_int32(env, argv[0], &fd) == 0 &&
+      napi_get_value_int32(env, argv[1], &bytes) == 0 && fd >= 0 && bytes > 0) {
+    int r = fcntl(fd, F_SETPIPE_SZ, bytes);
+    out = r < 0 ? -errno : r;
+  }
+  napi_value result = NULL;
+  napi_create_int32(env, out, &result);
+  return result;
+}
+
 __attribute__((visibility("default"))) int node_api_module_get_api_version_v1(void) { return 8; }
 
 __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
@@ -122,5 +146,7 @@ __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_e
   if (napi_set_named_property(env, exports, "thresholds", fn) != 0) return NULL;
   if (napi_create_function(env, "notify", 6, notify, NULL, &fn) != 0) return NULL;
   if (napi_set_named_property(env, exports, "notify", fn) != 0) return NULL;
+  if (napi_create_function(env, "pipeSize", 8, pipe_size, NULL, &fn) != 0) return NULL;
+  if (napi_set_named_property(env, exports, "pipeSize", fn) != 0) return NULL;
   return exports;
 }

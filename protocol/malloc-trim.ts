@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 /**
  * glibc's malloc_trim(0), through devstreams' one native helper (native/malloc-trim.c), and its
  * thresholds for a busy relay (RELAY_HEAP_THRESHOLDS, below); the same helper sends systemd's
- * notifications (`notify`, protocol/sd-notify.ts). malloc_trim hands the
+ * notifications (`notify`, protocol/sd-notify.ts) and widens `devstreams connect`'s pipes
+ * (`pipeSize`, service/stdio-pipes.ts). malloc_trim hands the
  * free pages inside glibc's heap back to the kernel, which glibc's free() never does for the space
  * below the heap's top. A stream's buffers come from that heap and die in their hundreds of
  * thousands between allocations that live on, so without it a process keeps its busiest moment's
@@ -31,9 +32,11 @@ export interface HeapThresholds {
 export type MallocThresholds = (trimBytes: number, mmapBytes: number) => boolean;
 /** sd_notify(3): one datagram to NOTIFY_SOCKET (protocol/sd-notify.ts); 0 when sent, else an errno. */
 export type SdNotifySend = (socketPath: string, message: string) => number;
+/** fcntl F_SETPIPE_SZ: the capacity the kernel set for the pipe `fd` is an end of, or minus an errno. */
+export type PipeSize = (fd: number, bytes: number) => number;
 export type MallocTrimLoad =
-  | { trim: MallocTrim; thresholds: MallocThresholds; notify: SdNotifySend; reason?: undefined }
-  | { trim: null; thresholds: null; notify: null; reason: string };
+  | { trim: MallocTrim; thresholds: MallocThresholds; notify: SdNotifySend; pipeSize: PipeSize; reason?: undefined }
+  | { trim: null; thresholds: null; notify: null; pipeSize: null; reason: string };
 
 /** glibc's own starting thresholds (128 KiB each), put back when a relay stops keeping freed memory. */
 export const GLIBC_HEAP_THRESHOLDS: Readonly<HeapThresholds> = Object.freeze({ trim: 128 * 1024, mmap: 128 * 1024 });
@@ -75,13 +78,14 @@ export function loadMallocTrim(): MallocTrimLoad {
 /** Loads the helper from a file (the development build's, or a test's). */
 export function loadMallocTrimFrom(file: string): MallocTrimLoad {
   try {
-    const module = { exports: {} as { trim?: unknown; thresholds?: unknown; notify?: unknown } };
+    const module = { exports: {} as { trim?: unknown; thresholds?: unknown; notify?: unknown; pipeSize?: unknown } };
     process.dlopen(module, file);
-    const { trim, thresholds, notify } = module.exports;
+    const { trim, thresholds, notify, pipeSize } = module.exports;
     if (typeof trim !== 'function') return unavailable(`${file} has no trim function`);
     if (typeof thresholds !== 'function') return unavailable(`${file} has no thresholds function (an older helper)`);
     if (typeof notify !== 'function') return unavailable(`${file} has no notify function (an older helper)`);
-    return { trim: trim as MallocTrim, thresholds: thresholds as MallocThresholds, notify: notify as SdNotifySend };
+    if (typeof pipeSize !== 'function') return unavailable(`${file} has no pipeSize function (an older helper)`);
+    return { trim: trim as MallocTrim, thresholds: thresholds as MallocThresholds, notify: notify as SdNotifySend, pipeSize: pipeSize as PipeSize };
   } catch (err) {
     return unavailable(firstLine(err));
   }
@@ -120,7 +124,7 @@ function fromExecutable(): MallocTrimLoad {
 }
 
 function unavailable(reason: string): MallocTrimLoad {
-  return { trim: null, thresholds: null, notify: null, reason };
+  return { trim: null, thresholds: null, notify: null, pipeSize: null, reason };
 }
 
 function firstLine(err: unknown): string {

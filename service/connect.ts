@@ -1,7 +1,9 @@
-import { Duplex } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { bridge, sharedReadSocket } from '../protocol/index.js';
 import { openOrReport, type ServiceContext } from './context.js';
 import { streamFailedLine } from './errors.js';
+import { StdioDuplex } from './stdio-duplex.js';
+import { widenPipes } from './stdio-pipes.js';
 
 /**
  * `devstreams connect DEVICE SERVICE`: bridges stdin/stdout to one stream, so
@@ -13,15 +15,17 @@ export async function runConnect(
   device: string,
   service: string,
   timeoutMs: number | undefined,
-  stdio: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream } = { stdin: standardInput(), stdout: process.stdout },
+  stdio?: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream },
 ): Promise<number> {
   const stream = await openOrReport(ctx, device, service, () =>
     ctx.client.openStream(device, service, timeoutMs !== undefined ? { timeoutMs } : {}),
   );
   ctx.client.close();
   if (!stream) return 1;
-  const local = Duplex.from({ readable: stdio.stdin, writable: stdio.stdout });
   const log = ctx.log.child({ device, service });
+  if (!stdio) log.debug({ pipes: widenPipes() }, 'standard input and output');
+  const { stdin, stdout } = stdio ?? { stdin: standardInput(), stdout: process.stdout };
+  const local = new StdioDuplex(stdin as Readable, stdout as Writable);
   const result = await bridge(stream, local, log, { a: 'device', b: 'stdio' });
   if (result.error) {
     ctx.err(streamFailedLine(device, service, result.error));

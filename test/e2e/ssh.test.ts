@@ -32,6 +32,23 @@ describe.skipIf(!haveSshd)('OpenSSH through devstreams', () => describeEachBroke
     expect(stdout.trim()).toBe('hello-from-device');
   });
 
+  it('echoes 16 MB through ProxyCommand="devstreams connect %h ssh", checked by SHA-256 (stdin and stdout as widened pipes)', async () => {
+    const proxy = `${process.execPath} ${CLI} connect %h ssh`;
+    const payload = randomBytes(16 * 1024 * 1024);
+    const echoed = await new Promise<Buffer>((resolve, reject) => {
+      const child = execFile(
+        'ssh',
+        [...sshd.sshArgs('pi-ssh'), '-o', `ProxyCommand=${proxy}`, `${sshd.user}@pi-ssh`, 'cat'],
+        { env: { ...process.env, ...stack.env }, timeout: 60_000, encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 },
+        (err, stdout) => (err ? reject(err) : resolve(stdout)),
+      );
+      child.stdin!.end(payload);
+    });
+    const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    expect(echoed.length).toBe(payload.length);
+    expect(sha(echoed)).toBe(sha(payload));
+  });
+
   it('copies 5 MB through `devstreams forward` with ssh -p, checked by SHA-256', async () => {
     const fwd = new CliProcess(['forward', 'pi-ssh', 'ssh', '--listen', '127.0.0.1:0'], stack.env);
     try {
