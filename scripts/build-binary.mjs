@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { NODE_VERSION, TARGETS, binaryName } from './binary-config.mjs';
 import { CACHE, shippedNode } from './shipped-node.mjs';
 import { buildNative, nativeName } from './native.mjs';
+import { makeCodeCache, codeCacheName } from './sea-code-cache.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = join(ROOT, 'dist/sea');
@@ -58,8 +59,10 @@ const PROGRAM_OPTIONS = {
  *   and never starts one. Used anyway, it fails with an error that says so.
  * - `worker_threads` for pino (`isMainThread`: devstreams runs pino on its main thread only),
  *   `assert` for sonic-boom and https-proxy-agent (one `assert(condition)` call each, with the same
- *   behaviour), and in the agent's program `zlib` for ws (permessage-deflate, which every WebSocket
- *   of the agent turns off; the hub's MQTT client may use it with an external broker):
+ *   behaviour), and in the agent's and the service side's programs `zlib` for ws (permessage-deflate,
+ *   which every WebSocket they dial turns off, protocol/ws-duplex.ts streamDialOptions; the hub's
+ *   MQTT client may use it with an external broker): for the service side, loading zlib was 5 ms of
+ *   each `devstreams connect`'s start;
  *   with the above, the only reasons a fresh agent loaded these built-ins (and the built-ins they
  *   load), which it carried for nothing (docs/OPERATIONS.md "Agent footprint").
  * - `lru-cache` for mqtt.js's topic-alias-send: MQTT 5 topic aliases, made only when an MQTT 5
@@ -113,7 +116,7 @@ const REPLACED = {
   yaml: { roles: ['agent'], source: readFileSync(join(ROOT, 'scripts/sea-shims/yaml-on-demand.cjs'), 'utf8') },
   zlib: {
     importers: /node_modules\/ws\//,
-    roles: ['agent'],
+    roles: ['agent', 'service'],
     source: `const off = () => { throw new Error('permessage-deflate is not supported by this build of devstreams'); }; exports.createDeflateRaw = off; exports.createInflateRaw = off; exports.Z_DEFAULT_WINDOWBITS = 15; exports.Z_SYNC_FLUSH = 2;`,
   },
 };
@@ -132,7 +135,8 @@ const ROLES = ['service', 'agent', 'hub'];
 const bundles = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [`devstreams-${role}.cjs`, await bundleRole(role)])));
 bundles['yaml.cjs'] = await bundleYaml();
 const natives = Object.fromEntries(arches.map((arch) => [nativeName(arch), nativeHelper(arch)]));
-const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), { ...bundles, ...natives });
+const caches = { [codeCacheName('devstreams-service.cjs', process.arch)]: codeCache() };
+const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), { ...bundles, ...natives, ...caches });
 for (const arch of arches) {
   const out = join(OUT, binaryName(arch));
   const base = strippedNode(arch);
@@ -216,13 +220,23 @@ function replacedModules(all, role) {
 function makeBlob(main, assets) {
   const blob = join(WORK, 'devstreams.blob');
   const config = join(WORK, 'sea-config.json');
-  // No code cache or snapshot: both are specific to the V8 build and CPU that made them.
+  // No code cache of the main script (a few lines) and no snapshot; the service program's code
+  // cache is an asset (codeCache, below), for the host's architecture.
   // DEP0169: MQTT.js's connect() calls url.parse() on the broker URL, which Node 24 warns about at
   // run time (one stderr line per agent start); silenced in the executable only, and only that code.
   const execArgv = ['--disable-warning=DEP0169'];
   writeFileSync(config, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false, execArgv, assets }, null, 2));
   run(baseNode(process.arch), ['--experimental-sea-config', config], { quiet: true });
   return blob;
+}
+
+/** V8's code cache of the service program, made and checked on the pinned Node for this host (scripts/sea-code-cache.mjs). */
+function codeCache() {
+  try {
+    return makeCodeCache(baseNode(process.arch), WORK);
+  } catch (err) {
+    fail(err.message);
+  }
 }
 
 /** The native helper for `arch` (scripts/native.mjs); a missing compiler ends the build. */

@@ -54,9 +54,9 @@ describe.skipIf(!canBuild)('the executable compiles only the role a command runs
     expect(code.includes('$constructor("ZodObject"'), "Zod's classic API").toBe(false);
     expect(code.includes('SocksClientError'), 'the socks package').toBe(false);
     if (role !== 'service') expect(code.includes('SOCKS proxies are not supported by this build'), 'the replacement').toBe(true);
-    // ws's zlib is replaced in the agent's program only: every WebSocket of the agent turns
-    // permessage-deflate off, while the hub's MQTT client may use it with an external broker.
-    expect(code.includes('permessage-deflate is not supported by this build'), "ws's zlib replaced").toBe(role === 'agent');
+    // ws's zlib is replaced in the agent's and the service side's programs: every WebSocket they
+    // dial turns permessage-deflate off, while the hub's MQTT client may use it with an external broker.
+    expect(code.includes('permessage-deflate is not supported by this build'), "ws's zlib replaced").toBe(role !== 'hub');
     // The agent's mqtt.js runs on Node's own streams, not on readable-stream's copy of them.
     if (role === 'agent') expect(code.includes('node_modules/readable-stream/'), 'readable-stream').toBe(false);
     // debug without its colours (no tty), and mqtt.js's browser checks answered ahead (no navigator).
