@@ -44,6 +44,8 @@ const BUILD_INPUTS = [
   'scripts/build-binary.mjs',
   'scripts/binary-config.mjs',
   'scripts/sea-main.cjs',
+  'scripts/sea-code-cache.mjs',
+  'scripts/sea-code-cache-run.cjs',
   'scripts/native.mjs',
   'native/malloc-trim.c',
 ];
