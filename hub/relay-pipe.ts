@@ -1,15 +1,17 @@
-import { LIMITS, joined, messageBytes, sendBinary } from '../protocol/index.js';
+import type { WebSocket } from 'ws';
+import { LIMITS, joined, messageBytes, receiveAsViews, sendBinary } from '../protocol/index.js';
 import type { Leg } from './stream-table.js';
 
 /**
  * Forwarding between the two legs of a paired stream: frames as they come (binary as binary, text
  * as text), with backpressure: when the destination has more than LIMITS.wsHighWaterMark unsent,
  * the source WebSocket (and so its TCP socket) is paused until the destination drains. A binary
- * message that arrived in parts (a channel's DATA frame in several reads) goes on in parts to a
- * channel, and joined to a per-stream WebSocket (protocol/ws-zero-copy.ts).
+ * message that arrived in parts (a channel's DATA frame in several reads, or a per-stream
+ * WebSocket's frame, taken as views into its reads) goes on in parts, to a channel or as one frame
+ * to a per-stream WebSocket, never joined (protocol/ws-zero-copy.ts).
  */
 export function forward(src: Leg, dst: Leg, countBinary: (bytes: number) => void): void {
-  src.ws.binaryType = 'fragments';
+  receiveAsViews(src.ws as unknown as WebSocket); // a channel: 'fragments' alone (its DATA frames arrive in parts already)
   src.ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => {
     if (dst.closed || dst.ws.readyState !== dst.ws.OPEN) return; // the stream is ending
     const written = (): void => {

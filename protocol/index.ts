@@ -11,6 +11,7 @@ export * from './device-token.js';
 export * from './loopback.js';
 export * from './ws-duplex.js';
 export * from './message-socket.js';
+export { receiveAsViews } from './ws-zero-copy.js';
 export * from './headroom.js';
 export * from './mux-frames.js';
 export * from './mux-channel.js';

@@ -1,3 +1,6 @@
+import type { WebSocket } from 'ws';
+import { writeFrameParts } from './ws-zero-copy.js';
+
 /**
  * What a stream leg is to the code that carries it (WsDuplex on the agent and in the SDK, the hub's
  * relay): the part of `ws`'s WebSocket they use. A per-stream WebSocket is one; a channel of a
@@ -49,8 +52,17 @@ export function messageBytes(data: Buffer | Buffer[]): number {
   return n;
 }
 
-/** Sends a binary message that may be in parts: as they are where `dst` takes parts, else joined. */
+const NO_HEAD = Buffer.alloc(0);
+
+/**
+ * Sends a binary message that may be in parts without joining them: to a channel as parts, to a
+ * per-stream WebSocket as one frame written part by part (protocol/ws-zero-copy.ts writeFrameParts);
+ * joined only where neither can take them now.
+ */
 export function sendBinary(dst: MessageSocket, data: Buffer | Buffer[], cb?: (err?: Error) => void): void {
-  if (Array.isArray(data) && data.length > 1 && dst.sendParts) return dst.sendParts(data, cb);
+  if (Array.isArray(data) && data.length > 1) {
+    if (dst.sendParts) return dst.sendParts(data, cb);
+    if (writeFrameParts(dst as unknown as WebSocket, NO_HEAD, data, cb)) return;
+  }
   dst.send(joined(data), { binary: true }, cb);
 }

@@ -1,44 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type net from 'node:net';
 import type { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
+import type { WebSocket } from 'ws';
 import { MuxConnection, zeroMask, type MuxAttachRequest, type MuxChannel } from '../../protocol/index.js';
 import { receiveAsViews, writeFrameInPlace, writeFrameParts } from '../../protocol/ws-zero-copy.js';
 import { WS_HEADROOM_BYTES, allocWithHeadroom, claimRoom } from '../../protocol/headroom.js';
 import { Queue } from '../helpers/queue.js';
+import { closePairs, KiB, messages, pair } from '../helpers/ws-pair.js';
 import { recordWrites } from '../helpers/streams.js';
 
-// Plain ws:// on loopback: a TCP read is at most 64 KiB, so a larger message arrives in several
-// reads, as a DATA frame over TLS does past 16 KiB.
+// Plain ws:// on loopback (test/helpers/ws-pair.ts): a larger message arrives in several reads.
 
-const KiB = 1024;
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-async function pair(serverOpts: { maxPayload?: number } = {}, clientOpts: ClientOptions = {}) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, ...serverOpts });
-  await once(wss, 'listening');
-  const serverSide = once(wss, 'connection');
-  const cws = new WebSocket(`ws://127.0.0.1:${(wss.address() as net.AddressInfo).port}`, { perMessageDeflate: false, ...clientOpts });
-  cleanups.push(async () => {
-    cws.terminate();
-    for (const c of wss.clients) c.terminate();
-    await new Promise<void>((r) => wss.close(() => r()));
-  });
-  await once(cws, 'open');
-  const [sws] = (await serverSide) as [WebSocket];
-  return { cws, sws };
-}
-
-function messages(ws: WebSocket): Queue<{ data: Buffer | Buffer[]; isBinary: boolean }> {
-  const q = new Queue<{ data: Buffer | Buffer[]; isBinary: boolean }>();
-  ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => q.push({ data, isBinary }));
-  return q;
-}
+afterEach(closePairs);
 
 const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
 
