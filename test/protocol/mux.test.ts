@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type net from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 import {
   DevstreamsError,
   ERRORS,
@@ -26,16 +25,16 @@ import {
 } from '../../protocol/index.js';
 import { readToEnd, refusalOf, sha256, writeInPieces } from '../helpers/streams.js';
 import { Queue } from '../helpers/queue.js';
+import { closePairs, pair } from '../helpers/ws-pair.js';
 
 /** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
 const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
 
 const MiB = 1024 * 1024;
 
-const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   vi.useRealTimers();
-  while (cleanups.length) await cleanups.pop()!();
+  await closePairs();
 });
 
 type Attached = { channel: MuxChannel; request: MuxAttachRequest };
@@ -46,21 +45,11 @@ const acceptPaused: Decide = (channel) => {
   channel.accept();
 };
 
-/** A WebSocketServer on loopback whose first connection gets a server MuxConnection, and a client WebSocket to it. */
+/** A WebSocket on loopback (test/helpers/ws-pair.ts) whose server side gets a server MuxConnection. */
 type ServerOpts = { maxChannels?: number; decide?: Decide; onOpen?: (channel: MuxChannel, body: unknown) => void };
 
 async function wsPair(serverOpts: ServerOpts) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
-  await once(wss, 'listening');
-  const serverSide = once(wss, 'connection');
-  const cws = new WebSocket(`ws://127.0.0.1:${(wss.address() as net.AddressInfo).port}`, { perMessageDeflate: false });
-  cleanups.push(async () => {
-    cws.terminate();
-    for (const c of wss.clients) c.terminate();
-    await new Promise<void>((r) => wss.close(() => r()));
-  });
-  await once(cws, 'open');
-  const [sws] = (await serverSide) as [WebSocket];
+  const { cws, sws } = await pair();
   const attaches = new Queue<Attached>();
   const decide = serverOpts.decide ?? acceptPaused;
   const server = new MuxConnection({
