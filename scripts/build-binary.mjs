@@ -12,12 +12,12 @@
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NODE_VERSION, TARGETS, binaryName } from './binary-config.mjs';
 import { CACHE, shippedNode } from './shipped-node.mjs';
 import { buildNative, nativeName } from './native.mjs';
-import { makeCodeCache, codeCacheName } from './sea-code-cache.mjs';
+import { makeCodeCache } from './sea-code-cache.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORK = join(ROOT, 'dist/sea');
@@ -135,7 +135,8 @@ const ROLES = ['service', 'agent', 'hub'];
 const bundles = Object.fromEntries(await Promise.all(ROLES.map(async (role) => [`devstreams-${role}.cjs`, await bundleRole(role)])));
 bundles['yaml.cjs'] = await bundleYaml();
 const natives = Object.fromEntries(arches.map((arch) => [nativeName(arch), nativeHelper(arch)]));
-const caches = { [codeCacheName('devstreams-service.cjs', process.arch)]: codeCache() };
+const cache = codeCache();
+const caches = { [basename(cache)]: cache }; // the asset name scripts/sea-main.cjs reads
 const blob = makeBlob(join(ROOT, 'scripts/sea-main.cjs'), { ...bundles, ...natives, ...caches });
 for (const arch of arches) {
   const out = join(OUT, binaryName(arch));

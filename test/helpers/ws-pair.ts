@@ -37,3 +37,6 @@ export function messages(ws: WebSocket): Queue<{ data: Buffer | Buffer[]; isBina
   ws.on('message', (data: Buffer | Buffer[], isBinary: boolean) => q.push({ data, isBinary }));
   return q;
 }
+
+/** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
+export const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);

@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws';
 import { forward } from '../../hub/relay-pipe.js';
 import type { Leg } from '../../hub/stream-table.js';
 import { sendBinary, zeroMask, type MessageSocket } from '../../protocol/index.js';
-import { closePairs, KiB, messages, pair } from '../helpers/ws-pair.js';
+import { closePairs, KiB, messages, pair, whole } from '../helpers/ws-pair.js';
 
 // hub/relay-pipe.ts forward() between two per-stream WebSockets (plain ws:// on loopback here, where
 // a message over 64 KiB arrives in several reads): a binary message goes on without being joined.
@@ -14,7 +14,6 @@ afterEach(async () => {
 });
 
 const leg = (ws: WebSocket): Leg => ({ role: 'service', ws: ws as unknown as MessageSocket, backpressured: false, closed: false });
-const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
 
 describe('the relay between two per-stream WebSockets', () => {
   it('passes a message that spans several reads on as views into them, one frame, never joined', async () => {

@@ -27,9 +27,7 @@ import {
 } from '../../protocol/index.js';
 import { readToEnd, sha256, writeInPieces } from '../helpers/streams.js';
 import { Queue, within } from '../helpers/queue.js';
-
-/** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
-const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
+import { whole } from '../helpers/ws-pair.js';
 
 // Window updates on multiplexed connections (protocol/mux-window.ts, subprotocol
 // devstreams.v1.mux2): a channel held back by its window grows it, up to MUX_MAX_WINDOW_BYTES and

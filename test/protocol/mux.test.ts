@@ -25,10 +25,7 @@ import {
 } from '../../protocol/index.js';
 import { readToEnd, refusalOf, sha256, writeInPieces } from '../helpers/streams.js';
 import { Queue } from '../helpers/queue.js';
-import { closePairs, pair } from '../helpers/ws-pair.js';
-
-/** A message as one Buffer, whether the WebSocket delivers it whole or in parts (binaryType 'fragments'). */
-const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
+import { closePairs, pair, whole } from '../helpers/ws-pair.js';
 
 const MiB = 1024 * 1024;
 

@@ -7,14 +7,12 @@ import { MuxConnection, zeroMask, type MuxAttachRequest, type MuxChannel } from 
 import { receiveAsViews, writeFrameInPlace, writeFrameParts } from '../../protocol/ws-zero-copy.js';
 import { WS_HEADROOM_BYTES, allocWithHeadroom, claimRoom } from '../../protocol/headroom.js';
 import { Queue } from '../helpers/queue.js';
-import { closePairs, KiB, messages, pair } from '../helpers/ws-pair.js';
+import { closePairs, KiB, messages, pair, whole } from '../helpers/ws-pair.js';
 import { recordWrites } from '../helpers/streams.js';
 
 // Plain ws:// on loopback (test/helpers/ws-pair.ts): a larger message arrives in several reads.
 
 afterEach(closePairs);
-
-const whole = (m: Buffer | Buffer[]): Buffer => (Array.isArray(m) ? Buffer.concat(m) : m);
 
 describe('receiveAsViews', () => {
   it('a binary message over several reads arrives as views into them, in order, with the bytes sent', async () => {
