@@ -1,12 +1,16 @@
 import { once } from 'node:events';
-import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, collectGarbage } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, collectGarbage, isLoopbackHost } from '../protocol/index.js';
 import type { ServiceContext } from './context.js';
+import { HubRefusalError, refusedLine, streamFailedLine } from './errors.js';
 import { Forwarder } from './forward.js';
 
 /**
- * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: listens, prints
- * `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on stdout, forwards each accepted
- * connection over its own stream until SIGINT/SIGTERM, then stops and returns 0.
+ * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: asks the hub for the device first (a
+ * token the hub refuses, or a device it does not know or this token may not reach, ends the command
+ * there, with the one line `connect` prints); then listens, prints `listening on HOST:PORT ->
+ * DEVICE/SERVICE` (the real port) on stdout, forwards each accepted connection over its own stream
+ * until SIGINT/SIGTERM, then stops and returns 0. A connection whose stream is refused, or whose
+ * stream the device side ends, gets the same one line on stderr as `connect`'s.
  */
 export async function runForward(
   ctx: ServiceContext,
@@ -28,6 +32,9 @@ export async function runForward(
     // its path again.
     collect: () => collectGarbage({ dropBytecode: false }),
   });
+  if (!(await preflight(ctx, device, service))) return 1;
+  const warning = exposedWarning(listen.host, device, service);
+  if (warning) ctx.err(warning);
   const forwarder = new Forwarder({
     client: ctx.client,
     device,
@@ -37,6 +44,8 @@ export async function runForward(
     ...(timeoutMs !== undefined ? { stream: { timeoutMs } } : {}),
     logger: ctx.log,
     onConnections: () => reclaimer.poke(),
+    onRefused: (err, peer) => ctx.err(`${err instanceof HubRefusalError ? refusedLine(device, service, err) : streamFailedLine(device, service, err)} (from ${peer})`),
+    onStreamFailed: (err, peer) => ctx.err(`${streamFailedLine(device, service, err)} (from ${peer})`),
   });
   try {
     await forwarder.start();
@@ -55,6 +64,30 @@ export async function runForward(
   await forwarder.stop();
   ctx.client.close();
   return 0;
+}
+
+/**
+ * The device as the hub sees it, before listening: false (the line printed) when the hub refuses
+ * the token or the device, or cannot be reached. An offline device is only noted: it may come
+ * online while forward runs. A service the device's allowlist refuses can only be learnt by opening
+ * a stream, which would reach the device's service; each connection reports that.
+ */
+async function preflight(ctx: ServiceContext, device: string, service: string): Promise<boolean> {
+  try {
+    const info = await ctx.client.getDevice(device);
+    if (!info.online) ctx.err(`devstreams: ${device} is offline now: each connection is refused until it comes online`);
+    return true;
+  } catch (err) {
+    if (err instanceof HubRefusalError) ctx.err(refusedLine(device, service, err));
+    else ctx.err(`devstreams: ${(err as Error).message}`);
+    return false;
+  }
+}
+
+/** The warning for a listen address other hosts can reach (a forward carries its user's token). */
+export function exposedWarning(host: string, device: string, service: string): string | null {
+  if (isLoopbackHost(host)) return null;
+  return `devstreams: warning: listening on ${host}, not loopback: whoever can reach it reaches ${device}/${service} with your token`;
 }
 
 export function hostPort(host: string, port: number): string {

@@ -15,6 +15,13 @@ export interface ForwarderOptions {
   logger?: Logger;
   /** Called with the number of client connections open whenever it changes. */
   onConnections?: (open: number) => void;
+  /**
+   * Called when a connection's stream could not be opened (the connection is reset). Given, it
+   * replaces the warn log line: `devstreams forward` prints the same one line as `connect`.
+   */
+  onRefused?: (err: DevstreamsError, peer: string) => void;
+  /** Called when an open stream ended because of the device side (the hub, the relay, the agent). */
+  onStreamFailed?: (err: Error, peer: string) => void;
 }
 
 /**
@@ -115,6 +122,7 @@ export class Forwarder {
       return;
     }
     const e = err instanceof DevstreamsError ? err : new DevstreamsError('INTERNAL', String((err as Error)?.message ?? err));
+    if (this.opts.onRefused) return this.opts.onRefused(e, peer);
     this.log.warn(
       { device, service, peer, status: e.status, code: e.code, reason: e.reason },
       e instanceof HubRefusalError
@@ -133,7 +141,8 @@ export class Forwarder {
     socket.resume();
     const log = this.log.child({ device: this.opts.device, service: this.opts.service, peer });
     try {
-      await bridge(socket, stream, log, { a: 'client', b: 'device' });
+      const result = await bridge(socket, stream, log, { a: 'client', b: 'device' });
+      if (result.error && result.failedSide === 'b' && !this.stopping) this.opts.onStreamFailed?.(result.error, peer);
     } finally {
       this.streams.delete(stream);
     }

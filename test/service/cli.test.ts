@@ -13,7 +13,7 @@ import { runServiceCli } from '../../service/cli.js';
 import { runConnect, standardInput } from '../../service/connect.js';
 import type { ServiceContext } from '../../service/context.js';
 import { runEcho } from '../../service/echo.js';
-import { runForward } from '../../service/forward-command.js';
+import { exposedWarning, runForward } from '../../service/forward-command.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { FakeHub, errorBody } from './fake-hub.js';
 
@@ -242,6 +242,53 @@ describe('devstreams forward', () => {
   it('requires --listen', async () => {
     await startHub();
     await expect(cli('forward', ['pi', 'web'])).rejects.toThrow('forward: --listen [HOST:]PORT is required');
+  });
+
+  it('ends before listening when the hub refuses the token or does not know the device', async () => {
+    await startHub();
+    for (const [code, status] of [['UNAUTHORIZED', 401], ['DEVICE_UNKNOWN', 404]] as const) {
+      hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi' ? errorBody(code, status, 'no') : h.defaultApi(call));
+      const ctx = memoryContext();
+      ctx.out = () => expect.unreachable('forward listened');
+      expect(await runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise(() => undefined))).toBe(1);
+      expect(ctx.stderr).toEqual([`devstreams: pi/web refused: ${status} ${code}: no`]);
+      expect(hub.calls.some((c) => c.method === 'POST' || /\/connect/.test(c.path))).toBe(false);
+    }
+  });
+
+  it('notes an offline device, then prints one line per refused or failed connection', async () => {
+    await startHub();
+    hub.api = (call, h) => {
+      if (call.method === 'GET' && call.path === '/api/v1/devices/pi') return { status: 200, body: { id: 'pi', online: false, lastSeen: null, agentVersion: null, openStreams: null } };
+      return call.method === 'POST' ? errorBody('DEVICE_OFFLINE', 503, 'device "pi" is offline') : h.defaultApi(call);
+    };
+    hub.connectRoute = false;
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    expect(ctx.stderr).toEqual(['devstreams: pi is offline now: each connection is refused until it comes online']);
+    const refused = net.connect({ host: '127.0.0.1', port });
+    const local = await new Promise<number>((r) => refused.once('connect', () => r(refused.localPort!)));
+    await new Promise((r) => refused.on('error', () => undefined).once('close', r));
+    expect(ctx.stderr[1]).toBe(`devstreams: pi/web refused: 503 DEVICE_OFFLINE: device "pi" is offline (from 127.0.0.1:${local})`);
+
+    // Open, then the relay ends the stream abnormally: the device side failed.
+    hub.api = (call, h) => h.defaultApi(call);
+    hub.relay = (ws) => ws.close(4502, 'agent went away');
+    const failed = net.connect({ host: '127.0.0.1', port });
+    const local2 = await new Promise<number>((r) => failed.once('connect', () => r(failed.localPort!)));
+    await new Promise((r) => failed.on('error', () => undefined).once('close', r));
+    await vi.waitFor(() => expect(ctx.stderr).toHaveLength(3));
+    expect(ctx.stderr[2]).toMatch(new RegExp(`^devstreams: pi/web: stream failed: .*agent went away.* \\(from 127\\.0\\.0\\.1:${local2}\\)$`));
+    stop();
+    expect(await run).toBe(0);
+  });
+
+  it('warns when it listens where other hosts can reach it', () => {
+    expect(exposedWarning('0.0.0.0', 'pi', 'ssh')).toMatch(/^devstreams: warning: listening on 0\.0\.0\.0, not loopback: .* pi\/ssh with your token$/);
+    expect(exposedWarning('192.168.1.5', 'pi', 'ssh')).not.toBeNull();
+    for (const host of ['127.0.0.1', '127.0.0.2', '::1', 'localhost']) expect(exposedWarning(host, 'pi', 'ssh')).toBeNull();
   });
 });
 

@@ -86,7 +86,7 @@ export class FakeHub {
 
   /**
    * 201 with a fresh stream for POST .../streams and for an open-and-connect upgrade (which it then
-   * accepts); empty lists for the queries; 404 otherwise.
+   * accepts); empty lists for the queries; any device as online; 404 otherwise.
    */
   defaultApi(call: ApiCall): ApiAnswer {
     const m = /^\/api\/v1\/devices\/([^/]+)\/streams$/.exec(call.path);
@@ -95,6 +95,8 @@ export class FakeHub {
     if (call.method === 'GET' && c) return { status: 201, body: this.newStream(decodeURIComponent(c[1]!), new URLSearchParams(c[2]).get('service') ?? '') };
     if (call.method === 'GET' && call.path === apiPaths.devices) return { status: 200, body: { devices: [] } };
     if (call.method === 'GET' && call.path === apiPaths.streams) return { status: 200, body: { streams: [] } };
+    const d = /^\/api\/v1\/devices\/([^/?]+)$/.exec(call.path);
+    if (call.method === 'GET' && d) return { status: 200, body: { id: decodeURIComponent(d[1]!), online: true, lastSeen: Date.now(), agentVersion: null, openStreams: 0 } };
     return errorBody('NOT_FOUND', 404, 'no such path');
   }
 
