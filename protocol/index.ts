@@ -36,3 +36,4 @@ export * from './idle-memory.js';
 export * from './malloc-trim.js';
 export * from './tls-ciphers.js';
 export * from './tls-context.js';
+export * from './tls-trust.js';

@@ -1,4 +1,4 @@
-import { apiErrorOf, DevstreamsError, type ErrorCode } from '../protocol/index.js';
+import { apiErrorOf, DevstreamsError, isTlsTrustError, withoutNodeAdvice, type ErrorCode } from '../protocol/index.js';
 
 /**
  * The hub (or its relay) answered with an error: `code` and `status` come from its error body (or,
@@ -64,14 +64,10 @@ export function invalidAnswer(what: string, status: number, detail: string): Hub
 /** A transport failure (connection refused, DNS, TLS, timeout) while talking to `target`. */
 export function unreachable(target: string, err: unknown): HubRequestError {
   const e = err as NodeJS.ErrnoException;
-  const detail = e?.code && !String(e.message).includes(e.code) ? `${e.code} ${e.message}` : String(e?.message ?? err);
+  const message = withoutNodeAdvice(String(e?.message ?? err));
+  const detail = e?.code && !message.includes(e.code) ? `${e.code} ${message}` : message;
   const hint = isTlsTrustError(e) ? ' (is --ca / DEVSTREAMS_CA the hub\'s CA?)' : '';
   return new HubRequestError(`cannot reach hub ${target}: ${oneLine(detail)}${hint}`, err);
-}
-
-function isTlsTrustError(e: NodeJS.ErrnoException | undefined): boolean {
-  const code = e?.code ?? '';
-  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code);
 }
 
 function describeBody(contentType: string | undefined, body: Buffer): string {

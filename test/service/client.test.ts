@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DevstreamsError, WsDuplex } from '../../protocol/index.js';
 import { DevstreamsClient, HubRefusalError, HubRequestError } from '../../service/index.js';
 import { dialRelay } from '../../service/relay.js';
+import { unreachable } from '../../service/errors.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { FakeHub, errorBody } from './fake-hub.js';
 
@@ -221,7 +222,17 @@ describe('DevstreamsClient.openStream', () => {
     expect(err).toBeInstanceOf(HubRequestError);
     expect(err.message).toMatch(/^cannot reach hub https:\/\/127\.0\.0\.1:\d+: .*(certificate|UNABLE_TO_VERIFY)/i);
     expect(err.message).toContain('DEVSTREAMS_CA');
+    expect(err.message).not.toContain('--use-system-ca');
     expect(hub.calls).toHaveLength(0);
+  });
+
+  it("leaves out Node 24's advice about its own flags, which the executable's users cannot follow", () => {
+    const node24 = Object.assign(new Error('unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca'), {
+      code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+    expect(unreachable('https://hub:443', node24).message).toBe(
+      "cannot reach hub https://hub:443: UNABLE_TO_VERIFY_LEAF_SIGNATURE unable to verify the first certificate (is --ca / DEVSTREAMS_CA the hub's CA?)",
+    );
   });
 
   it('names the hub and the cause when it cannot be reached', async () => {
