@@ -1,4 +1,4 @@
-import { ConfigError, DEVSTREAMS_VERSION } from '../protocol/index.js';
+import { ConfigError, DEVSTREAMS_VERSION, nameProcess } from '../protocol/index.js';
 
 /**
  * The one command line (loaded by bin/devstreams.ts once V8's compile cache is on): `hub` and
@@ -43,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`devstreams ${DEVSTREAMS_VERSION} (node ${process.version})\n`);
     return 0;
   }
+  // The long-running ones are `devstreams` in ps and top, not Node 24's "MainThread" (protocol/process-name.ts).
+  if (command === 'agent' || command === 'forward' || (command === 'hub' && (args[0] === undefined || args[0].startsWith('-')))) nameProcess();
   if (command === 'hub') {
     return typeof __DEVSTREAMS_ROLE__ === 'undefined' || __DEVSTREAMS_ROLE__ === 'hub' ? (await import('../hub/cli.js')).runHubCli(args) : notHere(command);
   }

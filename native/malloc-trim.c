@@ -11,8 +11,9 @@
  *
  * It also sets glibc's trim and mapping thresholds (mallopt) for a relay while it carries streams:
  * see protocol/malloc-trim.ts, RELAY_HEAP_THRESHOLDS; and sends systemd's notifications for the
- * daemons (notify, below; protocol/sd-notify.ts), which Node has no socket for; and widens the pipes
- * `devstreams connect` is given (pipeSize, below), which Node has no fcntl for.
+ * daemons (notify, below; protocol/sd-notify.ts), which Node has no socket for; widens the pipes
+ * `devstreams connect` is given (pipeSize, below), which Node has no fcntl for; and names the
+ * process's main thread (threadName, below), which Node 24 names "MainThread".
  *
  * The Node-API declarations are written out here, not included: Node-API is a stable C ABI, the
  * host process (node, or the single executable) exports these symbols, and so the addon builds with
@@ -26,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -136,6 +138,28 @@ static napi_value pipe_size(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * threadName(name): prctl(PR_SET_NAME), the calling thread's name: for the main thread, what ps,
+ * top, pgrep and killall show as the process's name (/proc/PID/comm). Node 24 names its main thread
+ * "MainThread"; process.title would do this too, but it also overwrites the command line ps shows.
+ * The kernel keeps the first 15 bytes. Returns 0, or an errno (EINVAL for a name that is not a
+ * string of 1 to 15 bytes).
+ */
+static napi_value thread_name(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {NULL};
+  char name[17];
+  size_t len = 0;
+  int32_t err = EINVAL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == 0 && argc >= 1 &&
+      napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len) == 0 && len > 0 && len < 16) {
+    err = prctl(PR_SET_NAME, name, 0, 0, 0) == 0 ? 0 : errno;
+  }
+  napi_value result = NULL;
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
 __attribute__((visibility("default"))) int node_api_module_get_api_version_v1(void) { return 8; }
 
 __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
@@ -148,5 +172,7 @@ __attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_e
   if (napi_set_named_property(env, exports, "notify", fn) != 0) return NULL;
   if (napi_create_function(env, "pipeSize", 8, pipe_size, NULL, &fn) != 0) return NULL;
   if (napi_set_named_property(env, exports, "pipeSize", fn) != 0) return NULL;
+  if (napi_create_function(env, "threadName", 10, thread_name, NULL, &fn) != 0) return NULL;
+  if (napi_set_named_property(env, exports, "threadName", fn) != 0) return NULL;
   return exports;
 }

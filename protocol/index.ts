@@ -37,3 +37,4 @@ export * from './malloc-trim.js';
 export * from './tls-ciphers.js';
 export * from './tls-context.js';
 export * from './tls-trust.js';
+export * from './process-name.js';

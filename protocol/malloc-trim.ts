@@ -5,8 +5,9 @@ import { dirname, join } from 'node:path';
 /**
  * glibc's malloc_trim(0), through devstreams' one native helper (native/malloc-trim.c), and its
  * thresholds for a busy relay (RELAY_HEAP_THRESHOLDS, below); the same helper sends systemd's
- * notifications (`notify`, protocol/sd-notify.ts) and widens `devstreams connect`'s pipes
- * (`pipeSize`, service/stdio-pipes.ts). malloc_trim hands the
+ * notifications (`notify`, protocol/sd-notify.ts), widens `devstreams connect`'s pipes
+ * (`pipeSize`, service/stdio-pipes.ts) and names the process (`threadName`,
+ * protocol/process-name.ts). malloc_trim hands the
  * free pages inside glibc's heap back to the kernel, which glibc's free() never does for the space
  * below the heap's top. A stream's buffers come from that heap and die in their hundreds of
  * thousands between allocations that live on, so without it a process keeps its busiest moment's
@@ -34,9 +35,11 @@ export type MallocThresholds = (trimBytes: number, mmapBytes: number) => boolean
 export type SdNotifySend = (socketPath: string, message: string) => number;
 /** fcntl F_SETPIPE_SZ: the capacity the kernel set for the pipe `fd` is an end of, or minus an errno. */
 export type PipeSize = (fd: number, bytes: number) => number;
+/** prctl PR_SET_NAME for the calling thread (1 to 15 bytes): 0, or an errno. */
+export type ThreadName = (name: string) => number;
 export type MallocTrimLoad =
-  | { trim: MallocTrim; thresholds: MallocThresholds; notify: SdNotifySend; pipeSize: PipeSize; reason?: undefined }
-  | { trim: null; thresholds: null; notify: null; pipeSize: null; reason: string };
+  | { trim: MallocTrim; thresholds: MallocThresholds; notify: SdNotifySend; pipeSize: PipeSize; threadName: ThreadName; reason?: undefined }
+  | { trim: null; thresholds: null; notify: null; pipeSize: null; threadName: null; reason: string };
 
 /** glibc's own starting thresholds (128 KiB each), put back when a relay stops keeping freed memory. */
 export const GLIBC_HEAP_THRESHOLDS: Readonly<HeapThresholds> = Object.freeze({ trim: 128 * 1024, mmap: 128 * 1024 });
@@ -78,14 +81,21 @@ export function loadMallocTrim(): MallocTrimLoad {
 /** Loads the helper from a file (the development build's, or a test's). */
 export function loadMallocTrimFrom(file: string): MallocTrimLoad {
   try {
-    const module = { exports: {} as { trim?: unknown; thresholds?: unknown; notify?: unknown; pipeSize?: unknown } };
+    const module = { exports: {} as { trim?: unknown; thresholds?: unknown; notify?: unknown; pipeSize?: unknown; threadName?: unknown } };
     process.dlopen(module, file);
-    const { trim, thresholds, notify, pipeSize } = module.exports;
+    const { trim, thresholds, notify, pipeSize, threadName } = module.exports;
     if (typeof trim !== 'function') return unavailable(`${file} has no trim function`);
     if (typeof thresholds !== 'function') return unavailable(`${file} has no thresholds function (an older helper)`);
     if (typeof notify !== 'function') return unavailable(`${file} has no notify function (an older helper)`);
     if (typeof pipeSize !== 'function') return unavailable(`${file} has no pipeSize function (an older helper)`);
-    return { trim: trim as MallocTrim, thresholds: thresholds as MallocThresholds, notify: notify as SdNotifySend, pipeSize: pipeSize as PipeSize };
+    if (typeof threadName !== 'function') return unavailable(`${file} has no threadName function (an older helper)`);
+    return {
+      trim: trim as MallocTrim,
+      thresholds: thresholds as MallocThresholds,
+      notify: notify as SdNotifySend,
+      pipeSize: pipeSize as PipeSize,
+      threadName: threadName as ThreadName,
+    };
   } catch (err) {
     return unavailable(firstLine(err));
   }
@@ -124,7 +134,7 @@ function fromExecutable(): MallocTrimLoad {
 }
 
 function unavailable(reason: string): MallocTrimLoad {
-  return { trim: null, thresholds: null, notify: null, pipeSize: null, reason };
+  return { trim: null, thresholds: null, notify: null, pipeSize: null, threadName: null, reason };
 }
 
 function firstLine(err: unknown): string {

@@ -98,6 +98,11 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         expect(agent.lines.join('\n')).not.toMatch(/warn|bufferutil|utf-8-validate|ExperimentalWarning/i);
       });
 
+      it('is named devstreams in ps and top, not "MainThread" (protocol/process-name.ts), its command line whole', () => {
+        expect(readFileSync(`/proc/${agent.child.pid}/comm`, 'utf8').trim()).toBe('devstreams');
+        expect(readFileSync(`/proc/${agent.child.pid}/cmdline`, 'utf8').split('\0')).toContain(stack.agentConfig(id));
+      });
+
       // scripts/build-binary.mjs REPLACED and the lazy loads in protocol/sd-notify.ts and
       // agent/status-probes.ts: built-ins a fresh agent does not use, each of which its RSS carried
       // (perf_hooks: lru-cache, for mqtt.js's MQTT 5 topic aliases, read the global `performance`;

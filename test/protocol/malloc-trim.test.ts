@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadMallocTrimFrom, MALLOC_TRIM_ADDON } from '../../protocol/index.js';
+import { loadMallocTrimFrom, MALLOC_TRIM_ADDON, nameProcess, PROCESS_NAME } from '../../protocol/index.js';
 import { ROOT } from '../helpers/proc.js';
 
 // The development build's helper (npm test builds it first: scripts/build.mjs, scripts/native.mjs).
@@ -75,6 +75,26 @@ describe.skipIf(process.platform !== 'linux')("glibc's malloc_trim through the n
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([true, true, false, false, false, false, false, false, false]);
     expect(typeof loadMallocTrimFrom(ADDON).thresholds).toBe('function');
+  });
+
+  it('names the process (/proc/PID/comm) and leaves its command line alone; refuses a name of no or over 15 bytes', () => {
+    // In this test worker, named back afterwards.
+    const helper = loadMallocTrimFrom(ADDON);
+    const comm = (): string => readFileSync('/proc/self/comm', 'utf8').trim();
+    const was = comm();
+    const cmdline = readFileSync('/proc/self/cmdline', 'utf8');
+    try {
+      expect(nameProcess(() => helper)).toBeNull();
+      expect(comm()).toBe(PROCESS_NAME);
+      expect(readFileSync('/proc/self/cmdline', 'utf8')).toBe(cmdline);
+      const EINVAL = 22;
+      expect([helper.threadName!(''), helper.threadName!('sixteen-bytes-xx'), helper.threadName!(7 as never)]).toEqual([EINVAL, EINVAL, EINVAL]);
+      expect(comm()).toBe(PROCESS_NAME);
+    } finally {
+      helper.threadName!(was);
+    }
+    const none = loadMallocTrimFrom(join(tmp, 'absent.node'));
+    expect(nameProcess(() => none)).toBe(none.reason);
   });
 
   it('a missing or broken helper is a reason, not an exception', () => {

@@ -82,6 +82,6 @@ describe('widenPipes', () => {
 
   it('does nothing where the helper cannot load, and says why', () => {
     const reason = 'no glibc on testos';
-    expect(widenPipes([0, 1], () => ({ trim: null, thresholds: null, notify: null, pipeSize: null, reason }))).toEqual({ 0: reason, 1: reason });
+    expect(widenPipes([0, 1], () => ({ trim: null, thresholds: null, notify: null, pipeSize: null, threadName: null, reason }))).toEqual({ 0: reason, 1: reason });
   });
 });
