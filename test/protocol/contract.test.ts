@@ -135,3 +135,12 @@ describe('the schema library', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe('the README', () => {
+  it("lists every error code with its HTTP status in the service side's table", () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    const rows = [...readme.matchAll(/^\| (\d{3}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[2]!, Number(m[1])] as const);
+    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.entries(ERRORS).map(([code, m]) => [code, m.http])));
+    expect(rows).toHaveLength(Object.keys(ERRORS).length);
+  });
+});
