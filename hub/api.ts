@@ -11,11 +11,10 @@ import {
 import type { DevicePresence } from './device-presence.js';
 import { readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
-import { admitOpenRequest } from './open-checks.js';
+import { parseOpenRequest } from './open-checks.js';
 import { callerMayReachDevice, type Caller, type ServiceTokens } from './service-tokens.js';
 import type { ObserveRoutes } from './observe-routes.js';
 import type { StreamLog } from './stream-log.js';
-import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
 
 /**
@@ -30,7 +29,6 @@ export class Api {
   private readonly streamLog: StreamLog;
   private readonly observe: ObserveRoutes | undefined;
   private readonly log: Logger;
-  private readonly limits: StreamLimits | undefined;
   private readonly onAuthenticated: ((req: IncomingMessage) => void) | undefined;
 
   constructor(opts: {
@@ -43,8 +41,6 @@ export class Api {
     /** Health, metrics and the fleet's read-only routes. */
     observe?: ObserveRoutes;
     log: Logger;
-    /** Per-token stream request rate (429 LIMIT_EXCEEDED). */
-    limits?: StreamLimits;
     /** Called for each request whose service token is valid (its connection has authenticated). */
     onAuthenticated?: (req: IncomingMessage) => void;
   }) {
@@ -55,7 +51,6 @@ export class Api {
     this.streamLog = opts.streamLog;
     this.observe = opts.observe;
     this.log = opts.log.child({ component: 'api' });
-    this.limits = opts.limits;
     this.onAuthenticated = opts.onAuthenticated;
   }
 
@@ -92,7 +87,7 @@ export class Api {
 
     const open = OPEN_STREAM_PATH_PATTERN.exec(path);
     if (open && method === 'POST') {
-      this.limits?.admitToken(caller);
+      this.streams.admitToken(scope); // before the body is read
       return this.openStream(req, res, open[1]!, log, scope);
     }
     if (path === apiPaths.devices && method === 'GET') {
@@ -108,8 +103,8 @@ export class Api {
   }
 
   private async openStream(req: IncomingMessage, res: ServerResponse, rawId: string, log: Logger, caller: Caller): Promise<void> {
-    const { deviceId, body } = admitOpenRequest(caller, rawId, await readJsonBody(req), log);
-    const result = await this.streams.open(deviceId, body, caller.name);
+    const { deviceId, body } = parseOpenRequest(rawId, await readJsonBody(req));
+    const result = await this.streams.open(deviceId, body, caller);
     log.debug({ stream: result.streamId, device: deviceId }, 'stream handed to the service');
     sendJson(res, 201, result);
   }

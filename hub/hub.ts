@@ -9,6 +9,7 @@ import { DevicePresence } from './device-presence.js';
 import { hubEndpoints } from './endpoints.js';
 import { Health } from './health.js';
 import { HistoryStore } from './history-store.js';
+import { HubRefusals } from './hub-refusals.js';
 import { HubMetrics } from './metrics.js';
 import { MosquittoAccounts } from './mosquitto-accounts.js';
 import { MqttControlBus } from './mqtt-control-bus.js';
@@ -112,6 +113,7 @@ export class Hub {
       presence: this.presence,
       relay: this.relay,
       streamLog: this.streamLog,
+      refusals: new HubRefusals({ streamLog: this.streamLog, log, overRate: () => this.metrics.streamRequestOverRate() }),
       log,
       handshake: config.handshake,
       publicUrl: () => this.server.publicUrl,
@@ -136,14 +138,12 @@ export class Hub {
         endpoints: () => hubEndpoints(this.server.publicUrl, config.mqtts ? this.server.mqttsPort : null),
       }),
       log,
-      limits,
       onAuthenticated: (req) => this.server.authenticated(req.socket),
     });
     const connect = new StreamConnect({
       tokens: this.tokens,
       streams: this.streams,
       relay: this.relay,
-      limits,
       log,
       authFailure: () => this.metrics.authFailure('api'),
     });
@@ -153,7 +153,6 @@ export class Hub {
           registry: this.registry,
           tokens: this.tokens,
           streams: this.streams,
-          limits,
           maxTokenTtlSec: config.deviceAuth.maxTokenTtlSeconds,
           pingIntervalMs: config.relay.pingIntervalMs,
           log,

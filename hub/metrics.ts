@@ -55,7 +55,7 @@ export class HubMetrics {
     });
     this.streams = new Counter({
       name: 'devstreams_hub_streams_total',
-      help: 'Stream requests by how they ended: ok, refused (by the device), timeout (no answer), unpaired, error.',
+      help: 'Stream requests by how they ended: ok, refused (by the device, or by the hub once the service token was valid), timeout (no answer), unpaired, error.',
       labelNames: ['result'],
       registers,
     });
@@ -97,6 +97,11 @@ export class HubMetrics {
     if (r.bytesFromDevice > 0) this.bytes.inc({ direction: 'from_device' }, r.bytesFromDevice);
     if (r.code === 'DEVICE_TIMEOUT') this.handshakeTimeouts.inc({ stage: 'device' });
     if (r.result === 'unpaired' && r.code === 'STREAM_EXPIRED') this.handshakeTimeouts.inc({ stage: 'relay' });
+  }
+
+  /** A stream request refused for its token's rate: counted as refused, though it has no record (hub/hub-refusals.ts). */
+  streamRequestOverRate(): void {
+    this.streams.inc({ result: 'refused' });
   }
 
   /** Both sides of a stream reached the relay, `setupMs` after the API request. */

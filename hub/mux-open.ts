@@ -2,13 +2,11 @@ import { DevstreamsError, ERRORS, type Logger, type MuxChannel } from '../protoc
 import { openToJoin } from './open-checks.js';
 import type { Relay } from './relay.js';
 import type { Caller } from './service-tokens.js';
-import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
 
 export interface MuxOpenDeps {
   streams: StreamRequests;
   relay: Relay;
-  limits?: StreamLimits | undefined;
   log: Logger;
 }
 

@@ -24,7 +24,6 @@ import { openOnChannel } from './mux-open.js';
 import { KEY_SLOTS, revokedWhy, signingKeysOf, type DeviceRegistry, type ProvenKey } from './registry.js';
 import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
-import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
 import { streamUpgradeProblem } from './upgrade-check.js';
 
@@ -39,7 +38,6 @@ export interface RelayMuxOptions {
   registry: DeviceRegistry;
   tokens: ServiceTokens;
   streams: StreamRequests;
-  limits?: StreamLimits;
   /** How far ahead a device token's expiry may reach (deviceAuth.maxTokenTtlSeconds). */
   maxTokenTtlSec: number;
   /** Ping interval on each connection (dead-peer detection); 0: off. */
@@ -161,7 +159,7 @@ export class RelayMux {
       this.o.events?.refused?.('UNAUTHORIZED', 'service');
       return channel.refuse(ERRORS.UNAUTHORIZED.ws, 'the service token is no longer valid');
     }
-    void openOnChannel({ streams: this.o.streams, relay: this.o.relay, limits: this.o.limits, log: this.log }, channel, body, caller);
+    void openOnChannel({ streams: this.o.streams, relay: this.o.relay, log: this.log }, channel, body, caller);
   }
 
   /** After a registry change: close the connections of devices disabled, removed, or whose proven key changed. */

@@ -10,7 +10,6 @@ import { refuseUpgrade } from './http-util.js';
 import { openToJoin } from './open-checks.js';
 import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
-import type { StreamLimits } from './stream-limits.js';
 import type { StreamRequests } from './stream-requests.js';
 import { streamUpgradeProblem } from './upgrade-check.js';
 
@@ -27,7 +26,6 @@ export class StreamConnect {
   private readonly tokens: ServiceTokens;
   private readonly streams: StreamRequests;
   private readonly relay: Relay;
-  private readonly limits: StreamLimits | undefined;
   private readonly log: Logger;
   private readonly authFailure: () => void;
 
@@ -35,7 +33,6 @@ export class StreamConnect {
     tokens: ServiceTokens;
     streams: StreamRequests;
     relay: Relay;
-    limits?: StreamLimits;
     log: Logger;
     /** Counts a missing or unknown service token (the API's auth-failure metric). */
     authFailure?: () => void;
@@ -43,7 +40,6 @@ export class StreamConnect {
     this.tokens = opts.tokens;
     this.streams = opts.streams;
     this.relay = opts.relay;
-    this.limits = opts.limits;
     this.log = opts.log.child({ component: 'api' });
     this.authFailure = opts.authFailure ?? (() => {});
   }
@@ -80,7 +76,7 @@ export class StreamConnect {
     const watch = watchWhileWaiting(socket);
     let stream;
     try {
-      const deps = { streams: this.streams, relay: this.relay, limits: this.limits };
+      const deps = { streams: this.streams, relay: this.relay };
       stream = await openToJoin(deps, caller, rawId, () => queryBody(query), log, () => watch.gone());
     } finally {
       watch.stop();

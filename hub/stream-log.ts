@@ -2,7 +2,8 @@ import type { Logger, StreamQuery, StreamRecord } from '../protocol/index.js';
 import type { HistoryStore } from './history-store.js';
 
 /**
- * Every stream's end, refused and timed-out requests included: one JSON log line
+ * Every stream's end, refused and timed-out requests included (refused by the device or, once the
+ * service token is valid, by the hub: hub/hub-refusals.ts): one JSON log line
  * (`msg: "stream ended"`), a record in the stream history (`GET /api/v1/streams`), and a call to
  * each listener (the metrics). A store that fails is logged, never thrown to the relay.
  */
@@ -21,8 +22,9 @@ export class StreamLog {
     this.listeners.push(listener);
   }
 
-  add(record: StreamRecord): void {
-    this.log.info(
+  /** `level`: the log line's (warn for a refusal an operator should look at). */
+  add(record: StreamRecord, level: 'info' | 'warn' = 'info'): void {
+    this.log[level](
       {
         streamId: record.streamId,
         device: record.device,

@@ -6,6 +6,7 @@ import {
   apiPaths,
   decodePayload,
   hubSubscriptions,
+  isDeviceId,
   isErrorCode,
   newSecret,
   newStreamId,
@@ -22,16 +23,21 @@ import {
 import type { ControlBus } from './control-bus.js';
 import type { HubConfig } from './config.js';
 import type { DevicePresence } from './device-presence.js';
+import type { HubRefusals } from './hub-refusals.js';
 import type { DeviceRegistry } from './registry.js';
 import type { Relay } from './relay.js';
+import { callerMayReachDevice, callerMayUseService, type Caller } from './service-tokens.js';
 import type { StreamLog } from './stream-log.js';
 import type { StreamLimits } from './stream-limits.js';
 
 /**
- * The open-stream flow (DESIGN "A stream, start to end", steps 2-4): refuse unknown and offline
- * devices at once; otherwise register the stream with the relay, publish the request on the
- * device's topic (QoS 1, replyTo naming this hub node) and wait for the device's answer until the
- * handshake deadline. Refusals and timeouts are recorded in the stream log.
+ * The open-stream flow (DESIGN "A stream, start to end", steps 2-4): refuse at once what the hub
+ * refuses itself (the token's rate and scope, unknown and offline devices, the device's limits);
+ * otherwise register the stream with the relay, publish the request on the device's topic (QoS 1,
+ * replyTo naming this hub node) and wait for the device's answer until the handshake deadline.
+ * Every outcome is recorded in the stream log: the hub's own refusals through HubRefusals (a
+ * request over its token's rate is only counted and logged, see there), the device's refusals,
+ * timeouts and failures here, streams the device accepted by the relay.
  */
 
 interface Pending {
@@ -45,6 +51,7 @@ export class StreamRequests {
   private readonly presence: DevicePresence;
   private readonly relay: Relay;
   private readonly streamLog: StreamLog;
+  private readonly refusals: HubRefusals;
   private readonly log: Logger;
   private readonly handshake: HubConfig['handshake'];
   private readonly publicUrl: () => URL;
@@ -60,6 +67,8 @@ export class StreamRequests {
     presence: DevicePresence;
     relay: Relay;
     streamLog: StreamLog;
+    /** Records the requests the hub refuses itself. */
+    refusals: HubRefusals;
     log: Logger;
     handshake: HubConfig['handshake'];
     /** The hub's public https URL (known once the server listens). */
@@ -74,6 +83,7 @@ export class StreamRequests {
     this.presence = opts.presence;
     this.relay = opts.relay;
     this.streamLog = opts.streamLog;
+    this.refusals = opts.refusals;
     this.log = opts.log.child({ component: 'streams' });
     this.handshake = opts.handshake;
     this.publicUrl = opts.publicUrl;
@@ -98,14 +108,25 @@ export class StreamRequests {
   }
 
   /**
-   * Opens a stream to `deviceId`, or throws a DevstreamsError carrying the HTTP status and code.
-   * `requestedBy`: the name of the service token that asked (kept in the stream's record).
+   * The first check of a stream request, before its body is read: the token's rate (429
+   * LIMIT_EXCEEDED), so a token over its rate learns nothing more and writes no record.
    */
-  async open(deviceId: string, body: OpenStreamBody, requestedBy?: string): Promise<OpenStreamResult> {
-    if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
-    if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
-    if (!this.presence.isOnline(deviceId)) throw new DevstreamsError('DEVICE_OFFLINE', `device "${deviceId}" is offline`);
-    this.limits?.admitDevice(deviceId);
+  admitToken(caller: Caller): void {
+    try {
+      this.limits?.admitToken(caller.name);
+    } catch (err) {
+      if (err instanceof DevstreamsError) this.refusals.overRate(caller.name, err);
+      throw err;
+    }
+  }
+
+  /**
+   * Opens a stream to `deviceId` for `caller` (whose rate admitToken checked), or throws a
+   * DevstreamsError carrying the HTTP status and code. The caller's name is kept in the record.
+   */
+  async open(deviceId: string, body: OpenStreamBody, caller: Caller): Promise<OpenStreamResult> {
+    this.admit(deviceId, body.service, caller);
+    const requestedBy = caller.name;
 
     const timeoutMs = Math.min(body.timeoutMs ?? this.handshake.defaultTimeoutMs, this.handshake.maxTimeoutMs);
     const streamId = newStreamId();
@@ -115,10 +136,7 @@ export class StreamRequests {
     const expiresAt = openedAt + timeoutMs;
     const relayUrl = this.relayUrl(streamId);
     const log = this.log.child({ stream: streamId, device: deviceId, service: body.service });
-    this.relay.register({
-      streamId, device: deviceId, service: body.service, deviceToken, serviceToken, openedAt, expiresAt,
-      ...(requestedBy !== undefined ? { requestedBy } : {}),
-    });
+    this.relay.register({ streamId, device: deviceId, service: body.service, deviceToken, serviceToken, openedAt, expiresAt, requestedBy });
 
     const answer = new Promise<StreamResponse | null>((resolve) => {
       const timer = setTimeout(() => settle(null), timeoutMs);
@@ -138,24 +156,26 @@ export class StreamRequests {
       expiresAt,
       replyTo: topics.streamResponse(deviceId, this.nodeId),
     };
+    const record = (result: StreamRecord['result'], status: number, code: string, reason: string): void => {
+      const closedAt = Date.now();
+      this.streamLog.add({
+        streamId, device: deviceId, service: body.service, requestedBy, result, status, code, reason, closedBy: 'none',
+        openedAt, closedAt, durationMs: closedAt - openedAt, bytesToDevice: 0, bytesFromDevice: 0,
+      });
+    };
     log.debug({ timeoutMs }, 'stream requested');
     try {
       await this.bus.publish(topics.streamRequest(deviceId), JSON.stringify(request), { qos: 1 });
     } catch (err) {
       this.pending.get(streamId)?.settle(null);
-      this.relay.cancel(streamId, 'INTERNAL', 'request could not be published');
+      const reason = 'the stream request could not be sent to the device';
+      this.relay.cancel(streamId, 'INTERNAL', reason);
       log.error({ err: (err as Error).message }, 'stream request could not be published');
-      throw new DevstreamsError('INTERNAL', 'the stream request could not be sent to the device');
+      record('error', ERRORS.INTERNAL.http, 'INTERNAL', reason);
+      throw new DevstreamsError('INTERNAL', reason);
     }
 
     const response = await answer;
-    const record = (result: StreamRecord['result'], status: number, code: string, reason: string): void => {
-      const closedAt = Date.now();
-      this.streamLog.add({
-        streamId, device: deviceId, service: body.service, requestedBy: requestedBy ?? null, result, status, code, reason, closedBy: 'none',
-        openedAt, closedAt, durationMs: closedAt - openedAt, bytesToDevice: 0, bytesFromDevice: 0,
-      });
-    };
 
     if (response === null) {
       const code: ErrorCode = this.stopping ? 'SHUTTING_DOWN' : 'DEVICE_TIMEOUT';
@@ -176,6 +196,32 @@ export class StreamRequests {
     }
     log.debug('stream accepted by the device');
     return { streamId, device: deviceId, service: body.service, url: relayUrl, token: serviceToken, expiresAt };
+  }
+
+  /**
+   * The hub's own checks, before anything is registered or asked of the device: the token's scope
+   * first (a token learns nothing of devices it may not reach: an unknown id outside its scope is
+   * 403, not 404), then shutting down, registered, online, the device's limits. A refusal is
+   * recorded (HubRefusals) and thrown. The device id is checked again here, so that no record ever
+   * holds an id that is not one.
+   */
+  private admit(deviceId: string, service: string, caller: Caller): void {
+    if (!isDeviceId(deviceId)) throw new DevstreamsError('BAD_REQUEST', `"${deviceId.slice(0, 80)}" is not a device id`);
+    try {
+      if (!callerMayReachDevice(caller, deviceId)) {
+        throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not reach device "${deviceId}"`);
+      }
+      if (!callerMayUseService(caller, service)) {
+        throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not use service "${service}"`);
+      }
+      if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
+      if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
+      if (!this.presence.isOnline(deviceId)) throw new DevstreamsError('DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+      this.limits?.admitDevice(deviceId);
+    } catch (err) {
+      if (err instanceof DevstreamsError) this.refusals.refused({ device: deviceId, service, requestedBy: caller.name }, err);
+      throw err;
+    }
   }
 
   private relayUrl(streamId: string): string {

@@ -109,7 +109,7 @@ export const StreamRecordSchema = z.object({
   streamId: z.string(),
   device: z.string(),
   service: z.string(),
-  /** ok: paired and ended; refused: device said no; timeout: device never answered; unpaired: a side never came. */
+  /** ok: paired and ended; refused: the device or the hub said no; timeout: device never answered; unpaired: a side never came. */
   result: z.enum(STREAM_RESULTS),
   status: z.int(),
   code: z.string(),

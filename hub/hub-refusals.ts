@@ -1,0 +1,96 @@
+import { newStreamId, type DevstreamsError, type Logger } from '../protocol/index.js';
+import type { StreamLog } from './stream-log.js';
+
+/** A stream request the hub refused itself: what it named, and the name of the token that asked. */
+export interface RefusedRequest {
+  /** A checked device id (protocol isDeviceId): the request's, whether or not such a device exists. */
+  device: string;
+  /** The service as the request named it (checked by OpenStreamBodySchema). */
+  service: string;
+  /** The service token's name, never the token. */
+  requestedBy: string;
+}
+
+/** Tokens whose over-rate refusals are being summed at once; past it, the oldest are forgotten. */
+const MAX_OVER_RATE_KEYS = 1000;
+
+/**
+ * Stream requests the hub refuses itself, after the service token was accepted (README "Observe
+ * the fleet"; ARCHITECTURE "Observability"), recorded as a device's refusal is: scope (403
+ * FORBIDDEN), shutting down, unknown device (404), offline device (503), the device's limits
+ * (429). Each gets one record in the stream history (result `refused`, a stream id of its own, no
+ * duration, no bytes), which counts it in `devstreams_hub_streams_total` and writes its one log
+ * line (the stream log's `stream ended`, at warn for FORBIDDEN: a token tried outside its scope).
+ *
+ * A request over its token's rate is different: the token bucket is what bounds how fast one token
+ * can make the hub write records, so such a refusal writes none. It is counted (`overRate`) and
+ * logged at most once per token per `overRateLogIntervalMs`, with the number refused meanwhile.
+ * Requests without a valid token, and malformed ones, never reach this class.
+ */
+export class HubRefusals {
+  private readonly streamLog: StreamLog;
+  private readonly log: Logger;
+  private readonly countOverRate: () => void;
+  private readonly intervalMs: number;
+  private readonly now: () => number;
+  /** Per token name: when its last over-rate line was logged, and how many were refused since. */
+  private readonly overRateSeen = new Map<string, { loggedAt: number; unlogged: number }>();
+
+  constructor(opts: {
+    streamLog: StreamLog;
+    log: Logger;
+    /** Counts one over-rate refusal (the metrics: `devstreams_hub_streams_total{result="refused"}`). */
+    overRate?: () => void;
+    /** Least time between two over-rate log lines for one token (default 60 s). */
+    overRateLogIntervalMs?: number;
+    now?: () => number;
+  }) {
+    this.streamLog = opts.streamLog;
+    this.log = opts.log.child({ component: 'streams' });
+    this.countOverRate = opts.overRate ?? (() => {});
+    this.intervalMs = opts.overRateLogIntervalMs ?? 60_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Records a refusal of the hub's own: a history record, the metric and one log line. */
+  refused(request: RefusedRequest, err: DevstreamsError): void {
+    const at = this.now();
+    this.streamLog.add(
+      {
+        streamId: newStreamId(),
+        device: request.device,
+        service: request.service,
+        requestedBy: request.requestedBy,
+        result: 'refused',
+        status: err.status,
+        code: err.code,
+        reason: err.reason,
+        closedBy: 'none',
+        openedAt: at,
+        closedAt: at,
+        durationMs: 0,
+        bytesToDevice: 0,
+        bytesFromDevice: 0,
+      },
+      err.code === 'FORBIDDEN' ? 'warn' : 'info',
+    );
+  }
+
+  /** A request over its token's rate (429 LIMIT_EXCEEDED): counted; logged at most once per interval per token. */
+  overRate(token: string, err: DevstreamsError): void {
+    this.countOverRate();
+    const now = this.now();
+    const seen = this.overRateSeen.get(token);
+    if (seen && now - seen.loggedAt < this.intervalMs) {
+      seen.unlogged++;
+      return;
+    }
+    this.log.warn(
+      { requestedBy: token, code: err.code, reason: err.reason, ...(seen?.unlogged ? { refusedSinceLastLine: seen.unlogged } : {}) },
+      'stream request refused: over its token rate',
+    );
+    this.overRateSeen.delete(token); // re-inserted last: the map's order is the order of the last lines
+    if (this.overRateSeen.size >= MAX_OVER_RATE_KEYS) this.overRateSeen.delete(this.overRateSeen.keys().next().value!);
+    this.overRateSeen.set(token, { loggedAt: now, unlogged: 0 });
+  }
+}
