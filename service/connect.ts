@@ -8,7 +8,8 @@ import { widenPipes } from './stdio-pipes.js';
 /**
  * `devstreams connect DEVICE SERVICE`: bridges stdin/stdout to one stream, so
  * `ssh -o ProxyCommand='devstreams connect %h ssh' user@DEVICE` works. Nothing but stream bytes
- * goes to stdout. Exit 0 when the stream ended cleanly (EOF both ways), 1 otherwise.
+ * goes to stdout. Exit 0 when the stream ended cleanly (EOF both ways), 1 otherwise; a reader of
+ * stdout that went away ends it with 1 and no line.
  */
 export async function runConnect(
   ctx: ServiceContext,
@@ -28,10 +29,16 @@ export async function runConnect(
   const local = new StdioDuplex(stdin as Readable, stdout as Writable);
   const result = await bridge(stream, local, log, { a: 'device', b: 'stdio' });
   if (result.error) {
-    ctx.err(streamFailedLine(device, service, result.error));
+    // The reader of standard output went away (`connect ... | head -c 20`, or ssh that ended): the
+    // stream ends as it would have, quietly, as other tools end on a closed pipe.
+    if (!readerGone(result.error, result.failedSide)) ctx.err(streamFailedLine(device, service, result.error));
     return 1;
   }
   return 0;
+}
+
+function readerGone(err: Error, side: 'a' | 'b' | undefined): boolean {
+  return side === 'b' && (err as NodeJS.ErrnoException).code === 'EPIPE';
 }
 
 /**

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -108,6 +109,21 @@ describe('bin/devstreams', () => {
       stderr: 'devstreams: pi-2/echo refused: 403 SERVICE_DENIED: service "echo" is not allowed\n',
     });
     expect(query).toEqual({ code: 1, stdout: '', stderr: 'devstreams: unknown service token\n' });
+  });
+
+  it('connect ends quietly when the reader of its output goes away (connect ... | head -c 20)', async () => {
+    hub = await new FakeHub(tls).start(); // its relay echoes
+    const child = spawn(process.execPath, [OUT, 'connect', 'pi', 'echo'], { env: { PATH: process.env.PATH ?? '', ...hubEnv(hub) }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(Buffer.alloc(4 << 20, 7)); // more than the pipes hold: the echo keeps writing
+    await new Promise((r) => child.stdout.once('readable', r));
+    expect(child.stdout.read(20)).toEqual(Buffer.alloc(20, 7));
+    child.stdout.destroy(); // as head does once it has its 20 bytes
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(1);
   });
 
   it('forward prints its port, serves, and exits 0 on SIGTERM', async () => {
