@@ -1,7 +1,7 @@
 import { totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
+import { RELAY_HEAP_THRESHOLDS, argsProblem, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
@@ -38,7 +38,7 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
       allowPositionals: false,
     }));
   } catch (err) {
-    process.stderr.write(`devstreams: agent: ${(err as Error).message.split('\n')[0]}; ${USAGE}\n`);
+    process.stderr.write(`devstreams: agent: ${argsProblem(err)}; ${USAGE}\n`);
     return 2;
   }
   if (values.help) {

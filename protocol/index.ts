@@ -38,3 +38,4 @@ export * from './tls-ciphers.js';
 export * from './tls-context.js';
 export * from './tls-trust.js';
 export * from './process-name.js';
+export * from './cli-args.js';

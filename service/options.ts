@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from '../protocol/index.js';
+import { argsProblem, ConfigError } from '../protocol/index.js';
 
 /** A bad command line or environment: one line, exit status 2. */
 export class UsageError extends ConfigError {
@@ -94,7 +94,7 @@ export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message.split('\n')[0]}`);
+    throw new UsageError(`${command}: ${argsProblem(err)} (see devstreams ${command} --help)`);
   }
   const help = (parsed.values as { help?: boolean }).help === true;
   if (!help) {
