@@ -14,6 +14,8 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
+import { upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { controlWebSocket } from './control-ws.js';
 import { StatusThrottle } from './status-throttle.js';
 
 export interface ControlChannelOptions {
@@ -113,6 +115,10 @@ export class ControlChannel extends EventEmitter {
       // a byte loop that V8 compiled, and sometimes with TurboFan, which alone added 5 MB of its code
       // pages to an idle agent's RSS (docs/OPERATIONS.md "Agent footprint").
       wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, generateMask: zeroMask, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
+      // wss://: a refused upgrade (HTTP 404 for a wrong path, say) is told, not dropped.
+      createWebsocket: controlWebSocket((r) => {
+        if (!this.stopping && client === this.client) this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
+      }),
       will: {
         topic: this.statusTopic,
         payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false } satisfies DeviceStatusMessage)),
@@ -148,13 +154,16 @@ export class ControlChannel extends EventEmitter {
       this.scheduleReconnect(client);
     });
     client.on('error', (err: Error & { code?: string | number }) => {
-      const problem = `${err.code ?? ''} ${err.message}`;
       const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
-      // The client retries every few seconds; say it once per distinct problem.
-      if (problem !== this.lastProblem) this.log.warn(fields, 'control channel error');
-      else this.log.debug(fields, 'control channel error');
-      this.lastProblem = problem;
+      this.problem({ key: `${err.code ?? ''} ${err.message}`, fields });
     });
+  }
+
+  /** One warn line per distinct problem: the client retries every few seconds, forever. */
+  private problem(p: ConnectFailure): void {
+    if (p.key !== this.lastProblem) this.log.warn(p.fields, 'control channel error');
+    else this.log.debug(p.fields, 'control channel error');
+    this.lastProblem = p.key;
   }
 
   /** After a failed attempt or a lost connection: the next attempt after a backoff delay, forever. */
