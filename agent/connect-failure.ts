@@ -2,8 +2,9 @@ import { apiErrorOf } from '../protocol/index.js';
 
 /**
  * Why a control channel attempt failed, told so that the person at the device knows what to check:
- * the hub declined the WebSocket upgrade (a wrong URL path, say). Pure: the control channel logs
- * what these return, once per distinct cause. Nothing here ever includes the key or a token.
+ * the hub declined the WebSocket upgrade (a wrong URL path, say), or the broker refused the login
+ * (CONNACK return code). Pure: the control channel logs what these return, once per distinct cause.
+ * Nothing here ever includes the key or a token.
  */
 export interface ConnectFailure {
   /** Equal for the same cause: the channel logs a cause once, and again only when it changes. */
@@ -61,4 +62,53 @@ function upgradeHint(hubUrl: string, status: number, location: string | undefine
     return `redirects are not followed${location ? ` (this one goes to ${printable(location)})` : ''}: put the final address in hub.url`;
   }
   return undefined;
+}
+
+/** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
+const CONNACK = {
+  1: 'unacceptable protocol version',
+  2: 'identifier rejected',
+  3: 'server unavailable',
+  4: 'bad username or password',
+  5: 'not authorized',
+} as const satisfies Record<number, string>;
+
+/**
+ * The broker refused the CONNECT with `returnCode` (compared as a code, never by mqtt.js's message).
+ * A devstreams hub answers 4 for an unknown device id or a key that does not match (it does not say
+ * which, on purpose) and 5 for a disabled device; an external broker may answer 5 for either.
+ */
+export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): ConnectFailure {
+  const what = (CONNACK as Record<number, string>)[returnCode] ?? `return code ${returnCode}`;
+  const fields: Record<string, string | number> = {
+    code: returnCode,
+    err: `hub refused device ${d.deviceId}: ${what}`,
+  };
+  const hint = loginHint(returnCode, d);
+  if (hint) fields.hint = hint;
+  return { key: `connack ${returnCode}`, fields };
+}
+
+function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): string | undefined {
+  switch (returnCode) {
+    case 4:
+      return (
+        `the hub does not know device ${d.deviceId} (never added, or removed), or its key does not match: ` +
+        'check hub.deviceId and hub.keyFile against the hub (devstreams hub add-device, rotate-key)' +
+        (d.auth === 'token'
+          ? '; a device clock far off also fails (device tokens carry an expiry)'
+          : '; or the hub does not accept static keys (hub deviceAuth.allowStaticKeys: false; use auth: token)')
+      );
+    case 5:
+      return (
+        `device ${d.deviceId} may be disabled on the hub (devstreams hub enable-device ${d.deviceId}); ` +
+        'with an external broker, its account may be missing or not allowed'
+      );
+    case 2:
+      return `the broker does not accept hub.deviceId (${d.deviceId}) as its client id`;
+    case 1:
+      return 'the broker does not speak MQTT 3.1.1';
+    default:
+      return undefined;
+  }
 }

@@ -14,7 +14,7 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
-import { upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { loginRefused, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
 import { StatusThrottle } from './status-throttle.js';
 
@@ -65,6 +65,8 @@ export class ControlChannel extends EventEmitter {
   private online = false;
   private stopping: Promise<void> | undefined;
   private lastProblem = '';
+  /** The return code of a CONNACK that refused this attempt (mqtt.js then emits it as an error). */
+  private refusedWith: number | undefined;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -144,6 +146,12 @@ export class ControlChannel extends EventEmitter {
       if (topic === this.requestTopic && !this.stopping) this.opts.onRequest(payload);
       else if (topic !== this.requestTopic) this.log.warn({ topic }, 'message on an unexpected topic ignored');
     });
+    // A refused CONNECT, by its return code (mqtt.js's error that follows says it in MQTT's words).
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd !== 'connack' || !packet.returnCode) return;
+      this.refusedWith = packet.returnCode;
+      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token' }));
+    });
     client.on('close', () => {
       if (this.online) {
         this.online = false;
@@ -155,6 +163,11 @@ export class ControlChannel extends EventEmitter {
     });
     client.on('error', (err: Error & { code?: string | number }) => {
       const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
+      if (err.code !== undefined && err.code === this.refusedWith) {
+        this.refusedWith = undefined;
+        this.log.debug(fields, 'control channel error'); // told by the CONNACK's own line
+        return;
+      }
       this.problem({ key: `${err.code ?? ''} ${err.message}`, fields });
     });
   }

@@ -1,17 +1,19 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
 import { hubTlsContext } from '../../agent/hub-tls.js';
+import { setDeviceDisabled } from '../../hub/device-admin.js';
 import { makeTestTls } from '../helpers/tls.js';
 import { startTestHub, type TestHub } from '../hub/helpers.js';
 import { captureLog, type LogLine } from './helpers.js';
 
 /**
  * Why a control channel attempt failed, in the agent's own log: a refused WebSocket upgrade (a hub
- * URL without /mqtt), one warn line with what to check, said once while the cause stays the same.
- * Against a real hub on 127.0.0.1.
+ * URL without /mqtt) and a refused login (CONNACK return codes), each one warn line with what to
+ * check, said once while the cause stays the same. Against a real hub on 127.0.0.1.
  */
 let t: TestHub;
 const running: ControlChannel[] = [];
@@ -94,5 +96,46 @@ describe('a refused WebSocket upgrade', () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe('a refused login', () => {
+  it('an unknown device: return code 4, pointing at hub.deviceId and hub.keyFile, never the key', async () => {
+    const key = 'unknown-device-key-' + 'q'.repeat(30);
+    const { ch, logs } = channel({ deviceId: 'dev-nobody', key });
+    await ch.start();
+    await attempts(logs, 3);
+    const warned = warnings(logs.lines);
+    expect(warned).toHaveLength(1); // not also mqtt.js's "Connection refused: ..." line
+    expect(warned[0]!.code).toBe(4);
+    expect(String(warned[0]!.err)).toContain('dev-nobody');
+    expect(String(warned[0]!.hint)).toMatch(/hub\.deviceId.*hub\.keyFile/);
+    expect(logs.text()).not.toContain(key);
+    expect(logs.text()).not.toContain('dsas1.');
+    await ch.stop();
+  });
+
+  it('a wrong key: the same return code and hint', async () => {
+    t.addDevice('dev-wrongkey');
+    const key = 'wrong-key-' + 'z'.repeat(40);
+    const { ch, logs } = channel({ deviceId: 'dev-wrongkey', key });
+    await ch.start();
+    const line = await logs.waitFor((l) => isError(l) && l.level === WARN);
+    expect(line.code).toBe(4);
+    expect(String(line.hint)).toContain('hub.keyFile');
+    expect(logs.text()).not.toContain(key);
+    await ch.stop();
+  });
+
+  it('a disabled device: return code 5, naming enable-device', async () => {
+    const key = t.addDevice('dev-off');
+    setDeviceDisabled({ configFile: join(t.dir, 'hub.yaml'), deviceId: 'dev-off', disabled: true });
+    const { ch, logs } = channel({ deviceId: 'dev-off', key });
+    await ch.start();
+    const line = await logs.waitFor((l) => isError(l) && l.level === WARN);
+    expect(line.code).toBe(5);
+    expect(String(line.hint)).toContain('devstreams hub enable-device dev-off');
+    expect(logs.text()).not.toContain(key);
+    await ch.stop();
   });
 });
