@@ -16,6 +16,7 @@ import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
 import { loginRefused, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
+import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
 
 export interface ControlChannelOptions {
@@ -67,6 +68,7 @@ export class ControlChannel extends EventEmitter {
   private lastProblem = '';
   /** The return code of a CONNACK that refused this attempt (mqtt.js then emits it as an error). */
   private refusedWith: number | undefined;
+  private readonly shortSessions: ShortSessions;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -84,6 +86,7 @@ export class ControlChannel extends EventEmitter {
       initialMs: opts.reconnect?.initialDelayMs ?? 1000,
       maxMs: opts.reconnect?.maxDelayMs ?? 60_000,
     });
+    this.shortSessions = new ShortSessions({ log: this.log, deviceId: opts.deviceId });
   }
 
   /** True while connected and subscribed. */
@@ -157,11 +160,13 @@ export class ControlChannel extends EventEmitter {
         this.online = false;
         this.throttle.cancel();
         this.log.info('control channel disconnected');
+        this.shortSessions.ended(!!this.stopping);
         this.emit('disconnected');
       }
       this.scheduleReconnect(client);
     });
     client.on('error', (err: Error & { code?: string | number }) => {
+      if (this.online) this.shortSessions.localError();
       const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
       if (err.code !== undefined && err.code === this.refusedWith) {
         this.refusedWith = undefined;
@@ -217,6 +222,7 @@ export class ControlChannel extends EventEmitter {
     }
     if (this.stopping || client !== this.client) return;
     this.online = true;
+    this.shortSessions.connected();
     this.backoff.reset(); // only a connection that got as far as its subscription counts as working
     this.publishStatus(true);
     this.throttle.published();
