@@ -14,6 +14,9 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
+import { loginRefused, upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { controlWebSocket } from './control-ws.js';
+import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
 
 export interface ControlChannelOptions {
@@ -63,6 +66,9 @@ export class ControlChannel extends EventEmitter {
   private online = false;
   private stopping: Promise<void> | undefined;
   private lastProblem = '';
+  /** The return code of a CONNACK that refused this attempt (mqtt.js then emits it as an error). */
+  private refusedWith: number | undefined;
+  private readonly shortSessions: ShortSessions;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -80,6 +86,7 @@ export class ControlChannel extends EventEmitter {
       initialMs: opts.reconnect?.initialDelayMs ?? 1000,
       maxMs: opts.reconnect?.maxDelayMs ?? 60_000,
     });
+    this.shortSessions = new ShortSessions({ log: this.log, deviceId: opts.deviceId });
   }
 
   /** True while connected and subscribed. */
@@ -113,6 +120,10 @@ export class ControlChannel extends EventEmitter {
       // a byte loop that V8 compiled, and sometimes with TurboFan, which alone added 5 MB of its code
       // pages to an idle agent's RSS (docs/OPERATIONS.md "Agent footprint").
       wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, generateMask: zeroMask, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
+      // wss://: a refused upgrade (HTTP 404 for a wrong path, say) is told, not dropped.
+      createWebsocket: controlWebSocket((r) => {
+        if (!this.stopping && client === this.client) this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
+      }),
       will: {
         topic: this.statusTopic,
         payload: Buffer.from(JSON.stringify({ v: PROTOCOL_VERSION, online: false } satisfies DeviceStatusMessage)),
@@ -138,23 +149,39 @@ export class ControlChannel extends EventEmitter {
       if (topic === this.requestTopic && !this.stopping) this.opts.onRequest(payload);
       else if (topic !== this.requestTopic) this.log.warn({ topic }, 'message on an unexpected topic ignored');
     });
+    // A refused CONNECT, by its return code (mqtt.js's error that follows says it in MQTT's words).
+    client.on('packetreceive', (packet) => {
+      if (packet.cmd !== 'connack' || !packet.returnCode) return;
+      this.refusedWith = packet.returnCode;
+      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token' }));
+    });
     client.on('close', () => {
       if (this.online) {
         this.online = false;
         this.throttle.cancel();
         this.log.info('control channel disconnected');
+        this.shortSessions.ended(!!this.stopping);
         this.emit('disconnected');
       }
       this.scheduleReconnect(client);
     });
     client.on('error', (err: Error & { code?: string | number }) => {
-      const problem = `${err.code ?? ''} ${err.message}`;
+      if (this.online) this.shortSessions.localError();
       const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
-      // The client retries every few seconds; say it once per distinct problem.
-      if (problem !== this.lastProblem) this.log.warn(fields, 'control channel error');
-      else this.log.debug(fields, 'control channel error');
-      this.lastProblem = problem;
+      if (err.code !== undefined && err.code === this.refusedWith) {
+        this.refusedWith = undefined;
+        this.log.debug(fields, 'control channel error'); // told by the CONNACK's own line
+        return;
+      }
+      this.problem({ key: `${err.code ?? ''} ${err.message}`, fields });
     });
+  }
+
+  /** One warn line per distinct problem: the client retries every few seconds, forever. */
+  private problem(p: ConnectFailure): void {
+    if (p.key !== this.lastProblem) this.log.warn(p.fields, 'control channel error');
+    else this.log.debug(p.fields, 'control channel error');
+    this.lastProblem = p.key;
   }
 
   /** After a failed attempt or a lost connection: the next attempt after a backoff delay, forever. */
@@ -195,6 +222,7 @@ export class ControlChannel extends EventEmitter {
     }
     if (this.stopping || client !== this.client) return;
     this.online = true;
+    this.shortSessions.connected();
     this.backoff.reset(); // only a connection that got as far as its subscription counts as working
     this.publishStatus(true);
     this.throttle.published();

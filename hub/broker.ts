@@ -13,6 +13,7 @@ import {
 } from '../protocol/index.js';
 import type { HubConfig } from './config.js';
 import { KEY_SLOTS, revokedWhy, signingKeysOf, type DeviceRegistry, type ProvenKey } from './registry.js';
+import { TakeoverWatch } from './takeover-watch.js';
 
 /**
  * The embedded MQTT broker (Aedes). Devices authenticate with username = device id, password = a
@@ -21,7 +22,9 @@ import { KEY_SLOTS, revokedWhy, signingKeysOf, type DeviceRegistry, type ProvenK
  * A disabled device is refused; when the registry changes, a connected device that was disabled,
  * removed, or whose proven key slot changed is disconnected at once. Each device may publish
  * only its own `status` and `streams/response[/node]`, and subscribe only to its own
- * `streams/request`, without wildcards (ARCHITECTURE: MQTT control channel).
+ * `streams/request`, without wildcards (ARCHITECTURE: MQTT control channel). A new connection for a
+ * device that is connected takes over (the old one is closed): logged with both peers, and said
+ * plainly when it keeps happening (hub/takeover-watch.ts).
  */
 
 // MQTT 3.1.1 CONNACK return codes (aedes' AuthErrorCode is a const enum, unusable with isolatedModules).
@@ -32,7 +35,8 @@ const NOT_AUTHORIZED = 5;
 /** What a client proved at CONNECT: its device and the key (slot and signing key) it used. */
 type Session = ProvenKey;
 
-export type DeviceConnectionListener = (deviceId: string) => void;
+/** `why`: 'connection closed', or 'taken over by a new connection' for the same device. */
+export type DeviceConnectionListener = (deviceId: string, why: string) => void;
 
 export class Broker {
   private readonly registry: DeviceRegistry;
@@ -46,6 +50,11 @@ export class Broker {
   private readonly sessions = new Map<Client, Session>();
   /** The live client of each device (a new connection with the same id replaces the old one). */
   private readonly current = new Map<string, Client>();
+  /** The peer (address:port) of each connection handed to the broker, by its stream (Client.conn). */
+  private readonly peers = new WeakMap<object, string>();
+  /** A live client that a newer connection for its device is taking over, and that connection. */
+  private readonly takenOverBy = new WeakMap<Client, Client>();
+  private readonly takeovers: TakeoverWatch;
   private readonly disconnectListeners: DeviceConnectionListener[] = [];
   private readonly authFailureListeners: (() => void)[] = [];
 
@@ -53,6 +62,7 @@ export class Broker {
     this.registry = opts.registry;
     this.deviceAuth = opts.deviceAuth ?? { allowStaticKeys: true, maxTokenTtlSeconds: 86_400 };
     this.log = opts.log.child({ component: 'broker' });
+    this.takeovers = new TakeoverWatch({ log: this.log });
     this.registry.onChange(() => this.recheckSessions());
   }
 
@@ -71,15 +81,18 @@ export class Broker {
       const device = this.deviceOf.get(client);
       if (!device) return;
       this.current.set(device, client);
-      this.log.info({ device }, 'device connected');
+      this.log.info({ device, address: this.peerOf(client) }, 'device connected');
     });
     aedes.on('clientDisconnect', (client) => {
       this.sessions.delete(client);
       const device = this.deviceOf.get(client);
       if (!device || this.current.get(device) !== client) return;
       this.current.delete(device);
-      this.log.info({ device }, 'device disconnected');
-      for (const l of this.disconnectListeners) l(device);
+      const by = this.takenOverBy.get(client);
+      const why = by && !by.closed ? 'taken over by a new connection' : 'connection closed';
+      this.log.info({ device, address: this.peerOf(client), why }, 'device disconnected');
+      if (by && !by.closed) this.takeovers.takenOver(device, this.peerOf(client), this.peerOf(by));
+      for (const l of this.disconnectListeners) l(device, why);
     });
     aedes.on('clientError', (client, err) => {
       this.log.debug({ device: this.deviceOf.get(client), err: err.message }, 'mqtt client error');
@@ -101,13 +114,18 @@ export class Broker {
     return this.instance;
   }
 
-  /** Serves one MQTT connection (a TLS socket or a WebSocket stream). */
-  handle(stream: Duplex, req?: IncomingMessage): void {
+  /** Serves one MQTT connection (a TLS socket or a WebSocket stream); `peer`: its address:port, for the log. */
+  handle(stream: Duplex, req?: IncomingMessage, peer?: string): void {
     if (!this.instance || this.instance.closed) {
       stream.destroy();
       return;
     }
+    if (peer) this.peers.set(stream, peer);
     this.instance.handle(stream, req);
+  }
+
+  private peerOf(client: Client): string {
+    return this.peers.get(client.conn) ?? 'unknown';
   }
 
   /** Called when a device's live MQTT connection ends (belt and braces next to its last will). */
@@ -174,6 +192,9 @@ export class Broker {
     if (client.id !== username) return refuse(IDENTIFIER_REJECTED, 'client id must equal the device id', username);
     this.deviceOf.set(client, username);
     this.sessions.set(client, { device: username, slot: KEY_SLOTS[slot]!, sasKey: keys[slot]! });
+    // Aedes closes the device's live connection when this one registers (MQTT-3.1.4-2).
+    const live = this.current.get(username);
+    if (live && live !== client) this.takenOverBy.set(live, client);
     done(null, true);
   }
 

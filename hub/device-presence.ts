@@ -28,7 +28,8 @@ export interface Presence {
 
 /** Something that reports a device's MQTT connection ending (the embedded broker). */
 export interface DisconnectSource {
-  onDeviceDisconnected(listener: (deviceId: string) => void): void;
+  /** `why`: what ended the connection ('connection closed', 'taken over by a new connection'). */
+  onDeviceDisconnected(listener: (deviceId: string, why: string) => void): void;
 }
 
 export class DevicePresence {
@@ -49,7 +50,7 @@ export class DevicePresence {
     if (this.unsubscribe) return;
     if (this.disconnects && !this.listening) {
       this.listening = true;
-      this.disconnects.onDeviceDisconnected((device) => this.markOffline(device, 'connection closed'));
+      this.disconnects.onDeviceDisconnected((device, why) => this.markOffline(device, why));
     }
     this.unsubscribe = await this.bus.subscribe(hubSubscriptions.status, (topic, payload) => this.onStatus(topic, payload));
   }

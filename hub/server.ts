@@ -194,7 +194,7 @@ export class HubServer {
     guarded.on('error', () => guarded.destroy());
     coalesceCorkedWrites(guarded); // one WebSocket frame per MQTT packet, not one per piece
     this.mqttSockets.set(guarded, socket);
-    this.broker.handle(guarded, req);
+    this.broker.handle(guarded, req, peerAddress(socket));
   }
 
   private track(server: NetServer): void {
@@ -226,4 +226,10 @@ function listenOn(server: NetServer, host: string, port: number, field: string):
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/** A socket's peer as address:port ([address]:port for IPv6), for log lines. */
+function peerAddress(socket: Socket): string {
+  const address = socket.remoteAddress ?? 'unknown';
+  return `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? 0}`;
 }

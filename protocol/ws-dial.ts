@@ -101,7 +101,7 @@ export function dialWs<T>(d: WsDial, take: (ws: WebSocket) => T, mayRetry = true
 }
 
 /** A refusal's body: at most MAX_REFUSAL_BYTES within REFUSAL_BODY_TIMEOUT_MS, else empty. Never rejects. */
-function readRefusalBody(res: IncomingMessage): Promise<Buffer> {
+export function readRefusalBody(res: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -1,0 +1,114 @@
+import { apiErrorOf } from '../protocol/index.js';
+
+/**
+ * Why a control channel attempt failed, told so that the person at the device knows what to check:
+ * the hub declined the WebSocket upgrade (a wrong URL path, say), or the broker refused the login
+ * (CONNACK return code). Pure: the control channel logs what these return, once per distinct cause.
+ * Nothing here ever includes the key or a token.
+ */
+export interface ConnectFailure {
+  /** Equal for the same cause: the channel logs a cause once, and again only when it changes. */
+  key: string;
+  /** The log line's fields: `err` (one sentence), the codes, and a `hint` when there is one. */
+  fields: Record<string, string | number>;
+}
+
+/** The most of the hub's reason (or a Location header) that goes into a log line. */
+const MAX_ECHO = 200;
+
+/** Text from the network echoed in a log line: bounded, one line, printable ASCII only. */
+export function printable(s: string, max = MAX_ECHO): string {
+  const cut = s.length > max ? `${s.slice(0, max)}...` : s;
+  return cut.replace(/[^\x20-\x7e]/g, '?');
+}
+
+/** The control channel's path on a devstreams hub (hub/server.ts, apiPaths.mqtt). */
+const HUB_MQTT_PATH = '/mqtt';
+
+/**
+ * The hub (or something in front of it) answered the control channel's WebSocket upgrade with an
+ * HTTP status instead of switching protocols. `body` is already bounded (protocol/ws-dial.ts
+ * readRefusalBody); it is read as a devstreams error only when it has the protocol's error shape.
+ */
+export function upgradeRefused(hubUrl: string, status: number, body: Buffer, location?: string): ConnectFailure {
+  const error = apiErrorOf(body);
+  const fields: Record<string, string | number> = { status };
+  if (error) {
+    fields.code = error.code;
+    fields.reason = printable(error.reason);
+  }
+  fields.err = `hub answered the WebSocket upgrade with HTTP ${status}${error ? ` ${error.code}: ${fields.reason}` : ''}`;
+  const hint = upgradeHint(hubUrl, status, location);
+  if (hint) fields.hint = hint;
+  return { key: `upgrade ${status} ${error?.code ?? ''}`, fields };
+}
+
+function upgradeHint(hubUrl: string, status: number, location: string | undefined): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(hubUrl);
+  } catch {
+    return undefined;
+  }
+  if (status === 404 && url.pathname !== HUB_MQTT_PATH) {
+    const fixed = new URL(url.href);
+    fixed.pathname = HUB_MQTT_PATH;
+    return `hub.url's path is ${printable(url.pathname, 100)} but a devstreams hub serves its control channel at ${HUB_MQTT_PATH}: set hub.url to ${fixed.href}`;
+  }
+  if (status === 404) {
+    return `nothing serves ${HUB_MQTT_PATH} at ${url.host}: check hub.url's host and port (a hub that uses an external MQTT broker has no ${HUB_MQTT_PATH}; point hub.url at the broker)`;
+  }
+  if (status >= 300 && status < 400) {
+    return `redirects are not followed${location ? ` (this one goes to ${printable(location)})` : ''}: put the final address in hub.url`;
+  }
+  return undefined;
+}
+
+/** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
+const CONNACK = {
+  1: 'unacceptable protocol version',
+  2: 'identifier rejected',
+  3: 'server unavailable',
+  4: 'bad username or password',
+  5: 'not authorized',
+} as const satisfies Record<number, string>;
+
+/**
+ * The broker refused the CONNECT with `returnCode` (compared as a code, never by mqtt.js's message).
+ * A devstreams hub answers 4 for an unknown device id or a key that does not match (it does not say
+ * which, on purpose) and 5 for a disabled device; an external broker may answer 5 for either.
+ */
+export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): ConnectFailure {
+  const what = (CONNACK as Record<number, string>)[returnCode] ?? `return code ${returnCode}`;
+  const fields: Record<string, string | number> = {
+    code: returnCode,
+    err: `hub refused device ${d.deviceId}: ${what}`,
+  };
+  const hint = loginHint(returnCode, d);
+  if (hint) fields.hint = hint;
+  return { key: `connack ${returnCode}`, fields };
+}
+
+function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): string | undefined {
+  switch (returnCode) {
+    case 4:
+      return (
+        `the hub does not know device ${d.deviceId} (never added, or removed), or its key does not match: ` +
+        'check hub.deviceId and hub.keyFile against the hub (devstreams hub add-device, rotate-key)' +
+        (d.auth === 'token'
+          ? '; a device clock far off also fails (device tokens carry an expiry)'
+          : '; or the hub does not accept static keys (hub deviceAuth.allowStaticKeys: false; use auth: token)')
+      );
+    case 5:
+      return (
+        `device ${d.deviceId} may be disabled on the hub (devstreams hub enable-device ${d.deviceId}); ` +
+        'with an external broker, its account may be missing or not allowed'
+      );
+    case 2:
+      return `the broker does not accept hub.deviceId (${d.deviceId}) as its client id`;
+    case 1:
+      return 'the broker does not speak MQTT 3.1.1';
+    default:
+      return undefined;
+  }
+}
