@@ -1,4 +1,4 @@
-import { apiErrorOf } from '../protocol/index.js';
+import { apiErrorOf, isTlsTrustError, withoutNodeAdvice } from '../protocol/index.js';
 
 /**
  * Why a control channel attempt failed, told so that the person at the device knows what to check:
@@ -111,4 +111,18 @@ function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'k
     default:
       return undefined;
   }
+}
+
+/**
+ * Any other error of an attempt (connection refused, DNS, TLS): its message, without Node 24's advice
+ * about its own flags, which the executable's users cannot follow; for a certificate this side does
+ * not trust, a hint naming the setting that decides it.
+ */
+export function transportFailed(err: Error & { code?: string | number }): ConnectFailure {
+  const message = withoutNodeAdvice(err.message);
+  const fields: Record<string, string | number> = { err: message, ...(err.code !== undefined ? { code: err.code } : {}) };
+  if (isTlsTrustError(err)) {
+    fields.hint = "the hub's certificate does not chain to a CA this agent trusts: is hub.ca the hub's CA (its ca.crt)? Besides hub.ca, the agent trusts only the public CAs Node carries";
+  }
+  return { key: `${err.code ?? ''} ${message}`, fields };
 }

@@ -14,7 +14,7 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
-import { loginRefused, upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { loginRefused, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
 import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
@@ -167,13 +167,12 @@ export class ControlChannel extends EventEmitter {
     });
     client.on('error', (err: Error & { code?: string | number }) => {
       if (this.online) this.shortSessions.localError();
-      const fields = { err: err.message, ...(err.code !== undefined ? { code: err.code } : {}) };
       if (err.code !== undefined && err.code === this.refusedWith) {
         this.refusedWith = undefined;
-        this.log.debug(fields, 'control channel error'); // told by the CONNACK's own line
+        this.log.debug({ err: err.message, code: err.code }, 'control channel error'); // told by the CONNACK's own line
         return;
       }
-      this.problem({ key: `${err.code ?? ''} ${err.message}`, fields });
+      this.problem(transportFailed(err));
     });
   }
 

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transportFailed } from '../../agent/connect-failure.js';
 import { ControlChannel } from '../../agent/control-channel.js';
 import { hubTlsContext } from '../../agent/hub-tls.js';
 import { setDeviceDisabled } from '../../hub/device-admin.js';
@@ -137,5 +138,29 @@ describe('a refused login', () => {
     expect(String(line.hint)).toContain('devstreams hub enable-device dev-off');
     expect(logs.text()).not.toContain(key);
     await ch.stop();
+  });
+});
+
+describe('a hub certificate the agent does not trust', () => {
+  it('says which setting decides it (hub.ca), once', async () => {
+    const key = t.addDevice('dev-ca');
+    const other = makeTestTls();
+    const { ch, logs } = channel({ deviceId: 'dev-ca', key, ca: other.ca });
+    await ch.start();
+    await attempts(logs, 3);
+    const warned = warnings(logs.lines);
+    expect(warned).toHaveLength(1);
+    expect(String(warned[0]!.code)).toMatch(/CERT|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|SELF_SIGNED/);
+    expect(String(warned[0]!.hint)).toContain('hub.ca');
+    await ch.stop();
+  });
+
+  it("leaves out Node 24's advice about its own flags", () => {
+    const node24 = Object.assign(new Error('unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca'), {
+      code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+    expect(transportFailed(node24).fields).toMatchObject({ err: 'unable to verify the first certificate', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+    expect(transportFailed(refused).fields).toEqual({ err: 'connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' });
   });
 });
