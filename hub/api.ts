@@ -9,7 +9,7 @@ import {
   type StreamRecord,
 } from '../protocol/index.js';
 import type { DevicePresence } from './device-presence.js';
-import { readJsonBody, sendError, sendJson } from './http-util.js';
+import { peerAddress, readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
 import { parseOpenRequest } from './open-checks.js';
 import { callerMayReachDevice, type Caller, type ServiceTokens } from './service-tokens.js';
@@ -78,7 +78,7 @@ export class Api {
     const caller = scope?.name;
     if (!scope || !caller) {
       this.observe?.authFailure('api');
-      this.log.warn({ method, path }, 'api call without a valid service token');
+      this.log.warn({ method, path, address: peerAddress(req.socket) }, 'api call without a valid service token');
       return sendError(res, 'UNAUTHORIZED', 'a valid service token is required (Authorization: Bearer <token>)');
     }
     this.onAuthenticated?.(req);

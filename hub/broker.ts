@@ -156,7 +156,7 @@ export class Broker {
     done: (error: AuthenticateError | null, success: boolean | null) => void,
   ): void {
     const refuse = (returnCode: number, why: string, device?: string): void => {
-      this.log.warn({ device, why }, 'mqtt connection refused');
+      this.log.warn({ device, address: this.peerOf(client), why }, 'mqtt connection refused');
       for (const l of this.authFailureListeners) l();
       done(Object.assign(new Error(why), { returnCode }) as AuthenticateError, null);
     };

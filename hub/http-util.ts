@@ -83,3 +83,9 @@ export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
     throw new DevstreamsError('BAD_REQUEST', 'request body is not valid JSON');
   }
 }
+
+/** The peer of a request's connection, `address:port` ([v6]:port), for the lines that log who tried. */
+export function peerAddress(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
+  const a = socket.remoteAddress ?? 'unknown';
+  return `${a.includes(':') ? `[${a}]` : a}:${socket.remotePort ?? 0}`;
+}

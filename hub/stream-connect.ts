@@ -6,7 +6,7 @@ import {
   bearerToken,
   type Logger,
 } from '../protocol/index.js';
-import { refuseUpgrade } from './http-util.js';
+import { peerAddress, refuseUpgrade } from './http-util.js';
 import { openToJoin } from './open-checks.js';
 import type { Relay } from './relay.js';
 import type { ServiceTokens } from './service-tokens.js';
@@ -68,7 +68,7 @@ export class StreamConnect {
     const caller = token ? this.tokens.authenticate(token) : null;
     if (!caller) {
       this.authFailure();
-      this.log.warn('open-and-connect without a valid service token');
+      this.log.warn({ address: peerAddress(req.socket) }, 'open-and-connect without a valid service token');
       throw new DevstreamsError('UNAUTHORIZED', 'a valid service token is required (Authorization: Bearer <token>)');
     }
     onAuthenticated?.();

@@ -48,6 +48,9 @@ describe('API authentication and routes', () => {
     expectError(await api(t, 'GET', apiPaths.devices, { token: null }), 401, 'UNAUTHORIZED');
     expectError(await api(t, 'GET', apiPaths.devices, { token: 'x'.repeat(43) }), 401, 'UNAUTHORIZED');
     expectError(await api(t, 'POST', apiPaths.openStream('acceptor'), { token: 'wrong-token-wrong-token', body: { service: 'ssh' } }), 401, 'UNAUTHORIZED');
+    const refused = t.logs.lines().filter((l) => l.msg === 'api call without a valid service token');
+    expect(refused.length).toBeGreaterThanOrEqual(3);
+    for (const l of refused) expect(l.address).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(acceptorRequests).toHaveLength(0);
   });
 

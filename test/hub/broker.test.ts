@@ -50,6 +50,8 @@ describe('embedded broker: authentication', () => {
     await expect(connect('dev-a', keyA, { clientId: 'other' })).rejects.toThrow(/Identifier rejected/i);
     const log = t.logs.text();
     expect(log).toContain('mqtt connection refused');
+    // Who tried: the peer's address, for an operator (or fail2ban) to act on.
+    for (const l of t.logs.lines().filter((l) => l.msg === 'mqtt connection refused')) expect(l.address).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(log).not.toContain(keyA);
     expect(log).not.toContain(keyB);
   });
