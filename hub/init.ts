@@ -33,7 +33,7 @@ export const DEFAULT_LISTEN = '127.0.0.1:8443';
 export function hubYaml(opts: { listen: string }): string {
   return `# devstreams hub configuration, written by \`devstreams hub init\`.
 # Relative paths resolve against this file's folder. Unknown keys are errors.
-listen: ${opts.listen}
+listen: ${JSON.stringify(opts.listen)}
 # The https URL devices and services use (default https://localhost:<port>):
 # publicUrl: https://hub.example.com:8443
 tls:

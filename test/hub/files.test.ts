@@ -125,6 +125,12 @@ describe('hub init', () => {
     expect(r.exportLines.join('\n')).not.toContain(token);
   });
 
+  it('writes an IPv6 listen address so that hub.yaml loads', () => {
+    const dir = newDir();
+    initHub({ dir, listen: '[::1]:9555' });
+    expect(loadHubConfig(join(dir, 'hub.yaml')).config.listen).toBe('[::1]:9555');
+  });
+
   it('refuses to overwrite an existing hub.yaml', () => {
     const dir = newDir();
     initHub({ dir });
