@@ -10,10 +10,12 @@ import { loadHubConfig } from './config.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 
-const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT]
+const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--public-url https://HOST[:PORT]]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
        devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]
-${ADMIN_USAGE}`;
+${ADMIN_USAGE}
+A hub that other machines reach needs publicUrl in hub.yaml (hub init --public-url writes it) before
+add-device.`;
 
 const DEFAULT_CONFIG = join(DEFAULT_HUB_DIR, 'hub.yaml');
 
@@ -24,6 +26,8 @@ export interface HubCliOptions {
   logDestination?: DestinationStream;
   /** Where init and add-device print (default process.stdout). */
   out?: (text: string) => void;
+  /** Where warnings go (default process.stderr). */
+  err?: (text: string) => void;
   /** Called once the hub accepts connections (for embedding and tests). */
   onStarted?: (hub: Hub) => void;
   /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
@@ -37,13 +41,14 @@ export interface HubCliOptions {
  */
 export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promise<number> {
   const out = opts.out ?? ((text: string) => void process.stdout.write(text));
+  const err = opts.err ?? ((text: string) => void process.stderr.write(text));
   const [sub, ...rest] = args;
   if (sub === '--help' || sub === '-h' || sub === 'help') {
     out(`${USAGE}\n`);
     return 0;
   }
   try {
-    if (sub === 'init') return runInit(rest, out);
+    if (sub === 'init') return runInit(rest, out, err);
     if (sub === 'add-device') return await runAddDevice(rest, out);
     if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
     return await runHub(args, opts);
@@ -73,8 +78,8 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
   }
 }
 
-function runInit(args: string[], out: (text: string) => void): number {
-  const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' } }, false);
+function runInit(args: string[], out: (text: string) => void, err: (text: string) => void): number {
+  const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' }, 'public-url': { type: 'string' } }, false);
   if (values.help) {
     out(`${USAGE}\n`);
     return 0;
@@ -82,7 +87,9 @@ function runInit(args: string[], out: (text: string) => void): number {
   const result = initHub({
     dir: (values.dir as string | undefined) ?? DEFAULT_HUB_DIR,
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
+    ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] as string } : {}),
   });
+  for (const w of result.warnings) err(`devstreams: hub init: ${w}\n`);
   out(
     [
       `devstreams hub initialised in ${result.dir}`,

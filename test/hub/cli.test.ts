@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -47,6 +47,44 @@ describe('devstreams hub (CLI)', () => {
     expect(yaml).toContain('{ name: "ssh", port: 22 }');
     expect(await runHubCli(['add-device', '--config', config], { out: o.out })).toBe(2);
     expect(await runHubCli(['add-device', 'x', '--bogus'], { out: o.out })).toBe(2);
+  });
+
+  it('init --public-url writes publicUrl and prints it as the hub to use; a bad one is refused, nothing written', async () => {
+    const dir = join(newDir(), 'state');
+    const o = output();
+    const e = output();
+    expect(await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:9563', '--public-url', 'https://hub.example.com:9563'], { out: o.out, err: e.out })).toBe(0);
+    expect(readFileSync(join(dir, 'hub.yaml'), 'utf8')).toContain('\npublicUrl: "https://hub.example.com:9563"\n');
+    expect(o.text()).toContain('export DEVSTREAMS_HUB=https://hub.example.com:9563\n');
+    expect(e.text()).toBe('');
+    expect(await runHubCli(['add-device', 'pi', '--config', join(dir, 'hub.yaml')], { out: () => {} })).toBe(0);
+    expect(readFileSync(join(dir, 'devices/pi.yaml'), 'utf8')).toContain('url: "wss://hub.example.com:9563/mqtt"');
+
+    const bad = join(newDir(), 'bad');
+    await expect(runHubCli(['init', '--dir', bad, '--listen', '0.0.0.0:9563', '--public-url', 'http://hub.example.com'], { out: () => {} })).rejects.toThrow(
+      /^--public-url: "http:\/\/hub\.example\.com" must be an https:\/\/ URL/,
+    );
+    expect(existsSync(bad)).toBe(false);
+  });
+
+  it('init warns on stderr when it listens on every interface without --public-url', async () => {
+    const dir = newDir();
+    const o = output();
+    const e = output();
+    expect(await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:9564'], { out: o.out, err: e.out })).toBe(0);
+    expect(e.text()).toMatch(/^devstreams: hub init: warning: --listen 0\.0\.0\.0:9564 .*publicUrl.*\n$/);
+    expect(o.text()).not.toContain('warning');
+  });
+
+  it('add-device refuses a hub on every interface without publicUrl, and writes no device file', async () => {
+    const dir = newDir();
+    await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:18600'], { out: () => {}, err: () => {} });
+    const config = join(dir, 'hub.yaml');
+    const err = await runHubCli(['add-device', 'x', '--config', config], { out: () => {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(new RegExp(`^${config}: publicUrl: required when listen \\(0\\.0\\.0\\.0:18600\\) is not a loopback address`));
+    expect((err as Error).message).toContain('devstreams hub init --public-url');
+    expect(existsSync(join(dir, 'devices'))).toBe(false);
   });
 
   it('add-device refuses a port-0 hub without publicUrl, naming the field', async () => {
