@@ -1,12 +1,11 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
+import { hubConfigPath } from './config-path.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 
@@ -14,10 +13,8 @@ const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--pu
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
        devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]
 ${ADMIN_USAGE}
-A hub that other machines reach needs publicUrl in hub.yaml (hub init --public-url writes it) before
-add-device.`;
-
-const DEFAULT_CONFIG = join(DEFAULT_HUB_DIR, 'hub.yaml');
+Without --config the commands read ${DEFAULT_HUB_DIR}/hub.yaml under the current directory. A hub that
+other machines reach needs publicUrl in hub.yaml (hub init --public-url writes it) before add-device.`;
 
 export interface HubCliOptions {
   /** Stops a running hub when aborted, as SIGINT/SIGTERM do (for embedding and tests). */
@@ -26,7 +23,7 @@ export interface HubCliOptions {
   logDestination?: DestinationStream;
   /** Where init and add-device print (default process.stdout). */
   out?: (text: string) => void;
-  /** Where warnings go (default process.stderr). */
+  /** Where warnings and the admin commands' notes go (default process.stderr). */
   err?: (text: string) => void;
   /** Called once the hub accepts connections (for embedding and tests). */
   onStarted?: (hub: Hub) => void;
@@ -50,7 +47,7 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
   try {
     if (sub === 'init') return runInit(rest, out, err);
     if (sub === 'add-device') return await runAddDevice(rest, out);
-    if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
+    if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { out, err });
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {
@@ -120,7 +117,7 @@ async function runAddDevice(args: string[], out: (text: string) => void): Promis
     return 0;
   }
   if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
-  const configFile = (values.config as string | undefined) ?? DEFAULT_CONFIG;
+  const configFile = hubConfigPath(values.config as string | undefined);
   const result = addDevice({
     configFile,
     deviceId: positionals[0]!,
@@ -146,10 +143,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     (opts.out ?? ((t: string) => void process.stdout.write(t)))(`${USAGE}\n`);
     return 0;
   }
-  const file = (values.config as string | undefined) ?? DEFAULT_CONFIG;
-  if (!existsSync(file)) {
-    throw new ConfigError(resolve(file), ['no such file; create one with `devstreams hub init` or name it with --config']);
-  }
+  const file = hubConfigPath(values.config as string | undefined);
   const { config } = loadHubConfig(file, {
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
   });

@@ -139,4 +139,15 @@ describe('devstreams hub without a config', () => {
     const dir = newDir();
     await expect(runHubCli(['--config', join(dir, 'nope.yaml')])).rejects.toThrow(/nope\.yaml: no such file; create one with `devstreams hub init`/);
   });
+
+  it('every command that reads hub.yaml names the missing file and says to check --config', async () => {
+    const missing = join(newDir(), 'nope.yaml');
+    for (const args of [['add-device', 'pi'], ['token', 'list'], ['token', 'revoke', 'ci'], ['rotate-key', 'pi'], ['disable-device', 'pi'], ['remove-device', 'pi']]) {
+      const err = await runHubCli([...args, '--config', missing], { out: () => {}, err: () => {} }).catch((e: unknown) => e);
+      expect(err, args.join(' ')).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toBe(
+        `${missing}: no such file; create one with \`devstreams hub init\` (with --dir DIR it writes DIR/hub.yaml) or check the --config path`,
+      );
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { build } from 'esbuild';
@@ -48,10 +49,16 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: Record<string, string> = {}, onStdout?: (text: string, kill: (sig: NodeJS.Signals) => void) => void): Promise<Run> {
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+  onStdout?: (text: string, kill: (sig: NodeJS.Signals) => void) => void,
+  cwd?: string,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [OUT, ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -75,6 +82,24 @@ describe('bin/devstreams', () => {
     expect(help.code).toBe(0);
     for (const c of ['hub init', 'add-device', 'agent --config', 'connect DEVICE SERVICE', 'forward DEVICE SERVICE --listen', 'echo DEVICE', 'devices | streams']) {
       expect(help.stdout).toContain(c);
+    }
+  });
+
+  it('a hub command without --config and no ./.devstreams names the default it tried and what to pass', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'devstreams-no-hub-'));
+    try {
+      const results = await Promise.all([['hub', 'token', 'list'], ['hub', 'add-device', 'pi'], ['hub', 'disable-device', 'pi'], ['hub']].map((a) => run(a, {}, undefined, cwd)));
+      for (const r of results) {
+        expect(r).toEqual({
+          code: 2,
+          stdout: '',
+          stderr:
+            `devstreams: ${join(cwd, '.devstreams/hub.yaml')}: no such file (without --config the hub commands read .devstreams/hub.yaml under the current directory); ` +
+            'pass --config DIR/hub.yaml for the folder `devstreams hub init --dir DIR` made, or run from the directory that holds .devstreams\n',
+        });
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
     }
   });
 
