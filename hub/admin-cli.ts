@@ -17,11 +17,10 @@ export const ADMIN_USAGE = `       devstreams hub rotate-key ID [--slot primary|
        devstreams hub token list [--json] [--config DIR/hub.yaml]
        devstreams hub token revoke NAME [--config DIR/hub.yaml]`;
 
-const DEVICE_COMMANDS = new Set(['rotate-key', 'revoke-key', 'disable-device', 'enable-device', 'remove-device']);
-
-export function isAdminCommand(sub: string | undefined): boolean {
-  return sub !== undefined && (DEVICE_COMMANDS.has(sub) || sub === 'token');
-}
+/** The admin subcommands, as `devstreams hub` dispatches them (hub/cli.ts). */
+export const ADMIN_COMMANDS = ['rotate-key', 'revoke-key', 'disable-device', 'enable-device', 'remove-device', 'token'] as const;
+/** What `devstreams hub token` does. */
+export const TOKEN_ACTIONS = ['create', 'list', 'revoke'] as const;
 
 type Print = (text: string) => void;
 
@@ -29,7 +28,7 @@ type Print = (text: string) => void;
  * Runs one admin subcommand; resolves to the exit code. A usage problem prints one line on stderr
  * and returns 2; a refused change throws its DevstreamsError/ConfigError (one line, non-zero).
  */
-export async function runAdminCommand(sub: string, args: string[], opts: { out: Print; err?: Print }): Promise<number> {
+export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args: string[], opts: { out: Print; err?: Print }): Promise<number> {
   const err = opts.err ?? ((t: string) => void process.stderr.write(t));
   const usage = (problem: string): number => {
     err(`devstreams: hub: ${problem} (see devstreams hub --help)\n`);
@@ -58,6 +57,7 @@ export async function runAdminCommand(sub: string, args: string[], opts: { out: 
 
   if (sub === 'token') {
     const [action, ...names] = positionals;
+    if (!(TOKEN_ACTIONS as readonly (string | undefined)[]).includes(action)) return usage('token takes create NAME, list or revoke NAME');
     if (action === 'list') {
       if (names.length > 0) return usage('token list takes no arguments');
       const tokens = listTokens({ configFile: hubConfig() });
@@ -68,7 +68,6 @@ export async function runAdminCommand(sub: string, args: string[], opts: { out: 
       }
       return 0;
     }
-    if (action !== 'create' && action !== 'revoke') return usage('token takes create NAME, list or revoke NAME');
     if (names.length !== 1) return usage(`token ${action} takes exactly one NAME`);
     const configFile = hubConfig();
     if (action === 'revoke') {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
-import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
+import { ADMIN_COMMANDS, ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
 import { hubConfigPath } from './config-path.js';
@@ -31,10 +31,21 @@ export interface HubCliOptions {
   systemd?: SystemdNotifyEnv;
 }
 
+type Print = (text: string) => void;
+type Subcommand = (args: string[], io: { out: Print; err: Print }) => number | Promise<number>;
+
+/** Every `devstreams hub SUBCOMMAND`; anything else runs the hub. The top-level usage lists each one. */
+const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
+  init: runInit,
+  'add-device': runAddDevice,
+  ...Object.fromEntries(ADMIN_COMMANDS.map((c): [string, Subcommand] => [c, (args, io) => runAdminCommand(c, args, io)])),
+};
+export const HUB_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
+
 /**
- * `devstreams hub …`: `init`, `add-device`, or run the hub. Resolves to the exit code. A bad config
- * throws its ConfigError (one line naming the file, field and problem; the dispatcher exits 2);
- * a usage error prints one line on stderr and resolves 2.
+ * `devstreams hub …`: `init`, `add-device`, the admin commands, or run the hub. Resolves to the exit
+ * code. A bad config throws its ConfigError (one line naming the file, field and problem; the
+ * dispatcher exits 2); a usage error prints one line on stderr and resolves 2.
  */
 export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promise<number> {
   const out = opts.out ?? ((text: string) => void process.stdout.write(text));
@@ -45,9 +56,7 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
     return 0;
   }
   try {
-    if (sub === 'init') return runInit(rest, out, err);
-    if (sub === 'add-device') return await runAddDevice(rest, out);
-    if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { out, err });
+    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) return await SUBCOMMANDS[sub]!(rest, { out, err });
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {
@@ -75,7 +84,7 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
   }
 }
 
-function runInit(args: string[], out: (text: string) => void, err: (text: string) => void): number {
+function runInit(args: string[], { out, err }: { out: Print; err: Print }): number {
   const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' }, 'public-url': { type: 'string' } }, false);
   if (values.help) {
     out(`${USAGE}\n`);
@@ -106,7 +115,7 @@ function runInit(args: string[], out: (text: string) => void, err: (text: string
   return 0;
 }
 
-async function runAddDevice(args: string[], out: (text: string) => void): Promise<number> {
+async function runAddDevice(args: string[], { out }: { out: Print }): Promise<number> {
   const { values, positionals } = parse(
     args,
     { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../protocol/index.js';
-import { runHubCli } from '../../hub/cli.js';
+import { TOKEN_ACTIONS } from '../../hub/admin-cli.js';
+import { HUB_SUBCOMMANDS, runHubCli } from '../../hub/cli.js';
+import { USAGE } from '../../bin/usage.js';
 import type { Hub } from '../../hub/hub.js';
 import { tempDir } from './helpers.js';
 
@@ -149,5 +151,16 @@ describe('devstreams hub without a config', () => {
         `${missing}: no such file; create one with \`devstreams hub init\` (with --dir DIR it writes DIR/hub.yaml) or check the --config path`,
       );
     }
+  });
+});
+
+describe('devstreams --help', () => {
+  it('lists every hub subcommand the hub CLI dispatches, each token action, and their flags', () => {
+    expect(HUB_SUBCOMMANDS).toContain('init');
+    for (const sub of HUB_SUBCOMMANDS) {
+      if (sub === 'token') for (const action of TOKEN_ACTIONS) expect(USAGE).toContain(`  devstreams hub token ${action}`);
+      else expect(USAGE, sub).toMatch(new RegExp(`^  devstreams hub ${sub}\\b`, 'm'));
+    }
+    for (const flag of ['--public-url', '--allow NAME=[HOST:]PORT', '--slot primary|secondary', '--devices', '--services', '--config']) expect(USAGE).toContain(flag);
   });
 });
