@@ -9,6 +9,13 @@ import { proxyEnvFrom } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
 const USAGE = 'usage: devstreams agent --config FILE';
+// Only what travels with the executable: no pointer to files of the source tree.
+const HELP = `Runs the device agent with the YAML config FILE: hub (url, deviceId, keyFile, ca), the allowlist
+(allow: everything else is denied), limits and log. \`devstreams hub add-device ID\` on the hub writes
+a ready one, DIR/devices/ID.yaml, beside the device's key and ca.pem; the .deb installs a commented
+example as /etc/devstreams/agent.yaml. A mistake in the file stops the agent with one line naming the
+field. SIGHUP re-reads the allowlist and limits; SIGTERM lets open streams finish (shutdown.graceMs), then exits.
+`;
 
 export interface AgentCliOptions {
   /** Stops the agent when aborted, as SIGINT/SIGTERM do (for embedding and tests). */
@@ -42,7 +49,7 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     return 2;
   }
   if (values.help) {
-    process.stdout.write(`${USAGE}\n  runs the device agent with the given config (see docs/ARCHITECTURE.md)\n`);
+    process.stdout.write(`${USAGE}\n${HELP}`);
     return 0;
   }
   if (!values.config) {

@@ -1,4 +1,5 @@
 import { ConfigError, DEVSTREAMS_VERSION, nameProcess } from '../protocol/index.js';
+import { USAGE } from './usage.js';
 
 /**
  * The one command line (loaded by bin/devstreams.ts once V8's compile cache is on): `hub` and
@@ -10,34 +11,16 @@ import { ConfigError, DEVSTREAMS_VERSION, nameProcess } from '../protocol/index.
  */
 declare const __DEVSTREAMS_ROLE__: 'hub' | 'agent' | 'service' | undefined;
 
-const USAGE = `usage: devstreams COMMAND [ARGS]
-
-  devstreams hub init [--dir DIR] [--listen HOST:PORT]
-                                 make DIR (default ./.devstreams): hub.yaml, dev CA and certs, a service
-                                 token; prints the export lines a service-side shell needs
-  devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
-                                 run the hub: API, relay and MQTT on one TLS port
-  devstreams hub add-device ID [--config F]
-                                 register a device; writes DIR/devices/ID.yaml, a ready agent config
-  devstreams agent --config FILE run the device agent
-  devstreams connect DEVICE SERVICE
-                                 stdin/stdout bridge: ssh -o ProxyCommand='devstreams connect %h ssh'
-  devstreams forward DEVICE SERVICE --listen [HOST:]PORT
-                                 local proxy: one stream per accepted connection
-  devstreams echo DEVICE         round-trip check against the agent's built-in echo service
-  devstreams devices | streams   fleet status; stream history (--device ID --since 1h --result R)
-  devstreams device ID           one device in full: version, uptime, OS, board, load, disk, last error
-  devstreams endpoints           the hub's public endpoints as JSON (for firewall rules)
-
-Service-side commands take --hub URL --token TOKEN [--ca FILE], or DEVSTREAMS_HUB, DEVSTREAMS_TOKEN,
-DEVSTREAMS_CA from the environment. "devstreams COMMAND --help" describes one command.
-`;
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+  if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);
     return 0;
+  }
+  if (command === undefined) {
+    // No command is a usage error, as a wrong one is: the usage on stderr, status 2.
+    process.stderr.write(USAGE);
+    return 2;
   }
   if (command === '--version' || command === '-V') {
     process.stdout.write(`devstreams ${DEVSTREAMS_VERSION} (node ${process.version})\n`);

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, DevstreamsError, isDeviceId, newSecret } from '../protocol/index.js';
 import { agentConfigYaml, mqttUrlOf, parseAllowFlag, type AllowEntry } from './agent-config.js';
-import { loadHubConfig, parseHostPort, publicUrlOf } from './config.js';
+import { loadHubConfig, publicUrlOf } from './config.js';
 import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
+import { publicUrlProblem } from './public-url.js';
 import { newRegistryEntry, readRegistryFile, writeRegistryFile } from './registry.js';
 
 /**
@@ -36,11 +37,10 @@ export function addDevice(opts: AddDeviceOptions): AddDeviceResult {
   const allow = parseAllowList(opts.allow ?? []);
   const { config, dir } = loadHubConfig(opts.configFile);
 
-  if (!config.publicUrl && parseHostPort(config.listen)!.port === 0) {
-    throw new ConfigError(opts.configFile, [
-      'publicUrl: required when listen uses port 0 (the agent config needs the port devices dial)',
-    ]);
-  }
+  // Before anything is written: without publicUrl a hub reached from other machines would hand its
+  // devices wss://localhost (hub/public-url.ts).
+  const publicUrlMissing = publicUrlProblem(config);
+  if (publicUrlMissing) throw new ConfigError(opts.configFile, [publicUrlMissing]);
   const registry = readRegistryFile(config.registry);
   if (Object.hasOwn(registry.devices, deviceId)) {
     throw new DevstreamsError('BAD_REQUEST', `device "${deviceId}" is already registered in ${config.registry}`);

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { hubConfigPath } from './config-path.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { parseSlot, removeDevice, revokeKey, rotateKey, setDeviceDisabled } from './device-admin.js';
 import { createToken, listTokens, revokeToken } from './token-admin.js';
@@ -16,11 +17,10 @@ export const ADMIN_USAGE = `       devstreams hub rotate-key ID [--slot primary|
        devstreams hub token list [--json] [--config DIR/hub.yaml]
        devstreams hub token revoke NAME [--config DIR/hub.yaml]`;
 
-const DEVICE_COMMANDS = new Set(['rotate-key', 'revoke-key', 'disable-device', 'enable-device', 'remove-device']);
-
-export function isAdminCommand(sub: string | undefined): boolean {
-  return sub !== undefined && (DEVICE_COMMANDS.has(sub) || sub === 'token');
-}
+/** The admin subcommands, as `devstreams hub` dispatches them (hub/cli.ts). */
+export const ADMIN_COMMANDS = ['rotate-key', 'revoke-key', 'disable-device', 'enable-device', 'remove-device', 'token'] as const;
+/** What `devstreams hub token` does. */
+export const TOKEN_ACTIONS = ['create', 'list', 'revoke'] as const;
 
 type Print = (text: string) => void;
 
@@ -28,7 +28,7 @@ type Print = (text: string) => void;
  * Runs one admin subcommand; resolves to the exit code. A usage problem prints one line on stderr
  * and returns 2; a refused change throws its DevstreamsError/ConfigError (one line, non-zero).
  */
-export async function runAdminCommand(sub: string, args: string[], opts: { defaultConfig: string; out: Print; err?: Print }): Promise<number> {
+export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args: string[], opts: { out: Print; err?: Print }): Promise<number> {
   const err = opts.err ?? ((t: string) => void process.stderr.write(t));
   const usage = (problem: string): number => {
     err(`devstreams: hub: ${problem} (see devstreams hub --help)\n`);
@@ -52,13 +52,15 @@ export async function runAdminCommand(sub: string, args: string[], opts: { defau
     return usage(((e as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional.*$/, ''));
   }
   const { values, positionals } = parsed;
-  const configFile = values.config ?? opts.defaultConfig;
+  // Looked up once the command line is known to be right: a usage error is reported first.
+  const hubConfig = (): string => hubConfigPath(values.config);
 
   if (sub === 'token') {
     const [action, ...names] = positionals;
+    if (!(TOKEN_ACTIONS as readonly (string | undefined)[]).includes(action)) return usage('token takes create NAME, list or revoke NAME');
     if (action === 'list') {
       if (names.length > 0) return usage('token list takes no arguments');
-      const tokens = listTokens({ configFile });
+      const tokens = listTokens({ configFile: hubConfig() });
       if (values.json) opts.out(`${JSON.stringify({ tokens }, null, 2)}\n`);
       else {
         const rows = tokens.map((t) => `${t.name}\tdevices=${t.devices.join(',')}\tservices=${t.services.join(',')}\t${t.source === 'tokens' ? t.createdAt : '(hub.yaml)'}`);
@@ -66,8 +68,8 @@ export async function runAdminCommand(sub: string, args: string[], opts: { defau
       }
       return 0;
     }
-    if (action !== 'create' && action !== 'revoke') return usage('token takes create NAME, list or revoke NAME');
     if (names.length !== 1) return usage(`token ${action} takes exactly one NAME`);
+    const configFile = hubConfig();
     if (action === 'revoke') {
       const r = revokeToken({ configFile, name: names[0]! });
       opts.out(`token ${names[0]} revoked (${r.file}); calls with it now get 401\n`);
@@ -89,7 +91,9 @@ export async function runAdminCommand(sub: string, args: string[], opts: { defau
   }
 
   if (positionals.length !== 1) return usage(`${sub} takes exactly one device ID`);
+  if (sub === 'revoke-key' && values.slot === undefined) return usage('revoke-key needs --slot primary|secondary');
   const deviceId = positionals[0]!;
+  const configFile = hubConfig();
   if (sub === 'rotate-key') {
     const r = rotateKey({ configFile, deviceId, slot: parseSlot(values.slot, 'secondary') });
     const broker = await syncBrokerAccountCli(configFile, { op: 'password', deviceId, keyFile: r.keyFile!, disabled: r.disabled });
@@ -105,7 +109,6 @@ export async function runAdminCommand(sub: string, args: string[], opts: { defau
     return 0;
   }
   if (sub === 'revoke-key') {
-    if (values.slot === undefined) return usage('revoke-key needs --slot primary|secondary');
     const r = revokeKey({ configFile, deviceId, slot: parseSlot(values.slot, 'primary') });
     opts.out(`${r.slot} key of ${deviceId} revoked; a connection that used it was disconnected\n`);
     return 0;

@@ -1,21 +1,20 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { ConfigError, IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
-import { ADMIN_USAGE, isAdminCommand, runAdminCommand } from './admin-cli.js';
+import { ADMIN_COMMANDS, ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
+import { hubConfigPath } from './config-path.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 
-const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT]
+const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--public-url https://HOST[:PORT]]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
        devstreams hub add-device ID [--config DIR/hub.yaml] [--allow NAME=[HOST:]PORT]... [--allow echo]
-${ADMIN_USAGE}`;
-
-const DEFAULT_CONFIG = join(DEFAULT_HUB_DIR, 'hub.yaml');
+${ADMIN_USAGE}
+Without --config the commands read ${DEFAULT_HUB_DIR}/hub.yaml under the current directory. A hub that
+other machines reach needs publicUrl in hub.yaml (hub init --public-url writes it) before add-device.`;
 
 export interface HubCliOptions {
   /** Stops a running hub when aborted, as SIGINT/SIGTERM do (for embedding and tests). */
@@ -24,28 +23,40 @@ export interface HubCliOptions {
   logDestination?: DestinationStream;
   /** Where init and add-device print (default process.stdout). */
   out?: (text: string) => void;
+  /** Where warnings and the admin commands' notes go (default process.stderr). */
+  err?: (text: string) => void;
   /** Called once the hub accepts connections (for embedding and tests). */
   onStarted?: (hub: Hub) => void;
   /** systemd's NOTIFY_SOCKET/WATCHDOG_USEC/WATCHDOG_PID (default: read from process.env). */
   systemd?: SystemdNotifyEnv;
 }
 
+type Print = (text: string) => void;
+type Subcommand = (args: string[], io: { out: Print; err: Print }) => number | Promise<number>;
+
+/** Every `devstreams hub SUBCOMMAND`; anything else runs the hub. The top-level usage lists each one. */
+const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
+  init: runInit,
+  'add-device': runAddDevice,
+  ...Object.fromEntries(ADMIN_COMMANDS.map((c): [string, Subcommand] => [c, (args, io) => runAdminCommand(c, args, io)])),
+};
+export const HUB_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
+
 /**
- * `devstreams hub …`: `init`, `add-device`, or run the hub. Resolves to the exit code. A bad config
- * throws its ConfigError (one line naming the file, field and problem; the dispatcher exits 2);
- * a usage error prints one line on stderr and resolves 2.
+ * `devstreams hub …`: `init`, `add-device`, the admin commands, or run the hub. Resolves to the exit
+ * code. A bad config throws its ConfigError (one line naming the file, field and problem; the
+ * dispatcher exits 2); a usage error prints one line on stderr and resolves 2.
  */
 export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promise<number> {
   const out = opts.out ?? ((text: string) => void process.stdout.write(text));
+  const err = opts.err ?? ((text: string) => void process.stderr.write(text));
   const [sub, ...rest] = args;
   if (sub === '--help' || sub === '-h' || sub === 'help') {
     out(`${USAGE}\n`);
     return 0;
   }
   try {
-    if (sub === 'init') return runInit(rest, out);
-    if (sub === 'add-device') return await runAddDevice(rest, out);
-    if (isAdminCommand(sub)) return await runAdminCommand(sub!, rest, { defaultConfig: DEFAULT_CONFIG, out });
+    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) return await SUBCOMMANDS[sub]!(rest, { out, err });
     return await runHub(args, opts);
   } catch (err) {
     if (err instanceof UsageProblem) {
@@ -73,8 +84,8 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
   }
 }
 
-function runInit(args: string[], out: (text: string) => void): number {
-  const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' } }, false);
+function runInit(args: string[], { out, err }: { out: Print; err: Print }): number {
+  const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' }, 'public-url': { type: 'string' } }, false);
   if (values.help) {
     out(`${USAGE}\n`);
     return 0;
@@ -82,7 +93,9 @@ function runInit(args: string[], out: (text: string) => void): number {
   const result = initHub({
     dir: (values.dir as string | undefined) ?? DEFAULT_HUB_DIR,
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
+    ...(values['public-url'] !== undefined ? { publicUrl: values['public-url'] as string } : {}),
   });
+  for (const w of result.warnings) err(`devstreams: hub init: ${w}\n`);
   out(
     [
       `devstreams hub initialised in ${result.dir}`,
@@ -102,7 +115,7 @@ function runInit(args: string[], out: (text: string) => void): number {
   return 0;
 }
 
-async function runAddDevice(args: string[], out: (text: string) => void): Promise<number> {
+async function runAddDevice(args: string[], { out }: { out: Print }): Promise<number> {
   const { values, positionals } = parse(
     args,
     { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },
@@ -113,7 +126,7 @@ async function runAddDevice(args: string[], out: (text: string) => void): Promis
     return 0;
   }
   if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
-  const configFile = (values.config as string | undefined) ?? DEFAULT_CONFIG;
+  const configFile = hubConfigPath(values.config as string | undefined);
   const result = addDevice({
     configFile,
     deviceId: positionals[0]!,
@@ -139,10 +152,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     (opts.out ?? ((t: string) => void process.stdout.write(t)))(`${USAGE}\n`);
     return 0;
   }
-  const file = (values.config as string | undefined) ?? DEFAULT_CONFIG;
-  if (!existsSync(file)) {
-    throw new ConfigError(resolve(file), ['no such file; create one with `devstreams hub init` or name it with --config']);
-  }
+  const file = hubConfigPath(values.config as string | undefined);
   const { config } = loadHubConfig(file, {
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
   });

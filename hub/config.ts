@@ -23,14 +23,22 @@ export const HostPortSchema = z
   .string()
   .check(z.refine((v) => parseHostPort(v) !== null, 'must be HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:8443)'));
 
-const PublicUrlSchema = z.string().check(
+/** Hosts that are no address to dial: where a hub listens on every interface, not where it is reached. */
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '[::]']);
+
+/** The https URL devices and services use: `hub.yaml`'s publicUrl and `hub init --public-url`. */
+export const PublicUrlSchema = z.string().check(
   // As a check, not z.url(...) itself, so a non-string still gets the type message, not this one.
   z.url('must be a URL like https://hub.example.com:8443'),
   z.refine((v) => {
     if (!URL.canParse(v)) return false; // zod runs this even when z.url() failed
     const u = new URL(v);
-    return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username;
+    return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username && !u.password;
   }, 'must be an https:// URL with no path, query or credentials (e.g. https://hub.example.com:8443)'),
+  z.refine(
+    (v) => !URL.canParse(v) || !WILDCARD_HOSTS.has(new URL(v).hostname),
+    'must name the host devices and services dial, not a wildcard address such as 0.0.0.0 (e.g. https://hub.example.com:8443)',
+  ),
 );
 
 const timeoutMs = z.int().check(z.gte(LIMITS.minHandshakeMs), z.lte(LIMITS.maxHandshakeMs));

@@ -17,8 +17,9 @@ import {
 
 /**
  * The development CA that `hub init` makes: an ECDSA P-256 CA and a server certificate for
- * localhost and 127.0.0.1 signed by it, in pure JS (Node's crypto signs, der.ts encodes). For the
- * local demo and tests; production hubs use certificates from a real CA.
+ * localhost, 127.0.0.1 and the host of `--public-url` if given, signed by it, in pure JS (Node's
+ * crypto signs, der.ts encodes). For the local demo, tests and a first real hub whose devices get
+ * the CA from `hub add-device`; a hub can switch to certificates from a real CA at any time.
  */
 
 export interface PemPair {
@@ -81,8 +82,25 @@ function keyId(publicKey: KeyObject): Buffer {
 function altName(value: string): Buffer {
   const family = isIP(value);
   if (family === 4) return implicit(7, Buffer.from(value.split('.').map(Number)));
-  if (family === 6) throw new Error('IPv6 subjectAltName is not supported by the development CA');
+  if (family === 6) return implicit(7, ipv6Bytes(value));
   return implicit(2, Buffer.from(value, 'ascii'));
+}
+
+/** The 16 bytes of an IPv6 address (`isIP` said 6): groups around at most one `::`, maybe a dotted IPv4 tail. */
+function ipv6Bytes(value: string): Buffer {
+  const groups = (s: string): string[] => (s === '' ? [] : s.split(':'));
+  const [head, tail] = value.includes('::') ? value.split('::') as [string, string] : [value, undefined];
+  const before = groups(head);
+  const after = tail === undefined ? [] : groups(tail);
+  const last = tail === undefined ? before : after;
+  if (last.length > 0 && last[last.length - 1]!.includes('.')) {
+    const [a, b, c, d] = last.pop()!.split('.').map(Number) as [number, number, number, number];
+    last.push(((a << 8) | b).toString(16), ((c << 8) | d).toString(16));
+  }
+  const all = [...before, ...Array<string>(tail === undefined ? 0 : 8 - before.length - after.length).fill('0'), ...after];
+  const buf = Buffer.alloc(16);
+  all.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
+  return buf;
 }
 
 function makeCert(spec: CertSpec): string {
@@ -123,7 +141,7 @@ function newKeyPair(): { publicKey: KeyObject; privateKey: KeyObject } {
 
 const keyPem = (k: KeyObject): string => k.export({ type: 'pkcs8', format: 'pem' }).toString();
 
-/** A fresh CA and a server certificate for `altNames` (default localhost and 127.0.0.1). */
+/** A fresh CA and a server certificate for `altNames`: host names, IPv4 and IPv6 addresses (default localhost and 127.0.0.1). */
 export function createDevCa(altNames: string[] = ['localhost', '127.0.0.1']): DevCa {
   const caKeys = newKeyPair();
   const caCn = `devstreams development CA ${randomBytes(4).toString('hex')}`;

@@ -38,7 +38,7 @@ Sends N random bytes (default 1048576) to the device's echo service (default "ec
 back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
 `,
   devices: `usage: devstreams devices [--json]
-Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, STREAMS (or the JSON array with --json).
+Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, UPTIME, STREAMS (or the JSON array with --json).
 `,
   device: `usage: devstreams device ID [--json]
 Shows one device in full: state, version, uptime, OS, kernel, board, load, temperature, memory,

@@ -1,9 +1,11 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../protocol/index.js';
-import { runHubCli } from '../../hub/cli.js';
+import { TOKEN_ACTIONS } from '../../hub/admin-cli.js';
+import { HUB_SUBCOMMANDS, runHubCli } from '../../hub/cli.js';
+import { USAGE } from '../../bin/usage.js';
 import type { Hub } from '../../hub/hub.js';
 import { tempDir } from './helpers.js';
 
@@ -47,6 +49,44 @@ describe('devstreams hub (CLI)', () => {
     expect(yaml).toContain('{ name: "ssh", port: 22 }');
     expect(await runHubCli(['add-device', '--config', config], { out: o.out })).toBe(2);
     expect(await runHubCli(['add-device', 'x', '--bogus'], { out: o.out })).toBe(2);
+  });
+
+  it('init --public-url writes publicUrl and prints it as the hub to use; a bad one is refused, nothing written', async () => {
+    const dir = join(newDir(), 'state');
+    const o = output();
+    const e = output();
+    expect(await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:9563', '--public-url', 'https://hub.example.com:9563'], { out: o.out, err: e.out })).toBe(0);
+    expect(readFileSync(join(dir, 'hub.yaml'), 'utf8')).toContain('\npublicUrl: "https://hub.example.com:9563"\n');
+    expect(o.text()).toContain('export DEVSTREAMS_HUB=https://hub.example.com:9563\n');
+    expect(e.text()).toBe('');
+    expect(await runHubCli(['add-device', 'pi', '--config', join(dir, 'hub.yaml')], { out: () => {} })).toBe(0);
+    expect(readFileSync(join(dir, 'devices/pi.yaml'), 'utf8')).toContain('url: "wss://hub.example.com:9563/mqtt"');
+
+    const bad = join(newDir(), 'bad');
+    await expect(runHubCli(['init', '--dir', bad, '--listen', '0.0.0.0:9563', '--public-url', 'http://hub.example.com'], { out: () => {} })).rejects.toThrow(
+      /^--public-url: "http:\/\/hub\.example\.com" must be an https:\/\/ URL/,
+    );
+    expect(existsSync(bad)).toBe(false);
+  });
+
+  it('init warns on stderr when it listens on every interface without --public-url', async () => {
+    const dir = newDir();
+    const o = output();
+    const e = output();
+    expect(await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:9564'], { out: o.out, err: e.out })).toBe(0);
+    expect(e.text()).toMatch(/^devstreams: hub init: warning: --listen 0\.0\.0\.0:9564 .*publicUrl.*\n$/);
+    expect(o.text()).not.toContain('warning');
+  });
+
+  it('add-device refuses a hub on every interface without publicUrl, and writes no device file', async () => {
+    const dir = newDir();
+    await runHubCli(['init', '--dir', dir, '--listen', '0.0.0.0:18600'], { out: () => {}, err: () => {} });
+    const config = join(dir, 'hub.yaml');
+    const err = await runHubCli(['add-device', 'x', '--config', config], { out: () => {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(new RegExp(`^${config}: publicUrl: required when listen \\(0\\.0\\.0\\.0:18600\\) is not a loopback address`));
+    expect((err as Error).message).toContain('devstreams hub init --public-url');
+    expect(existsSync(join(dir, 'devices'))).toBe(false);
   });
 
   it('add-device refuses a port-0 hub without publicUrl, naming the field', async () => {
@@ -100,5 +140,27 @@ describe('devstreams hub without a config', () => {
   it('says how to make one', async () => {
     const dir = newDir();
     await expect(runHubCli(['--config', join(dir, 'nope.yaml')])).rejects.toThrow(/nope\.yaml: no such file; create one with `devstreams hub init`/);
+  });
+
+  it('every command that reads hub.yaml names the missing file and says to check --config', async () => {
+    const missing = join(newDir(), 'nope.yaml');
+    for (const args of [['add-device', 'pi'], ['token', 'list'], ['token', 'revoke', 'ci'], ['rotate-key', 'pi'], ['disable-device', 'pi'], ['remove-device', 'pi']]) {
+      const err = await runHubCli([...args, '--config', missing], { out: () => {}, err: () => {} }).catch((e: unknown) => e);
+      expect(err, args.join(' ')).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toBe(
+        `${missing}: no such file; create one with \`devstreams hub init\` (with --dir DIR it writes DIR/hub.yaml) or check the --config path`,
+      );
+    }
+  });
+});
+
+describe('devstreams --help', () => {
+  it('lists every hub subcommand the hub CLI dispatches, each token action, and their flags', () => {
+    expect(HUB_SUBCOMMANDS).toContain('init');
+    for (const sub of HUB_SUBCOMMANDS) {
+      if (sub === 'token') for (const action of TOKEN_ACTIONS) expect(USAGE).toContain(`  devstreams hub token ${action}`);
+      else expect(USAGE, sub).toMatch(new RegExp(`^  devstreams hub ${sub}\\b`, 'm'));
+    }
+    for (const flag of ['--public-url', '--allow NAME=[HOST:]PORT', '--slot primary|secondary', '--devices', '--services', '--config']) expect(USAGE).toContain(flag);
   });
 });

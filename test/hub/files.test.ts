@@ -91,6 +91,17 @@ describe('dev CA', () => {
     expect(cert.checkPrivateKey(createPrivateKey(server.key))).toBe(true);
     expect(new Date(caCert.validTo).getTime()).toBeGreaterThan(Date.now() + 9 * 365 * 86400_000);
   });
+
+  it('names host names, IPv4 and IPv6 addresses in the server certificate', () => {
+    const { ca, server } = createDevCa(['hub.example.com', 'localhost', '127.0.0.1', '2001:db8::1', '::ffff:192.0.2.7']);
+    const cert = new X509Certificate(server.cert);
+    expect(cert.verify(new X509Certificate(ca.cert).publicKey)).toBe(true);
+    expect(cert.checkHost('hub.example.com')).toBe('hub.example.com');
+    expect(cert.checkHost('other.example.com')).toBeUndefined();
+    expect(cert.checkIP('2001:db8::1')).toBe('2001:db8::1');
+    expect(cert.checkIP('::ffff:192.0.2.7')).toBe('::ffff:192.0.2.7');
+    expect(cert.checkIP('2001:db8::2')).toBeUndefined();
+  });
 });
 
 describe('hub init', () => {
@@ -123,6 +134,62 @@ describe('hub init', () => {
       `export DEVSTREAMS_CA=${f('tls/ca.crt')}`,
     ]);
     expect(r.exportLines.join('\n')).not.toContain(token);
+  });
+
+  it('--public-url goes into hub.yaml, the export line and the certificate the devices verify', () => {
+    const dir = newDir();
+    const r = initHub({ dir, listen: '0.0.0.0:9557', publicUrl: 'https://Hub.Example.com:9557/' });
+    const { config } = loadHubConfig(join(dir, 'hub.yaml'));
+    expect(config.publicUrl).toBe('https://hub.example.com:9557');
+    expect(r.exportLines[0]).toBe('export DEVSTREAMS_HUB=https://hub.example.com:9557');
+    expect(r.warnings).toEqual([]);
+    const cert = new X509Certificate(readFileSync(join(dir, 'tls/hub.crt')));
+    expect(cert.checkIssued(new X509Certificate(readFileSync(join(dir, 'tls/ca.crt'))))).toBe(true);
+    expect(cert.checkHost('hub.example.com')).toBe('hub.example.com');
+    expect(cert.checkHost('localhost')).toBe('localhost'); // the hub's own shell keeps working
+    expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1');
+    // An address as the public host: an IP entry, IPv6 included.
+    const v6 = newDir();
+    initHub({ dir: v6, listen: '[::]:9558', publicUrl: 'https://[2001:db8::5]:9558' });
+    expect(new X509Certificate(readFileSync(join(v6, 'tls/hub.crt'))).checkIP('2001:db8::5')).toBe('2001:db8::5');
+    expect(loadHubConfig(join(v6, 'hub.yaml')).config.publicUrl).toBe('https://[2001:db8::5]:9558');
+  });
+
+  it('refuses a bad --public-url, naming it and the problem, and writes nothing', () => {
+    const base = newDir();
+    const cases: [string, string][] = [
+      ['hub.example.com', 'must be a URL'],
+      ['http://hub.example.com', 'https://'],
+      ['https://hub.example.com/devstreams', 'no path'],
+      ['https://u:p@hub.example.com', 'credentials'],
+      ['https://hub.example.com/?a=1', 'query'],
+      ['https://0.0.0.0:8443', 'wildcard'],
+      ['https://[::]:8443', 'wildcard'],
+    ];
+    for (const [i, [url, problem]] of cases.entries()) {
+      const dir = join(base, String(i));
+      expectConfigError(() => initHub({ dir, listen: '0.0.0.0:8443', publicUrl: url }), '--public-url', `"${url}"`, problem);
+      expect(existsSync(dir), url).toBe(false);
+    }
+  });
+
+  it('warns when it listens where other machines reach it without --public-url, and not on loopback', () => {
+    for (const listen of ['0.0.0.0:9559', '[::]:9559', '192.0.2.10:9559', 'hub.lan:9559']) {
+      const r = initHub({ dir: newDir(), listen });
+      expect(r.warnings, listen).toHaveLength(1);
+      expect(r.warnings[0]).toContain(`--listen ${listen}`);
+      expect(r.warnings[0]).toContain('publicUrl');
+      expect(r.warnings[0]).toContain(r.configFile);
+    }
+    for (const listen of ['127.0.0.1:9559', 'localhost:9559', '[::1]:9559', '127.0.0.1:0']) {
+      expect(initHub({ dir: newDir(), listen }).warnings, listen).toEqual([]);
+    }
+  });
+
+  it('writes an IPv6 listen address so that hub.yaml loads', () => {
+    const dir = newDir();
+    initHub({ dir, listen: '[::1]:9555' });
+    expect(loadHubConfig(join(dir, 'hub.yaml')).config.listen).toBe('[::1]:9555');
   });
 
   it('refuses to overwrite an existing hub.yaml', () => {
@@ -174,6 +241,38 @@ describe('hub add-device', () => {
       { kind: 'builtin', name: 'echo', builtin: 'echo' },
       { kind: 'tcp', name: 'web', host: 'host.lan', port: 8080 },
     ]);
+  });
+
+  it('refuses a hub other machines reach that has no publicUrl, and leaves nothing behind', () => {
+    for (const listen of ['0.0.0.0:9560', '[::]:9560', '192.0.2.10:9560', 'hub.lan:9560']) {
+      const dir = newDir();
+      initHub({ dir, listen });
+      const configFile = join(dir, 'hub.yaml');
+      const registryBefore = readFileSync(join(dir, 'registry.json'), 'utf8');
+      expectConfigError(() => addDevice({ configFile, deviceId: 'pi' }), configFile, `publicUrl: required when listen (${listen})`, 'hub init --public-url');
+      expect(existsSync(join(dir, 'devices')), listen).toBe(false);
+      expect(readFileSync(join(dir, 'registry.json'), 'utf8')).toBe(registryBefore);
+      // publicUrl set by hand is what it asks for, localhost included (devices on this machine).
+      writeFileSync(configFile, readFileSync(configFile, 'utf8').replace('# publicUrl: https://hub.example.com:8443', 'publicUrl: https://localhost:9560'));
+      const r = addDevice({ configFile, deviceId: 'pi' });
+      expect(parseConfigText(r.agentConfigFile, readFileSync(r.agentConfigFile, 'utf8'), AgentConfigSchema).hub.url).toBe('wss://localhost:9560/mqtt');
+    }
+  });
+
+  it('needs no publicUrl for a hub on loopback: the agent config names localhost', () => {
+    for (const listen of ['127.0.0.1:9561', 'localhost:9561', '127.0.1.1:9561', '[::1]:9561']) {
+      const dir = newDir();
+      initHub({ dir, listen });
+      const r = addDevice({ configFile: join(dir, 'hub.yaml'), deviceId: 'pi' });
+      expect(parseConfigText(r.agentConfigFile, readFileSync(r.agentConfigFile, 'utf8'), AgentConfigSchema).hub.url, listen).toBe('wss://localhost:9561/mqtt');
+    }
+  });
+
+  it('writes the publicUrl of hub init --public-url into the agent config', () => {
+    const dir = newDir();
+    initHub({ dir, listen: '0.0.0.0:9562', publicUrl: 'https://hub.example.com' });
+    const r = addDevice({ configFile: join(dir, 'hub.yaml'), deviceId: 'pi' });
+    expect(parseConfigText(r.agentConfigFile, readFileSync(r.agentConfigFile, 'utf8'), AgentConfigSchema).hub.url).toBe('wss://hub.example.com/mqtt');
   });
 
   it('refuses a bad id, an existing id and bad --allow flags, changing nothing', () => {

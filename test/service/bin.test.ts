@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
+import { formatDevices } from '../../service/tables.js';
 import { FakeHub, errorBody } from './fake-hub.js';
 
 /** The dispatcher as a real process: exit codes, one-line errors, stdout flushed, signals. */
@@ -49,10 +51,16 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], env: Record<string, string> = {}, onStdout?: (text: string, kill: (sig: NodeJS.Signals) => void) => void): Promise<Run> {
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+  onStdout?: (text: string, kill: (sig: NodeJS.Signals) => void) => void,
+  cwd?: string,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [OUT, ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -71,11 +79,45 @@ const hubEnv = (h: FakeHub): Record<string, string> => ({ DEVSTREAMS_HUB: h.url,
 
 describe('bin/devstreams', () => {
   it('prints the version and the usage', async () => {
-    const [version, help] = await Promise.all([run(['--version']), run([])]);
+    const [version, help] = await Promise.all([run(['--version']), run(['--help'])]);
     expect(version).toEqual({ code: 0, stdout: `devstreams 9.9.9-test (node ${process.version})\n`, stderr: '' });
     expect(help.code).toBe(0);
-    for (const c of ['hub init', 'add-device', 'agent --config', 'connect DEVICE SERVICE', 'forward DEVICE SERVICE --listen', 'echo DEVICE', 'devices | streams']) {
+    expect(help.stderr).toBe('');
+    for (const c of ['hub init', 'add-device', 'hub token create', 'agent --config', 'connect DEVICE SERVICE', 'forward DEVICE SERVICE --listen', 'echo DEVICE', 'devices | streams']) {
       expect(help.stdout).toContain(c);
+    }
+  });
+
+  it('without a command prints the usage on stderr and exits 2, as for any usage error', async () => {
+    const [bare, help] = await Promise.all([run([]), run(['--help'])]);
+    expect(bare).toEqual({ code: 2, stdout: '', stderr: help.stdout });
+  });
+
+  it('help texts describe what the executable prints and carries', async () => {
+    const [devices, agent] = await Promise.all([run(['devices', '--help']), run(['agent', '--help'])]);
+    // Every column the table has, in its order (its header, from the code that prints it).
+    const columns = formatDevices([]).trim().split(/ {2,}/);
+    expect(devices.stdout).toContain(`Lists the hub's devices: ${columns.join(', ')} `);
+    expect(agent.code).toBe(0);
+    expect(agent.stdout).toContain('/etc/devstreams/agent.yaml');
+    expect(agent.stdout).not.toMatch(/docs\/|\.md\b/); // an executable or .deb user has no source tree
+  });
+
+  it('a hub command without --config and no ./.devstreams names the default it tried and what to pass', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'devstreams-no-hub-'));
+    try {
+      const results = await Promise.all([['hub', 'token', 'list'], ['hub', 'add-device', 'pi'], ['hub', 'disable-device', 'pi'], ['hub']].map((a) => run(a, {}, undefined, cwd)));
+      for (const r of results) {
+        expect(r).toEqual({
+          code: 2,
+          stdout: '',
+          stderr:
+            `devstreams: ${join(cwd, '.devstreams/hub.yaml')}: no such file (without --config the hub commands read .devstreams/hub.yaml under the current directory); ` +
+            'pass --config DIR/hub.yaml for the folder `devstreams hub init --dir DIR` made, or run from the directory that holds .devstreams\n',
+        });
+      }
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
     }
   });
 
