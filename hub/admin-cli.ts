@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { argsProblem } from '../protocol/index.js';
 import { hubConfigPath } from './config-path.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { parseSlot, removeDevice, revokeKey, rotateKey, setDeviceDisabled } from './device-admin.js';
@@ -49,7 +50,7 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
       allowPositionals: true,
     });
   } catch (e) {
-    return usage(((e as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional.*$/, ''));
+    return usage(argsProblem(e));
   }
   const { values, positionals } = parsed;
   // Looked up once the command line is known to be right: a usage error is reported first.

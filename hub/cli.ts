@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
-import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
+import { IdleMemoryReclaimer, argsProblem, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
@@ -58,12 +58,12 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
   try {
     if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) return await SUBCOMMANDS[sub]!(rest, { out, err });
     return await runHub(args, opts);
-  } catch (err) {
-    if (err instanceof UsageProblem) {
-      process.stderr.write(`devstreams: hub: ${err.message} (see devstreams hub --help)\n`);
+  } catch (e) {
+    if (e instanceof UsageProblem) {
+      err(`devstreams: hub: ${e.message} (see devstreams hub --help)\n`);
       return 2;
     }
-    throw err;
+    throw e;
   }
 }
 
@@ -79,8 +79,7 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
   try {
     return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: positionals });
   } catch (err) {
-    // parseArgs adds advice about '--' to unknown options; the first sentence is the problem.
-    throw new UsageProblem(((err as Error).message.split('\n')[0] ?? '').replace(/\. To specify a positional.*$/, ''));
+    throw new UsageProblem(argsProblem(err));
   }
 }
 

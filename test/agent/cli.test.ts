@@ -64,6 +64,8 @@ describe('devstreams agent', () => {
       expect(await runAgentCli(['--config', 'a', '--bogus'])).toBe(2);
       expect(await runAgentCli(['extra'])).toBe(2);
       for (const [text] of err.mock.calls) expect(String(text)).toMatch(/^devstreams: agent: .*usage: devstreams agent --config FILE\n$/);
+      expect(String(err.mock.calls[1]![0])).toMatch(/^devstreams: agent: unknown option --bogus; /);
+      expect(String(err.mock.calls[2]![0])).toMatch(/^devstreams: agent: unexpected argument extra; /);
     } finally {
       err.mockRestore();
     }

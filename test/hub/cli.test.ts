@@ -48,7 +48,9 @@ describe('devstreams hub (CLI)', () => {
     expect(yaml).toContain('url: "wss://localhost:9562/mqtt"');
     expect(yaml).toContain('{ name: "ssh", port: 22 }');
     expect(await runHubCli(['add-device', '--config', config], { out: o.out })).toBe(2);
-    expect(await runHubCli(['add-device', 'x', '--bogus'], { out: o.out })).toBe(2);
+    const e = output();
+    expect(await runHubCli(['add-device', 'x', '--bogus'], { out: o.out, err: e.out })).toBe(2);
+    expect(e.text()).toMatch(/^devstreams: hub: unknown option --bogus\b/);
   });
 
   it('init --public-url writes publicUrl and prints it as the hub to use; a bad one is refused, nothing written', async () => {
