@@ -9,6 +9,7 @@ import {
   type StreamRecord,
 } from '../protocol/index.js';
 import type { DevicePresence } from './device-presence.js';
+import { deviceInfo } from './device-info.js';
 import { peerAddress, readJsonBody, sendError, sendJson } from './http-util.js';
 import type { DeviceRegistry } from './registry.js';
 import { parseOpenRequest } from './open-checks.js';
@@ -91,7 +92,7 @@ export class Api {
       return this.openStream(req, res, open[1]!, log, scope);
     }
     if (path === apiPaths.devices && method === 'GET') {
-      const devices: DeviceInfo[] = this.registry.ids().filter((id) => callerMayReachDevice(scope, id)).map((id) => this.presence.info(id));
+      const devices: DeviceInfo[] = this.registry.ids().filter((id) => callerMayReachDevice(scope, id)).map((id) => deviceInfo(this.presence, this.registry, id));
       return sendJson(res, 200, { devices });
     }
     if (path === apiPaths.streams && method === 'GET' && !this.observe) {

@@ -8,6 +8,7 @@ import { loadHubConfig } from './config.js';
 import { hubConfigPath } from './config-path.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
+import { runningPublicUrlWarning } from './public-url.js';
 
 const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--public-url https://HOST[:PORT]]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
@@ -189,6 +190,8 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
 
   try {
     await hub.start();
+    const noPublicUrl = runningPublicUrlWarning(config);
+    if (noPublicUrl) log.warn({ listen: config.listen }, noPublicUrl);
     opts.onStarted?.(hub);
     notify.ready();
     reclaimer.poke(); // start-up's garbage goes once the hub has been idle a while

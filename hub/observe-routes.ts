@@ -14,6 +14,7 @@ import type { Health } from './health.js';
 import { sendError, sendJson } from './http-util.js';
 import type { AuthEndpoint, HubMetrics } from './metrics.js';
 import type { DeviceRegistry } from './registry.js';
+import { deviceInfo } from './device-info.js';
 import type { StreamLog } from './stream-log.js';
 
 export const METRICS_PATH = '/metrics';
@@ -91,7 +92,7 @@ export class ObserveRoutes {
     }
     if (!isDeviceId(id)) throw new DevstreamsError('BAD_REQUEST', `"${id.slice(0, 80)}" is not a device id`);
     if (!this.o.registry.has(id) || !mayReach(id)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${id}" is registered`);
-    sendJson(res, 200, this.o.presence.info(id, true));
+    sendJson(res, 200, deviceInfo(this.o.presence, this.o.registry, id, true));
     return true;
   }
 }

@@ -1,20 +1,12 @@
-import { isIP } from 'node:net';
+import { isLoopbackHost } from '../protocol/index.js';
 import { parseHostPort, type HubConfig } from './config.js';
 
 /**
  * Whether a hub can do without `publicUrl`. Without one it tells devices and services to dial
  * https://localhost:<port> (config.ts `publicUrlOf`): right for a hub that listens on loopback only
  * (the one-machine quick start), wrong for one that listens where other machines reach it.
+ * Loopback: protocol/loopback.ts isLoopbackHost (localhost, 127.0.0.0/8, ::1).
  */
-
-/** A listen host that only this machine can reach: localhost, 127.0.0.0/8, ::1. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  if (isIP(h) === 6) return new URL(`https://[${h}]`).hostname === '[::1]';
-  return false;
-}
 
 /**
  * Why agent configs written for this hub would be wrong without publicUrl, as a problem naming the
@@ -42,4 +34,15 @@ export function initPublicUrlWarning(listen: string, configFile: string): string
     `services elsewhere need publicUrl, and \`hub add-device\` refuses until it is set in ${configFile} ` +
     `(e.g. publicUrl: https://hub.example.com:${parseHostPort(listen)!.port})`
   );
+}
+
+/**
+ * The running hub's warning when it listens where other machines reach it and has no publicUrl:
+ * the URLs it hands out (relay URLs, `endpoints`) name localhost. Null otherwise.
+ */
+export function runningPublicUrlWarning(config: Pick<HubConfig, 'publicUrl' | 'listen'>): string | null {
+  if (config.publicUrl) return null;
+  const { host, port } = parseHostPort(config.listen)!;
+  if (port === 0 || isLoopbackHost(host)) return null;
+  return `listen ${config.listen} is reachable from other machines but hub.yaml has no publicUrl: relay URLs and endpoints name localhost:${port}, which only this machine reaches; set publicUrl to the https URL devices and services use`;
 }

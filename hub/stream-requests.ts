@@ -216,7 +216,10 @@ export class StreamRequests {
       }
       if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
       if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
-      if (!this.presence.isOnline(deviceId)) throw new DevstreamsError('DEVICE_OFFLINE', `device "${deviceId}" is offline`);
+      if (!this.presence.isOnline(deviceId)) {
+        const disabled = this.registry.get(deviceId)?.disabled === true;
+        throw new DevstreamsError('DEVICE_OFFLINE', disabled ? `device "${deviceId}" is disabled on the hub (devstreams hub enable-device)` : `device "${deviceId}" is offline`);
+      }
       this.limits?.admitDevice(deviceId);
     } catch (err) {
       if (err instanceof DevstreamsError) this.refusals.refused({ device: deviceId, service, requestedBy: caller.name }, err);

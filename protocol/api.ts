@@ -97,6 +97,8 @@ export const DeviceInfoSchema = z.object({
   /** The device's machine, from its last status: only in `GET /api/v1/devices/{id}`. */
   system: z.optional(z.nullable(DeviceSystemSchema)),
   lastError: z.optional(z.nullable(DeviceLastErrorSchema)),
+  /** true when the device is disabled on the hub (it cannot connect); absent otherwise (hub >= 0.2). */
+  disabled: z.optional(z.boolean()),
 });
 export type DeviceInfo = z.infer<typeof DeviceInfoSchema>;
 export const DeviceListSchema = z.object({ devices: z.array(DeviceInfoSchema) });

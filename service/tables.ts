@@ -17,7 +17,7 @@ export function formatDevices(devices: readonly DeviceInfo[], now: number = Date
     ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'UPTIME', 'STREAMS'],
     devices.map((d) => [
       d.id,
-      d.online ? 'online' : 'offline',
+      stateOf(d),
       d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen),
       d.agentVersion ?? '-',
       uptimeOf(d, now),
@@ -39,7 +39,7 @@ export function formatDevice(d: DeviceInfo, now: number = Date.now()): string {
   const n = (v: number | null | undefined, f: (x: number) => string = String): string => (v === null || v === undefined ? '-' : f(v));
   const lines: [string, string][] = [
     ['id', d.id],
-    ['state', d.online ? 'online' : 'offline'],
+    ['state', stateOf(d)],
     ['last seen', d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen)],
     ['agent version', d.agentVersion ?? '-'],
     ['open streams', n(d.openStreams)],
@@ -114,4 +114,9 @@ export function formatBytes(n: number): string {
     u++;
   }
   return `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** online, offline, or disabled (on the hub: it cannot connect until enabled again). */
+function stateOf(d: DeviceInfo): string {
+  return d.online ? 'online' : d.disabled ? 'disabled' : 'offline';
 }

@@ -7,6 +7,7 @@ import { TOKEN_ACTIONS } from '../../hub/admin-cli.js';
 import { HUB_SUBCOMMANDS, runHubCli } from '../../hub/cli.js';
 import { USAGE } from '../../bin/usage.js';
 import type { Hub } from '../../hub/hub.js';
+import { runningPublicUrlWarning } from '../../hub/public-url.js';
 import { tempDir } from './helpers.js';
 
 const dirs: string[] = [];
@@ -164,5 +165,14 @@ describe('devstreams --help', () => {
       else expect(USAGE, sub).toMatch(new RegExp(`^  devstreams hub ${sub}\\b`, 'm'));
     }
     for (const flag of ['--public-url', '--allow NAME=[HOST:]PORT', '--slot primary|secondary', '--devices', '--services', '--config']) expect(USAGE).toContain(flag);
+  });
+});
+
+describe('a running hub without publicUrl', () => {
+  it('warns only when it listens where other machines reach it, at a fixed port', () => {
+    expect(runningPublicUrlWarning({ listen: '0.0.0.0:443', publicUrl: undefined })).toMatch(/^listen 0\.0\.0\.0:443 is reachable from other machines but hub\.yaml has no publicUrl: .*localhost:443/);
+    expect(runningPublicUrlWarning({ listen: '192.168.1.5:8443', publicUrl: undefined })).not.toBeNull();
+    for (const listen of ['127.0.0.1:8443', 'localhost:8443', '[::1]:8443', '0.0.0.0:0']) expect(runningPublicUrlWarning({ listen, publicUrl: undefined }), listen).toBeNull();
+    expect(runningPublicUrlWarning({ listen: '0.0.0.0:443', publicUrl: 'https://hub.example.com' })).toBeNull();
   });
 });

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  apiPaths,
   deviceSigningKey,
   mintDeviceToken,
   newSecret,
@@ -12,7 +13,7 @@ import {
 } from '../../protocol/index.js';
 import { removeDevice, revokeKey, rotateKey, setDeviceDisabled } from '../../hub/device-admin.js';
 import { readRegistryFile } from '../../hub/registry.js';
-import { connectDevice, startTestHub, type TestHub } from '../hub/helpers.js';
+import { api, connectDevice, startTestHub, type TestHub } from '../hub/helpers.js';
 
 /**
  * Attacks on device identity: forged, expired, replayed-for-another-device, over-long and tampered
@@ -124,6 +125,14 @@ describe('key rotation, disable, enable, remove on a running hub', () => {
     expect(t.logs.lines().some((l) => l.msg === 'device disconnected by the hub' && l.device === 'victim' && l.why === 'device disabled')).toBe(true);
     await expect(connectDevice(t, 'victim', key, { online: false })).rejects.toThrow(/Not authorized/);
     expect(b.connected).toBe(true);
+    // The API says disabled, not merely offline; a stream request says so too (the code stays DEVICE_OFFLINE).
+    expect((await api(t, 'GET', apiPaths.device('victim'))).body).toMatchObject({ id: 'victim', online: false, disabled: true });
+    expect((await api(t, 'GET', apiPaths.devices)).body.devices.find((d: { id: string }) => d.id === 'victim')).toMatchObject({ disabled: true });
+    expect((await api(t, 'GET', apiPaths.device('bystander'))).body.disabled).toBeUndefined();
+    const refused = await api(t, 'POST', apiPaths.openStream('victim'), { body: { service: 'ssh' } });
+    expect(refused.status).toBe(503);
+    expect(refused.body.error.code).toBe('DEVICE_OFFLINE');
+    expect(refused.body.error.reason).toContain('disabled');
     setDeviceDisabled({ configFile: configFile(), deviceId: 'victim', disabled: false });
     const again = await connectDevice(t, 'victim', key, { online: false });
     await again.endAsync();

@@ -9,12 +9,14 @@ describe('tables', () => {
     const devices: DeviceInfo[] = [
       { id: 'pi-kitchen', online: true, lastSeen: NOW - 12_000, agentVersion: '0.1.0', openStreams: 2, uptimeSec: 3600 },
       { id: 'gw-7', online: false, lastSeen: null, agentVersion: null, openStreams: null },
+      { id: 'gw-8', online: false, lastSeen: NOW - 60_000, agentVersion: '0.1.0', openStreams: null, disabled: true },
     ];
     expect(formatDevices(devices, NOW)).toBe(
       [
-        'ID          STATE    LAST SEEN  VERSION  UPTIME  STREAMS',
-        'pi-kitchen  online   12s ago    0.1.0    1h00m   2',
-        'gw-7        offline  never      -        -       -',
+        'ID          STATE     LAST SEEN  VERSION  UPTIME  STREAMS',
+        'pi-kitchen  online    12s ago    0.1.0    1h00m   2',
+        'gw-7        offline   never      -        -       -',
+        'gw-8        disabled  1m ago     0.1.0    -       -',
         '',
       ].join('\n'),
     );
