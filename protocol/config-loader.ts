@@ -25,7 +25,7 @@ export function parseConfigText<S extends z.ZodMiniType>(file: string, text: str
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
+      doc.errors.map((e) => `${yamlLines(e.linePos)}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
     );
   }
   let raw: unknown;
@@ -43,4 +43,16 @@ export function parseConfigText<S extends z.ZodMiniType>(file: string, text: str
     );
   }
   return deepFreeze(parsed.data);
+}
+
+/**
+ * Where the YAML parser found a problem: `line N`, or `lines N-M` when what it could not read spans
+ * lines. A key indented one space too far is found at the end of the line before it (the parser
+ * reads the two as one multi-line key), so the range names both.
+ */
+function yamlLines(pos: readonly [{ line: number }, { line: number }] | readonly [{ line: number }] | undefined): string {
+  const from = pos?.[0]?.line;
+  const to = pos?.[1]?.line;
+  if (from === undefined) return 'line ?';
+  return to !== undefined && to > from ? `lines ${from}-${to}` : `line ${from}`;
 }

@@ -118,6 +118,10 @@ describe('loadConfigFile', () => {
   });
   it('names YAML syntax errors with their line, and a missing file', () => {
     expect(() => loadConfigFile(file('port: [1,\n'), schema)).toThrow(/line \d+/);
+    // A key indented one space too far: the parser meets it at the end of the line before, and the
+    // message names both lines.
+    const over = z.strictObject({ hub: z.strictObject({ id: z.string(), url: z.optional(z.string()) }) });
+    expect(() => loadConfigFile(file('hub:\n  id: pi\n   url: wss://h/mqtt\n'), over)).toThrow(/lines 2-3: Implicit keys need to be on a single line/);
     expect(() => loadConfigFile('/nonexistent/x.yaml', schema)).toThrow(/cannot read file \(ENOENT\)/);
   });
 });

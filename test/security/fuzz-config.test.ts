@@ -104,7 +104,7 @@ function loadsOrNamesTheProblem(load: (file: string) => unknown, file: string, t
     expect(err.file === file || err.file === '--listen').toBe(true);
     expect(err.message.startsWith(`${err.file}: `)).toBe(true);
     expect(err.problems.length).toBeGreaterThan(0);
-    for (const p of err.problems) expect(p).toMatch(/^(line \d+|line \?|\(top level\)|[^\s:][^:]*): \S/);
+    for (const p of err.problems) expect(p).toMatch(/^(lines? \d+(-\d+)?|line \?|\(top level\)|[^\s:][^:]*): \S/);
   }
 }
 
