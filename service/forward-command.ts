@@ -51,7 +51,7 @@ export async function runForward(
     await forwarder.start();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    ctx.err(`devstreams: cannot listen on ${hostPort(listen.host, listen.port)}: ${e.code ?? e.message}`);
+    ctx.err(`devstreams: cannot listen on ${hostPort(listen.host, listen.port)}: ${listenProblem(e)}`);
     return 1;
   }
   const { host, port } = forwarder.address;
@@ -88,6 +88,16 @@ async function preflight(ctx: ServiceContext, device: string, service: string): 
 export function exposedWarning(host: string, device: string, service: string): string | null {
   if (isLoopbackHost(host)) return null;
   return `devstreams: warning: listening on ${host}, not loopback: whoever can reach it reaches ${device}/${service} with your token`;
+}
+
+/** Why a listen failed, in words, with the system's code. */
+function listenProblem(e: NodeJS.ErrnoException): string {
+  const words: Record<string, string> = {
+    EADDRINUSE: 'the port is in use (another forward, or another program, listens there)',
+    EACCES: 'permission denied (ports below 1024 need privileges)',
+    EADDRNOTAVAIL: 'this machine has no such address',
+  };
+  return e.code ? `${words[e.code] ? `${words[e.code]}, ` : ''}${e.code}` : e.message;
 }
 
 export function hostPort(host: string, port: number): string {

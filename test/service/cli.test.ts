@@ -235,7 +235,7 @@ describe('devstreams forward', () => {
     const port = (busy.address() as net.AddressInfo).port;
     const ctx = memoryContext();
     expect(await runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port }, undefined, new Promise(() => undefined))).toBe(1);
-    expect(ctx.stderr).toEqual([`devstreams: cannot listen on 127.0.0.1:${port}: EADDRINUSE`]);
+    expect(ctx.stderr).toEqual([`devstreams: cannot listen on 127.0.0.1:${port}: the port is in use (another forward, or another program, listens there), EADDRINUSE`]);
     await new Promise((r) => busy.close(r));
   });
 
