@@ -5,11 +5,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { transportFailed } from '../../agent/connect-failure.js';
 import { ControlChannel } from '../../agent/control-channel.js';
-import { hubTlsContext } from '../../agent/hub-tls.js';
 import { setDeviceDisabled } from '../../hub/device-admin.js';
 import { makeTestTls } from '../helpers/tls.js';
 import { startTestHub, type TestHub } from '../hub/helpers.js';
-import { captureLog, type LogLine } from './helpers.js';
+import { captureLog, testChannel, type LogLine } from './helpers.js';
 
 /**
  * Why a control channel attempt failed, in the agent's own log: a refused WebSocket upgrade (a hub
@@ -29,19 +28,7 @@ afterAll(async () => {
 });
 
 function channel(opts: { url?: string; deviceId: string; key: string; ca?: string }) {
-  const logs = captureLog();
-  const ch = new ControlChannel({
-    url: opts.url ?? `wss://localhost:${t.port}/mqtt`,
-    deviceId: opts.deviceId,
-    key: opts.key,
-    secureContext: hubTlsContext({ ca: opts.ca ?? t.ca }),
-    log: logs.log,
-    onRequest: () => {},
-    openStreams: () => 0,
-    reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
-  });
-  running.push(ch);
-  return { ch, logs };
+  return testChannel(running, { ...opts, url: opts.url ?? `wss://localhost:${t.port}/mqtt`, ca: opts.ca ?? t.ca, reconnect: { initialDelayMs: 20, maxDelayMs: 50 } });
 }
 
 const isError = (l: LogLine): boolean => l.msg === 'control channel error';

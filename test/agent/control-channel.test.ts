@@ -6,12 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
-import { hubTlsContext } from '../../agent/hub-tls.js';
 import mqttPacket from 'mqtt-packet';
 import { PROTOCOL_VERSION, topics } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { FakeHub } from './fake-hub.js';
-import { captureLog } from './helpers.js';
+import { testChannel } from './helpers.js';
 
 /** TLS and authentication of the control channel: what the agent refuses, and what the hub refuses. */
 let tls: TestTls;
@@ -20,20 +19,7 @@ let wrongNameHub: FakeHub;
 const running: ControlChannel[] = [];
 
 function channel(opts: { url: string; key: string; ca?: string; deviceId?: string; auth?: 'token' | 'key' }) {
-  const logs = captureLog();
-  const ch = new ControlChannel({
-    url: opts.url,
-    deviceId: opts.deviceId ?? 'dev1',
-    key: opts.key,
-    ...(opts.auth ? { auth: opts.auth } : {}),
-    secureContext: hubTlsContext({ ca: opts.ca }),
-    log: logs.log,
-    onRequest: () => {},
-    openStreams: () => 0,
-    reconnect: { initialDelayMs: 100, maxDelayMs: 100 },
-  });
-  running.push(ch);
-  return { ch, logs };
+  return testChannel(running, { ...opts, deviceId: opts.deviceId ?? 'dev1' });
 }
 
 beforeAll(async () => {

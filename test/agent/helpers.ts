@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ControlChannel } from '../../agent/control-channel.js';
+import { hubTlsContext } from '../../agent/hub-tls.js';
 import { createLogger, type Logger } from '../../protocol/index.js';
 
 export type LogLine = Record<string, unknown> & { msg?: string; level: number };
@@ -112,3 +114,27 @@ export class TargetServer {
 }
 
 export { closedPort } from '../helpers/targets.js';
+
+/**
+ * A ControlChannel for tests, logging into memory and added to `running` (each file stops those in
+ * its afterAll); `ca` undefined: Node's default trust.
+ */
+export function testChannel(
+  running: ControlChannel[],
+  opts: { url: string; deviceId: string; key: string; ca?: string | undefined; auth?: 'token' | 'key'; reconnect?: { initialDelayMs: number; maxDelayMs: number } },
+): { ch: ControlChannel; logs: ReturnType<typeof captureLog> } {
+  const logs = captureLog();
+  const ch = new ControlChannel({
+    url: opts.url,
+    deviceId: opts.deviceId,
+    key: opts.key,
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    secureContext: hubTlsContext({ ca: opts.ca }),
+    log: logs.log,
+    onRequest: () => {},
+    openStreams: () => 0,
+    reconnect: opts.reconnect ?? { initialDelayMs: 100, maxDelayMs: 100 },
+  });
+  running.push(ch);
+  return { ch, logs };
+}

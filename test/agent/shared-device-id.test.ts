@@ -2,9 +2,8 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlChannel } from '../../agent/control-channel.js';
 import { ShortSessions } from '../../agent/short-sessions.js';
-import { hubTlsContext } from '../../agent/hub-tls.js';
 import { startTestHub, until, type TestHub } from '../hub/helpers.js';
-import { captureLog } from './helpers.js';
+import { captureLog, testChannel } from './helpers.js';
 
 /**
  * Two agents with the same device id (the same config on two boards): the hub keeps the newest
@@ -25,19 +24,7 @@ afterAll(async () => {
 });
 
 function agent(deviceId: string, key: string) {
-  const logs = captureLog();
-  const ch = new ControlChannel({
-    url: `wss://localhost:${t.port}/mqtt`,
-    deviceId,
-    key,
-    secureContext: hubTlsContext({ ca: t.ca }),
-    log: logs.log,
-    onRequest: () => {},
-    openStreams: () => 0,
-    reconnect: { initialDelayMs: 50, maxDelayMs: 200 },
-  });
-  running.push(ch);
-  return { ch, logs };
+  return testChannel(running, { url: `wss://localhost:${t.port}/mqtt`, deviceId, key, ca: t.ca, reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
 }
 
 describe('two agents with one device id', () => {
