@@ -97,7 +97,9 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       if (values.help) return help(command);
       const bytes = intOption('bytes', values.bytes, 1024 * 1024, 0, 2 ** 40)!;
       const timeoutMs = timeoutOf(values.timeout);
-      return runEcho(makeContext(values, process.env, { multiplex: false }), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs);
+      // On a terminal, how far it is every 2 s: a large --bytes takes minutes.
+      const progress = process.stderr.isTTY ? { everyMs: 2000, line: (t: string) => void process.stderr.write(`devstreams: ${t}\n`) } : undefined;
+      return runEcho(makeContext(values, process.env, { multiplex: false }), positionals[0]!, values.service ?? 'echo', bytes, timeoutMs, progress);
     }
     case 'devices':
     case 'endpoints': {

@@ -76,6 +76,8 @@ export async function runEcho(
   service: string,
   bytes: number,
   timeoutMs: number | undefined,
+  /** Every `everyMs` while it runs, a line of how far it is (the CLI: every 2 s on a terminal). */
+  progress?: { everyMs: number; line: (text: string) => void },
 ): Promise<number> {
   const t0 = Date.now();
   const stream = await openOrReport(ctx, device, service, () =>
@@ -85,11 +87,20 @@ export async function runEcho(
   if (!stream) return 1;
   const setupMs = Date.now() - t0;
   let r: Omit<EchoReport, 'setupMs'>;
+  const started = Date.now();
+  const ticker = progress
+    ? setInterval(() => {
+        const s = (Date.now() - started) / 1000;
+        progress.line(`echo ${device}/${service}: ${mb(stream.bytesOut)} of ${mb(bytes)} sent, ${mb(stream.bytesIn)} back, ${mb(stream.bytesIn / s)}/s`);
+      }, progress.everyMs)
+    : undefined;
   try {
     r = await echoRoundTrip(stream, bytes);
   } catch (err) {
     ctx.err(streamFailedLine(device, service, err as Error, ` after ${stream.bytesOut} of ${bytes} bytes sent, ${stream.bytesIn} received`));
     return 1;
+  } finally {
+    clearInterval(ticker);
   }
   if (r.received !== r.sent) {
     ctx.err(`devstreams: echo ${device}/${service}: ${r.received < r.sent ? 'short read' : 'too many bytes'}: sent ${r.sent} bytes, received ${r.received}`);
@@ -101,4 +112,9 @@ export async function runEcho(
   }
   ctx.out(`echo ok: ${r.sent} bytes, set-up ${setupMs} ms, round trip ${r.roundTripMs} ms\n`);
   return 0;
+}
+
+/** Bytes as MB (10^6) with one decimal. */
+function mb(n: number): string {
+  return `${(n / 1e6).toFixed(1)} MB`;
 }

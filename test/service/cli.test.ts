@@ -119,6 +119,19 @@ describe('devstreams echo', () => {
     expect(ctx.stderr).toEqual(['devstreams: echo pi/echo: short read: sent 100000 bytes, received 50000']);
   });
 
+  it('says how far it is while it runs, when asked (the CLI asks on a terminal)', async () => {
+    await startHub();
+    // The echo holds the first bytes back until a progress line has been written.
+    let seen!: () => void;
+    const progressed = new Promise<void>((r) => (seen = r));
+    hub.relay = transformingRelay(() => new Transform({ transform: (c: Buffer, _e, cb) => void progressed.then(() => cb(null, c)) }));
+    const ctx = memoryContext();
+    const lines: string[] = [];
+    const code = await runEcho(ctx, 'pi', 'echo', 100_000, undefined, { everyMs: 5, line: (t) => (lines.push(t), seen()) });
+    expect(code).toBe(0);
+    expect(lines[0]).toMatch(/^echo pi\/echo: \d+\.\d MB of 0\.1 MB sent, \d+\.\d MB back, \d+\.\d MB\/s$/);
+  });
+
   it('reports a stream the device aborts', async () => {
     await startHub();
     hub.relay = (ws) => ws.once('message', () => ws.close(4503, 'target went away'));
