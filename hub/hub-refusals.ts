@@ -15,6 +15,16 @@ export interface RefusedRequest {
 const MAX_OVER_RATE_KEYS = 1000;
 
 /**
+ * How many of the hub's own refusals one token gets history records for per minute; past that they
+ * are counted and summed in one log line a minute, as over-rate requests are. The token rate alone
+ * (100/s by default) let a token scoped to one device write 100 records a second for devices it may
+ * not reach or that do not exist, with no device involved, and so push the fleet's real records out
+ * of `history.maxRecords` (10,000) in under two minutes. 60 a minute is more than a person or a
+ * retrying script makes; it would take one token nearly three hours to push out 10,000 records.
+ */
+export const REFUSAL_RECORDS_PER_TOKEN_PER_MINUTE = 60;
+
+/**
  * Stream requests the hub refuses itself, after the service token was accepted (README "Observe
  * the fleet"; ARCHITECTURE "Observability"), recorded as a device's refusal is: scope (403
  * FORBIDDEN), shutting down, unknown device (404), offline device (503), the device's limits
@@ -35,6 +45,9 @@ export class HubRefusals {
   private readonly now: () => number;
   /** Per token name: when its last over-rate line was logged, and how many were refused since. */
   private readonly overRateSeen = new Map<string, { loggedAt: number; unlogged: number }>();
+  /** Per token name: the minute its refusal records are counted in, and how many it has had. */
+  private readonly recordBudget = new Map<string, { since: number; records: number }>();
+  private readonly recordsPerMinute: number;
 
   constructor(opts: {
     streamLog: StreamLog;
@@ -43,6 +56,8 @@ export class HubRefusals {
     overRate?: () => void;
     /** Least time between two over-rate log lines for one token (default 60 s). */
     overRateLogIntervalMs?: number;
+    /** Refusal records per token per minute (default REFUSAL_RECORDS_PER_TOKEN_PER_MINUTE). */
+    recordsPerMinute?: number;
     now?: () => number;
   }) {
     this.streamLog = opts.streamLog;
@@ -50,11 +65,15 @@ export class HubRefusals {
     this.countOverRate = opts.overRate ?? (() => {});
     this.intervalMs = opts.overRateLogIntervalMs ?? 60_000;
     this.now = opts.now ?? Date.now;
+    this.recordsPerMinute = opts.recordsPerMinute ?? REFUSAL_RECORDS_PER_TOKEN_PER_MINUTE;
   }
 
   /** Records a refusal of the hub's own: a history record, the metric and one log line. */
   refused(request: RefusedRequest, err: DevstreamsError): void {
     const at = this.now();
+    if (!this.withinBudget(request.requestedBy, at)) {
+      return this.summarised(request.requestedBy, err, 'stream request refused, not recorded: its token had its refusal records for this minute');
+    }
     this.streamLog.add(
       {
         streamId: newStreamId(),
@@ -76,8 +95,25 @@ export class HubRefusals {
     );
   }
 
+  /** True while `token` has records left this minute (and takes one). */
+  private withinBudget(token: string, now: number): boolean {
+    let b = this.recordBudget.get(token);
+    if (!b || now - b.since >= 60_000) {
+      this.recordBudget.delete(token); // re-inserted last: the oldest entry is the one forgotten
+      if (this.recordBudget.size >= MAX_OVER_RATE_KEYS) this.recordBudget.delete(this.recordBudget.keys().next().value!);
+      b = { since: now, records: 0 };
+      this.recordBudget.set(token, b);
+    }
+    return ++b.records <= this.recordsPerMinute;
+  }
+
   /** A request over its token's rate (429 LIMIT_EXCEEDED): counted; logged at most once per interval per token. */
   overRate(token: string, err: DevstreamsError): void {
+    this.summarised(token, err, 'stream request refused: over its token rate');
+  }
+
+  /** Counted, and one log line per token per interval with how many there were since the last. */
+  private summarised(token: string, err: DevstreamsError, msg: string): void {
     this.countOverRate();
     const now = this.now();
     const seen = this.overRateSeen.get(token);
@@ -87,7 +123,7 @@ export class HubRefusals {
     }
     this.log.warn(
       { requestedBy: token, code: err.code, reason: err.reason, ...(seen?.unlogged ? { refusedSinceLastLine: seen.unlogged } : {}) },
-      'stream request refused: over its token rate',
+      msg,
     );
     this.overRateSeen.delete(token); // re-inserted last: the map's order is the order of the last lines
     if (this.overRateSeen.size >= MAX_OVER_RATE_KEYS) this.overRateSeen.delete(this.overRateSeen.keys().next().value!);

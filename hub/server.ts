@@ -12,7 +12,7 @@ import type { Broker } from './broker.js';
 import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
 import { ConnectionGuard } from './connection-guard.js';
 import { answerClientError } from './client-error.js';
-import { refuseUpgrade } from './http-util.js';
+import { peerAddress, refuseUpgrade } from './http-util.js';
 import { MqttPacketGuard } from './mqtt-packet-guard.js';
 import type { Relay } from './relay.js';
 import type { RelayMux } from './relay-mux.js';
@@ -228,8 +228,3 @@ function listenOn(server: NetServer, host: string, port: number, field: string):
   });
 }
 
-/** A socket's peer as address:port ([address]:port for IPv6), for log lines. */
-function peerAddress(socket: Socket): string {
-  const address = socket.remoteAddress ?? 'unknown';
-  return `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? 0}`;
-}

@@ -1,8 +1,9 @@
 /**
  * The one line for a command line that Node's parseArgs refused, in our words: its own messages
  * carry advice for other cases ("To specify a positional argument starting with a '-', place it at
- * the end of the command after '--'") and call a negative number "ambiguous". By the error's code,
- * never its text alone; an error of another kind keeps its first line.
+ * the end of the command after '--'") and call a negative number "ambiguous". By the error's code;
+ * within ERR_PARSE_ARGS_INVALID_OPTION_VALUE, which covers three cases, by Node's wording, best
+ * effort: wording it does not recognise keeps Node's first line, as does an error of another kind.
  */
 export function argsProblem(err: unknown): string {
   const e = err as NodeJS.ErrnoException;

@@ -7,7 +7,7 @@ import { Forwarder } from './forward.js';
 /**
  * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: asks the hub for the device first (a
  * token the hub refuses, or a device it does not know or this token may not reach, ends the command
- * there, with the one line `connect` prints); then listens, prints `listening on HOST:PORT ->
+ * there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens, prints `listening on HOST:PORT ->
  * DEVICE/SERVICE` (the real port) on stdout, forwards each accepted connection over its own stream
  * until SIGINT/SIGTERM, then stops and returns 0. A connection whose stream is refused, or whose
  * stream the device side ends, gets the same one line on stderr as `connect`'s.
@@ -66,21 +66,29 @@ export async function runForward(
   return 0;
 }
 
+/** Refusals that no later connection would get past: forward ends at once with them. */
+const FINAL_REFUSALS: ReadonlySet<string> = new Set(['UNAUTHORIZED', 'FORBIDDEN', 'DEVICE_UNKNOWN']);
+
 /**
  * The device as the hub sees it, before listening: false (the line printed) when the hub refuses
- * the token or the device, or cannot be reached. An offline device is only noted: it may come
- * online while forward runs. A service the device's allowlist refuses can only be learnt by opening
+ * the token, or does not know the device, or the token may not reach it. Anything else is only
+ * noted and forward listens: an offline device may come online, and a hub that cannot be reached
+ * now (a forward started at boot before the network, or during the hub's restart) may be reached
+ * by the first connection. A service the device's allowlist refuses can only be learnt by opening
  * a stream, which would reach the device's service; each connection reports that.
  */
 async function preflight(ctx: ServiceContext, device: string, service: string): Promise<boolean> {
   try {
     const info = await ctx.client.getDevice(device);
-    if (!info.online) ctx.err(`devstreams: ${device} is offline now: each connection is refused until it comes online`);
+    if (!info.online) ctx.err(`devstreams: ${device} is ${info.disabled ? 'disabled on the hub' : 'offline'} now: each connection is refused until it comes online`);
     return true;
   } catch (err) {
-    if (err instanceof HubRefusalError) ctx.err(refusedLine(device, service, err));
-    else ctx.err(`devstreams: ${(err as Error).message}`);
-    return false;
+    if (err instanceof HubRefusalError && FINAL_REFUSALS.has(err.code)) {
+      ctx.err(refusedLine(device, service, err));
+      return false;
+    }
+    ctx.err(`devstreams: could not check ${device} with the hub, listening anyway: ${(err as Error).message}`);
+    return true;
   }
 }
 

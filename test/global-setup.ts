@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
- * One temporary directory for the whole run. The test files and every process they start (sshd,
- * the agent, the hub, openssl) inherit it as TMPDIR, so the throwaway CAs, keys, configs and sshd
- * folders they make with `mkdtemp(tmpdir())` land here, and the run removes them all when it ends,
- * passed or failed. Nothing a test makes is left in /tmp: `.ci/run` checks that.
+ * One temporary directory for the whole run. The test files and the processes they start with the
+ * environment passed on (sshd, the agent, the hub, openssl) inherit it as TMPDIR, so the throwaway
+ * CAs, keys, configs and sshd folders they make with `mkdtemp(tmpdir())` land here, and the run
+ * removes them all when it ends, passed or failed. A child started with an environment of its own
+ * making does not see it: `.ci/run` fails if anything of ours is left in the real TMPDIR.
  */
 export default function setup(): () => void {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-test-run-'));

@@ -272,3 +272,30 @@ describe('HubRefusals over-rate lines', () => {
     expect(counted).toBe(7);
   });
 });
+
+describe('HubRefusals records per token', () => {
+  it('records at most recordsPerMinute refusals per token per minute; past that they are counted and summed, as over-rate ones', () => {
+    let now = 5_000_000;
+    const logs = captureLogger();
+    const records: string[] = [];
+    let counted = 0;
+    const refusals = new HubRefusals({
+      streamLog: { add: (r: { requestedBy: string }) => void records.push(r.requestedBy) } as unknown as StreamLog,
+      log: logs.log,
+      overRate: () => counted++,
+      recordsPerMinute: 3,
+      now: () => now,
+    });
+    const err = new DevstreamsError('DEVICE_UNKNOWN', 'no device "x" is registered');
+    const ask = (token: string): void => refusals.refused({ device: 'x', service: 'ssh', requestedBy: token }, err);
+    for (let i = 0; i < 10; i++) ask('scoped');
+    ask('other');
+    expect(records).toEqual(['scoped', 'scoped', 'scoped', 'other']);
+    expect(counted).toBe(7);
+    const summary = logs.lines().filter((l) => l.requestedBy === 'scoped' && l.code === 'DEVICE_UNKNOWN');
+    expect(summary).toHaveLength(1); // one line for the seven, at the first
+    now += 60_000; // a new minute: records again
+    ask('scoped');
+    expect(records).toHaveLength(5);
+  });
+});

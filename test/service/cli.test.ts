@@ -269,6 +269,19 @@ describe('devstreams forward', () => {
     }
   });
 
+  it('listens anyway, with a note, when the hub cannot answer for the device now', async () => {
+    await startHub();
+    hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi' ? errorBody('INTERNAL', 500, 'history store failing') : h.defaultApi(call));
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const line = await new Promise<string>((resolve) => (ctx.out = resolve));
+    expect(line).toMatch(/^listening on 127\.0\.0\.1:\d+ -> pi\/web\n$/);
+    expect(ctx.stderr).toEqual(['devstreams: could not check pi with the hub, listening anyway: history store failing']);
+    stop();
+    expect(await run).toBe(0);
+  });
+
   it('notes an offline device, then prints one line per refused or failed connection', async () => {
     await startHub();
     hub.api = (call, h) => {
