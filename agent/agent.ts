@@ -186,21 +186,30 @@ export class Agent extends EventEmitter {
   }
 
   /**
-   * Applies a re-read config (SIGHUP): the allowlist and limits take effect for the next request;
-   * open streams are untouched. Settings that need a restart (hub.*, log, shutdown) are reported,
-   * not applied. The caller has already validated the file (an invalid one never gets here).
+   * Applies a re-read config (SIGHUP): the allowlist and limits take effect for the next request,
+   * the device key for the next connection to the hub; open streams and the connection that is up
+   * are untouched. Settings that need a restart (the rest of hub.*, log, shutdown) are reported, not
+   * applied. The caller has already validated the file (an invalid one never gets here).
    */
   reload(next: AgentConfig): ReloadResult {
     const result = reloadProblems(this.config, next);
     this.handler.setAllowlist(new Allowlist(next.allow));
     this.table.setLimit(next.limits.maxStreams);
     this.targetDialer.setConnectTimeout(next.limits.connectTimeoutMs);
-    this.config = { ...this.config, allow: next.allow, limits: next.limits };
+    const keyChanged = next.hub.key !== this.config.hub.key;
+    if (keyChanged) this.channel.setKey(next.hub.key);
+    const hub = { ...this.config.hub, key: next.hub.key, ...(next.hub.keyFile !== undefined ? { keyFile: next.hub.keyFile } : {}) };
+    this.config = { ...this.config, hub, allow: next.allow, limits: next.limits };
     this.log.info(
-      { allow: this.describeAllowlist(), limits: next.limits, ...(result.needRestart.length ? { needRestart: result.needRestart } : {}) },
+      {
+        allow: this.describeAllowlist(),
+        limits: next.limits,
+        ...(keyChanged ? { keyChanged: 'used from the next connection' } : {}),
+        ...(result.needRestart.length ? { needRestart: result.needRestart } : {}),
+      },
       result.needRestart.length
-        ? `config reloaded (allowlist and limits); changes to ${result.needRestart.join(', ')} need a restart and were not applied`
-        : 'config reloaded (allowlist and limits)',
+        ? `config reloaded (allowlist, limits, key); changes to ${result.needRestart.join(', ')} need a restart and were not applied`
+        : 'config reloaded (allowlist, limits, key)',
     );
     return result;
   }

@@ -58,6 +58,8 @@ const STOP_TIMEOUT_MS = 3000;
  */
 export class ControlChannel extends EventEmitter {
   private readonly opts: ControlChannelOptions;
+  /** The device key (a secret: never logged); setKey replaces it. */
+  private key: string;
   private readonly log: Logger;
   private readonly requestTopic: string;
   private readonly statusTopic: string;
@@ -75,6 +77,7 @@ export class ControlChannel extends EventEmitter {
   constructor(opts: ControlChannelOptions) {
     super();
     this.opts = opts;
+    this.key = opts.key;
     this.log = opts.log.child({ component: 'control' });
     this.requestTopic = topics.streamRequest(opts.deviceId);
     this.statusTopic = topics.status(opts.deviceId);
@@ -197,9 +200,18 @@ export class ControlChannel extends EventEmitter {
 
   /** The MQTT password for the next CONNECT: a fresh device token, or the key (auth: key). */
   private credential(): string {
-    const { auth = 'token', key, deviceId, tokenTtlSec = 3600 } = this.opts;
-    if (auth === 'key') return key;
-    return mintDeviceToken(deviceId, key, Math.floor(Date.now() / 1000) + tokenTtlSec);
+    const { auth = 'token', deviceId, tokenTtlSec = 3600 } = this.opts;
+    if (auth === 'key') return this.key;
+    return mintDeviceToken(deviceId, this.key, Math.floor(Date.now() / 1000) + tokenTtlSec);
+  }
+
+  /**
+   * The key for the next CONNECT (a reload after `hub rotate-key`): the connection that is up stays
+   * as it is, proved with the key it was made with; when the hub drops it (the old key revoked), the
+   * reconnect proves the new one.
+   */
+  setKey(key: string): void {
+    this.key = key;
   }
 
   /** Reconnect state, for status reports: connected, or the attempt count since the last connection. */

@@ -8,15 +8,19 @@ export interface ReloadResult {
   needRestart: string[];
 }
 
+/** The hub settings a reload applies: the device key (and the file it is read from), for the next connection. */
+const APPLIED_HUB_KEYS: ReadonlySet<string> = new Set(['key', 'keyFile']);
+
 /**
- * SIGHUP applies only `allow` and `limits`. Everything else is compared so the operator learns
- * which changes wait for a restart: the hub connection (url, deviceId, key, ca, proxy, reconnect,
- * pingIntervalMs), log and shutdown.
+ * SIGHUP applies `allow`, `limits` and the device key (`hub.keyFile` re-read, or `hub.key`: used
+ * from the next connection, so a key rotated with `hub rotate-key` needs no restart). Everything
+ * else is compared so the operator learns which changes wait for a restart: the rest of the hub
+ * connection (url, deviceId, auth, ca, proxy, reconnect, pingIntervalMs), log and shutdown.
  */
 export function reloadProblems(current: AgentConfig, next: AgentConfig): ReloadResult {
   const needRestart: string[] = [];
   for (const k of Object.keys({ ...current.hub, ...next.hub }) as Array<keyof AgentConfig['hub']>) {
-    if (!isDeepStrictEqual(current.hub[k], next.hub[k])) needRestart.push(`hub.${k}`);
+    if (!APPLIED_HUB_KEYS.has(k) && !isDeepStrictEqual(current.hub[k], next.hub[k])) needRestart.push(`hub.${k}`);
   }
   if (!isDeepStrictEqual(current.log, next.log)) needRestart.push('log');
   if (!isDeepStrictEqual(current.shutdown, next.shutdown)) needRestart.push('shutdown');

@@ -26,8 +26,10 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`devstreams ${DEVSTREAMS_VERSION} (node ${process.version})\n`);
     return 0;
   }
-  // The long-running ones are `devstreams` in ps and top, not Node 24's "MainThread" (protocol/process-name.ts).
-  if (command === 'agent' || command === 'forward' || (command === 'hub' && (args[0] === undefined || args[0].startsWith('-')))) nameProcess();
+  // The ones that run a while are `devstreams` in ps and top, not Node 24's "MainThread"
+  // (protocol/process-name.ts); connect loads the native helper anyway, for its pipes.
+  const named = ['agent', 'forward', 'connect'].includes(command) || (command === 'hub' && (args[0] === undefined || args[0].startsWith('-')));
+  if (named) nameProcess();
   if (command === 'hub') {
     return typeof __DEVSTREAMS_ROLE__ === 'undefined' || __DEVSTREAMS_ROLE__ === 'hub' ? (await import('../hub/cli.js')).runHubCli(args) : notHere(command);
   }

@@ -36,7 +36,7 @@ describe('signals: SIGHUP reloads policy, SIGTERM drains', { timeout: 120000 }, 
       c.hub.url = c.hub.url.replace('localhost', '127.0.0.1'); // needs a restart: reported, not applied
     });
     stack.agent.child.kill('SIGHUP');
-    const line = await stack.agent.waitForLine((l) => l.includes('"msg":"config reloaded (allowlist and limits); changes to '));
+    const line = await stack.agent.waitForLine((l) => l.includes('"msg":"config reloaded (allowlist, limits, key); changes to '));
     const reloaded = JSON.parse(line) as { msg: string; needRestart: string[] };
     expect(reloaded.needRestart).toContain('hub.url');
     expect(reloaded.msg).toMatch(/hub\.url.* need a restart and were not applied$/);

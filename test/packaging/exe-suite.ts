@@ -159,7 +159,7 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         const good = readFileSync(file, 'utf8');
         let from = agent.lines.length;
         agent.child.kill('SIGHUP');
-        await lineAfter(from, '"msg":"config reloaded (allowlist and limits)"');
+        await lineAfter(from, '"msg":"config reloaded (allowlist, limits, key)"');
         try {
           writeFileSync(file, `${good}\nzzz: [unclosed\n`);
           from = agent.lines.length;

@@ -1,0 +1,61 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../agent/agent.js';
+import { loadAgentConfig } from '../../agent/config.js';
+import { revokeKey, rotateKey } from '../../hub/device-admin.js';
+import { startTestHub, tempDir, until, type TestHub } from '../hub/helpers.js';
+import { captureLog } from './helpers.js';
+
+/**
+ * `hub rotate-key`, the new key copied to the device, `systemctl reload` (SIGHUP), `hub revoke-key`
+ * of the old: the agent proves the new key at its next connection, with no restart. Before, the
+ * reload reported `needRestart: ["hub.key"]` and the agent, dropped by the hub when the old key was
+ * revoked, retried with the old key until restarted.
+ */
+let t: TestHub;
+let agent: Agent | undefined;
+const DEVICE = 'pi-rot';
+
+beforeAll(async () => {
+  t = await startTestHub();
+});
+afterAll(async () => {
+  await agent?.stop();
+  await t?.stop();
+});
+
+describe('a rotated device key, reloaded', () => {
+  it('is used from the next connection: the agent is back online after the old key is revoked', async () => {
+    const dir = tempDir('devstreams-agent-key-');
+    const keyFile = join(dir, 'device.key');
+    writeFileSync(keyFile, `${t.addDevice(DEVICE)}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca.crt'), t.ca);
+    const configFile = join(dir, 'agent.yaml');
+    writeFileSync(
+      configFile,
+      ['hub:', `  url: wss://localhost:${t.port}/mqtt`, `  deviceId: ${DEVICE}`, '  keyFile: device.key', '  ca: ca.crt',
+        '  reconnect: { initialDelayMs: 50, maxDelayMs: 200 }', 'allow:', '  - { name: echo, builtin: echo }'].join('\n'),
+    );
+    const logs = captureLog();
+    agent = new Agent({ config: loadAgentConfig(configFile), log: logs.log });
+    await agent.start();
+    await agent.waitConnected();
+
+    const hubYaml = join(t.dir, 'hub.yaml');
+    const rotated = rotateKey({ configFile: hubYaml, deviceId: DEVICE, slot: 'secondary' });
+    writeFileSync(keyFile, readFileSync(rotated.keyFile!), { mode: 0o600 });
+    const result = agent.reload(loadAgentConfig(configFile));
+    expect(result.needRestart).toEqual([]);
+    expect(logs.lines.find((l) => l.msg?.startsWith('config reloaded'))).toMatchObject({ keyChanged: 'used from the next connection' });
+    expect(agent.connected).toBe(true); // the connection that is up stays
+
+    const before = logs.lines.length;
+    revokeKey({ configFile: hubYaml, deviceId: DEVICE, slot: 'primary' }); // the hub drops the old key's session
+    await logs.waitFor((l) => logs.lines.indexOf(l) >= before && l.msg === 'control channel disconnected');
+    await logs.waitFor((l) => logs.lines.indexOf(l) >= before && l.msg === 'agent connected');
+    await until(() => t.hub.presence.isOnline(DEVICE), 5000, 'online again');
+    expect(logs.lines.slice(before).filter((l) => l.msg === 'control channel error' && l.code === 4)).toEqual([]);
+    expect(logs.text()).not.toContain(readFileSync(rotated.keyFile!, 'utf8').trim());
+  });
+});
