@@ -23,10 +23,12 @@ export function parseConfigText<S extends z.ZodMiniType>(file: string, text: str
   if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) throw new ConfigError(file, [`file is larger than ${MAX_CONFIG_BYTES} bytes`]);
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => `${yamlLines(e.linePos)}: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`),
-    );
+    // The first is where the parser lost its way; those after it mostly follow from it (a key
+    // indented wrong makes every line after it in that mapping an error too), so they are counted.
+    const first = doc.errors[0]!;
+    const more = doc.errors.length - 1;
+    const what = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    throw new ConfigError(file, [`${yamlLines(first.linePos)}: ${what}${more > 0 ? ` (and ${more} more YAML error${more > 1 ? 's' : ''} after it)` : ''}`]);
   }
   let raw: unknown;
   try {

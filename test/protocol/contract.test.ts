@@ -121,7 +121,14 @@ describe('loadConfigFile', () => {
     // A key indented one space too far: the parser meets it at the end of the line before, and the
     // message names both lines.
     const over = z.strictObject({ hub: z.strictObject({ id: z.string(), url: z.optional(z.string()) }) });
-    expect(() => loadConfigFile(file('hub:\n  id: pi\n   url: wss://h/mqtt\n'), over)).toThrow(/lines 2-3: Implicit keys need to be on a single line/);
+    expect(() => loadConfigFile(file('hub:\n  id: pi\n   url: wss://h/mqtt\n'), over)).toThrow(/: line 2: Nested mappings are not allowed in compact mappings \(and 1 more YAML error after it\)$/);
+    // One indented too little: the first error is the line itself; the rest follow from it.
+    try {
+      loadConfigFile(file('hub:\n  id: pi\n url: x\n  a: 1\n  b: 2\n'), over);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([expect.stringMatching(/^line 3: All mapping items must start at the same column \(and \d+ more YAML errors after it\)$/)]);
+    }
     expect(() => loadConfigFile('/nonexistent/x.yaml', schema)).toThrow(/cannot read file \(ENOENT\)/);
   });
 });
