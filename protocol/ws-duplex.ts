@@ -116,6 +116,16 @@ export class WsDuplex extends Duplex {
     this.destroy(new StreamClosedError(code, reason));
   }
 
+  /**
+   * Resolves once the WebSocket under this stream has closed: its close frame written and answered,
+   * or the connection gone. A process that exits when its stream ends waits for this (bounded), or
+   * its close frame may never leave and the hub sees 1006 instead of the code it was sent.
+   */
+  whenClosed(): Promise<void> {
+    if (this.ws.readyState === this.ws.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => this.ws.once('close', () => resolve()));
+  }
+
   /** Ends the stream abnormally: the peer sees `code` and `reason`. */
   abort(code: ErrorCode, reason: string): void {
     this.destroy(new DevstreamsError(code, reason));

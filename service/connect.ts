@@ -5,6 +5,9 @@ import { streamFailedLine } from './errors.js';
 import { StdioDuplex } from './stdio-duplex.js';
 import { widenPipes } from './stdio-pipes.js';
 
+/** The longest connect waits, once its stream has ended, for its WebSocket's close to complete. */
+const CLOSE_WAIT_MS = 1000;
+
 /**
  * `devstreams connect DEVICE SERVICE`: bridges stdin/stdout to one stream, so
  * `ssh -o ProxyCommand='devstreams connect %h ssh' user@DEVICE` works. Nothing but stream bytes
@@ -28,6 +31,8 @@ export async function runConnect(
   const { stdin, stdout } = stdio ?? { stdin: standardInput(), stdout: process.stdout };
   const local = new StdioDuplex(stdin as Readable, stdout as Writable);
   const result = await bridge(stream, local, log, { a: 'device', b: 'stdio' });
+  // The process exits next: let the close frame leave first, so the hub records the code it was sent.
+  await Promise.race([stream.whenClosed(), new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
   if (result.error) {
     // The reader of standard output went away (`connect ... | head -c 20`, or ssh that ended): the
     // stream ends as it would have, quietly, as other tools end on a closed pipe.

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CLI, CliProcess } from '../helpers/proc.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
 import { Stack } from '../helpers/stack.js';
@@ -122,6 +122,26 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
         const r = await ssh('echo hello-from-$(uname -s)', '', SLOW);
         expect({ code: r.code, stdout: r.stdout.toString() }).toEqual({ code: 0, stdout: 'hello-from-Linux\n' });
         expect(agent.logs('first stream: Maglev compiler on')).toHaveLength(1);
+      }, SLOW);
+
+      // `connect ... | head -c 20`: connect ends quietly, and its close frame leaves before it exits,
+      // so the hub records why (write EPIPE) rather than a connection gone without one (1006).
+      it.runIf(opts.serviceSide === 'executable')('connect whose reader goes away ends quietly, and the hub learns why', async () => {
+        const cmd = `head -c 4000000 /dev/zero | ${exe.join(' ')} connect ${id} echo | head -c 20 > /dev/null; echo "rc=\${PIPESTATUS[1]}"`;
+        const r = await run(['bash', '-c', cmd], { env: stack.env, timeoutMs: SLOW });
+        expect(r.stderr.toString()).toBe('');
+        expect(r.stdout.toString()).toBe('rc=1\n');
+        const client = stack.client();
+        try {
+          const last = await vi.waitFor(async () => {
+            const [rec] = await client.listStreams({ device: id, limit: 1 });
+            expect(rec?.service).toBe('echo');
+            return rec!;
+          });
+          expect(last).toMatchObject({ result: 'error', code: 'PEER_GONE', reason: 'write EPIPE', closedBy: 'service' });
+        } finally {
+          client.close();
+        }
       }, SLOW);
 
       it('carries 20 MB each way in one ssh session, checked by SHA-256', async () => {

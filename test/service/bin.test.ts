@@ -5,10 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { build } from 'esbuild';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ERRORS } from '../../protocol/index.js';
 import { makeTestTls, type TestTls } from '../helpers/tls.js';
 import { formatDevices } from '../../service/tables.js';
-import { FakeHub, errorBody } from './fake-hub.js';
+import { FakeHub, echoRelay, errorBody } from './fake-hub.js';
 
 /** The dispatcher as a real process: exit codes, one-line errors, stdout flushed, signals. */
 
@@ -154,7 +155,12 @@ describe('bin/devstreams', () => {
   });
 
   it('connect ends quietly when the reader of its output goes away (connect ... | head -c 20)', async () => {
-    hub = await new FakeHub(tls).start(); // its relay echoes
+    hub = await new FakeHub(tls).start();
+    const closes: number[] = [];
+    hub.relay = (ws) => {
+      echoRelay(ws);
+      ws.once('close', (code) => closes.push(code));
+    };
     const child = spawn(process.execPath, [OUT, 'connect', 'pi', 'echo'], { env: { PATH: process.env.PATH ?? '', ...hubEnv(hub) }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
@@ -166,6 +172,8 @@ describe('bin/devstreams', () => {
     const [code] = (await once(child, 'close')) as [number | null];
     expect(stderr).toBe('');
     expect(code).toBe(1);
+    // Its close frame left before it exited: the hub saw PEER_GONE's code, not 1006 (no close frame).
+    await vi.waitFor(() => expect(closes).toEqual([ERRORS.PEER_GONE.ws]));
   });
 
   it('forward prints its port, serves, and exits 0 on SIGTERM', async () => {
