@@ -126,8 +126,9 @@ export function executableSuite(arch: Arch, opts: { serviceSide: 'checkout' | 'e
 
       // `connect ... | head -c 20`: connect ends quietly, and its close frame leaves before it exits,
       // so the hub records why (write EPIPE) rather than a connection gone without one (1006).
-      it.runIf(opts.serviceSide === 'executable')('connect whose reader goes away ends quietly, and the hub learns why', async () => {
-        const cmd = `head -c 4000000 /dev/zero | ${exe.join(' ')} connect ${id} echo | head -c 20 > /dev/null; echo "rc=\${PIPESTATUS[1]}"`;
+      it('connect whose reader goes away ends quietly, and the hub learns why', async () => {
+        const service = opts.serviceSide === 'executable' ? exe.join(' ') : `${process.execPath} ${CLI}`;
+        const cmd = `head -c 4000000 /dev/zero | ${service} connect ${id} echo | head -c 20 > /dev/null; echo "rc=\${PIPESTATUS[1]}"`;
         const r = await run(['bash', '-c', cmd], { env: stack.env, timeoutMs: SLOW });
         expect(r.stderr.toString()).toBe('');
         expect(r.stdout.toString()).toBe('rc=1\n');
