@@ -198,7 +198,8 @@ export class Agent extends EventEmitter {
     this.targetDialer.setConnectTimeout(next.limits.connectTimeoutMs);
     const keyChanged = next.hub.key !== this.config.hub.key;
     if (keyChanged) this.channel.setKey(next.hub.key);
-    const hub = { ...this.config.hub, key: next.hub.key, ...(next.hub.keyFile !== undefined ? { keyFile: next.hub.keyFile } : {}) };
+    const { keyFile: _was, ...rest } = this.config.hub; // from a keyFile to an inline key, or back
+    const hub = { ...rest, key: next.hub.key, ...(next.hub.keyFile !== undefined ? { keyFile: next.hub.keyFile } : {}) };
     this.config = { ...this.config, hub, allow: next.allow, limits: next.limits };
     this.log.info(
       {
