@@ -11,8 +11,15 @@ export interface RefusedRequest {
   requestedBy: string;
 }
 
-/** Tokens whose over-rate refusals are being summed at once; past it, the oldest are forgotten. */
-const MAX_OVER_RATE_KEYS = 1000;
+/** Tokens kept at once in each per-token map below; past it, the oldest are forgotten. */
+const MAX_TOKENS = 1000;
+
+/** Sets `key` as the newest entry of `map` (its order is the order of the last sets), forgetting the oldest past MAX_TOKENS. */
+function setNewest<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  if (map.size >= MAX_TOKENS) map.delete(map.keys().next().value!);
+  map.set(key, value);
+}
 
 /**
  * How many of the hub's own refusals one token gets history records for per minute; past that they
@@ -99,10 +106,8 @@ export class HubRefusals {
   private withinBudget(token: string, now: number): boolean {
     let b = this.recordBudget.get(token);
     if (!b || now - b.since >= 60_000) {
-      this.recordBudget.delete(token); // re-inserted last: the oldest entry is the one forgotten
-      if (this.recordBudget.size >= MAX_OVER_RATE_KEYS) this.recordBudget.delete(this.recordBudget.keys().next().value!);
       b = { since: now, records: 0 };
-      this.recordBudget.set(token, b);
+      setNewest(this.recordBudget, token, b);
     }
     return ++b.records <= this.recordsPerMinute;
   }
@@ -125,8 +130,6 @@ export class HubRefusals {
       { requestedBy: token, code: err.code, reason: err.reason, ...(seen?.unlogged ? { refusedSinceLastLine: seen.unlogged } : {}) },
       msg,
     );
-    this.overRateSeen.delete(token); // re-inserted last: the map's order is the order of the last lines
-    if (this.overRateSeen.size >= MAX_OVER_RATE_KEYS) this.overRateSeen.delete(this.overRateSeen.keys().next().value!);
-    this.overRateSeen.set(token, { loggedAt: now, unlogged: 0 });
+    setNewest(this.overRateSeen, token, { loggedAt: now, unlogged: 0 });
   }
 }

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, collectGarbage, isLoopbackHost } from '../protocol/index.js';
+import { IdleMemoryReclaimer, RELAY_HEAP_THRESHOLDS, collectGarbage, isLoopbackHost, type ErrorCode } from '../protocol/index.js';
 import type { ServiceContext } from './context.js';
 import { HubRefusalError, refusedLine, streamFailedLine } from './errors.js';
 import { Forwarder } from './forward.js';
@@ -7,10 +7,11 @@ import { Forwarder } from './forward.js';
 /**
  * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: asks the hub for the device first (a
  * token the hub refuses, or a device it does not know or this token may not reach, ends the command
- * there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens, prints `listening on HOST:PORT ->
- * DEVICE/SERVICE` (the real port) on stdout, forwards each accepted connection over its own stream
- * until SIGINT/SIGTERM, then stops and returns 0. A connection whose stream is refused, or whose
- * stream the device side ends, gets the same one line on stderr as `connect`'s.
+ * there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens,
+ * prints `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on stdout, forwards each
+ * accepted connection over its own stream until SIGINT/SIGTERM, then stops and returns 0. A
+ * connection whose stream is refused, or whose stream the device side ends, gets the same one line
+ * on stderr as `connect`'s.
  */
 export async function runForward(
   ctx: ServiceContext,
@@ -20,6 +21,7 @@ export async function runForward(
   timeoutMs: number | undefined,
   stopSignal: Promise<unknown> = onceSignal(),
 ): Promise<number> {
+  if (!(await preflight(ctx, device, service))) return 1;
   // A forwarder may run for days: memory back once no connection has been open for a while (the
   // CLI's process only; the SDK's Forwarder leaves its user's process alone).
   // While connections are open glibc keeps freed buffers for the next reads (protocol/malloc-trim.ts).
@@ -32,7 +34,6 @@ export async function runForward(
     // its path again.
     collect: () => collectGarbage({ dropBytecode: false }),
   });
-  if (!(await preflight(ctx, device, service))) return 1;
   const warning = exposedWarning(listen.host, device, service);
   if (warning) ctx.err(warning);
   const forwarder = new Forwarder({
@@ -67,7 +68,7 @@ export async function runForward(
 }
 
 /** Refusals that no later connection would get past: forward ends at once with them. */
-const FINAL_REFUSALS: ReadonlySet<string> = new Set(['UNAUTHORIZED', 'FORBIDDEN', 'DEVICE_UNKNOWN']);
+const FINAL_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAUTHORIZED', 'FORBIDDEN', 'DEVICE_UNKNOWN']);
 
 /**
  * The device as the hub sees it, before listening: false (the line printed) when the hub refuses
