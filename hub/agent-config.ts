@@ -78,7 +78,7 @@ export function agentConfigYaml(opts: {
     ...(opts.caFile ? [`  ca: ${q(opts.caFile)}`] : []),
     ...(opts.external
       ? [
-          '  auth: key                                   # an external broker checks the key itself (docs/SCALE.md)',
+          '  auth: key                                   # the external broker checks the device key itself',
           `  relayHosts: [${opts.external.relayHosts.map(q).join(', ')}]   # the hub nodes that serve streams`,
         ]
       : []),

@@ -99,7 +99,7 @@ export class Api {
       const streams: StreamRecord[] = this.streamLog.list();
       return sendJson(res, 200, { streams });
     }
-    if (this.observe?.handle(req, res, path, method, (id) => callerMayReachDevice(scope, id))) return;
+    if (this.observe?.handle(req, res, path, method, scope)) return;
     sendError(res, 'NOT_FOUND', `no such API route: ${method} ${path.slice(0, 200)}`);
   }
 

@@ -133,7 +133,10 @@ export class MqttControlBus implements ControlBus {
       const refused = granted.find((g) => g.qos === 128);
       if (refused) {
         set.delete(handler);
-        throw new Error(`the broker refused the hub's subscription to ${filter} (check the hub account's ACL, docs/SCALE.md)`);
+        throw new Error(
+          `the broker refused the hub's subscription to ${filter}: the hub's broker account must be allowed to subscribe to ` +
+            `devstreams/v1/devices/+/status and devstreams/v1/devices/+/streams/response/+ (the README's "Fleet scale")`,
+        );
       }
     }
     return async () => {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   DEVICE_PATH_PATTERN,
+  DeviceQuerySchema,
   DevstreamsError,
   StreamQuerySchema,
   apiPaths,
@@ -15,6 +16,7 @@ import { sendError, sendJson } from './http-util.js';
 import type { AuthEndpoint, HubMetrics } from './metrics.js';
 import type { DeviceRegistry } from './registry.js';
 import { deviceInfo } from './device-info.js';
+import { callerMayReachDevice, callerMayUseService, serviceForbidden, type Caller } from './service-tokens.js';
 import type { StreamLog } from './stream-log.js';
 
 export const METRICS_PATH = '/metrics';
@@ -22,7 +24,7 @@ export const METRICS_PATH = '/metrics';
 /**
  * The API's read-only fleet routes (README "Observe the fleet"): `/healthz` and `/readyz` without a
  * token, `/metrics` with a service or metrics token, and behind the service token
- * `GET /api/v1/devices/{id}`, `GET /api/v1/streams?device=&since=&result=&limit=` and
+ * `GET /api/v1/devices/{id}[?service=S]`, `GET /api/v1/streams?device=&since=&result=&limit=` and
  * `GET /api/v1/endpoints`.
  */
 export interface ObserveRoutesOptions {
@@ -68,11 +70,14 @@ export class ObserveRoutes {
   }
 
   /**
-   * Routes behind the service token; true if it answered. `mayReach` is the token's device scope:
-   * devices outside it are unknown to it, and their streams are left out.
+   * Routes behind the service token; true if it answered. Devices outside the caller's scope are
+   * unknown to it, and their streams are left out. `?service=S` on a device asks as well whether
+   * the token may use that service (403 FORBIDDEN if not), so that `forward` can say so before it
+   * listens; the device's own allowlist is only learnt by asking the device for a stream.
    */
-  handle(req: IncomingMessage, res: ServerResponse, path: string, method: string, mayReach: (device: string) => boolean): boolean {
+  handle(req: IncomingMessage, res: ServerResponse, path: string, method: string, caller: Caller): boolean {
     if (method !== 'GET') return false;
+    const mayReach = (device: string): boolean => callerMayReachDevice(caller, device);
     if (path === apiPaths.streams) {
       const streams = this.o.streamLog.list(parseQuery(req)).filter((r) => mayReach(r.device));
       sendJson(res, 200, { streams });
@@ -92,6 +97,8 @@ export class ObserveRoutes {
     }
     if (!isDeviceId(id)) throw new DevstreamsError('BAD_REQUEST', `"${id.slice(0, 80)}" is not a device id`);
     if (!this.o.registry.has(id) || !mayReach(id)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${id}" is registered`);
+    const { service } = parseDeviceQuery(req);
+    if (service !== undefined && !callerMayUseService(caller, service)) throw serviceForbidden(caller, service);
     sendJson(res, 200, deviceInfo(this.o.presence, this.o.registry, id, true));
     return true;
   }
@@ -99,13 +106,25 @@ export class ObserveRoutes {
 
 /** The query string of `GET /api/v1/streams`, checked (400 naming the bad parameter). */
 function parseQuery(req: IncomingMessage): ReturnType<typeof StreamQuerySchema.parse> {
+  const q = StreamQuerySchema.safeParse(rawQuery(req));
+  if (!q.success) throw new DevstreamsError('BAD_REQUEST', `invalid query: ${describeIssues(q.error)}`);
+  return q.data;
+}
+
+/** The query string of `GET /api/v1/devices/{id}`, checked (400 naming the bad parameter). */
+function parseDeviceQuery(req: IncomingMessage): ReturnType<typeof DeviceQuerySchema.parse> {
+  const q = DeviceQuerySchema.safeParse(rawQuery(req));
+  if (!q.success) throw new DevstreamsError('BAD_REQUEST', `invalid query: ${describeIssues(q.error)}`);
+  return q.data;
+}
+
+/** A query string's parameters; one given twice is a 400. */
+function rawQuery(req: IncomingMessage): Record<string, string> {
   const url = new URL(req.url ?? '/', 'https://hub');
   const raw: Record<string, string> = {};
   for (const [k, v] of url.searchParams) {
     if (k in raw) throw new DevstreamsError('BAD_REQUEST', `query parameter "${k.slice(0, 40)}" given twice`);
     raw[k] = v;
   }
-  const q = StreamQuerySchema.safeParse(raw);
-  if (!q.success) throw new DevstreamsError('BAD_REQUEST', `invalid query: ${describeIssues(q.error)}`);
-  return q.data;
+  return raw;
 }

@@ -1,5 +1,5 @@
 import * as z from '../protocol/zod.js';
-import { hashSecret, secretMatches, type Logger } from '../protocol/index.js';
+import { DevstreamsError, hashSecret, secretMatches, type Logger } from '../protocol/index.js';
 import type { HubConfig } from './config.js';
 import { readJsonStateFile, SECRET_MODE, writeFileAtomic } from './files.js';
 import { WatchedFile } from './watched-file.js';
@@ -73,6 +73,11 @@ export function callerMayReachDevice(caller: Caller, deviceId: string): boolean 
 
 export function callerMayUseService(caller: Caller, service: string): boolean {
   return caller.services.some((s) => s === '*' || s === service);
+}
+
+/** The refusal of a service outside the caller's scope: one wording for a stream request and a device query. */
+export function serviceForbidden(caller: Caller, service: string): DevstreamsError {
+  return new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not use service "${service}"`);
 }
 
 /**

@@ -26,7 +26,7 @@ import type { DevicePresence } from './device-presence.js';
 import type { HubRefusals } from './hub-refusals.js';
 import type { DeviceRegistry } from './registry.js';
 import type { Relay } from './relay.js';
-import { callerMayReachDevice, callerMayUseService, type Caller } from './service-tokens.js';
+import { callerMayReachDevice, callerMayUseService, serviceForbidden, type Caller } from './service-tokens.js';
 import type { StreamLog } from './stream-log.js';
 import type { StreamLimits } from './stream-limits.js';
 
@@ -211,9 +211,7 @@ export class StreamRequests {
       if (!callerMayReachDevice(caller, deviceId)) {
         throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not reach device "${deviceId}"`);
       }
-      if (!callerMayUseService(caller, service)) {
-        throw new DevstreamsError('FORBIDDEN', `service token "${caller.name}" may not use service "${service}"`);
-      }
+      if (!callerMayUseService(caller, service)) throw serviceForbidden(caller, service);
       if (this.stopping) throw new DevstreamsError('SHUTTING_DOWN', 'the hub is shutting down');
       if (!this.registry.has(deviceId)) throw new DevstreamsError('DEVICE_UNKNOWN', `no device "${deviceId}" is registered`);
       if (!this.presence.isOnline(deviceId)) {

@@ -8,7 +8,8 @@ export const API_PREFIX = '/api/v1' as const;
 
 export const apiPaths = {
   devices: `${API_PREFIX}/devices`,
-  device: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}`,
+  device: (deviceId: string, query: { service?: string } = {}) =>
+    `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}${query.service !== undefined ? `?${new URLSearchParams({ service: query.service }).toString()}` : ''}`,
   openStream: (deviceId: string) => `${API_PREFIX}/devices/${encodeURIComponent(deviceId)}/streams`,
   /**
    * Opens a stream and joins it as the service side in one request: a WebSocket upgrade that the
@@ -127,6 +128,14 @@ export const StreamRecordSchema = z.object({
 });
 export type StreamRecord = z.infer<typeof StreamRecordSchema>;
 export const StreamListSchema = z.object({ streams: z.array(StreamRecordSchema) });
+
+/**
+ * `GET /api/v1/devices/{id}?service=S`: with a service, the hub also answers 403 FORBIDDEN when the
+ * token may not use it (`forward` asks before it listens). Unknown or repeated parameters -> 400.
+ */
+export const DeviceQuerySchema = z.strictObject({
+  service: z.optional(z.string().check(z.minLength(1), z.maxLength(LIMITS.maxServiceSpecLength))),
+});
 
 /** Most records one `GET /api/v1/streams` returns. */
 export const MAX_STREAM_QUERY_LIMIT = 1000;

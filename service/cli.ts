@@ -31,8 +31,9 @@ Exit status 0 when the stream ended cleanly, 1 otherwise.
   forward: `usage: devstreams forward DEVICE SERVICE --listen [HOST:]PORT [--timeout MS]
 Listens on HOST:PORT (HOST default 127.0.0.1, PORT 0 picks one) and forwards each accepted
 connection to SERVICE on DEVICE over its own stream; prints "listening on HOST:PORT -> DEVICE/SERVICE".
-It asks the hub for the device first: a token the hub refuses, or a device it does not know, ends it
-(exit 1). A connection whose stream is refused or fails is reset, with one line on stderr.
+It asks the hub first: a token the hub refuses, a device it does not know, or a device or service
+the token's scope leaves out, ends it (exit 1). A connection whose stream is refused or fails is
+reset, with one line on stderr.
 Runs until SIGINT or SIGTERM.
 `,
   echo: `usage: devstreams echo DEVICE [--bytes N] [--service NAME] [--timeout MS]

@@ -226,11 +226,14 @@ export class DevstreamsClient {
     return answer.devices;
   }
 
-  /** One device in full: presence plus its last status (system, last error). */
-  async getDevice(deviceId: string): Promise<DeviceInfo> {
+  /**
+   * One device in full: presence plus its last status (system, last error). With `service`, the hub
+   * also refuses (403 FORBIDDEN) when this token may not use that service on any device.
+   */
+  async getDevice(deviceId: string, opts: { service?: string } = {}): Promise<DeviceInfo> {
     return requestJson(this.endpoint, {
       method: 'GET',
-      path: apiPaths.device(deviceId),
+      path: apiPaths.device(deviceId, opts),
       schema: DeviceInfoSchema,
       timeoutMs: this.requestTimeoutMs,
     });

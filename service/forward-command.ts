@@ -6,8 +6,8 @@ import { Forwarder } from './forward.js';
 
 /**
  * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: asks the hub for the device first (a
- * token the hub refuses, or a device it does not know or this token may not reach, ends the command
- * there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens,
+ * token the hub refuses, a device it does not know, or a device or service outside the token's
+ * scope, ends the command there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens,
  * prints `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on stdout, forwards each
  * accepted connection over its own stream until SIGINT/SIGTERM, then stops and returns 0. A
  * connection whose stream is refused, or whose stream the device side ends, gets the same one line
@@ -72,7 +72,8 @@ const FINAL_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAUTHORIZED
 
 /**
  * The device as the hub sees it, before listening: false (the line printed) when the hub refuses
- * the token, or does not know the device, or the token may not reach it. Anything else is only
+ * the token, or does not know the device, or the token may not reach it or use the service (a hub
+ * older than 0.2 ignores the service and leaves that to each connection). Anything else is only
  * noted and forward listens: an offline device may come online, and a hub that cannot be reached
  * now (a forward started at boot before the network, or during the hub's restart) may be reached
  * by the first connection. A service the device's allowlist refuses can only be learnt by opening
@@ -80,7 +81,7 @@ const FINAL_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAUTHORIZED
  */
 async function preflight(ctx: ServiceContext, device: string, service: string): Promise<boolean> {
   try {
-    const info = await ctx.client.getDevice(device);
+    const info = await ctx.client.getDevice(device, { service });
     if (!info.online) ctx.err(`devstreams: ${device} is ${info.disabled ? 'disabled on the hub' : 'offline'} now: each connection is refused until it comes online`);
     return true;
   } catch (err) {

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiPaths, type StreamRequest } from '../../protocol/index.js';
+import { apiPaths, silentLogger, type StreamRequest } from '../../protocol/index.js';
+import { DevstreamsClient } from '../../service/client.js';
+import { runForward } from '../../service/forward-command.js';
 import { globMatches } from '../../hub/service-tokens.js';
 import { createToken, listTokens, revokeToken } from '../../hub/token-admin.js';
 import { api, connectDevice, fakeAgent, startTestHub, until, type TestHub } from '../hub/helpers.js';
@@ -60,6 +62,29 @@ describe('service token scopes', () => {
     expect(seen.get('plant-2')!.map((r) => r.service)).toEqual(['ssh']);
   });
 
+  it('GET a device with ?service= says whether the token may use the service; forward ends on it before listening', async () => {
+    const { token } = createToken({ configFile: configFile(), name: 'plant-ssh-q', devices: 'plant-*', services: 'ssh' });
+    const ok = await api(t, 'GET', apiPaths.device('plant-1', { service: 'ssh' }), { token });
+    expect([ok.status, ok.body.id]).toEqual([200, 'plant-1']);
+    const web = await api(t, 'GET', apiPaths.device('plant-1', { service: 'web' }), { token });
+    expect([web.status, web.body.error.code, web.body.error.reason]).toEqual([403, 'FORBIDDEN', 'service token "plant-ssh-q" may not use service "web"']);
+    // Outside the device scope it stays unknown, whatever the service.
+    expect((await api(t, 'GET', apiPaths.device('office-1', { service: 'ssh' }), { token })).body.error.code).toBe('DEVICE_UNKNOWN');
+    expect((await api(t, 'GET', `${apiPaths.device('plant-1')}?servce=ssh`, { token })).body.error.code).toBe('BAD_REQUEST');
+    expect((await api(t, 'GET', `${apiPaths.device('plant-1')}?service=ssh&service=web`, { token })).body.error.code).toBe('BAD_REQUEST');
+
+    const stderr: string[] = [];
+    const client = new DevstreamsClient({ hub: `https://localhost:${t.port}`, token, ca: t.ca });
+    const ctx = { client, log: silentLogger, out: () => expect.unreachable('forward listened'), err: (l: string) => void stderr.push(l) };
+    try {
+      expect(await runForward(ctx, 'plant-1', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise(() => undefined))).toBe(1);
+    } finally {
+      client.close();
+    }
+    expect(stderr).toEqual(['devstreams: plant-1/web refused: 403 FORBIDDEN: service token "plant-ssh-q" may not use service "web"']);
+    expect((await api(t, 'GET', apiPaths.streams, { token: t.token })).body.streams.some((r: { requestedBy?: string }) => r.requestedBy === 'plant-ssh-q')).toBe(false);
+  });
+
   it('the device list shows only devices in scope', async () => {
     const { token } = createToken({ configFile: configFile(), name: 'office', devices: 'office-*' });
     const r = await api(t, 'GET', apiPaths.devices, { token });
@@ -73,7 +98,7 @@ describe('service token scopes', () => {
     const stored = readFileSync(join(t.dir, 'tokens.json'), 'utf8');
     expect(stored).not.toContain(token);
     expect(JSON.stringify(listTokens({ configFile: configFile() }))).not.toContain(token);
-    expect(listTokens({ configFile: configFile() }).map((x) => x.name)).toEqual(['default', 'office', 'plant-ssh', 'temp']);
+    expect(listTokens({ configFile: configFile() }).map((x) => x.name)).toEqual(['default', 'office', 'plant-ssh', 'plant-ssh-q', 'temp']);
     revokeToken({ configFile: configFile(), name: 'temp' });
     const after = await api(t, 'GET', apiPaths.devices, { token });
     expect(after.status).toBe(401);

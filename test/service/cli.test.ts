@@ -257,10 +257,11 @@ describe('devstreams forward', () => {
     await expect(cli('forward', ['pi', 'web'])).rejects.toThrow('forward: --listen [HOST:]PORT is required');
   });
 
-  it('ends before listening when the hub refuses the token or does not know the device', async () => {
+  it('ends before listening when the hub refuses the token, the device or the service', async () => {
     await startHub();
-    for (const [code, status] of [['UNAUTHORIZED', 401], ['DEVICE_UNKNOWN', 404]] as const) {
-      hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi' ? errorBody(code, status, 'no') : h.defaultApi(call));
+    for (const [code, status] of [['UNAUTHORIZED', 401], ['DEVICE_UNKNOWN', 404], ['FORBIDDEN', 403]] as const) {
+      // The service is asked about with the device, so a token scoped away from it ends forward too.
+      hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi?service=web' ? errorBody(code, status, 'no') : h.defaultApi(call));
       const ctx = memoryContext();
       ctx.out = () => expect.unreachable('forward listened');
       expect(await runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise(() => undefined))).toBe(1);
@@ -271,7 +272,7 @@ describe('devstreams forward', () => {
 
   it('listens anyway, with a note, when the hub cannot answer for the device now', async () => {
     await startHub();
-    hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi' ? errorBody('INTERNAL', 500, 'history store failing') : h.defaultApi(call));
+    hub.api = (call, h) => (call.method === 'GET' && call.path === '/api/v1/devices/pi?service=web' ? errorBody('INTERNAL', 500, 'history store failing') : h.defaultApi(call));
     const ctx = memoryContext();
     let stop!: () => void;
     const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
@@ -285,7 +286,7 @@ describe('devstreams forward', () => {
   it('notes an offline device, then prints one line per refused or failed connection', async () => {
     await startHub();
     hub.api = (call, h) => {
-      if (call.method === 'GET' && call.path === '/api/v1/devices/pi') return { status: 200, body: { id: 'pi', online: false, lastSeen: null, agentVersion: null, openStreams: null } };
+      if (call.method === 'GET' && call.path === '/api/v1/devices/pi?service=web') return { status: 200, body: { id: 'pi', online: false, lastSeen: null, agentVersion: null, openStreams: null } };
       return call.method === 'POST' ? errorBody('DEVICE_OFFLINE', 503, 'device "pi" is offline') : h.defaultApi(call);
     };
     hub.connectRoute = false;

@@ -95,7 +95,7 @@ export class FakeHub {
     if (call.method === 'GET' && c) return { status: 201, body: this.newStream(decodeURIComponent(c[1]!), new URLSearchParams(c[2]).get('service') ?? '') };
     if (call.method === 'GET' && call.path === apiPaths.devices) return { status: 200, body: { devices: [] } };
     if (call.method === 'GET' && call.path === apiPaths.streams) return { status: 200, body: { streams: [] } };
-    const d = /^\/api\/v1\/devices\/([^/?]+)$/.exec(call.path);
+    const d = /^\/api\/v1\/devices\/([^/?]+)(?:\?.*)?$/.exec(call.path);
     if (call.method === 'GET' && d) return { status: 200, body: { id: decodeURIComponent(d[1]!), online: true, lastSeen: Date.now(), agentVersion: null, openStreams: 0 } };
     return errorBody('NOT_FOUND', 404, 'no such path');
   }
