@@ -1,15 +1,41 @@
 // `npm start`: a local hub (embedded broker, development TLS) and a local agent that allows this
 // machine's sshd and the built-in echo service; prints the lines to try. Ctrl-C stops both.
 // Everything lives in ./.devstreams (hub.yaml, dev CA, service token, device config, logs/).
+// `npm start -- --port 9443 --dir /tmp/ds` picks another port and folder (two checkouts, or 8443
+// taken); a folder made before keeps the port it was made with.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
-const dir = resolve('.devstreams');
-const port = 8443;
+const usage = 'usage: npm start [-- --port PORT] [--dir FOLDER]   (defaults: 8443, ./.devstreams)';
+let opts;
+try {
+  opts = parseArgs({ options: { port: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean' } } }).values;
+} catch (err) {
+  console.error(`devstreams: ${err.message}\n${usage}`);
+  process.exit(2);
+}
+if (opts.help) {
+  console.log(usage);
+  process.exit(0);
+}
+const dir = resolve(opts.dir ?? '.devstreams');
+const asked = opts.port === undefined ? 8443 : Number(opts.port);
+if (!Number.isInteger(asked) || asked < 1 || asked > 65535) {
+  console.error(`devstreams: --port must be a port number from 1 to 65535 (got "${opts.port}")\n${usage}`);
+  process.exit(2);
+}
+// A folder made before keeps its hub.yaml's listen port.
+const made = existsSync(`${dir}/hub.yaml`) ? /^listen:\s*"?[^\n"]*:(\d+)"?\s*$/m.exec(readFileSync(`${dir}/hub.yaml`, 'utf8')) : null;
+const port = made ? Number(made[1]) : asked;
+if (made && opts.port !== undefined && port !== asked) {
+  console.error(`devstreams: ${dir} was made for port ${port}; using it (remove the folder, or pass another --dir, for ${asked})`);
+}
 const device = 'demo-device';
-const cli = resolve('dist/devstreams.mjs');
+const cli = fileURLToPath(new URL('../dist/devstreams.mjs', import.meta.url));
 const ds = `${process.execPath} ${cli}`;
 
 function run(args) {
