@@ -33,6 +33,8 @@ function prepare(dir: string, cachedSystemDir: string): Record<string, string> {
   for (const unit of ['devstreams-agent.service', 'devstreams-hub.service']) copyFileSync(join(ROOT, 'systemd', unit), join(sys, unit));
   mkdirSync(join(sys, 'devstreams-agent.service.d'));
   writeFileSync(join(sys, 'devstreams-agent.service.d', 'test.conf'), '[Service]\nWatchdogSec=5\nRestartSec=1\n');
+  // The .deb's and install.sh's drop-in: a start is skipped while agent.yaml is the shipped example.
+  copyFileSync(join(ROOT, 'packaging/systemd/unconfigured.conf'), join(sys, 'devstreams-agent.service.d', 'unconfigured.conf'));
   writeFileSync(
     join(sys, 'devstreams-test-runner.service'),
     `[Unit]
@@ -144,6 +146,9 @@ describe.skipIf(unavailable !== '')(`the units under a real systemd${unavailable
     expect(checks.agent_stop_result).toBe('success');
     expect(checks.agent_exit_status).toBe('0');
     expect(checks.agent_stopping_logged).toBe('1');
+    // agent.yaml still the example: the start is skipped, not failed, and the journal says why.
+    // (The config is otherwise valid: had it started, the agent would be active.)
+    expect([checks.unconfigured_start_rc, checks.unconfigured_state, checks.unconfigured_logged], context).toEqual(['0', 'inactive', '1']);
     expect(checks.hub_stop_result).toBe('success');
     expect(checks.hub_nrestarts).toBe('0');
   });

@@ -125,6 +125,13 @@ check agent_stop_rc $?
 check agent_stop_result "$(show devstreams-agent Result)"
 check agent_exit_status "$(show devstreams-agent ExecMainStatus)"
 check agent_stopping_logged "$(journalctl -u devstreams-agent -o cat --no-pager | grep -c '"msg":"agent stopping"')"
+# --- the packaged drop-in: an agent.yaml that is still the shipped example is skipped, saying why
+{ echo '# devstreams: unconfigured example.'; cat /etc/devstreams/agent.yaml; } >/root/agent.yaml.example
+install -o devstreams -g devstreams -m 0600 /root/agent.yaml.example /etc/devstreams/agent.yaml
+systemctl start devstreams-agent
+check unconfigured_start_rc $?
+check unconfigured_state "$(show devstreams-agent ActiveState)"
+check unconfigured_logged "$(journalctl -u devstreams-agent -o cat --no-pager | grep -c 'agent.yaml is still the shipped example')"
 systemctl stop devstreams-hub
 check hub_stop_result "$(show devstreams-hub Result)"
 check hub_nrestarts "$(show devstreams-hub NRestarts)"
