@@ -1,5 +1,6 @@
 import { holdOptimizingCompilers } from '../protocol/compiler-tiers.js';
 import { enableCompileCache } from './compile-cache.js';
+import { keepSecretsOutOfDebug } from './debug-secrets.js';
 
 // The executable's entry. The service commands (`connect` runs once per ssh, as its ProxyCommand)
 // first turn on V8's compile cache, so that the modules loaded next are not compiled again on
@@ -13,4 +14,9 @@ if (!sea && command !== 'hub' && command !== 'agent') enableCompileCache();
 // for good (protocol/compiler-tiers.ts). Set before its program loads, which is when they would compile.
 // Imported as its own module, not through protocol/index.js, which would load the rest first.
 if (command === 'agent') holdOptimizingCompilers();
+// Before mqtt.js and its debug load: no trace of theirs prints a secret (bin/debug-secrets.ts).
+if (!sea) {
+  const note = keepSecretsOutOfDebug();
+  if (note) process.stderr.write(note);
+}
 void import('./cli-main.js');
