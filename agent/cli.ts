@@ -8,13 +8,17 @@ import { gcModeFor } from './gc-mode.js';
 import { proxyEnvFrom } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
-const USAGE = 'usage: devstreams agent --config FILE';
+const USAGE = 'usage: devstreams agent --config FILE [--check | --reload]';
 // Only what travels with the executable: no pointer to files of the source tree.
 const HELP = `Runs the device agent with the YAML config FILE: hub (url, deviceId, keyFile, ca), the allowlist
 (allow: everything else is denied), limits and log. \`devstreams hub add-device ID\` on the hub writes
 a ready one, DIR/devices/ID.yaml, beside the device's key and ca.pem; the .deb installs a commented
 example as /etc/devstreams/agent.yaml. A mistake in the file stops the agent with one line naming the
-field. SIGHUP re-reads the allowlist and limits; SIGTERM lets open streams finish (shutdown.graceMs), then exits.
+field. SIGHUP re-reads the allowlist, limits and key; SIGTERM lets open streams finish
+(shutdown.graceMs), then exits. --check only loads FILE as a start or a reload would, prints
+"FILE: ok" and exits 0, or prints the mistake and exits 2. --reload (the systemd unit's ExecReload)
+checks FILE the same way and, only if it is good, sends SIGHUP to systemd's $MAINPID, so that
+\`systemctl reload\` fails, with the mistake, on a file the agent would refuse.
 `;
 
 export interface AgentCliOptions {
@@ -36,11 +40,11 @@ export interface AgentCliOptions {
  * resolves 0. Usage errors print one line on stderr and resolve 2.
  */
 export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): Promise<number> {
-  let values: { config?: string | undefined; help?: boolean | undefined };
+  let values: { config?: string | undefined; help?: boolean | undefined; check?: boolean | undefined; reload?: boolean | undefined };
   try {
     ({ values } = parseArgs({
       args,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, check: { type: 'boolean' }, reload: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
     }));
@@ -57,7 +61,12 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     return 2;
   }
 
+  if (values.reload) return reloadRunningAgent(values.config, opts.env ?? process.env);
   const config = loadAgentConfig(values.config);
+  if (values.check) {
+    process.stdout.write(`${values.config}: ok\n`);
+    return 0;
+  }
   const log = createLogger({
     name: 'devstreams-agent',
     level: config.log.level as LogLevel,
@@ -117,5 +126,22 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     notify.stop();
     await agent.stop();
   }
+  return 0;
+}
+
+/**
+ * `--reload`, systemd's ExecReload: the file is loaded first (a ConfigError goes to the caller,
+ * exit 2, and the running agent is not signalled), then the agent named by $MAINPID, which systemd
+ * sets for ExecReload, gets SIGHUP. No /bin/kill: minimal roots have none.
+ */
+function reloadRunningAgent(file: string, env: NodeJS.ProcessEnv): number {
+  loadAgentConfig(file);
+  const pid = Number(env.MAINPID);
+  if (!Number.isInteger(pid) || pid <= 1) {
+    process.stderr.write('devstreams: agent: --reload signals the agent systemd runs ($MAINPID is not set); elsewhere send it SIGHUP\n');
+    return 2;
+  }
+  process.kill(pid, 'SIGHUP');
+  process.stdout.write(`${file}: ok, agent ${pid} signalled to reload\n`);
   return 0;
 }

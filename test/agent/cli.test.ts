@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,13 +59,48 @@ describe('devstreams agent', () => {
     await expect(runAgentCli(['--config', join(dir, 'bad.yaml')])).rejects.toThrow(/bad\.yaml: .*allow\.0\.port: Too small/);
   });
 
+  it('--check loads the file as a start would and says ok, connecting to nothing; a bad file throws as a start would', async () => {
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await runAgentCli(['--config', join(dir, 'agent.yaml'), '--check'])).toBe(0);
+      expect(out.mock.calls.map(([t]) => String(t))).toEqual([`${join(dir, 'agent.yaml')}: ok\n`]);
+    } finally {
+      out.mockRestore();
+    }
+    // A missing key file is found too (the key is read at load, as a reload reads it).
+    writeFileSync(join(dir, 'nokey.yaml'), `hub:\n  url: ${hub.url}\n  deviceId: cli-dev\n  keyFile: missing.key\nallow:\n  - { name: echo, builtin: echo }\n`);
+    await expect(runAgentCli(['--config', join(dir, 'nokey.yaml'), '--check'])).rejects.toThrow(/missing\.key/);
+    await expect(runAgentCli(['--config', join(dir, 'bad.yaml'), '--check'])).rejects.toThrow(/allow\.0\.port: Too small/);
+  });
+
+  it('--reload (systemd ExecReload) signals $MAINPID only when the file is good', async () => {
+    const target = spawn('sleep', ['30']);
+    await once(target, 'spawn');
+    const exited = once(target, 'exit');
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const env = { MAINPID: String(target.pid) };
+      await expect(runAgentCli(['--config', join(dir, 'bad.yaml'), '--reload'], { env })).rejects.toThrow(/allow\.0\.port/);
+      expect(target.exitCode ?? target.signalCode).toBeNull(); // not signalled
+      expect(await runAgentCli(['--config', join(dir, 'agent.yaml'), '--reload'], { env: {} })).toBe(2);
+      expect(String(err.mock.calls[0]![0])).toMatch(/\$MAINPID is not set/);
+      expect(await runAgentCli(['--config', join(dir, 'agent.yaml'), '--reload'], { env })).toBe(0);
+      expect(await exited).toEqual([null, 'SIGHUP']);
+    } finally {
+      out.mockRestore();
+      err.mockRestore();
+      target.kill();
+    }
+  });
+
   it('answers usage errors with one line on stderr and exit status 2', async () => {
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       expect(await runAgentCli([])).toBe(2);
       expect(await runAgentCli(['--config', 'a', '--bogus'])).toBe(2);
       expect(await runAgentCli(['extra'])).toBe(2);
-      for (const [text] of err.mock.calls) expect(String(text)).toMatch(/^devstreams: agent: .*usage: devstreams agent --config FILE\n$/);
+      for (const [text] of err.mock.calls) expect(String(text)).toMatch(/^devstreams: agent: .*usage: devstreams agent --config FILE \[--check \| --reload\]\n$/);
       expect(String(err.mock.calls[1]![0])).toMatch(/^devstreams: agent: unknown option --bogus; /);
       expect(String(err.mock.calls[2]![0])).toMatch(/^devstreams: agent: unexpected argument extra; /);
     } finally {

@@ -104,6 +104,12 @@ describe.skipIf(unavailable !== '')(`the units under a real systemd${unavailable
     expect(checks.agent_status_at_return).toMatch(/^control channel (connecting|connected); 0 streams open$/);
     expect(checks.agent_status).toBe('control channel connected; 0 streams open');
     expect(checks.echo1_rc, readFileSync(join(results, 'echo1.txt'), 'utf8')).toBe('0');
+    // `systemctl reload` of a bad file fails, naming the field (ExecReload runs `agent --check`
+    // first), the agent is not even signalled; a good file reloads in place.
+    expect(checks.reload_bad_rc, context).not.toBe('0');
+    expect(checks.reload_bad_says, context).toMatch(/^\d+ [1-9]\d*$/); // in the journal
+    expect(checks.reload_bad_hup_logged, context).toBe('0');
+    expect([checks.reload_good_rc, checks.reload_same_pid], context).toEqual(['0', 'yes']);
 
     // The sandbox, from the running agent's /proc and its own mount namespace.
     expect(checks.agent_uid).toBe(checks.devstreams_uid);

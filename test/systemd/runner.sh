@@ -70,6 +70,20 @@ devstreams echo dev1 >/results/echo1.txt 2>&1
 check echo1_rc $?
 wait_for "hub status with the device" 50 sh -c "systemctl show -p StatusText --value devstreams-hub | grep -q '^1 devices online'"
 check hub_status_with_device "$(show devstreams-hub StatusText)"
+# --- reload: a bad file fails `systemctl reload` (ExecReload checks it first) and changes nothing
+PID0=$(show devstreams-agent MainPID)
+cp /etc/devstreams/agent.yaml /root/agent.yaml.good
+sed -i '/builtin: echo/a\  - { name: bad, port: 70000 }' /etc/devstreams/agent.yaml
+systemctl reload devstreams-agent 2>/results/reload-bad.txt
+check reload_bad_rc $?
+check reload_bad_says "$(grep -c 'allow.1.port' /results/reload-bad.txt) $(journalctl -u devstreams-agent -o cat --no-pager | grep -c 'allow.1.port')"
+check reload_bad_hup_logged "$(journalctl -u devstreams-agent -o cat --no-pager | grep -c 'config reload refused')"
+install -o devstreams -g devstreams -m 0600 /root/agent.yaml.good /etc/devstreams/agent.yaml
+systemctl reload devstreams-agent
+check reload_good_rc $?
+check reload_journal "$(journalctl -u devstreams-agent -o cat --no-pager | grep -v '^{' | tail -4 | tr '\n' '|')"
+wait_for "reloaded" 50 sh -c "journalctl -u devstreams-agent -o cat --no-pager | grep -q 'config reloaded'"
+check reload_same_pid "$([ "$(show devstreams-agent MainPID)" = "$PID0" ] && echo yes || echo no)"
 
 mark agent_served
 # --- the sandbox, seen from the running agent ------------------------------------------------
