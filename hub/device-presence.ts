@@ -37,6 +37,7 @@ export class DevicePresence {
   private readonly log: Logger;
   private readonly disconnects: DisconnectSource | undefined;
   private readonly devices = new Map<string, Presence>();
+  private readonly changeListeners: Array<() => void> = [];
   private unsubscribe: (() => Promise<void>) | null = null;
   private listening = false;
 
@@ -76,6 +77,25 @@ export class DevicePresence {
     return this.devices.get(deviceId);
   }
 
+  /** Every device seen (or seeded), with what is known of it. */
+  entries(): IterableIterator<[string, Presence]> {
+    return this.devices.entries();
+  }
+
+  /** What an earlier run knew of a device (hub/presence-store.ts); a status already seen wins. */
+  seed(deviceId: string, p: Presence): void {
+    if (!this.devices.has(deviceId)) this.devices.set(deviceId, p);
+  }
+
+  /** Called after each change of a device's presence (for the presence store). */
+  onChange(listener: () => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) l();
+  }
+
   /** DeviceInfo for a registered device (never seen: offline, nulls); `full` adds system and lastError. */
   info(deviceId: string, full = false): DeviceInfo {
     const p = this.devices.get(deviceId);
@@ -113,6 +133,7 @@ export class DevicePresence {
       lastError: status.online ? (status.lastError ?? null) : (before?.lastError ?? null),
     };
     this.devices.set(device, next);
+    this.changed();
     if (before?.online !== next.online) {
       this.log.info({ device, online: next.online, agentVersion: next.agentVersion }, next.online ? 'device online' : 'device offline');
     } else {
@@ -124,6 +145,7 @@ export class DevicePresence {
     const before = this.devices.get(device);
     if (!before?.online) return;
     this.devices.set(device, { ...before, online: false, lastSeen: Date.now(), openStreams: 0 });
+    this.changed();
     this.log.info({ device, why }, 'device offline');
   }
 }

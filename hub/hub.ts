@@ -6,6 +6,7 @@ import { Broker } from './broker.js';
 import type { HubConfig } from './config.js';
 import type { ControlBus } from './control-bus.js';
 import { DevicePresence } from './device-presence.js';
+import { PresenceStore, presenceFileFor } from './presence-store.js';
 import { hubEndpoints } from './endpoints.js';
 import { Health } from './health.js';
 import { HistoryStore } from './history-store.js';
@@ -42,8 +43,9 @@ export interface HubOptions {
 
 /**
  * The hub's composition root: builds every component (no I/O), starts them in order, stops them
- * in reverse. Order: registry, broker, presence, stream requests, relay, API, then the server
- * (which only accepts connections once everything behind it runs).
+ * in reverse. Order: registry, broker, presence (what an earlier run knew, then live), stream
+ * requests, relay, API, then the server (which only accepts connections once everything behind it
+ * runs).
  */
 export class Hub {
   readonly log: Logger;
@@ -78,6 +80,7 @@ export class Hub {
     const external = config.mqtt ? new MqttControlBus({ config: config.mqtt, clientId: `devstreams-${this.nodeId}`, log }) : null;
     this.bus = external ?? new AedesControlBus({ broker: this.broker, log });
     this.presence = new DevicePresence({ bus: this.bus, log, ...(external ? {} : { disconnects: this.broker }) });
+    const presenceStore = new PresenceStore({ file: presenceFileFor(config.history.file), presence: this.presence, log });
     this.history = new HistoryStore({
       file: config.history.file,
       maxAgeMs: config.history.maxAgeDays * 86_400_000,
@@ -164,7 +167,7 @@ export class Hub {
       external && config.mqtt?.accounts === 'mosquitto-dynsec'
         ? [new MosquittoAccounts({ bus: external, registry: this.registry, username: config.mqtt.username, log })]
         : [];
-    this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, this.presence, this.streams, ...(this.relayMux ? [this.relayMux] : []), this.relay, this.api, this.server];
+    this.components = [this.registry, this.tokens, this.history, external ?? this.broker, ...hubAccount, presenceStore, this.presence, this.streams, ...(this.relayMux ? [this.relayMux] : []), this.relay, this.api, this.server];
   }
 
   /** The public https URL, with the real port once started. */
