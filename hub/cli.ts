@@ -70,6 +70,16 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
 
 class UsageProblem extends Error {}
 
+/** systemd's STATUS= line: "1 device online; 3 streams open". */
+export function hubStatusText(devicesOnline: number, streamsOpen: number): string {
+  const n = (count: number, one: string): string => `${count} ${one}${count === 1 ? '' : 's'}`;
+  return `${n(devicesOnline, 'device')} online; ${n(streamsOpen, 'stream')} open`;
+}
+
+export const SIGHUP_WARNING =
+  'SIGHUP ignored: the hub does not re-read hub.yaml on SIGHUP (registry.json and tokens.json are re-read by themselves ' +
+  'when they change); restart the hub to apply changes to hub.yaml (systemctl restart devstreams-hub)';
+
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 interface Parsed {
   values: Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -177,7 +187,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   const notify = new SdNotifier({
     env: opts.systemd ?? systemdNotifyEnv(process.env),
     log,
-    status: () => `${hub.presence.onlineCount()} devices online; ${hub.relay.activeCount()} streams open`,
+    status: () => hubStatusText(hub.presence.onlineCount(), hub.relay.activeCount()),
   });
 
   let onStop: (why: string) => void = () => {};
@@ -185,6 +195,11 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => onStop(sig);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Node's default for SIGHUP ends the process at once (no drain, streams cut), and admins send it
+  // expecting a reload, as the agent does. The hub has nothing to reload from it: registry.json and
+  // tokens.json are re-read whenever they change, and hub.yaml only at start.
+  const onHangup = (): void => log.warn(SIGHUP_WARNING);
+  process.on('SIGHUP', onHangup);
   if (opts.signal?.aborted) onStop('abort');
   else opts.signal?.addEventListener('abort', () => onStop('abort'), { once: true });
 
@@ -201,6 +216,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     notify.stop();
     reclaimer.stop();
     await hub.stop();
