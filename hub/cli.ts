@@ -3,6 +3,7 @@ import type { DestinationStream } from 'pino';
 import { IdleMemoryReclaimer, argsProblem, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
+import { subcommandHelp } from './command-usage.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
 import { hubConfigPath } from './config-path.js';
@@ -57,7 +58,14 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
     return 0;
   }
   try {
-    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) return await SUBCOMMANDS[sub]!(rest, { out, err });
+    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) {
+      const help = subcommandHelp(sub, rest);
+      if (help !== null) {
+        out(`${help}\n`);
+        return 0;
+      }
+      return await SUBCOMMANDS[sub]!(rest, { out, err });
+    }
     return await runHub(args, opts);
   } catch (e) {
     if (e instanceof UsageProblem) {
@@ -96,10 +104,6 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
 
 function runInit(args: string[], { out, err }: { out: Print; err: Print }): number {
   const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' }, 'public-url': { type: 'string' } }, false);
-  if (values.help) {
-    out(`${USAGE}\n`);
-    return 0;
-  }
   const result = initHub({
     dir: (values.dir as string | undefined) ?? DEFAULT_HUB_DIR,
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
@@ -131,10 +135,6 @@ async function runAddDevice(args: string[], { out }: { out: Print }): Promise<nu
     { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },
     true,
   );
-  if (values.help) {
-    out(`${USAGE}\n`);
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
   const configFile = hubConfigPath(values.config as string | undefined);
   const result = addDevice({
