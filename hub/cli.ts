@@ -163,7 +163,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     return 0;
   }
   const file = hubConfigPath(values.config as string | undefined);
-  const { config } = loadHubConfig(file, {
+  const { config, file: configFile } = loadHubConfig(file, {
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
   });
   const log = createLogger({
@@ -181,7 +181,13 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     collect: null,
     keepWhileBusy: () => RELAY_HEAP_THRESHOLDS, // glibc keeps freed buffers while streams are open (protocol/malloc-trim.ts)
   });
-  const hub: Hub = new Hub({ config, log, streamsChanged: () => reclaimer.poke() });
+  const hub: Hub = new Hub({
+    config,
+    log,
+    streamsChanged: () => reclaimer.poke(),
+    configFile,
+    listenFlag: values.listen !== undefined,
+  });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.
   const notify = new SdNotifier({
