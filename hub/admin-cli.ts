@@ -130,10 +130,13 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
     return 0;
   }
   if (sub === 'disable-device' || sub === 'enable-device') {
-    setDeviceDisabled({ configFile, deviceId, disabled: sub === 'disable-device' });
-    const broker = await syncBrokerAccountCli(configFile, { op: sub === 'disable-device' ? 'disable' : 'enable', deviceId });
+    const disable = sub === 'disable-device';
+    const r = setDeviceDisabled({ configFile, deviceId, disabled: disable });
+    // Synced even when nothing changed here: it repairs a broker account left behind by a failed run.
+    const broker = await syncBrokerAccountCli(configFile, { op: disable ? 'disable' : 'enable', deviceId });
     if (broker) opts.out(`${broker}\n`);
-    opts.out(sub === 'disable-device' ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
+    if (!r.changed) opts.out(`device ${deviceId} is already ${disable ? 'disabled' : 'enabled'}; nothing changed\n`);
+    else opts.out(disable ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
     return 0;
   }
   const r = removeDevice({ configFile, deviceId });

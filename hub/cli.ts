@@ -10,6 +10,7 @@ import { hubConfigPath } from './config-path.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 import { runningPublicUrlWarning } from './public-url.js';
+import { secretFileWarnings } from './secret-file-modes.js';
 
 const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--public-url https://HOST[:PORT]]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
@@ -171,6 +172,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     level: config.log.level,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
+  for (const w of secretFileWarnings(config, configFile)) log.warn(w);
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
   scavengeYoungBuffersEarly();
   // With no stream for 10 s: glibc's malloc_trim (protocol/idle-memory.ts), so a hub gives back

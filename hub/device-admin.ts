@@ -99,11 +99,15 @@ export function revokeKey(opts: { configFile: string; deviceId: string; slot: Ke
   return { deviceId: opts.deviceId, registryFile, slot: opts.slot };
 }
 
-/** Disables (or enables) a device: a disabled device is disconnected at once and refused from then on. */
-export function setDeviceDisabled(opts: { configFile: string; deviceId: string; disabled: boolean }): DeviceAdminResult {
-  const { registryFile } = target(opts.configFile, opts.deviceId);
+/**
+ * Disables (or enables) a device: a disabled device is disconnected at once and refused from then
+ * on. `changed` is false when it already was in that state (the registry is then left alone).
+ */
+export function setDeviceDisabled(opts: { configFile: string; deviceId: string; disabled: boolean }): DeviceAdminResult & { changed: boolean } {
+  const { registryFile, entry } = target(opts.configFile, opts.deviceId);
+  if (entry.disabled === opts.disabled) return { deviceId: opts.deviceId, registryFile, changed: false };
   update(registryFile, opts.deviceId, (e) => ({ ...e, disabled: opts.disabled }));
-  return { deviceId: opts.deviceId, registryFile };
+  return { deviceId: opts.deviceId, registryFile, changed: true };
 }
 
 /** Forgets a device: its registry entry, and its agent config and key in DIR/devices. */

@@ -43,15 +43,39 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode: numbe
   fsyncDir(dir);
 }
 
-/** Creates `dir` (and missing parents, owned by `owner` when given) so that the new entries survive a power cut. */
-function makeDirDurable(dir: string, owner: Owner | null): void {
-  const first = mkdirSync(dir, { recursive: true });
-  if (first === undefined) return;
-  // Each created folder's entry lives in its parent: fsync the parent of every folder created.
+/**
+ * Creates `dir` and its missing parents (owned by `owner` when given), one by one, so that the new
+ * entries survive a power cut (each folder's entry lives in its parent: the parent is fsync'ed).
+ * Not mkdirSync's recursive mode: under a folder such as /proc, where mkdir answers ENOENT, Node's
+ * recursive mkdir retries forever at full CPU. A path through a file, or a folder that cannot be
+ * made, is a ConfigError naming it.
+ */
+export function makeDirDurable(dir: string, owner: Owner | null): void {
+  const missing: string[] = [];
   for (let d = dir; ; d = dirname(d)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(d).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(d) !== d) {
+        missing.unshift(d);
+        continue;
+      }
+      throw new ConfigError(d, [`cannot use this folder (${code ?? 'error'})`]);
+    }
+    if (!isDir) throw new ConfigError(d, ['is a file, not a folder']);
+    break;
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' || !statSync(d).isDirectory()) throw new ConfigError(d, [`cannot make this folder (${code ?? 'error'})`]);
+    }
     if (owner) chownSync(d, owner.uid, owner.gid);
     fsyncDir(dirname(d));
-    if (d === first) break;
   }
 }
 
