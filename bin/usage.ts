@@ -15,8 +15,9 @@ take --config F, F being DIR/hub.yaml (default ./.devstreams/hub.yaml):
                                  run the hub: API, relay and MQTT on one TLS port
   devstreams hub add-device ID [--allow NAME=[HOST:]PORT]... [--allow echo] [--config F]
                                  register a device; writes DIR/devices/ID.yaml, a ready agent config
-  devstreams hub rotate-key ID [--slot primary|secondary] [--config F]
+  devstreams hub rotate-key ID [--slot primary|secondary] [--force] [--config F]
                                  a new key in a slot (default secondary); the other keeps working
+                                 (--force: replace a device's only key)
   devstreams hub revoke-key ID --slot primary|secondary [--config F]
                                  retire a slot's key; its connection is closed
   devstreams hub disable-device ID [--config F]
@@ -45,5 +46,5 @@ Service side:
 
 Service-side commands take --hub URL --token TOKEN [--ca FILE], or DEVSTREAMS_HUB, DEVSTREAMS_TOKEN,
 DEVSTREAMS_CA from the environment. "devstreams COMMAND --help" describes one command
-("devstreams hub --help" the hub's).
+("devstreams hub --help" the hub's, "devstreams hub SUBCOMMAND --help" one of them).
 `;

@@ -11,7 +11,7 @@ import { createToken, listTokens, revokeToken } from './token-admin.js';
  * The only secret ever printed is a new service token, by `token create`, once, on stdout.
  */
 
-export const ADMIN_USAGE = `       devstreams hub rotate-key ID [--slot primary|secondary] [--config DIR/hub.yaml]
+export const ADMIN_USAGE = `       devstreams hub rotate-key ID [--slot primary|secondary] [--force] [--config DIR/hub.yaml]
        devstreams hub revoke-key ID --slot primary|secondary [--config DIR/hub.yaml]
        devstreams hub disable-device ID | enable-device ID | remove-device ID [--config DIR/hub.yaml]
        devstreams hub token create NAME [--devices ID|GLOB,...] [--services NAME,...] [--config DIR/hub.yaml]
@@ -45,6 +45,7 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
         devices: { type: 'string' },
         services: { type: 'string' },
         json: { type: 'boolean' },
+        force: { type: 'boolean' },
       },
       strict: true,
       allowPositionals: true,
@@ -96,14 +97,28 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
   const deviceId = positionals[0]!;
   const configFile = hubConfig();
   if (sub === 'rotate-key') {
-    const r = rotateKey({ configFile, deviceId, slot: parseSlot(values.slot, 'secondary') });
+    const r = rotateKey({ configFile, deviceId, slot: parseSlot(values.slot, 'secondary'), force: values.force === true });
     const broker = await syncBrokerAccountCli(configFile, { op: 'password', deviceId, keyFile: r.keyFile!, disabled: r.disabled });
+    const other = r.slot === 'primary' ? 'secondary' : 'primary';
+    const retire = r.otherSlotHasKey
+      ? [`then retire the old key with:`, `  devstreams hub revoke-key ${deviceId} --slot ${other} --config ${configFile}`]
+      : [];
     opts.out(
       [
-        ...(broker ? [broker] : []),
-        `new ${r.slot} key for ${deviceId} written to ${r.keyFile} (0600); the other slot's key still works`,
-        `Copy it to the device's key file and restart its agent; then retire the old key with:`,
-        `  devstreams hub revoke-key ${deviceId} --slot ${r.slot === 'primary' ? 'secondary' : 'primary'} --config ${configFile}`,
+        ...(broker
+          ? // The broker account holds one password: whatever the slots say, the previous key is refused now.
+            [
+              broker,
+              `new ${r.slot} key for ${deviceId} written to ${r.keyFile} (0600)`,
+              `Copy it to the device's key file and reload its agent now (systemctl reload devstreams-agent, or kill -HUP its process):`,
+              `the device is disconnected until it has the new key${retire.length ? ';' : ''}`,
+            ]
+          : [
+              `new ${r.slot} key for ${deviceId} written to ${r.keyFile} (0600); ` +
+                (r.otherSlotHasKey ? `the ${other} key still works` : `it replaced the device's only key: the device is cut off until it has this one`),
+              `Copy it to the device's key file and reload its agent (systemctl reload devstreams-agent, or kill -HUP its process)${retire.length ? ';' : ''}`,
+            ]),
+        ...retire,
         '',
       ].join('\n'),
     );
@@ -115,10 +130,13 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
     return 0;
   }
   if (sub === 'disable-device' || sub === 'enable-device') {
-    setDeviceDisabled({ configFile, deviceId, disabled: sub === 'disable-device' });
-    const broker = await syncBrokerAccountCli(configFile, { op: sub === 'disable-device' ? 'disable' : 'enable', deviceId });
+    const disable = sub === 'disable-device';
+    const r = setDeviceDisabled({ configFile, deviceId, disabled: disable });
+    // Synced even when nothing changed here: it repairs a broker account left behind by a failed run.
+    const broker = await syncBrokerAccountCli(configFile, { op: disable ? 'disable' : 'enable', deviceId });
     if (broker) opts.out(`${broker}\n`);
-    opts.out(sub === 'disable-device' ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
+    if (!r.changed) opts.out(`device ${deviceId} is already ${disable ? 'disabled' : 'enabled'}; nothing changed\n`);
+    else opts.out(disable ? `device ${deviceId} disabled: disconnected and refused until enable-device\n` : `device ${deviceId} enabled\n`);
     return 0;
   }
   const r = removeDevice({ configFile, deviceId });

@@ -3,12 +3,14 @@ import type { DestinationStream } from 'pino';
 import { IdleMemoryReclaimer, argsProblem, RELAY_HEAP_THRESHOLDS, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type SystemdNotifyEnv } from '../protocol/index.js';
 import { addDevice } from './add-device.js';
 import { ADMIN_COMMANDS, ADMIN_USAGE, runAdminCommand } from './admin-cli.js';
+import { subcommandHelp } from './command-usage.js';
 import { syncBrokerAccountCli } from './mosquitto-sync.js';
 import { loadHubConfig } from './config.js';
 import { hubConfigPath } from './config-path.js';
 import { Hub } from './hub.js';
 import { DEFAULT_HUB_DIR, initHub } from './init.js';
 import { runningPublicUrlWarning } from './public-url.js';
+import { secretFileWarnings } from './secret-file-modes.js';
 
 const USAGE = `usage: devstreams hub init [--dir DIR] [--listen HOST:PORT] [--public-url https://HOST[:PORT]]
        devstreams hub [--config DIR/hub.yaml] [--listen HOST:PORT]
@@ -57,7 +59,14 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
     return 0;
   }
   try {
-    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) return await SUBCOMMANDS[sub]!(rest, { out, err });
+    if (sub !== undefined && Object.hasOwn(SUBCOMMANDS, sub)) {
+      const help = subcommandHelp(sub, rest);
+      if (help !== null) {
+        out(`${help}\n`);
+        return 0;
+      }
+      return await SUBCOMMANDS[sub]!(rest, { out, err });
+    }
     return await runHub(args, opts);
   } catch (e) {
     if (e instanceof UsageProblem) {
@@ -69,6 +78,16 @@ export async function runHubCli(args: string[], opts: HubCliOptions = {}): Promi
 }
 
 class UsageProblem extends Error {}
+
+/** systemd's STATUS= line: "1 device online; 3 streams open". */
+export function hubStatusText(devicesOnline: number, streamsOpen: number): string {
+  const n = (count: number, one: string): string => `${count} ${one}${count === 1 ? '' : 's'}`;
+  return `${n(devicesOnline, 'device')} online; ${n(streamsOpen, 'stream')} open`;
+}
+
+export const SIGHUP_WARNING =
+  'SIGHUP ignored: the hub does not re-read hub.yaml on SIGHUP (registry.json and tokens.json are re-read by themselves ' +
+  'when they change); restart the hub to apply changes to hub.yaml (systemctl restart devstreams-hub)';
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 interface Parsed {
@@ -86,10 +105,6 @@ function parse(args: string[], options: Options, positionals: boolean): Parsed {
 
 function runInit(args: string[], { out, err }: { out: Print; err: Print }): number {
   const { values } = parse(args, { dir: { type: 'string' }, listen: { type: 'string' }, 'public-url': { type: 'string' } }, false);
-  if (values.help) {
-    out(`${USAGE}\n`);
-    return 0;
-  }
   const result = initHub({
     dir: (values.dir as string | undefined) ?? DEFAULT_HUB_DIR,
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
@@ -121,10 +136,6 @@ async function runAddDevice(args: string[], { out }: { out: Print }): Promise<nu
     { config: { type: 'string', short: 'c' }, allow: { type: 'string', multiple: true } },
     true,
   );
-  if (values.help) {
-    out(`${USAGE}\n`);
-    return 0;
-  }
   if (positionals.length !== 1) throw new UsageProblem('add-device takes exactly one device ID');
   const configFile = hubConfigPath(values.config as string | undefined);
   const result = addDevice({
@@ -153,7 +164,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     return 0;
   }
   const file = hubConfigPath(values.config as string | undefined);
-  const { config } = loadHubConfig(file, {
+  const { config, file: configFile } = loadHubConfig(file, {
     ...(values.listen !== undefined ? { listen: values.listen as string } : {}),
   });
   const log = createLogger({
@@ -161,6 +172,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     level: config.log.level,
     ...(opts.logDestination ? { destination: opts.logDestination } : {}),
   });
+  for (const w of secretFileWarnings(config, configFile)) log.warn(w);
   tuneGcForRelaying(); // the hub carries every stream (protocol/gc-tuning.ts)
   scavengeYoungBuffersEarly();
   // With no stream for 10 s: glibc's malloc_trim (protocol/idle-memory.ts), so a hub gives back
@@ -171,13 +183,19 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
     collect: null,
     keepWhileBusy: () => RELAY_HEAP_THRESHOLDS, // glibc keeps freed buffers while streams are open (protocol/malloc-trim.ts)
   });
-  const hub: Hub = new Hub({ config, log, streamsChanged: () => reclaimer.poke() });
+  const hub: Hub = new Hub({
+    config,
+    log,
+    streamsChanged: () => reclaimer.poke(),
+    configFile,
+    listenFlag: values.listen !== undefined,
+  });
   // systemd (Type=notify): READY=1 once listening, WATCHDOG=1 while the event loop is healthy,
   // STATUS= with devices online and streams open, STOPPING=1 at the end.
   const notify = new SdNotifier({
     env: opts.systemd ?? systemdNotifyEnv(process.env),
     log,
-    status: () => `${hub.presence.onlineCount()} devices online; ${hub.relay.activeCount()} streams open`,
+    status: () => hubStatusText(hub.presence.onlineCount(), hub.relay.activeCount()),
   });
 
   let onStop: (why: string) => void = () => {};
@@ -185,6 +203,11 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => onStop(sig);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Node's default for SIGHUP ends the process at once (no drain, streams cut), and admins send it
+  // expecting a reload, as the agent does. The hub has nothing to reload from it: registry.json and
+  // tokens.json are re-read whenever they change, and hub.yaml only at start.
+  const onHangup = (): void => log.warn(SIGHUP_WARNING);
+  process.on('SIGHUP', onHangup);
   if (opts.signal?.aborted) onStop('abort');
   else opts.signal?.addEventListener('abort', () => onStop('abort'), { once: true });
 
@@ -201,6 +224,7 @@ async function runHub(args: string[], opts: HubCliOptions): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     notify.stop();
     reclaimer.stop();
     await hub.stop();

@@ -52,15 +52,32 @@ export function parseSlot(value: string | undefined, fallback: KeySlot): KeySlot
 /**
  * Puts a fresh key into `slot` (the other slot's key stays valid) and writes it to
  * DIR/devices/ID.key (0600), the file the agent config there names. A device connected with the
- * slot's previous key is disconnected.
+ * slot's previous key is disconnected. Replacing a device's only key (the other slot empty) cuts
+ * the device off until it has the new key: refused unless `force`.
  */
-export function rotateKey(opts: { configFile: string; deviceId: string; slot: KeySlot }): DeviceAdminResult {
+export function rotateKey(opts: { configFile: string; deviceId: string; slot: KeySlot; force?: boolean }): DeviceAdminResult & { otherSlotHasKey: boolean } {
   const { registryFile, dir, entry } = target(opts.configFile, opts.deviceId);
+  const other = opts.slot === 'primary' ? 'secondary' : 'primary';
+  const onlyKey = (e: RegistryEntry): boolean => e.keys[opts.slot] !== undefined && e.keys[other] === undefined;
+  const refuse = (): DevstreamsError =>
+    new DevstreamsError(
+      'BAD_REQUEST',
+      `the ${opts.slot} key is the only key of device "${opts.deviceId}": replacing it cuts the device off until it has the new key. ` +
+        `Rotate into the empty slot instead (devstreams hub rotate-key ${opts.deviceId} --slot ${other}), or add --force to replace it anyway`,
+    );
+  if (onlyKey(entry) && !opts.force) throw refuse();
   const key = newSecret();
   const keyFile = join(dir, 'devices', `${opts.deviceId}.key`);
+  // The key file first, so the registry never holds a key that no file has.
   writeFileAtomic(keyFile, key, SECRET_MODE);
-  update(registryFile, opts.deviceId, (e) => ({ ...e, keys: { ...e.keys, [opts.slot]: keySlotRecord(key) } }));
-  return { deviceId: opts.deviceId, registryFile, keyFile, slot: opts.slot, disabled: entry.disabled };
+  let otherSlotHasKey = false;
+  update(registryFile, opts.deviceId, (e) => {
+    // Again on the registry as written: a concurrent revoke-key may have emptied the other slot.
+    if (onlyKey(e) && !opts.force) throw refuse();
+    otherSlotHasKey = e.keys[other] !== undefined;
+    return { ...e, keys: { ...e.keys, [opts.slot]: keySlotRecord(key) } };
+  });
+  return { deviceId: opts.deviceId, registryFile, keyFile, slot: opts.slot, disabled: entry.disabled, otherSlotHasKey };
 }
 
 /** Empties a key slot: that key stops working at once. The last key cannot be revoked (disable the device instead). */
@@ -82,11 +99,15 @@ export function revokeKey(opts: { configFile: string; deviceId: string; slot: Ke
   return { deviceId: opts.deviceId, registryFile, slot: opts.slot };
 }
 
-/** Disables (or enables) a device: a disabled device is disconnected at once and refused from then on. */
-export function setDeviceDisabled(opts: { configFile: string; deviceId: string; disabled: boolean }): DeviceAdminResult {
-  const { registryFile } = target(opts.configFile, opts.deviceId);
+/**
+ * Disables (or enables) a device: a disabled device is disconnected at once and refused from then
+ * on. `changed` is false when it already was in that state (the registry is then left alone).
+ */
+export function setDeviceDisabled(opts: { configFile: string; deviceId: string; disabled: boolean }): DeviceAdminResult & { changed: boolean } {
+  const { registryFile, entry } = target(opts.configFile, opts.deviceId);
+  if (entry.disabled === opts.disabled) return { deviceId: opts.deviceId, registryFile, changed: false };
   update(registryFile, opts.deviceId, (e) => ({ ...e, disabled: opts.disabled }));
-  return { deviceId: opts.deviceId, registryFile };
+  return { deviceId: opts.deviceId, registryFile, changed: true };
 }
 
 /** Forgets a device: its registry entry, and its agent config and key in DIR/devices. */

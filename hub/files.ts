@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, fchownSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type * as z from '../protocol/zod.js';
 import { ConfigError, describeIssues } from '../protocol/index.js';
+import { ownerForNewFile, type Owner } from './file-owner.js';
 
 /**
  * Writes a file atomically and durably with the given mode: a temporary file in the same folder,
@@ -10,13 +11,19 @@ import { ConfigError, describeIssues } from '../protocol/index.js';
  * and fsync'ed, renamed over the target, then the folder fsync'ed so the rename itself survives a
  * power cut. A reader, or a process killed at any moment (kill -9), leaves the old file or the new
  * one, never half of either; at worst a stray `.NAME.*.tmp` next to it.
+ *
+ * Run as root (an admin who left out `runuser -u devstreams`), the new file and any folder made for
+ * it get the owner of the file replaced or of the folder (hub/file-owner.ts), before the rename:
+ * the hub, running as its own user, can read it from the moment it appears.
  */
 export function writeFileAtomic(file: string, data: string | Buffer, mode: number): void {
   const dir = dirname(file);
-  makeDirDurable(dir);
+  const owner = ownerForNewFile(file);
+  makeDirDurable(dir, owner);
   const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', mode);
   try {
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd);
@@ -36,14 +43,39 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode: numbe
   fsyncDir(dir);
 }
 
-/** Creates `dir` (and missing parents) so that the new entries survive a power cut. */
-function makeDirDurable(dir: string): void {
-  const first = mkdirSync(dir, { recursive: true });
-  if (first === undefined) return;
-  // Each created folder's entry lives in its parent: fsync the parent of every folder created.
+/**
+ * Creates `dir` and its missing parents (owned by `owner` when given), one by one, so that the new
+ * entries survive a power cut (each folder's entry lives in its parent: the parent is fsync'ed).
+ * Not mkdirSync's recursive mode: under a folder such as /proc, where mkdir answers ENOENT, Node's
+ * recursive mkdir retries forever at full CPU. A path through a file, or a folder that cannot be
+ * made, is a ConfigError naming it.
+ */
+export function makeDirDurable(dir: string, owner: Owner | null): void {
+  const missing: string[] = [];
   for (let d = dir; ; d = dirname(d)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(d).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && dirname(d) !== d) {
+        missing.unshift(d);
+        continue;
+      }
+      throw new ConfigError(d, [`cannot use this folder (${code ?? 'error'})`]);
+    }
+    if (!isDir) throw new ConfigError(d, ['is a file, not a folder']);
+    break;
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' || !statSync(d).isDirectory()) throw new ConfigError(d, [`cannot make this folder (${code ?? 'error'})`]);
+    }
+    if (owner) chownSync(d, owner.uid, owner.gid);
     fsyncDir(dirname(d));
-    if (d === first) break;
   }
 }
 

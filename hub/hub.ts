@@ -39,6 +39,9 @@ export interface HubOptions {
   nodeId?: string;
   /** Called when a stream pairs or ends (hub/cli.ts: the idle memory reclaimer). */
   streamsChanged?: () => void;
+  /** The hub.yaml the config was loaded from, and whether --listen overrode its listen: named in listen errors. */
+  configFile?: string;
+  listenFlag?: boolean;
 }
 
 /**
@@ -162,7 +165,17 @@ export class Hub {
           events: { refused: (code, side) => code === 'UNAUTHORIZED' && this.metrics.authFailure(side === 'device' ? 'relay' : 'api') },
         })
       : null;
-    this.server = new HubServer({ config, api: this.api, relay: this.relay, relayMux: this.relayMux, connect, broker: this.broker, log });
+    this.server = new HubServer({
+      config,
+      api: this.api,
+      relay: this.relay,
+      relayMux: this.relayMux,
+      connect,
+      broker: this.broker,
+      log,
+      ...(opts.configFile !== undefined ? { configFile: opts.configFile } : {}),
+      ...(opts.listenFlag ? { listenFlag: true } : {}),
+    });
     const hubAccount =
       external && config.mqtt?.accounts === 'mosquitto-dynsec'
         ? [new MosquittoAccounts({ bus: external, registry: this.registry, username: config.mqtt.username, log })]

@@ -3,7 +3,8 @@ import { join, resolve } from 'node:path';
 import { ConfigError, newSecret } from '../protocol/index.js';
 import { PublicUrlSchema, parseHostPort, publicUrlOf } from './config.js';
 import { createDevCa } from './dev-ca.js';
-import { PUBLIC_MODE, SECRET_MODE, writeFileAtomic } from './files.js';
+import { ownerForNewFile } from './file-owner.js';
+import { PUBLIC_MODE, SECRET_MODE, makeDirDurable, writeFileAtomic } from './files.js';
 import { initPublicUrlWarning } from './public-url.js';
 import { emptyRegistry, writeRegistryFile } from './registry.js';
 import { newTokenEntry, writeTokensFile } from './service-tokens.js';
@@ -78,6 +79,14 @@ export function initHub(opts: InitOptions): InitResult {
   const configFile = join(dir, 'hub.yaml');
   if (existsSync(configFile)) {
     throw new ConfigError(configFile, ['already exists; refusing to overwrite it (remove the folder or use --dir for a new one)']);
+  }
+
+  // The folder first: a --dir that is a file, or that cannot be made, is said as such (not a raw errno).
+  try {
+    makeDirDurable(dir, ownerForNewFile(dir));
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError('--dir', [`${err.file} ${err.problems.join('; ')}`]);
+    throw err;
   }
 
   // The public host too, so that devices and services dialling it can verify the certificate.

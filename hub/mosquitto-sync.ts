@@ -34,7 +34,13 @@ export async function syncBrokerAccount(config: Readonly<HubConfig>, change: Bro
       case 'password':
         // Creates the account if it is missing (the repair path after a failed add-device).
         await dynsec.upsertDevice(id, readKey(change.keyFile), change.disabled ?? false);
-        return `broker account "${id}": its password is now the new key (a broker account holds one key: the previous one stops working there)`;
+        // Mosquitto drops the device's connection without its last will: say it is offline, as
+        // disable does, or the hub would show it online and answer its streams with a timeout.
+        if (!change.disabled) await dynsec.markOffline(id);
+        return (
+          `broker account "${id}": its password is now the new key, and the previous key stops working at the broker now ` +
+          `(a broker account holds one key, whatever the slot): the device is disconnected`
+        );
       case 'enable':
       case 'disable':
         await dynsec.setEnabled(id, change.op === 'enable');
@@ -64,7 +70,7 @@ export async function syncBrokerAccountCli(configFile: string, change: BrokerAcc
   } catch (err) {
     const repair =
       change.op === 'add' || change.op === 'password'
-        ? `devstreams hub rotate-key ${change.deviceId} --slot primary (sets a fresh key at the broker)`
+        ? `devstreams hub rotate-key ${change.deviceId} --slot primary --force (sets a fresh key at the broker)`
         : `the same command again`;
     throw new DevstreamsError(
       'INTERNAL',

@@ -101,6 +101,8 @@ export class DeviceRegistry {
       what: 'device registry',
       read: (f) => new Map(Object.entries(readRegistryFile(f).devices)),
       log: this.log,
+      summary: (devices) => ({ devices: devices.size }),
+      ifMissing: 'every device is unknown to the hub now (their connections are closed); restore it from a backup',
     });
   }
 

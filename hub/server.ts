@@ -11,6 +11,7 @@ import type { Api } from './api.js';
 import type { Broker } from './broker.js';
 import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
 import { ConnectionGuard } from './connection-guard.js';
+import { listenProblem } from './listen-error.js';
 import { answerClientError } from './client-error.js';
 import { peerAddress, refuseUpgrade } from './http-util.js';
 import { MqttPacketGuard } from './mqtt-packet-guard.js';
@@ -20,6 +21,12 @@ import type { StreamConnect } from './stream-connect.js';
 import { upgradeProblem } from './upgrade-check.js';
 
 type ServerConfig = Pick<HubConfig, 'listen' | 'publicUrl' | 'tls' | 'mqtts' | 'limits'>;
+
+/** Where a listen address was set: a field of the config file, or a command-line flag. */
+interface ListenSource {
+  field: string;
+  file?: string;
+}
 
 /** Largest WebSocket message on the MQTT endpoint (control payloads are at most 8 KiB). */
 const MQTT_WS_MAX_PAYLOAD = 64 * 1024;
@@ -39,6 +46,8 @@ const CIPHERS = `TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY
  */
 export class HubServer {
   private readonly config: ServerConfig;
+  private readonly configFile: string | undefined;
+  private readonly listenFrom: ListenSource;
   private readonly api: Api;
   private readonly connect: StreamConnect;
   private readonly relay: Relay;
@@ -67,8 +76,16 @@ export class HubServer {
     connect: StreamConnect;
     broker: Broker;
     log: Logger;
+    /** The hub.yaml the config came from, for errors (hub/cli.ts passes it). */
+    configFile?: string;
+    /** `listen` came from the --listen flag, not the file. */
+    listenFlag?: boolean;
   }) {
     this.config = opts.config;
+    this.configFile = opts.configFile;
+    this.listenFrom = opts.listenFlag
+      ? { field: '--listen' }
+      : { field: 'listen', ...(opts.configFile !== undefined ? { file: opts.configFile } : {}) };
     this.api = opts.api;
     this.relay = opts.relay;
     this.relayMux = opts.relayMux ?? null;
@@ -132,7 +149,7 @@ export class HubServer {
     this.track(server);
     this.https = server;
     const listen = parseHostPort(this.config.listen)!;
-    this.boundPort = await listenOn(server, listen.host, listen.port, 'listen');
+    this.boundPort = await listenOn(server, listen.host, listen.port, this.listenFrom);
     this.url = publicUrlOf(this.config, this.boundPort);
 
     if (this.config.mqtts) {
@@ -142,7 +159,7 @@ export class HubServer {
       this.track(mqtts);
       this.mqtts = mqtts;
       const at = parseHostPort(this.config.mqtts.listen)!;
-      this.mqttsBoundPort = await listenOn(mqtts, at.host, at.port, 'mqtts.listen');
+      this.mqttsBoundPort = await listenOn(mqtts, at.host, at.port, { field: 'mqtts.listen', ...(this.configFile !== undefined ? { file: this.configFile } : {}) });
       this.log.info({ host: at.host, port: this.mqttsBoundPort }, 'mqtts listening');
     }
     if (this.broker.running) this.broker.aedes.on('clientReady', (client) => {
@@ -215,10 +232,15 @@ function readPem(file: string, what: string): string {
   }
 }
 
-function listenOn(server: NetServer, host: string, port: number, field: string): Promise<number> {
+/**
+ * Listens; a failure is a ConfigError naming where the address was set (`from`: the config file or
+ * the --listen flag, and the field) and what to do about the common causes (hub/listen-error.ts).
+ */
+function listenOn(server: NetServer, host: string, port: number, from: ListenSource): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ConfigError(field, [`cannot listen on ${host}:${port} (${err.code ?? err.message})`]));
+      if (from.file === undefined) reject(new ConfigError(from.field, [listenProblem(err, host, port, from.field)]));
+      else reject(new ConfigError(from.file, [`${from.field}: ${listenProblem(err, host, port, `${from.field} in ${from.file}`)}`]));
     };
     server.once('error', onError);
     server.listen(port, host, () => {

@@ -95,6 +95,8 @@ export class ServiceTokens {
       what: 'service tokens',
       read: readTokensFile,
       log: opts.log.child({ component: 'tokens' }),
+      summary: (t) => ({ tokens: Object.keys(t.tokens).length }),
+      ifMissing: 'every token it held is revoked (calls with them get 401); restore it, or make new ones with devstreams hub token create',
     });
   }
 

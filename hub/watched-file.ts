@@ -19,11 +19,25 @@ export class WatchedFile<T> {
   private watcher: FSWatcher | null = null;
   private readonly listeners: Array<(value: T) => void> = [];
 
-  constructor(opts: { file: string; what: string; read: (file: string) => T; log: Logger }) {
+  /** Log fields that sum up a content (e.g. how many tokens), on every reload. */
+  private readonly summary: (value: T) => Record<string, unknown>;
+  /** What a missing file means, warned when it disappears while the hub runs. */
+  private readonly ifMissing: string | undefined;
+
+  constructor(opts: {
+    file: string;
+    what: string;
+    read: (file: string) => T;
+    log: Logger;
+    summary?: (value: T) => Record<string, unknown>;
+    ifMissing?: string;
+  }) {
     this.file = opts.file;
     this.what = opts.what;
     this.read = opts.read;
     this.log = opts.log;
+    this.summary = opts.summary ?? (() => ({}));
+    this.ifMissing = opts.ifMissing;
   }
 
   /** Reads the file (throws its ConfigError) and starts watching it. */
@@ -66,7 +80,9 @@ export class WatchedFile<T> {
         if (this.value === undefined) throw err;
         return this.value;
       }
-      this.log.info(`${this.what} reloaded`);
+      // A deleted file reads as empty: that is a change, but rarely the one intended; say what it did.
+      if (signature === 'missing') this.log.warn({ file: this.file }, `${this.what} file missing: ${this.ifMissing ?? 'read as empty'}`);
+      this.log.info({ file: this.file, ...this.summary(value) }, `${this.what} reloaded`);
       for (const l of this.listeners) {
         try {
           l(value);

@@ -113,6 +113,22 @@ describe.skipIf(!haveMosquitto)('external broker: Mosquitto with the dynamic sec
     await stack.waitForDevice('pi-b', true, 30_000); // the agent's reconnect backoff
   });
 
+  it('rotate-key of a connected device: the output says the previous key stops at the broker now, the hub marks it offline at once, and a reload brings it back', async () => {
+    const conf = join(stack.dir, 'hub.yaml');
+    const r = await runCli(['hub', 'rotate-key', 'pi-a', '--config', conf]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('the previous key stops working at the broker now');
+    expect(r.stdout).toContain('reload its agent now');
+    expect(r.stdout).not.toMatch(/still works|restart/);
+    // Mosquitto drops it without its will; the hub published the offline status, so a stream is
+    // refused at once instead of waiting for the device's answer.
+    await stack.waitForDevice('pi-a', false, 5_000);
+    expect((await refusalOf(client.openStream('pi-a', 'echo'))).code).toBe('DEVICE_OFFLINE');
+    // The agent's keyFile is DIR/devices/pi-a.key, which rotate-key rewrote: a reload is enough.
+    stack.agents.get('pi-a')!.child.kill('SIGHUP');
+    await stack.waitForDevice('pi-a', true, 30_000); // the agent's reconnect backoff
+  });
+
   it('rotate-key moves the broker password to the new key; remove-device deletes the account', async () => {
     const conf = join(stack.dir, 'hub.yaml');
     const old = keyOf('pi-mallory');

@@ -216,13 +216,13 @@ describe('the daemons under a stand-in systemd', () => {
     expect(agentReady.pid).toBe(agent.child.pid);
     expect(agentReady.fields.STATUS).toMatch(/^control channel (connecting|connected); 0 streams open$/);
     await agentL.waitFor((m) => m.fields.STATUS === 'control channel connected; 0 streams open', 'STATUS connected');
-    await hubL.waitFor((m) => m.fields.STATUS === '1 devices online; 0 streams open', 'STATUS with the device online');
+    await hubL.waitFor((m) => m.fields.STATUS === '1 device online; 0 streams open', 'STATUS with the device online');
 
     const client = new DevstreamsClient({ hub: `https://localhost:${port}`, token, ca: readFileSync(join(dir, 'tls', 'ca.crt')) });
     try {
       const stream = await client.openStream('dev1', 'echo');
       await agentL.waitFor((m) => m.fields.STATUS === 'control channel connected; 1 streams open', 'STATUS with a stream');
-      await hubL.waitFor((m) => m.fields.STATUS === '1 devices online; 1 streams open', 'hub STATUS with a stream');
+      await hubL.waitFor((m) => m.fields.STATUS === '1 device online; 1 stream open', 'hub STATUS with a stream');
       stream.destroy();
       await agentL.waitFor((m) => m.fields.STATUS === 'control channel connected; 0 streams open', 'STATUS after the stream', 15_000, agentL.messages.length);
     } finally {
