@@ -68,7 +68,7 @@ wait_for "agent connected" 200 sh -c "systemctl show -p StatusText --value devst
 check agent_status "$(show devstreams-agent StatusText)"
 devstreams echo dev1 >/results/echo1.txt 2>&1
 check echo1_rc $?
-wait_for "hub status with the device" 50 sh -c "systemctl show -p StatusText --value devstreams-hub | grep -q '^1 devices online'"
+wait_for "hub status with the device" 50 sh -c "systemctl show -p StatusText --value devstreams-hub | grep -q '^1 device online'"
 check hub_status_with_device "$(show devstreams-hub StatusText)"
 # --- reload: a bad file fails `systemctl reload` (ExecReload checks it first) and changes nothing
 PID0=$(show devstreams-agent MainPID)
