@@ -5,7 +5,7 @@ import { RELAY_HEAP_THRESHOLDS, argsProblem, SdNotifier, createLogger, scavengeY
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
-import { proxyEnvFrom } from './proxy.js';
+import { proxyEnvFrom, proxyFor } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
 const USAGE = 'usage: devstreams agent --config FILE';
@@ -58,6 +58,10 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
   }
 
   const config = loadAgentConfig(values.config);
+  // HTTPS_PROXY, read once: an unusable value stops the agent here, before it logs a line, with a
+  // ConfigError naming the variable (agent/proxy.ts proxyFor; the Agent makes the same choice).
+  const proxyEnv = proxyEnvFrom(opts.env ?? process.env);
+  proxyFor(new URL(config.hub.url), config.hub.proxy, proxyEnv);
   const log = createLogger({
     name: 'devstreams-agent',
     level: config.log.level as LogLevel,
@@ -76,7 +80,7 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
   const agent = new Agent({
     config,
     log,
-    proxyEnv: proxyEnvFrom(opts.env ?? process.env),
+    proxyEnv,
     // Throughput mode trades memory for CPU here too (protocol/malloc-trim.ts).
     keepFreedWhileBusy: () => (gcMode === 'throughput' ? RELAY_HEAP_THRESHOLDS : null),
   });
