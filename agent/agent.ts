@@ -69,7 +69,8 @@ export class Agent extends EventEmitter {
     // One proxy decision for the hub's host: the control channel and the relay share it.
     const hubUrl = new URL(config.hub.url);
     const proxy = proxyFor(hubUrl, config.hub.proxy, opts.proxyEnv ?? {});
-    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy, this.log.child({ component: 'control' })) : undefined;
+    // The control channel tells a proxy's refusal itself, as its `control channel error` (agent/control-ws.ts).
+    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy) : undefined;
     if (proxy !== undefined) {
       if (wsAgent) this.log.info({ proxy: redactProxy(proxy) }, 'hub connections go through an HTTP proxy');
       else this.log.warn({ proxy: redactProxy(proxy) }, 'an mqtts:// control channel does not use the proxy (use a wss:// hub URL)');
@@ -133,7 +134,7 @@ export class Agent extends EventEmitter {
       keepaliveSec: config.hub.keepaliveSec,
       statusFields: () => this.status.fields(),
       reconnect: config.hub.reconnect,
-      ...(wsAgent ? { wsAgent } : {}),
+      ...(wsAgent ? { wsAgent, proxy: redactProxy(proxy!) } : {}),
     });
     this.channel.on('connected', () => {
       this.reclaimer.poke(); // start-up's garbage goes once the agent is online and idle

@@ -64,6 +64,54 @@ function upgradeHint(hubUrl: string, status: number, location: string | undefine
   return undefined;
 }
 
+/**
+ * The HTTP proxy answered the CONNECT to the hub with `status` (not 200): the hub was not reached,
+ * so nothing about the hub is to blame. `proxy` is the proxy's address without credentials.
+ */
+export function proxyRefused(proxy: string, hubUrl: string, status: number, statusText: string): ConnectFailure {
+  let hubAddr = '';
+  try {
+    const u = new URL(hubUrl);
+    hubAddr = `${u.hostname}:${u.port || '443'}`;
+  } catch {
+    // the config's check makes this unreachable; the line just names no address
+  }
+  const fields: Record<string, string | number> = {
+    proxy,
+    status,
+    err: `the proxy refused the CONNECT to the hub${hubAddr ? ` (${hubAddr})` : ''} with HTTP ${status}${statusText ? ` ${statusText}` : ''}; the hub was not reached`,
+  };
+  const hint = proxyHint(status, hubAddr);
+  if (hint) fields.hint = hint;
+  return { key: `proxy ${status}`, fields };
+}
+
+function proxyHint(status: number, hubAddr: string): string | undefined {
+  if (status === 401 || status === 407) {
+    return 'the proxy wants (other) credentials: put user:password in hub.proxy or HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT, percent-encoded)';
+  }
+  if (status === 403) {
+    return `the proxy does not allow a CONNECT to ${hubAddr || "the hub's port"} (or from this device): ask for it to be allowed (tinyproxy: ConnectPort; squid: SSL_ports), or set hub.proxy: none if the hub can be reached directly`;
+  }
+  if (status >= 500) return `the proxy could not reach ${hubAddr || 'the hub'}: check hub.url's host and port, and the proxy's own DNS and network`;
+  return undefined;
+}
+
+/**
+ * The proxy itself could not be reached (refused, timed out, its name not found): with a proxy the
+ * agent opens TCP connections to the proxy only, so such an error is never the hub's.
+ */
+export function proxyUnreachable(proxy: string, err: Error & { code?: string | number }): ConnectFailure {
+  const message = withoutNodeAdvice(err.message);
+  const fields: Record<string, string | number> = {
+    proxy,
+    err: `cannot reach the proxy ${proxy}: ${message}`,
+    ...(err.code !== undefined ? { code: err.code } : {}),
+    hint: 'check the proxy address in hub.proxy or HTTPS_PROXY (host and port), and that the proxy is running; hub.proxy: none dials the hub directly',
+  };
+  return { key: `proxy ${err.code ?? ''} ${message}`, fields };
+}
+
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
 const CONNACK = {
   1: 'unacceptable protocol version',

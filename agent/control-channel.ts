@@ -14,7 +14,7 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
-import { loginRefused, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { loginRefused, proxyRefused, proxyUnreachable, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
 import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
@@ -41,6 +41,8 @@ export interface ControlChannelOptions {
   reconnect?: { initialDelayMs: number; maxDelayMs: number };
   /** An http.Agent for MQTT over WebSocket (the CONNECT proxy), if one is used. */
   wsAgent?: Agent;
+  /** That proxy's address without credentials, for the log lines that blame it. */
+  proxy?: string;
   /** Least time between two status publishes caused by stream count changes. */
   statusIntervalMs?: number;
   /** MQTT keep-alive in seconds (default 30). */
@@ -125,7 +127,9 @@ export class ControlChannel extends EventEmitter {
       wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, generateMask: zeroMask, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
       // wss://: a refused upgrade (HTTP 404 for a wrong path, say) is told, not dropped.
       createWebsocket: controlWebSocket((r) => {
-        if (!this.stopping && client === this.client) this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
+        if (this.stopping || client !== this.client) return;
+        if (r.proxy) this.problem(proxyRefused(this.opts.proxy ?? 'the proxy', this.opts.url, r.proxy.status, r.proxy.statusText));
+        else this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
       }),
       will: {
         topic: this.statusTopic,
@@ -175,7 +179,10 @@ export class ControlChannel extends EventEmitter {
         this.log.debug({ err: err.message, code: err.code }, 'control channel error'); // told by the CONNACK's own line
         return;
       }
-      this.problem(transportFailed(err));
+      // Through a proxy, the agent's own TCP connections go to the proxy only: one that fails is the proxy's.
+      const syscall = (err as { syscall?: string }).syscall;
+      if (this.opts.wsAgent && (syscall === 'connect' || syscall === 'getaddrinfo')) this.problem(proxyUnreachable(this.opts.proxy ?? 'the proxy', err));
+      else this.problem(transportFailed(err));
     });
   }
 

@@ -100,6 +100,29 @@ export function noProxyMatches(target: URL, noProxy: string): boolean {
   return false;
 }
 
+/** What a proxy answered to a CONNECT that it refused. */
+export interface ProxyRefusal {
+  status: number;
+  statusText: string;
+}
+
+/**
+ * The requests whose CONNECT the proxy refused. https-proxy-agent then hands the proxy's answer to
+ * the request as if it were the hub's, so a WebSocket sees "the server answered 401"; the control
+ * channel asks here first (agent/control-ws.ts) and tells the proxy's refusal, not the hub's.
+ */
+const refusals = new WeakMap<ClientRequest, ProxyRefusal>();
+
+/** The proxy's refusal of the CONNECT under `req`, or undefined when no proxy refused it. */
+export function proxyRefusalOf(req: ClientRequest): ProxyRefusal | undefined {
+  return refusals.get(req);
+}
+
+/** A proxy's status text in a log line: bounded, printable ASCII. */
+function printableText(s: string): string {
+  return s.slice(0, 100).replace(/[^\x20-\x7e]/g, '?');
+}
+
 /**
  * An http.Agent that tunnels through `proxyUrl` by CONNECT (TLS to the hub runs inside the tunnel).
  * A proxy that answers the CONNECT with anything but 200 (407 credentials, 403 a port it does not
@@ -109,6 +132,9 @@ export function noProxyMatches(target: URL, noProxy: string): boolean {
  */
 export function proxyAgent(proxyUrl: string, log?: Logger): Agent {
   const agent = new HttpsProxyAgent(proxyUrl, { keepAlive: false });
+  agent.on('proxyConnect', (res: { statusCode: number; statusText: string }, req: ClientRequest) => {
+    if (res.statusCode !== 200) refusals.set(req, { status: res.statusCode, statusText: printableText(String(res.statusText)) });
+  });
   if (log) {
     let last: number | undefined;
     agent.on('proxyConnect', (res: { statusCode: number; statusText: string }) => {
@@ -116,7 +142,7 @@ export function proxyAgent(proxyUrl: string, log?: Logger): Agent {
         last = undefined;
         return;
       }
-      const fields = { proxy: redactProxy(proxyUrl), status: res.statusCode, statusText: String(res.statusText).slice(0, 100) };
+      const fields = { proxy: redactProxy(proxyUrl), status: res.statusCode, statusText: printableText(String(res.statusText)) };
       if (res.statusCode !== last) log.warn(fields, 'the proxy refused the CONNECT to the hub');
       else log.debug(fields, 'the proxy refused the CONNECT to the hub');
       last = res.statusCode;

@@ -28,6 +28,7 @@ let hub: FakeHub;
 let dir: string;
 let open: Tinyproxy;
 let authed: Tinyproxy;
+let wrongPort: Tinyproxy;
 
 /** Runs `devstreams agent` with `env` until `until` holds for a log line; returns the lines, stopped. */
 async function runUntil(env: NodeJS.ProcessEnv, until: (l: LogLine) => boolean): Promise<LogLine[]> {
@@ -69,8 +70,11 @@ describe.skipIf(skip !== null)(`HTTPS_PROXY values${skip ? ` [skipped: ${skip}]`
       connectPorts: [hub.port],
       basicAuth: { user: USER, password: PASSWORD },
     }).start();
+    // CONNECT allowed to some other port only: tinyproxy answers the hub's 403.
+    wrongPort = await new Tinyproxy({ listen: '127.0.0.1', port: await freePort(), allow: ['127.0.0.1'], connectPorts: [1] }).start();
   }, 30_000);
   afterAll(async () => {
+    await wrongPort?.stop();
     await open?.stop();
     await authed?.stop();
     await hub?.stop();
@@ -125,5 +129,46 @@ describe.skipIf(skip !== null)(`HTTPS_PROXY values${skip ? ` [skipped: ${skip}]`
     stop.abort();
     expect(await exited).toBe(0);
     expect(lines.some((l) => l.msg === 'agent connected')).toBe(true);
+  });
+
+  describe('a proxy that does not let the agent through', () => {
+    const reconnects = (n: number) => {
+      let seen = 0;
+      return (l: LogLine): boolean => l.msg === 'control channel reconnecting' && ++seen >= n;
+    };
+    const errors = (lines: LogLine[]) => lines.filter((l) => l.msg === 'control channel error' && l.level === 40);
+
+    it('refusing the CONNECT (401, wrong credentials): one control channel error that blames the proxy, never "hub answered"', async () => {
+      const lines = await runUntil({ HTTPS_PROXY: `http://${USER}:wrong-pw@127.0.0.1:${authed.opts.port}` }, reconnects(3));
+      const errs = errors(lines);
+      expect(errs).toHaveLength(1);
+      expect(errs[0]).toMatchObject({ component: 'control', proxy: `http://127.0.0.1:${authed.opts.port}`, status: 401 });
+      expect(errs[0]!.err).toBe(`the proxy refused the CONNECT to the hub (127.0.0.1:${hub.port}) with HTTP 401 Unauthorized; the hub was not reached`);
+      expect(errs[0]!.hint).toMatch(/credentials/);
+      expect(JSON.stringify(lines)).not.toMatch(/hub answered/);
+      expect(JSON.stringify(lines)).not.toContain('wrong-pw');
+      expect(lines.some((l) => l.msg === 'agent connected')).toBe(false);
+    });
+
+    it('refusing the CONNECT (403, a port it does not allow): blames the proxy and names the hub port to allow', async () => {
+      const lines = await runUntil({ HTTPS_PROXY: `127.0.0.1:${wrongPort.opts.port}` }, reconnects(2));
+      const errs = errors(lines);
+      expect(errs).toHaveLength(1);
+      expect(errs[0]).toMatchObject({ proxy: `http://127.0.0.1:${wrongPort.opts.port}`, status: 403 });
+      expect(errs[0]!.err).toMatch(/^the proxy refused the CONNECT to the hub \(127\.0\.0\.1:\d+\) with HTTP 403/);
+      expect(errs[0]!.hint).toContain(`CONNECT to 127.0.0.1:${hub.port}`);
+      expect(JSON.stringify(lines)).not.toMatch(/hub answered/);
+    });
+
+    it('not running: the error names the proxy as the one that cannot be reached', async () => {
+      const port = await freePort();
+      const lines = await runUntil({ HTTPS_PROXY: `http://${USER}:${PASSWORD}@127.0.0.1:${port}` }, reconnects(2));
+      const errs = errors(lines);
+      expect(errs).toHaveLength(1);
+      expect(errs[0]).toMatchObject({ component: 'control', proxy: `http://127.0.0.1:${port}`, code: 'ECONNREFUSED' });
+      expect(errs[0]!.err).toBe(`cannot reach the proxy http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`);
+      expect(errs[0]!.hint).toMatch(/HTTPS_PROXY/);
+      expect(JSON.stringify(lines)).not.toContain(PASSWORD);
+    });
   });
 });
