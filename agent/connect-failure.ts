@@ -112,6 +112,30 @@ export function proxyUnreachable(proxy: string, err: Error & { code?: string | n
   return { key: `proxy ${err.code ?? ''} ${message}`, fields };
 }
 
+/**
+ * An mqtts:// hub URL whose server answered in HTTP (its first bytes were `HTTP/`): the hub's HTTPS
+ * port, not an MQTT one. MQTT.js reads the HTTP status line as packets and fails with a parse error
+ * ("Invalid header flag bits ... puback"), which says nothing about the cause.
+ */
+export function mqttsAnsweredHttp(hubUrl: string): ConnectFailure {
+  let host = '';
+  let port = '';
+  try {
+    const u = new URL(hubUrl);
+    host = u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname;
+    port = u.port || '8883';
+  } catch {
+    // hub.url was checked at load; the line just names no address
+  }
+  return {
+    key: 'mqtts answered http',
+    fields: {
+      err: `the server at ${host}:${port} answered in HTTP, not MQTT: hub.url is an mqtts:// URL pointed at an HTTPS port`,
+      hint: `use wss://${host}:${port}/mqtt (the hub's control channel on its HTTPS port), or enable mqtts on the hub (mqtts.listen in hub.yaml) and point hub.url at that port`,
+    },
+  };
+}
+
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
 const CONNACK = {
   1: 'unacceptable protocol version',

@@ -14,7 +14,7 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
-import { loginRefused, proxyRefused, proxyUnreachable, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { loginRefused, mqttsAnsweredHttp, proxyRefused, proxyUnreachable, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
 import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
@@ -75,6 +75,8 @@ export class ControlChannel extends EventEmitter {
   private readonly shortSessions: ShortSessions;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** mqtts://: the current attempt's server answered in HTTP (its first bytes), see watchForHttp. */
+  private answeredHttp = false;
 
   constructor(opts: ControlChannelOptions) {
     super();
@@ -141,6 +143,7 @@ export class ControlChannel extends EventEmitter {
     this.log.info({ url: this.opts.url }, 'control channel connecting');
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
+    if (new URL(this.opts.url).protocol === 'mqtts:') this.watchForHttp(client);
     // wss://: one WebSocket frame (and TLS record) per MQTT packet, not one per piece mqtt-packet writes.
     client.on('connect', () => coalesceCorkedWrites(client.stream));
     client.on('connect', () => void this.onConnect(client));
@@ -174,6 +177,10 @@ export class ControlChannel extends EventEmitter {
     });
     client.on('error', (err: Error & { code?: string | number }) => {
       if (this.online) this.shortSessions.localError();
+      if (err.code === undefined && this.answeredHttp) {
+        this.problem(mqttsAnsweredHttp(this.opts.url)); // MQTT.js's parse error of an HTTP status line
+        return;
+      }
       if (err.code !== undefined && err.code === this.refusedWith) {
         this.refusedWith = undefined;
         this.log.debug({ err: err.message, code: err.code }, 'control channel error'); // told by the CONNACK's own line
@@ -184,6 +191,31 @@ export class ControlChannel extends EventEmitter {
       if (this.opts.wsAgent && (syscall === 'connect' || syscall === 'getaddrinfo')) this.problem(proxyUnreachable(this.opts.proxy ?? 'the proxy', err));
       else this.problem(transportFailed(err));
     });
+  }
+
+  /**
+   * mqtts://: notes whether each attempt's server answered with `HTTP/`, i.e. hub.url names the hub's
+   * HTTPS port. Looks at the first chunk of each stream MQTT.js builds (the first one exists already,
+   * the later ones come from its streamBuilder, wrapped here); the data still flows to MQTT.js.
+   */
+  private watchForHttp(client: MqttClient): void {
+    const watch = (stream: NodeJS.ReadableStream): void => {
+      this.answeredHttp = false;
+      // Prepended: MQTT.js's pipe parses (and fails) in its own 'data' listener, which must not run first.
+      stream.prependOnceListener('data', (chunk: Buffer | string) => {
+        this.answeredHttp = Buffer.from(chunk.slice(0, 5)).toString('latin1') === 'HTTP/';
+      });
+    };
+    watch(client.stream);
+    // streamBuilder is MQTT.js's own (private in its typings); without it only the first attempt is watched.
+    const inner = client as unknown as { streamBuilder?: (c: MqttClient) => NodeJS.ReadableStream };
+    const build = inner.streamBuilder;
+    if (typeof build !== 'function') return;
+    inner.streamBuilder = (c) => {
+      const stream = build.call(client, c);
+      watch(stream);
+      return stream;
+    };
   }
 
   /** One warn line per distinct problem: the client retries every few seconds, forever. */
