@@ -125,6 +125,7 @@ export class Agent extends EventEmitter {
       url: config.hub.url,
       deviceId: this.deviceId,
       key: config.hub.key,
+      ...(config.hub.keyFile !== undefined ? { keyFile: config.hub.keyFile } : {}),
       auth: config.hub.auth,
       tokenTtlSec: config.hub.tokenTtlSec,
       secureContext,
@@ -198,7 +199,8 @@ export class Agent extends EventEmitter {
     this.table.setLimit(next.limits.maxStreams);
     this.targetDialer.setConnectTimeout(next.limits.connectTimeoutMs);
     const keyChanged = next.hub.key !== this.config.hub.key;
-    if (keyChanged) this.channel.setKey(next.hub.key);
+    // Not connected: the new key is tried at once (the channel skips the rest of its backoff).
+    this.channel.setKey(next.hub.key, next.hub.keyFile);
     const { keyFile: _was, ...rest } = this.config.hub; // from a keyFile to an inline key, or back
     const hub = { ...rest, key: next.hub.key, ...(next.hub.keyFile !== undefined ? { keyFile: next.hub.keyFile } : {}) };
     this.config = { ...this.config, hub, allow: next.allow, limits: next.limits };
@@ -206,7 +208,7 @@ export class Agent extends EventEmitter {
       {
         allow: this.describeAllowlist(),
         limits: next.limits,
-        ...(keyChanged ? { keyChanged: 'used from the next connection' } : {}),
+        ...(keyChanged ? { keyChanged: this.channel.connected ? 'used from the next connection' : 'used now: reconnecting' } : {}),
         ...(result.needRestart.length ? { needRestart: result.needRestart } : {}),
       },
       result.needRestart.length

@@ -150,7 +150,7 @@ const CONNACK = {
  * A devstreams hub answers 4 for an unknown device id or a key that does not match (it does not say
  * which, on purpose) and 5 for a disabled device; an external broker may answer 5 for either.
  */
-export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): ConnectFailure {
+export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key'; keyFileChanged?: string }): ConnectFailure {
   const what = (CONNACK as Record<number, string>)[returnCode] ?? `return code ${returnCode}`;
   const fields: Record<string, string | number> = {
     code: returnCode,
@@ -158,12 +158,16 @@ export function loginRefused(returnCode: number, d: { deviceId: string; auth: 't
   };
   const hint = loginHint(returnCode, d);
   if (hint) fields.hint = hint;
-  return { key: `connack ${returnCode}`, fields };
+  return { key: `connack ${returnCode}${d.keyFileChanged ? ' keyFile changed' : ''}`, fields };
 }
 
-function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): string | undefined {
+function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key'; keyFileChanged?: string }): string | undefined {
   switch (returnCode) {
     case 4:
+      // A key rotated on disk (hub rotate-key, the new key copied) but never reloaded: the likely cause.
+      if (d.keyFileChanged) {
+        return `hub.keyFile ${d.keyFileChanged} changed since the agent read it: reload the agent (systemctl reload devstreams-agent, or kill -HUP its pid) to use the key it holds now`;
+      }
       return (
         `the hub does not know device ${d.deviceId} (never added, or removed), or its key does not match: ` +
         'check hub.deviceId and hub.keyFile against the hub (devstreams hub add-device, rotate-key)' +

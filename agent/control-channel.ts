@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import {
   DEVSTREAMS_VERSION,
@@ -25,6 +26,8 @@ export interface ControlChannelOptions {
   deviceId: string;
   /** The device key. Never logged, and with auth 'token' never sent. */
   key: string;
+  /** The file the key was read from, if any: a refused login compares it with the key in use. */
+  keyFile?: string;
   /** 'token' (default): the MQTT password is a device token minted from the key for each connection
    *  attempt (protocol/device-token.ts); 'key': the key itself is the password. */
   auth?: 'token' | 'key';
@@ -62,6 +65,9 @@ export class ControlChannel extends EventEmitter {
   private readonly opts: ControlChannelOptions;
   /** The device key (a secret: never logged); setKey replaces it. */
   private key: string;
+  private keyFile: string | undefined;
+  /** The key changed while an attempt was under way: the next one goes at once, not after a backoff. */
+  private retryAtOnce = false;
   private readonly log: Logger;
   private readonly requestTopic: string;
   private readonly statusTopic: string;
@@ -82,6 +88,7 @@ export class ControlChannel extends EventEmitter {
     super();
     this.opts = opts;
     this.key = opts.key;
+    this.keyFile = opts.keyFile;
     this.log = opts.log.child({ component: 'control' });
     this.requestTopic = topics.streamRequest(opts.deviceId);
     this.statusTopic = topics.status(opts.deviceId);
@@ -163,7 +170,8 @@ export class ControlChannel extends EventEmitter {
     client.on('packetreceive', (packet) => {
       if (packet.cmd !== 'connack' || !packet.returnCode) return;
       this.refusedWith = packet.returnCode;
-      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token' }));
+      const keyFileChanged = packet.returnCode === 4 && this.keyFile !== undefined && keyFileDiffers(this.keyFile, this.key) ? this.keyFile : undefined;
+      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token', ...(keyFileChanged ? { keyFileChanged } : {}) }));
     });
     client.on('close', () => {
       if (this.online) {
@@ -228,7 +236,8 @@ export class ControlChannel extends EventEmitter {
   /** After a failed attempt or a lost connection: the next attempt after a backoff delay, forever. */
   private scheduleReconnect(client: MqttClient): void {
     if (this.stopping || client !== this.client || this.retryTimer) return;
-    const delayMs = this.backoff.next();
+    const delayMs = this.retryAtOnce ? 0 : this.backoff.next();
+    this.retryAtOnce = false;
     this.log.info({ attempt: this.backoff.attempt, delayMs, ceilingMs: this.backoff.ceiling(this.backoff.attempt - 1) }, 'control channel reconnecting');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -249,8 +258,29 @@ export class ControlChannel extends EventEmitter {
    * as it is, proved with the key it was made with; when the hub drops it (the old key revoked), the
    * reconnect proves the new one.
    */
-  setKey(key: string): void {
+  setKey(key: string, keyFile?: string): void {
+    const changed = key !== this.key;
     this.key = key;
+    this.keyFile = keyFile;
+    if (changed && !this.online) this.retryNow('the device key changed');
+  }
+
+  /**
+   * Not connected: the next attempt now, not after the rest of the backoff (up to maxDelayMs, 60 s),
+   * e.g. a reload with the key the hub now wants. An attempt under way finishes first; if it fails,
+   * the one after it goes at once.
+   */
+  private retryNow(why: string): void {
+    const client = this.client;
+    if (this.stopping || !client || this.online) return;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.log.info({ why }, 'control channel reconnecting now');
+      client.reconnect();
+    } else {
+      this.retryAtOnce = true;
+    }
   }
 
   /** Reconnect state, for status reports: connected, or the attempt count since the last connection. */
@@ -332,5 +362,23 @@ export class ControlChannel extends EventEmitter {
     this.client = undefined;
     if (wasOnline) this.emit('disconnected');
     this.log.info('control channel closed');
+  }
+}
+
+/** The most a key file holds (agent/config.ts reads it with the same bound). */
+const MAX_KEY_FILE_BYTES = 1024;
+
+/**
+ * True when `file` now holds a key other than `key` (rotated on disk, the agent not reloaded).
+ * Unreadable, too large or empty: false, the refusal's hint stays the usual one.
+ */
+function keyFileDiffers(file: string, key: string): boolean {
+  try {
+    const buf = readFileSync(file);
+    if (buf.length > MAX_KEY_FILE_BYTES) return false;
+    const onDisk = buf.toString('utf8').trim();
+    return onDisk !== '' && onDisk !== key;
+  } catch {
+    return false;
   }
 }
