@@ -1,10 +1,12 @@
 import { totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { RELAY_HEAP_THRESHOLDS, argsProblem, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
+import { warnIfInlineKeyConfigExposed } from './key-file-check.js';
 import { proxyEnvFrom, proxyFor } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
@@ -76,6 +78,8 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     gcMode = mode;
   };
   applyGc(config);
+  // The key in the config itself (hub.key): the config must be as private as a key file would be.
+  warnIfInlineKeyConfigExposed(resolve(values.config), config.hub.keyFile, log);
   scavengeYoungBuffersEarly(); // in either mode (protocol/gc-tuning.ts)
   const agent = new Agent({
     config,
