@@ -16,7 +16,10 @@ const HELP = `Runs the device agent with the YAML config FILE: hub (url, deviceI
 (allow: everything else is denied), limits and log. \`devstreams hub add-device ID\` on the hub writes
 a ready one, DIR/devices/ID.yaml, beside the device's key and ca.pem; the .deb installs a commented
 example as /etc/devstreams/agent.yaml. A mistake in the file stops the agent with one line naming the
-field. SIGHUP re-reads the allowlist and limits; SIGTERM lets open streams finish (shutdown.graceMs), then exits.
+field. SIGHUP re-reads the allowlist, limits and key (the log says whether the file was taken:
+"config reloaded" or "config reload refused"); SIGTERM lets open streams finish (shutdown.graceMs),
+then exits. HTTPS_PROXY / NO_PROXY (read at start; HOST:PORT means http://HOST:PORT) or hub.proxy
+send the hub connections through an HTTP proxy.
 `;
 
 export interface AgentCliOptions {

@@ -256,7 +256,8 @@ export class ControlChannel extends EventEmitter {
   /**
    * The key for the next CONNECT (a reload after `hub rotate-key`): the connection that is up stays
    * as it is, proved with the key it was made with; when the hub drops it (the old key revoked), the
-   * reconnect proves the new one.
+   * reconnect proves the new one. Not connected (refused with the old key, say): a changed key is
+   * tried at once, not after the rest of the backoff. `keyFile`: where the key now comes from.
    */
   setKey(key: string, keyFile?: string): void {
     const changed = key !== this.key;
@@ -290,6 +291,7 @@ export class ControlChannel extends EventEmitter {
 
   private async onConnect(client: MqttClient): Promise<void> {
     this.lastProblem = '';
+    this.retryAtOnce = false; // the attempt under way worked: the next loss waits its backoff as usual
     try {
       const granted = await client.subscribeAsync(this.requestTopic, { qos: 1 });
       if (granted.some((g) => g.qos !== 1 && g.qos !== 0)) {
