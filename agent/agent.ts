@@ -69,7 +69,8 @@ export class Agent extends EventEmitter {
     // One proxy decision for the hub's host: the control channel and the relay share it.
     const hubUrl = new URL(config.hub.url);
     const proxy = proxyFor(hubUrl, config.hub.proxy, opts.proxyEnv ?? {});
-    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy, this.log.child({ component: 'control' })) : undefined;
+    // The control channel tells a proxy's refusal itself, as its `control channel error` (agent/control-ws.ts).
+    const wsAgent = proxy !== undefined && hubUrl.protocol === 'wss:' ? proxyAgent(proxy) : undefined;
     if (proxy !== undefined) {
       if (wsAgent) this.log.info({ proxy: redactProxy(proxy) }, 'hub connections go through an HTTP proxy');
       else this.log.warn({ proxy: redactProxy(proxy) }, 'an mqtts:// control channel does not use the proxy (use a wss:// hub URL)');
@@ -124,6 +125,7 @@ export class Agent extends EventEmitter {
       url: config.hub.url,
       deviceId: this.deviceId,
       key: config.hub.key,
+      ...(config.hub.keyFile !== undefined ? { keyFile: config.hub.keyFile } : {}),
       auth: config.hub.auth,
       tokenTtlSec: config.hub.tokenTtlSec,
       secureContext,
@@ -133,7 +135,7 @@ export class Agent extends EventEmitter {
       keepaliveSec: config.hub.keepaliveSec,
       statusFields: () => this.status.fields(),
       reconnect: config.hub.reconnect,
-      ...(wsAgent ? { wsAgent } : {}),
+      ...(wsAgent ? { wsAgent, proxy: redactProxy(proxy!) } : {}),
     });
     this.channel.on('connected', () => {
       this.reclaimer.poke(); // start-up's garbage goes once the agent is online and idle
@@ -197,7 +199,8 @@ export class Agent extends EventEmitter {
     this.table.setLimit(next.limits.maxStreams);
     this.targetDialer.setConnectTimeout(next.limits.connectTimeoutMs);
     const keyChanged = next.hub.key !== this.config.hub.key;
-    if (keyChanged) this.channel.setKey(next.hub.key);
+    // Not connected: the new key is tried at once (the channel skips the rest of its backoff).
+    this.channel.setKey(next.hub.key, next.hub.keyFile);
     const { keyFile: _was, ...rest } = this.config.hub; // from a keyFile to an inline key, or back
     const hub = { ...rest, key: next.hub.key, ...(next.hub.keyFile !== undefined ? { keyFile: next.hub.keyFile } : {}) };
     this.config = { ...this.config, hub, allow: next.allow, limits: next.limits };
@@ -205,7 +208,7 @@ export class Agent extends EventEmitter {
       {
         allow: this.describeAllowlist(),
         limits: next.limits,
-        ...(keyChanged ? { keyChanged: 'used from the next connection' } : {}),
+        ...(keyChanged ? { keyChanged: this.channel.connected ? 'used from the next connection' : 'used now: reconnecting' } : {}),
         ...(result.needRestart.length ? { needRestart: result.needRestart } : {}),
       },
       result.needRestart.length

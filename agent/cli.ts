@@ -1,11 +1,13 @@
 import { totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DestinationStream } from 'pino';
 import { RELAY_HEAP_THRESHOLDS, argsProblem, SdNotifier, createLogger, scavengeYoungBuffersEarly, systemdNotifyEnv, tuneGcForRelaying, type LogLevel, type SystemdNotifyEnv } from '../protocol/index.js';
 import { Agent } from './agent.js';
 import { loadAgentConfig, type AgentConfig } from './config.js';
 import { gcModeFor } from './gc-mode.js';
-import { proxyEnvFrom } from './proxy.js';
+import { warnIfInlineKeyConfigExposed } from './key-file-check.js';
+import { proxyEnvFrom, proxyFor } from './proxy.js';
 import { reloadFromFile } from './reload.js';
 
 const USAGE = 'usage: devstreams agent --config FILE [--check | --reload]';
@@ -14,11 +16,14 @@ const HELP = `Runs the device agent with the YAML config FILE: hub (url, deviceI
 (allow: everything else is denied), limits and log. \`devstreams hub add-device ID\` on the hub writes
 a ready one, DIR/devices/ID.yaml, beside the device's key and ca.pem; the .deb installs a commented
 example as /etc/devstreams/agent.yaml. A mistake in the file stops the agent with one line naming the
-field. SIGHUP re-reads the allowlist, limits and key; SIGTERM lets open streams finish
-(shutdown.graceMs), then exits. --check only loads FILE as a start or a reload would, prints
-"FILE: ok" and exits 0, or prints the mistake and exits 2. --reload (the systemd unit's ExecReload)
-checks FILE the same way and, only if it is good, sends SIGHUP to systemd's $MAINPID, so that
-\`systemctl reload\` fails, with the mistake, on a file the agent would refuse.
+field. SIGHUP re-reads the allowlist, limits and key (the log says whether the file was taken:
+"config reloaded" or "config reload refused"); SIGTERM lets open streams finish (shutdown.graceMs),
+then exits. HTTPS_PROXY / NO_PROXY (read at start; HOST:PORT means http://HOST:PORT) or hub.proxy
+send the hub connections through an HTTP proxy. --check only loads FILE (and HTTPS_PROXY) as a
+start would, prints "FILE: ok" and exits 0, or prints the mistake and exits 2. --reload (the
+systemd unit's ExecReload) checks FILE the same way and, only if it is good, sends SIGHUP to
+systemd's $MAINPID, so that \`systemctl reload\` fails, with the mistake, on a file the agent would
+refuse.
 `;
 
 export interface AgentCliOptions {
@@ -63,6 +68,10 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
 
   if (values.reload) return reloadRunningAgent(values.config, opts.env ?? process.env);
   const config = loadAgentConfig(values.config);
+  // HTTPS_PROXY, read once: an unusable value stops the agent here, before it logs a line, with a
+  // ConfigError naming the variable (agent/proxy.ts proxyFor; the Agent makes the same choice).
+  const proxyEnv = proxyEnvFrom(opts.env ?? process.env);
+  proxyFor(new URL(config.hub.url), config.hub.proxy, proxyEnv);
   if (values.check) {
     process.stdout.write(`${values.config}: ok\n`);
     return 0;
@@ -81,11 +90,13 @@ export async function runAgentCli(args: string[], opts: AgentCliOptions = {}): P
     gcMode = mode;
   };
   applyGc(config);
+  // The key in the config itself (hub.key): the config must be as private as a key file would be.
+  warnIfInlineKeyConfigExposed(resolve(values.config), config.hub.keyFile, log);
   scavengeYoungBuffersEarly(); // in either mode (protocol/gc-tuning.ts)
   const agent = new Agent({
     config,
     log,
-    proxyEnv: proxyEnvFrom(opts.env ?? process.env),
+    proxyEnv,
     // Throughput mode trades memory for CPU here too (protocol/malloc-trim.ts).
     keepFreedWhileBusy: () => (gcMode === 'throughput' ? RELAY_HEAP_THRESHOLDS : null),
   });

@@ -64,6 +64,78 @@ function upgradeHint(hubUrl: string, status: number, location: string | undefine
   return undefined;
 }
 
+/**
+ * The HTTP proxy answered the CONNECT to the hub with `status` (not 200): the hub was not reached,
+ * so nothing about the hub is to blame. `proxy` is the proxy's address without credentials.
+ */
+export function proxyRefused(proxy: string, hubUrl: string, status: number, statusText: string): ConnectFailure {
+  let hubAddr = '';
+  try {
+    const u = new URL(hubUrl);
+    hubAddr = `${u.hostname}:${u.port || '443'}`;
+  } catch {
+    // the config's check makes this unreachable; the line just names no address
+  }
+  const fields: Record<string, string | number> = {
+    proxy,
+    status,
+    err: `the proxy refused the CONNECT to the hub${hubAddr ? ` (${hubAddr})` : ''} with HTTP ${status}${statusText ? ` ${statusText}` : ''}; the hub was not reached`,
+  };
+  const hint = proxyHint(status, hubAddr);
+  if (hint) fields.hint = hint;
+  return { key: `proxy ${status}`, fields };
+}
+
+function proxyHint(status: number, hubAddr: string): string | undefined {
+  if (status === 401 || status === 407) {
+    return 'the proxy wants (other) credentials: put user:password in hub.proxy or HTTPS_PROXY (http://USER:PASSWORD@HOST:PORT, percent-encoded)';
+  }
+  if (status === 403) {
+    return `the proxy does not allow a CONNECT to ${hubAddr || "the hub's port"} (or from this device): ask for it to be allowed (tinyproxy: ConnectPort; squid: SSL_ports), or set hub.proxy: none if the hub can be reached directly`;
+  }
+  if (status >= 500) return `the proxy could not reach ${hubAddr || 'the hub'}: check hub.url's host and port, and the proxy's own DNS and network`;
+  return undefined;
+}
+
+/**
+ * The proxy itself could not be reached (refused, timed out, its name not found): with a proxy the
+ * agent opens TCP connections to the proxy only, so such an error is never the hub's.
+ */
+export function proxyUnreachable(proxy: string, err: Error & { code?: string | number }): ConnectFailure {
+  const message = withoutNodeAdvice(err.message);
+  const fields: Record<string, string | number> = {
+    proxy,
+    err: `cannot reach the proxy ${proxy}: ${message}`,
+    ...(err.code !== undefined ? { code: err.code } : {}),
+    hint: 'check the proxy address in hub.proxy or HTTPS_PROXY (host and port), and that the proxy is running; hub.proxy: none dials the hub directly',
+  };
+  return { key: `proxy ${err.code ?? ''} ${message}`, fields };
+}
+
+/**
+ * An mqtts:// hub URL whose server answered in HTTP (its first bytes were `HTTP/`): the hub's HTTPS
+ * port, not an MQTT one. MQTT.js reads the HTTP status line as packets and fails with a parse error
+ * ("Invalid header flag bits ... puback"), which says nothing about the cause.
+ */
+export function mqttsAnsweredHttp(hubUrl: string): ConnectFailure {
+  let host = '';
+  let port = '';
+  try {
+    const u = new URL(hubUrl);
+    host = u.hostname.includes(':') ? `[${u.hostname}]` : u.hostname;
+    port = u.port || '8883';
+  } catch {
+    // hub.url was checked at load; the line just names no address
+  }
+  return {
+    key: 'mqtts answered http',
+    fields: {
+      err: `the server at ${host}:${port} answered in HTTP, not MQTT: hub.url is an mqtts:// URL pointed at an HTTPS port`,
+      hint: `use wss://${host}:${port}/mqtt (the hub's control channel on its HTTPS port), or enable mqtts on the hub (mqtts.listen in hub.yaml) and point hub.url at that port`,
+    },
+  };
+}
+
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
 const CONNACK = {
   1: 'unacceptable protocol version',
@@ -78,7 +150,7 @@ const CONNACK = {
  * A devstreams hub answers 4 for an unknown device id or a key that does not match (it does not say
  * which, on purpose) and 5 for a disabled device; an external broker may answer 5 for either.
  */
-export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): ConnectFailure {
+export function loginRefused(returnCode: number, d: { deviceId: string; auth: 'token' | 'key'; keyFileChanged?: string }): ConnectFailure {
   const what = (CONNACK as Record<number, string>)[returnCode] ?? `return code ${returnCode}`;
   const fields: Record<string, string | number> = {
     code: returnCode,
@@ -86,12 +158,16 @@ export function loginRefused(returnCode: number, d: { deviceId: string; auth: 't
   };
   const hint = loginHint(returnCode, d);
   if (hint) fields.hint = hint;
-  return { key: `connack ${returnCode}`, fields };
+  return { key: `connack ${returnCode}${d.keyFileChanged ? ' keyFile changed' : ''}`, fields };
 }
 
-function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key' }): string | undefined {
+function loginHint(returnCode: number, d: { deviceId: string; auth: 'token' | 'key'; keyFileChanged?: string }): string | undefined {
   switch (returnCode) {
     case 4:
+      // A key rotated on disk (hub rotate-key, the new key copied) but never reloaded: the likely cause.
+      if (d.keyFileChanged) {
+        return `hub.keyFile ${d.keyFileChanged} changed since the agent read it: reload the agent (systemctl reload devstreams-agent, or kill -HUP its pid) to use the key it holds now`;
+      }
       return (
         `the hub does not know device ${d.deviceId} (never added, or removed), or its key does not match: ` +
         'check hub.deviceId and hub.keyFile against the hub (devstreams hub add-device, rotate-key)' +

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import {
   DEVSTREAMS_VERSION,
@@ -14,7 +15,7 @@ import {
 import type { Agent } from 'node:http';
 import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
-import { loginRefused, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
+import { loginRefused, mqttsAnsweredHttp, proxyRefused, proxyUnreachable, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
 import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
@@ -25,6 +26,8 @@ export interface ControlChannelOptions {
   deviceId: string;
   /** The device key. Never logged, and with auth 'token' never sent. */
   key: string;
+  /** The file the key was read from, if any: a refused login compares it with the key in use. */
+  keyFile?: string;
   /** 'token' (default): the MQTT password is a device token minted from the key for each connection
    *  attempt (protocol/device-token.ts); 'key': the key itself is the password. */
   auth?: 'token' | 'key';
@@ -41,6 +44,8 @@ export interface ControlChannelOptions {
   reconnect?: { initialDelayMs: number; maxDelayMs: number };
   /** An http.Agent for MQTT over WebSocket (the CONNECT proxy), if one is used. */
   wsAgent?: Agent;
+  /** That proxy's address without credentials, for the log lines that blame it. */
+  proxy?: string;
   /** Least time between two status publishes caused by stream count changes. */
   statusIntervalMs?: number;
   /** MQTT keep-alive in seconds (default 30). */
@@ -60,6 +65,9 @@ export class ControlChannel extends EventEmitter {
   private readonly opts: ControlChannelOptions;
   /** The device key (a secret: never logged); setKey replaces it. */
   private key: string;
+  private keyFile: string | undefined;
+  /** The key changed while an attempt was under way: the next one goes at once, not after a backoff. */
+  private retryAtOnce = false;
   private readonly log: Logger;
   private readonly requestTopic: string;
   private readonly statusTopic: string;
@@ -73,11 +81,14 @@ export class ControlChannel extends EventEmitter {
   private readonly shortSessions: ShortSessions;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** mqtts://: the current attempt's server answered in HTTP (its first bytes), see watchForHttp. */
+  private answeredHttp = false;
 
   constructor(opts: ControlChannelOptions) {
     super();
     this.opts = opts;
     this.key = opts.key;
+    this.keyFile = opts.keyFile;
     this.log = opts.log.child({ component: 'control' });
     this.requestTopic = topics.streamRequest(opts.deviceId);
     this.statusTopic = topics.status(opts.deviceId);
@@ -125,7 +136,9 @@ export class ControlChannel extends EventEmitter {
       wsOptions: { ...tls, perMessageDeflate: false, followRedirects: false, generateMask: zeroMask, ...(this.opts.wsAgent ? { agent: this.opts.wsAgent } : {}) },
       // wss://: a refused upgrade (HTTP 404 for a wrong path, say) is told, not dropped.
       createWebsocket: controlWebSocket((r) => {
-        if (!this.stopping && client === this.client) this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
+        if (this.stopping || client !== this.client) return;
+        if (r.proxy) this.problem(proxyRefused(this.opts.proxy ?? 'the proxy', this.opts.url, r.proxy.status, r.proxy.statusText));
+        else this.problem(upgradeRefused(this.opts.url, r.status, r.body, r.location));
       }),
       will: {
         topic: this.statusTopic,
@@ -137,6 +150,7 @@ export class ControlChannel extends EventEmitter {
     this.log.info({ url: this.opts.url }, 'control channel connecting');
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
+    if (new URL(this.opts.url).protocol === 'mqtts:') this.watchForHttp(client);
     // wss://: one WebSocket frame (and TLS record) per MQTT packet, not one per piece mqtt-packet writes.
     client.on('connect', () => coalesceCorkedWrites(client.stream));
     client.on('connect', () => void this.onConnect(client));
@@ -156,7 +170,8 @@ export class ControlChannel extends EventEmitter {
     client.on('packetreceive', (packet) => {
       if (packet.cmd !== 'connack' || !packet.returnCode) return;
       this.refusedWith = packet.returnCode;
-      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token' }));
+      const keyFileChanged = packet.returnCode === 4 && this.keyFile !== undefined && keyFileDiffers(this.keyFile, this.key) ? this.keyFile : undefined;
+      this.problem(loginRefused(packet.returnCode, { deviceId: this.opts.deviceId, auth: this.opts.auth ?? 'token', ...(keyFileChanged ? { keyFileChanged } : {}) }));
     });
     client.on('close', () => {
       if (this.online) {
@@ -170,13 +185,45 @@ export class ControlChannel extends EventEmitter {
     });
     client.on('error', (err: Error & { code?: string | number }) => {
       if (this.online) this.shortSessions.localError();
+      if (err.code === undefined && this.answeredHttp) {
+        this.problem(mqttsAnsweredHttp(this.opts.url)); // MQTT.js's parse error of an HTTP status line
+        return;
+      }
       if (err.code !== undefined && err.code === this.refusedWith) {
         this.refusedWith = undefined;
         this.log.debug({ err: err.message, code: err.code }, 'control channel error'); // told by the CONNACK's own line
         return;
       }
-      this.problem(transportFailed(err));
+      // Through a proxy, the agent's own TCP connections go to the proxy only: one that fails is the proxy's.
+      const syscall = (err as { syscall?: string }).syscall;
+      if (this.opts.wsAgent && (syscall === 'connect' || syscall === 'getaddrinfo')) this.problem(proxyUnreachable(this.opts.proxy ?? 'the proxy', err));
+      else this.problem(transportFailed(err));
     });
+  }
+
+  /**
+   * mqtts://: notes whether each attempt's server answered with `HTTP/`, i.e. hub.url names the hub's
+   * HTTPS port. Looks at the first chunk of each stream MQTT.js builds (the first one exists already,
+   * the later ones come from its streamBuilder, wrapped here); the data still flows to MQTT.js.
+   */
+  private watchForHttp(client: MqttClient): void {
+    const watch = (stream: NodeJS.ReadableStream): void => {
+      this.answeredHttp = false;
+      // Prepended: MQTT.js's pipe parses (and fails) in its own 'data' listener, which must not run first.
+      stream.prependOnceListener('data', (chunk: Buffer | string) => {
+        this.answeredHttp = Buffer.from(chunk.slice(0, 5)).toString('latin1') === 'HTTP/';
+      });
+    };
+    watch(client.stream);
+    // streamBuilder is MQTT.js's own (private in its typings); without it only the first attempt is watched.
+    const inner = client as unknown as { streamBuilder?: (c: MqttClient) => NodeJS.ReadableStream };
+    const build = inner.streamBuilder;
+    if (typeof build !== 'function') return;
+    inner.streamBuilder = (c) => {
+      const stream = build.call(client, c);
+      watch(stream);
+      return stream;
+    };
   }
 
   /** One warn line per distinct problem: the client retries every few seconds, forever. */
@@ -189,7 +236,8 @@ export class ControlChannel extends EventEmitter {
   /** After a failed attempt or a lost connection: the next attempt after a backoff delay, forever. */
   private scheduleReconnect(client: MqttClient): void {
     if (this.stopping || client !== this.client || this.retryTimer) return;
-    const delayMs = this.backoff.next();
+    const delayMs = this.retryAtOnce ? 0 : this.backoff.next();
+    this.retryAtOnce = false;
     this.log.info({ attempt: this.backoff.attempt, delayMs, ceilingMs: this.backoff.ceiling(this.backoff.attempt - 1) }, 'control channel reconnecting');
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
@@ -208,10 +256,32 @@ export class ControlChannel extends EventEmitter {
   /**
    * The key for the next CONNECT (a reload after `hub rotate-key`): the connection that is up stays
    * as it is, proved with the key it was made with; when the hub drops it (the old key revoked), the
-   * reconnect proves the new one.
+   * reconnect proves the new one. Not connected (refused with the old key, say): a changed key is
+   * tried at once, not after the rest of the backoff. `keyFile`: where the key now comes from.
    */
-  setKey(key: string): void {
+  setKey(key: string, keyFile?: string): void {
+    const changed = key !== this.key;
     this.key = key;
+    this.keyFile = keyFile;
+    if (changed && !this.online) this.retryNow('the device key changed');
+  }
+
+  /**
+   * Not connected: the next attempt now, not after the rest of the backoff (up to maxDelayMs, 60 s),
+   * e.g. a reload with the key the hub now wants. An attempt under way finishes first; if it fails,
+   * the one after it goes at once.
+   */
+  private retryNow(why: string): void {
+    const client = this.client;
+    if (this.stopping || !client || this.online) return;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.log.info({ why }, 'control channel reconnecting now');
+      client.reconnect();
+    } else {
+      this.retryAtOnce = true;
+    }
   }
 
   /** Reconnect state, for status reports: connected, or the attempt count since the last connection. */
@@ -221,6 +291,7 @@ export class ControlChannel extends EventEmitter {
 
   private async onConnect(client: MqttClient): Promise<void> {
     this.lastProblem = '';
+    this.retryAtOnce = false; // the attempt under way worked: the next loss waits its backoff as usual
     try {
       const granted = await client.subscribeAsync(this.requestTopic, { qos: 1 });
       if (granted.some((g) => g.qos !== 1 && g.qos !== 0)) {
@@ -293,5 +364,23 @@ export class ControlChannel extends EventEmitter {
     this.client = undefined;
     if (wasOnline) this.emit('disconnected');
     this.log.info('control channel closed');
+  }
+}
+
+/** The most a key file holds (agent/config.ts reads it with the same bound). */
+const MAX_KEY_FILE_BYTES = 1024;
+
+/**
+ * True when `file` now holds a key other than `key` (rotated on disk, the agent not reloaded).
+ * Unreadable, too large or empty: false, the refusal's hint stays the usual one.
+ */
+function keyFileDiffers(file: string, key: string): boolean {
+  try {
+    const buf = readFileSync(file);
+    if (buf.length > MAX_KEY_FILE_BYTES) return false;
+    const onDisk = buf.toString('utf8').trim();
+    return onDisk !== '' && onDisk !== key;
+  } catch {
+    return false;
   }
 }

@@ -131,7 +131,13 @@ export class StreamRequestHandler {
     // 6. Limits: streams being set up and open.
     const slot = this.o.table.reserve(req.streamId, entry.name);
     if (!slot) {
-      return refuse(new DevstreamsError('LIMIT_EXCEEDED', `device has ${this.o.table.size} streams, the limit is ${this.o.table.limit}`));
+      // Named like the hub's limits: the setting, and where it is (the device's agent config).
+      return refuse(
+        new DevstreamsError(
+          'LIMIT_EXCEEDED',
+          `device has ${this.o.table.size} streams open or being set up (limits.maxStreams: ${this.o.table.limit} in the agent config)`,
+        ),
+      );
     }
 
     // 7. Connect the target (builtins need no connect). The relay's TLS connection opens meanwhile,

@@ -166,6 +166,7 @@ describe('agent with a real broker and relay', () => {
     expect([a.res.status, b.res.status]).toEqual([200, 200]);
     const c = await ask('echo');
     expect(c.res).toMatchObject({ status: 429, code: 'LIMIT_EXCEEDED' });
+    expect(c.res.reason).toBe('device has 2 streams open or being set up (limits.maxStreams: 2 in the agent config)');
     const status = await hub.waitFor((p) => p.topic === topics.status(DEVICE) && p.payload.includes('"openStreams":2'), from);
     expect(JSON.parse(status.payload)).toMatchObject({ online: true, openStreams: 2 });
     for (const s of [a, b]) (await hub.deviceSide(s.req.streamId)).end();

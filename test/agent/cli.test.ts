@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -51,6 +51,37 @@ describe('devstreams agent', () => {
     stop.abort();
     expect(await exited).toBe(0);
     expect(lines.at(-1)).toMatchObject({ msg: 'agent stopped' });
+  });
+
+  it('warns, naming the file and its mode, when a config holding hub.key is readable by others; not when it is 0600', async () => {
+    const key = hub.addDevice('cli-inline');
+    const file = join(dir, 'inline.yaml');
+    const run = async (mode: number): Promise<Record<string, unknown>[]> => {
+      writeFileSync(file, `hub:\n  url: ${hub.url}\n  deviceId: cli-inline\n  key: "${key}"\n  ca: ca.pem\nallow: []\n`);
+      chmodSync(file, mode);
+      const lines: Record<string, unknown>[] = [];
+      const stop = new AbortController();
+      let onConnected!: () => void;
+      const connected = new Promise<void>((resolve) => (onConnected = resolve));
+      const exited = runAgentCli(['--config', file], {
+        signal: stop.signal,
+        totalMemoryBytes: 2 ** 30,
+        logDestination: { write: (s: string) => { const l = JSON.parse(s) as Record<string, unknown>; lines.push(l); if (l.msg === 'agent connected') onConnected(); } },
+      });
+      await connected;
+      stop.abort();
+      expect(await exited).toBe(0);
+      expect(JSON.stringify(lines)).not.toContain(key);
+      return lines.filter((l) => l.level === 40);
+    };
+    expect(await run(0o644)).toEqual([
+      expect.objectContaining({
+        config: file,
+        msg: `config file ${file} holds the device key (hub.key) and has mode 0644: readable or writable by its group and other users; run chmod 600 ${file}, or move the key to a file of its own (hub.keyFile, mode 0600)`,
+      }),
+    ]);
+    expect(await run(0o640)).toEqual([expect.objectContaining({ msg: expect.stringContaining('has mode 0640: readable or writable by its group;') })]);
+    expect(await run(0o600)).toEqual([]);
   });
 
   it('throws the ConfigError to the caller for a bad config', async () => {

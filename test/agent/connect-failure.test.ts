@@ -151,3 +151,23 @@ describe('a hub certificate the agent does not trust', () => {
     expect(transportFailed(refused).fields).toEqual({ err: 'connect ECONNREFUSED 127.0.0.1:1', code: 'ECONNREFUSED' });
   });
 });
+
+describe('an mqtts:// hub URL pointed at the hub HTTPS port', () => {
+  it('says the server answered in HTTP and names the wss:// URL to use, once', async () => {
+    const key = t.addDevice('dev-mqtts');
+    const { ch, logs } = channel({ url: `mqtts://localhost:${t.port}`, deviceId: 'dev-mqtts', key });
+    await ch.start();
+    await attempts(logs, 3);
+    const warned = warnings(logs.lines);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({
+      err: `the server at localhost:${t.port} answered in HTTP, not MQTT: hub.url is an mqtts:// URL pointed at an HTTPS port`,
+    });
+    expect(String(warned[0]!.hint)).toContain(`use wss://localhost:${t.port}/mqtt`);
+    expect(String(warned[0]!.hint)).toContain('mqtts.listen');
+    // Every attempt met it (not only the first stream MQTT.js built): the parser's error never shows.
+    expect(logs.lines.filter((l) => isError(l) && String(l.err).includes('answered in HTTP')).length).toBeGreaterThanOrEqual(3);
+    expect(logs.text()).not.toMatch(/Invalid header flag bits/);
+    await ch.stop();
+  });
+});

@@ -137,6 +137,8 @@ describe.skipIf(skip !== null)(
       // The failure names the proxy's address, not the hub's: it is the proxy that cannot be reached.
       expect(err.code).toBe('ECONNREFUSED');
       expect(err.err).toContain(`${ns.hostAddr}:${wrongPort}`);
+      expect(err).toMatchObject({ proxy: `http://${ns.hostAddr}:${wrongPort}` });
+      expect(err.err).toMatch(/^cannot reach the proxy /);
       const out = agent.lines.join('\n');
       for (const secret of secrets()) expect(out).not.toContain(secret);
       await agent.stop();
@@ -147,13 +149,15 @@ describe.skipIf(skip !== null)(
       stack.editAgentYaml((c) => (c.hub.proxy = `http://${PROXY_USER}:${wrongPassword}@${ns.hostAddr}:${proxy.opts.port}`));
       const mark = proxy.lineCount;
       const agent = startAgentInNs({});
-      const refused = await agent.waitForLog('the proxy refused the CONNECT to the hub', {}, 30_000);
+      const refused = await agent.waitForLog('control channel error', {}, 30_000);
       expect(refused).toMatchObject({ component: 'control', proxy: `http://${ns.hostAddr}:${proxy.opts.port}` });
       expect([401, 407]).toContain(refused.status); // tinyproxy 1.11 answers a CONNECT with bad credentials 401
+      expect(refused.err).toMatch(/^the proxy refused the CONNECT to the hub .*; the hub was not reached$/);
       for (let n = 1; n <= 3; n++) await agent.waitForLine(() => agent.logs('control channel reconnecting').length >= n, 30_000);
       // Three attempts, each refused by the proxy (it logged them), one warning.
       expect(proxy.connectsSince(mark).length).toBeGreaterThanOrEqual(3);
-      expect(agent.logs('the proxy refused the CONNECT to the hub')).toHaveLength(1);
+      expect(agent.logs('control channel error').filter((l) => l.level === 40)).toHaveLength(1);
+      expect(agent.lines.join('\n')).not.toContain('hub answered');
       expect(agent.logs('agent connected')).toEqual([]);
       await stack.waitForDevice(false);
       const out = agent.lines.join('\n');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Backoff } from '../../agent/backoff.js';
+import { ConfigError } from '../../protocol/index.js';
 import { noProxyMatches, proxyEnvFrom, proxyFor, proxyUrlProblem, redactProxy } from '../../agent/proxy.js';
 
 describe('Backoff (exponential, full jitter, capped)', () => {
@@ -41,7 +42,8 @@ describe('proxy selection', () => {
   const hub = new URL('wss://hub.example.com:8443/mqtt');
 
   it('reads HTTPS_PROXY/NO_PROXY (upper case first), ignores blanks', () => {
-    expect(proxyEnvFrom({ HTTPS_PROXY: 'http://p:3128', https_proxy: 'http://q:1', no_proxy: 'a' })).toEqual({ httpsProxy: 'http://p:3128', noProxy: 'a' });
+    expect(proxyEnvFrom({ HTTPS_PROXY: 'http://p:3128', https_proxy: 'http://q:1', no_proxy: 'a' })).toEqual({ httpsProxy: 'http://p:3128', httpsProxyVar: 'HTTPS_PROXY', noProxy: 'a' });
+    expect(proxyEnvFrom({ https_proxy: 'q:1' })).toEqual({ httpsProxy: 'q:1', httpsProxyVar: 'https_proxy' });
     expect(proxyEnvFrom({ HTTPS_PROXY: ' ' })).toEqual({ httpsProxy: undefined, noProxy: undefined });
   });
 
@@ -75,5 +77,21 @@ describe('proxy selection', () => {
     expect(proxyUrlProblem('http://proxy:3128/x')).toMatch(/path/);
     expect(proxyUrlProblem('nonsense')).toMatch(/URL/);
     expect(redactProxy('http://user:secret@proxy:3128')).toBe('http://proxy:3128');
+  });
+
+  it('HTTPS_PROXY: no scheme means http:// (as curl), anything else unusable throws a ConfigError naming the variable; redactProxy never says "null"', () => {
+    const use = (v: string, name?: string): string | undefined => proxyFor(hub, undefined, { httpsProxy: v, ...(name ? { httpsProxyVar: name } : {}) });
+    expect(use('127.0.0.1:3128')).toBe('http://127.0.0.1:3128');
+    expect(use('u:p@proxy:3128')).toBe('http://u:p@proxy:3128');
+    expect(use('HTTP://proxy:3128')).toBe('HTTP://proxy:3128');
+    for (const v of ['127.0.0.1:3128', 'u:p@proxy:3128', 'proxy', 'HTTP://proxy:3128']) {
+      expect(redactProxy(use(v)!)).toMatch(/^http:\/\/proxy(:3128)?$|^http:\/\/127\.0\.0\.1:3128$/);
+    }
+    expect(() => use('socks5://u:p@proxy:1080')).toThrow(ConfigError);
+    expect(() => use('socks5://u:p@proxy:1080')).toThrow(/^HTTPS_PROXY: scheme must be http: \(got socks5:\)/);
+    expect(() => use('https://proxy:3128', 'https_proxy')).toThrow(/^https_proxy: scheme must be http: \(got https:/);
+    // Not used (NO_PROXY names the hub, or the config decides): not judged.
+    expect(proxyFor(hub, undefined, { httpsProxy: 'socks5://p:1', noProxy: 'example.com' })).toBeUndefined();
+    expect(proxyFor(hub, 'none', { httpsProxy: 'socks5://p:1' })).toBeUndefined();
   });
 });
