@@ -1,5 +1,5 @@
 import { LIMITS, scavengeYoungBuffersEarly, tuneGcForRelaying } from '../protocol/index.js';
-import { runConnect } from './connect.js';
+import { endOnSignals, runConnect } from './connect.js';
 import { makeContext } from './context.js';
 import { runEcho } from './echo.js';
 import { runDevice, runDevices, runEndpoints, runStreams } from './fleet.js';
@@ -26,6 +26,8 @@ const HELP: Record<ServiceCommand, string> = {
 Bridges stdin/stdout to SERVICE on DEVICE, for ssh:
   ssh -o ProxyCommand='devstreams connect %h ssh' user@DEVICE
   --timeout MS     handshake deadline asked of the hub (default: the hub's, 60 s)
+SIGHUP (how ssh ends its ProxyCommand), SIGTERM or SIGINT ends the session: the stream is closed
+normally (the hub records it ok) and connect exits 0 (1 if the stream was not open yet).
 Exit status 0 when the stream ended cleanly, 1 otherwise.
 `,
   forward: `usage: devstreams forward DEVICE SERVICE --listen [HOST:]PORT [--timeout MS]
@@ -81,7 +83,8 @@ export async function runServiceCli(command: string, args: string[]): Promise<nu
       scavengeYoungBuffersEarly();
       // One stream per process: the open-and-connect upgrade is one round trip less than a
       // multiplexed connection and its OPEN.
-      return runConnect(makeContext(values, process.env, { multiplex: false }), positionals[0]!, positionals[1]!, timeoutMs);
+      const ctx = makeContext(values, process.env, { multiplex: false });
+      return runConnect(ctx, positionals[0]!, positionals[1]!, timeoutMs, undefined, endOnSignals());
     }
     case 'forward': {
       const opts = { ...HUB_OPTIONS, ...TIMEOUT, listen: { type: 'string', short: 'l' } } as const;
