@@ -35,8 +35,12 @@ Listens on HOST:PORT (HOST default 127.0.0.1, PORT 0 picks one) and forwards eac
 connection to SERVICE on DEVICE over its own stream; prints "listening on HOST:PORT -> DEVICE/SERVICE".
 It asks the hub first: a token the hub refuses, a device it does not know, or a device or service
 the token's scope leaves out, ends it (exit 1). A connection whose stream is refused or fails is
-reset, with one line on stderr.
-Runs until SIGINT or SIGTERM.
+reset, with one line on stderr; a refusal 401 UNAUTHORIZED (the token revoked) ends forward too
+(exit 1): every later connection would get it.
+Runs until SIGINT or SIGTERM (exit 0). Connections still open then are cut: "closing N open
+connections" on stderr says so.
+  --timeout MS     handshake deadline asked of the hub for each stream (1000-600000; the hub's
+                   own maximum applies, 60 s by default)
 `,
   echo: `usage: devstreams echo DEVICE [--bytes N] [--service NAME] [--timeout MS]
 Sends N random bytes (default 1048576) to the device's echo service (default "echo"), reads them

@@ -97,7 +97,7 @@ describe('devstreams echo', () => {
     const ctx = memoryContext();
     expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
     expect(ctx.stdout).toEqual([]);
-    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(1);
     expect(ctx.stderr[0]).toMatch(/^devstreams: echo pi\/echo: data mismatch: 100000 bytes each way, sha256 sent [0-9a-f]{16}, received [0-9a-f]{16}$/);
   });
 
@@ -137,7 +137,7 @@ describe('devstreams echo', () => {
     hub.relay = (ws) => ws.once('message', () => ws.close(4503, 'target went away'));
     const ctx = memoryContext();
     expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
-    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(1);
     expect(ctx.stderr[0]).toMatch(/^devstreams: pi\/echo: stream failed after \d+ of 100000 bytes sent, 0 received: target went away \((DEVICE_OFFLINE|TARGET_UNREACHABLE)\)$/);
   });
 });
@@ -310,6 +310,67 @@ describe('devstreams forward', () => {
     expect(ctx.stderr[2]).toMatch(new RegExp(`^devstreams: pi/web: stream failed: .*agent went away.* \\(from 127\\.0\\.0\\.1:${local2}\\)$`));
     stop();
     expect(await run).toBe(0);
+  });
+
+  /** A client connection through the forward whose stream is open: it has had its bytes echoed. */
+  async function openThrough(port: number): Promise<net.Socket> {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    s.write('ping');
+    await new Promise((r) => s.once('data', r));
+    return s;
+  }
+
+  it('ends with 1 when a connection is refused UNAUTHORIZED after start (the token revoked), cutting the open ones', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise(() => undefined));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    const open = await openThrough(port);
+    hub.api = (call, h) => (/\/streams/.test(call.path) ? errorBody('UNAUTHORIZED', 401, 'the service token is no longer valid') : h.defaultApi(call));
+    const refused = net.connect({ host: '127.0.0.1', port });
+    refused.on('error', () => undefined);
+    const local = await new Promise<number>((r) => refused.once('connect', () => r(refused.localPort!)));
+    expect(await run).toBe(1);
+    expect(ctx.stderr).toEqual([
+      `devstreams: pi/web refused: 401 UNAUTHORIZED: the service token is no longer valid (from 127.0.0.1:${local})`,
+      'devstreams: forward ends: the hub no longer accepts its token, every connection would be refused',
+      'devstreams: closing 1 open connection',
+    ]);
+    await new Promise((r) => (open.destroyed ? r(undefined) : open.once('close', r)));
+  });
+
+  it('keeps listening after other refusals of a connection', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    hub.api = (call, h) => (/\/streams/.test(call.path) ? errorBody('FORBIDDEN', 403, 'not this service') : h.defaultApi(call));
+    const refused = net.connect({ host: '127.0.0.1', port });
+    await new Promise((r) => refused.on('error', () => undefined).once('close', r));
+    hub.api = (call, h) => h.defaultApi(call);
+    const open = await openThrough(port); // the next connection is forwarded
+    stop();
+    expect(await run).toBe(0);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(2);
+    expect(ctx.stderr[0]).toMatch(/^devstreams: pi\/web refused: 403 FORBIDDEN: not this service \(from /);
+    expect(ctx.stderr[1]).toBe('devstreams: closing 1 open connection');
+    await new Promise((r) => (open.destroyed ? r(undefined) : open.once('close', r)));
+  });
+
+  it('says how many open connections it cuts when it stops', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    const a = await openThrough(port);
+    const b = await openThrough(port);
+    stop();
+    expect(await run).toBe(0);
+    expect(ctx.stderr).toEqual(['devstreams: closing 2 open connections']);
+    for (const s of [a, b]) await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
   });
 
   it('warns when it listens where other hosts can reach it', () => {
