@@ -35,6 +35,12 @@ export interface DevstreamsClientOptions {
   token: string;
   /** PEM trust anchors for the hub; when given they replace the system CAs (as Node's `ca` does). */
   ca?: string | Buffer;
+  /**
+   * What a TLS trust failure's message calls the place the hub's CA is set: "the client's `ca`
+   * option" by default. A program with a setting of its own for it names that (the CLI:
+   * "--ca / DEVSTREAMS_CA").
+   */
+  caSource?: string;
   logger?: Logger;
   /** Deadline of a fleet query (devices, streams). Default 30 s. */
   requestTimeoutMs?: number;
@@ -116,7 +122,7 @@ export class DevstreamsClient {
       minVersion: 'TLSv1.2', // the hub's name and chain are always verified; there is no switch to skip that
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
-    this.endpoint = { base, token: opts.token, agent };
+    this.endpoint = { base, token: opts.token, agent, ...(opts.caSource !== undefined ? { caSource: opts.caSource } : {}) };
   }
 
   /** The hub's base URL (for messages). */
@@ -168,6 +174,7 @@ export class DevstreamsClient {
         token: this.endpoint.token,
         what: `GET ${url.pathname}`,
         target: this.endpoint.base.origin,
+        ...(this.endpoint.caSource !== undefined ? { caSource: this.endpoint.caSource } : {}),
         onStreamId: (id) => (streamId = id),
         ...(secureContext ? { secureContext } : {}),
         sessions: this.sessions,
@@ -210,6 +217,7 @@ export class DevstreamsClient {
       ...(secureContext ? { secureContext } : {}),
       sessions: this.sessions,
       timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+      ...(this.endpoint.caSource !== undefined ? { caSource: this.endpoint.caSource } : {}),
       signal,
       pingIntervalMs: this.pingIntervalMs,
     });

@@ -394,6 +394,12 @@ describe('devstreams devices and streams', () => {
     expect(JSON.parse(s.out)).toEqual([]);
   });
 
+  it("points a TLS trust failure at --ca / DEVSTREAMS_CA (the SDK's message names its `ca` option)", async () => {
+    await startHub();
+    const other = makeTestTls();
+    await expect(runServiceCli('devices', ['--hub', hub.url, '--token', TOKEN, '--ca', other.caFile])).rejects.toThrow(/ \(is --ca \/ DEVSTREAMS_CA the hub's CA\?\)$/);
+  });
+
   it('lets a refused query propagate as a DevstreamsError', async () => {
     await startHub();
     hub.api = () => errorBody('UNAUTHORIZED', 401, 'unknown service token');
