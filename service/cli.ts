@@ -25,7 +25,8 @@ const HELP: Record<ServiceCommand, string> = {
   connect: `usage: devstreams connect DEVICE SERVICE [--timeout MS]
 Bridges stdin/stdout to SERVICE on DEVICE, for ssh:
   ssh -o ProxyCommand='devstreams connect %h ssh' user@DEVICE
-  --timeout MS     handshake deadline asked of the hub (default: the hub's, 60 s)
+  --timeout MS     handshake deadline asked of the hub, 1000-600000; the hub lowers it to its own
+                   maximum (handshake.maxTimeoutMs, 300000 by default). Default: the hub's, 60 s
 SIGHUP (how ssh ends its ProxyCommand), SIGTERM or SIGINT ends the session: the stream is closed
 normally (the hub records it ok) and connect exits 0 (1 if the stream was not open yet).
 Exit status 0 when the stream ended cleanly, 1 otherwise.
@@ -39,12 +40,14 @@ reset, with one line on stderr; a refusal 401 UNAUTHORIZED (the token revoked) e
 (exit 1): every later connection would get it.
 Runs until SIGINT or SIGTERM (exit 0). Connections still open then are cut: "closing N open
 connections" on stderr says so.
-  --timeout MS     handshake deadline asked of the hub for each stream (1000-600000; the hub's
-                   own maximum applies, 60 s by default)
+  --timeout MS     handshake deadline asked of the hub for each stream, 1000-600000; the hub
+                   lowers it to its own maximum (handshake.maxTimeoutMs, 300000 by default).
+                   Default: the hub's, 60 s
 `,
   echo: `usage: devstreams echo DEVICE [--bytes N] [--service NAME] [--timeout MS]
 Sends N random bytes (default 1048576) to the device's echo service (default "echo"), reads them
 back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
+  --timeout MS     handshake deadline asked of the hub, as connect's (1000-600000)
 `,
   devices: `usage: devstreams devices [--json]
 Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, UPTIME, STREAMS (or the JSON array with --json).

@@ -61,7 +61,12 @@ export interface DevstreamsClientOptions {
 }
 
 export interface OpenStreamOptions {
-  /** Handshake deadline asked of the hub (it clamps it); the hub's default (60 s) when absent. */
+  /**
+   * Handshake deadline asked of the hub, in ms: 1000 to 600000 (LIMITS), else the hub refuses the
+   * request with 400 BAD_REQUEST. Within that range the hub lowers it to its own maximum
+   * (`handshake.maxTimeoutMs` in hub.yaml, 300000 by default). Absent: the hub's default
+   * (`handshake.defaultTimeoutMs`, 60000).
+   */
   timeoutMs?: number;
   /** Gives up opening (rejects with the signal's reason); a stream already returned is unaffected. */
   signal?: AbortSignal;
