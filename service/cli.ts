@@ -15,7 +15,7 @@ export function isServiceCommand(command: string): command is ServiceCommand {
 
 const COMMON_HELP = `
 Hub options (or the environment):
-  --hub URL        hub base URL, https://          (DEVSTREAMS_HUB)
+  --hub URL        hub base URL, https://HOST[:PORT], no path (DEVSTREAMS_HUB)
   --token TOKEN    service token                   (DEVSTREAMS_TOKEN; prefer it: flags show in ps)
   --ca FILE        PEM CA that signed the hub's certificate (DEVSTREAMS_CA)
   -v, --verbose    log at info (logs go to stderr as JSON lines)
