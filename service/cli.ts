@@ -50,14 +50,17 @@ back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
   --timeout MS     handshake deadline asked of the hub, as connect's (1000-600000)
 `,
   devices: `usage: devstreams devices [--json]
-Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, UPTIME, STREAMS (or the JSON array with --json).
+Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, SYSTEM UPTIME (since the device booted;
+\`device ID\` has the agent's too), STREAMS (or the JSON array with --json).
 `,
   device: `usage: devstreams device ID [--json]
-Shows one device in full: state, version, uptime, OS, kernel, board, load, temperature, memory,
+Shows one device in full: state, version, system and agent uptime, OS, kernel, board, load, temperature, memory,
 disk, interfaces and its last error, from the status it last sent (or the JSON object with --json).
 `,
   streams: `usage: devstreams streams [--device ID] [--since AGE|DATE] [--result RESULT] [--limit N] [--json]
-Lists the hub's stream history, newest first (or the JSON array with --json).
+Lists the hub's stream history, newest first: who asked, result, code, who closed, duration,
+bytes each way, and the reason of a stream that was not ok (cut at 60 characters; --json has it
+whole, with the HTTP status).
   --device ID      only this device's streams
   --since AGE      opened within AGE (30s, 15m, 1h, 7d) or since a date (2024-05-01T12:00:00Z)
   --result RESULT  ok, refused, timeout, unpaired or error

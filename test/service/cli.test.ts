@@ -387,7 +387,7 @@ describe('devstreams devices and streams', () => {
     hub.api = (call, h) => (call.path === '/api/v1/devices' ? { status: 200, body: { devices: [device] } } : h.defaultApi(call));
     const t = await cli('devices', []);
     expect(t.code).toBe(0);
-    expect(t.out).toMatch(/^ID {4}STATE {3}LAST SEEN {2}VERSION {2}UPTIME {2}STREAMS\npi-1 {2}online {2}\ds ago {5}0\.1\.0 {4}- {7}0\n$/);
+    expect(t.out).toMatch(/^ID {4}STATE {3}LAST SEEN {2}VERSION {2}SYSTEM UPTIME {2}STREAMS\npi-1 {2}online {2}\ds ago {5}0\.1\.0 {4}- {14}0\n$/);
     const j = await cli('devices', ['--json']);
     expect(JSON.parse(j.out)).toEqual([device]);
     const s = await cli('streams', ['--json']);
