@@ -56,9 +56,10 @@ export async function runConnect(
   const { stdin, stdout } = stdio ?? { stdin: standardInput(), stdout: process.stdout };
   const local = new StdioDuplex(stdin as Readable, stdout as Writable);
   const result = await bridge(stream, local, log, { a: 'device', b: 'stdio' });
+  // A signal from here on comes after the stream ended, cleanly or not: its outcome stands.
+  stop?.removeEventListener('abort', onStop);
   // The process exits next: let the close frame leave first, so the hub records the code it was sent.
   await Promise.race([stream.whenClosed(), new Promise((r) => setTimeout(r, CLOSE_WAIT_MS).unref())]);
-  stop?.removeEventListener('abort', onStop);
   if (stopped) return 0; // the bridge saw its device side closed under it: that was this side's doing
   if (result.error) {
     // The reader of standard output went away (`connect ... | head -c 20`, or ssh that ended): the

@@ -157,6 +157,27 @@ describe('devstreams connect', () => {
     expect(ctx.stderr).toEqual([]);
   });
 
+  it('a stop (the CLI: SIGHUP, SIGTERM, SIGINT) while open closes the stream normally and exits 0; before open, exits 1 quietly', async () => {
+    await startHub();
+    let closeCode = 0;
+    hub.relay = (ws) => ws.once('close', (code: number) => (closeCode = code)); // holds the stream open
+    const ctx = memoryContext();
+    const stdin = new PassThrough();
+    const ac = new AbortController();
+    const run = runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout: new PassThrough() }, ac.signal);
+    await vi.waitFor(() => expect(hub.relaySockets.size).toBe(1));
+    ac.abort();
+    expect(await run).toBe(0);
+    await vi.waitFor(() => expect(closeCode).toBe(1000));
+    expect(ctx.stderr).toEqual([]);
+
+    const early = new AbortController();
+    early.abort();
+    const ctx2 = memoryContext();
+    expect(await runConnect(ctx2, 'pi', 'ssh', undefined, { stdin: new PassThrough(), stdout: new PassThrough() }, early.signal)).toBe(1);
+    expect(ctx2.stderr).toEqual([]);
+  });
+
   it('reads standard input that is a pipe into the shared read buffer: every byte of many small writes, then EOF', async () => {
     // ssh gives its ProxyCommand pipes; a FIFO is one. Reader first (non-blocking), then the writer.
     const dir = mkdtempSync(join(tmpdir(), 'devstreams-stdin-'));
