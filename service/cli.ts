@@ -50,8 +50,8 @@ back and compares; prints "echo ok: N bytes, set-up X ms, round trip Y ms".
   --timeout MS     handshake deadline asked of the hub, as connect's (1000-600000)
 `,
   devices: `usage: devstreams devices [--json]
-Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, SYSTEM UPTIME (since the device booted;
-\`device ID\` has the agent's too), STREAMS (or the JSON array with --json).
+Lists the hub's devices: ID, STATE, LAST SEEN, VERSION, SYSTEM UPTIME, STREAMS (or the JSON array with --json).
+SYSTEM UPTIME is the device's, since it booted (\`device ID\` has the agent's too).
 `,
   device: `usage: devstreams device ID [--json]
 Shows one device in full: state, version, system and agent uptime, OS, kernel, board, load, temperature, memory,
