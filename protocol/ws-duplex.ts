@@ -31,6 +31,7 @@ export class StreamClosedError extends DevstreamsError {
   readonly wsCode: number;
   constructor(wsCode: number, reason: string) {
     super(errorCodeOfClose(wsCode), reason || `stream closed with code ${wsCode}`);
+    this.name = 'StreamClosedError';
     this.wsCode = wsCode;
   }
 }

@@ -35,6 +35,12 @@ export interface DevstreamsClientOptions {
   token: string;
   /** PEM trust anchors for the hub; when given they replace the system CAs (as Node's `ca` does). */
   ca?: string | Buffer;
+  /**
+   * What a TLS trust failure's message calls the place the hub's CA is set: "the client's `ca`
+   * option" by default. A program with a setting of its own for it names that (the CLI:
+   * "--ca / DEVSTREAMS_CA").
+   */
+  caSource?: string;
   logger?: Logger;
   /** Deadline of a fleet query (devices, streams). Default 30 s. */
   requestTimeoutMs?: number;
@@ -55,7 +61,12 @@ export interface DevstreamsClientOptions {
 }
 
 export interface OpenStreamOptions {
-  /** Handshake deadline asked of the hub (it clamps it); the hub's default (60 s) when absent. */
+  /**
+   * Handshake deadline asked of the hub, in ms: 1000 to 600000 (LIMITS), else the hub refuses the
+   * request with 400 BAD_REQUEST. Within that range the hub lowers it to its own maximum
+   * (`handshake.maxTimeoutMs` in hub.yaml, 300000 by default). Absent: the hub's default
+   * (`handshake.defaultTimeoutMs`, 60000).
+   */
   timeoutMs?: number;
   /** Gives up opening (rejects with the signal's reason); a stream already returned is unaffected. */
   signal?: AbortSignal;
@@ -116,7 +127,7 @@ export class DevstreamsClient {
       minVersion: 'TLSv1.2', // the hub's name and chain are always verified; there is no switch to skip that
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
     });
-    this.endpoint = { base, token: opts.token, agent };
+    this.endpoint = { base, token: opts.token, agent, ...(opts.caSource !== undefined ? { caSource: opts.caSource } : {}) };
   }
 
   /** The hub's base URL (for messages). */
@@ -168,6 +179,7 @@ export class DevstreamsClient {
         token: this.endpoint.token,
         what: `GET ${url.pathname}`,
         target: this.endpoint.base.origin,
+        ...(this.endpoint.caSource !== undefined ? { caSource: this.endpoint.caSource } : {}),
         onStreamId: (id) => (streamId = id),
         ...(secureContext ? { secureContext } : {}),
         sessions: this.sessions,
@@ -210,6 +222,7 @@ export class DevstreamsClient {
       ...(secureContext ? { secureContext } : {}),
       sessions: this.sessions,
       timeoutMs: Math.min(RELAY_UPGRADE_TIMEOUT_MS, Math.max(1_000, answer.expiresAt - Date.now() + ANSWER_SLACK_MS)),
+      ...(this.endpoint.caSource !== undefined ? { caSource: this.endpoint.caSource } : {}),
       signal,
       pingIntervalMs: this.pingIntervalMs,
     });

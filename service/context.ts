@@ -3,6 +3,9 @@ import { DevstreamsClient } from './client.js';
 import { HubRefusalError, refusedLine } from './errors.js';
 import { resolveHubSettings } from './options.js';
 
+/** Where a user of the commands sets the hub's CA, for TLS trust failures. */
+export const CLI_CA_SOURCE = '--ca / DEVSTREAMS_CA';
+
 /** What every service-side command works with: a client for the hub, a stderr logger, its output. */
 export interface ServiceContext {
   client: DevstreamsClient;
@@ -33,6 +36,7 @@ export function makeContext(
     hub: settings.hub,
     token: settings.token,
     ...(settings.ca !== undefined ? { ca: settings.ca } : {}),
+    caSource: CLI_CA_SOURCE,
     logger: log,
     ...(opts.multiplex !== undefined ? { multiplex: opts.multiplex } : {}),
   });

@@ -61,12 +61,19 @@ export function invalidAnswer(what: string, status: number, detail: string): Hub
   return new HubRequestError(`${what}: hub answered HTTP ${status} with an invalid body: ${oneLine(detail)}`);
 }
 
-/** A transport failure (connection refused, DNS, TLS, timeout) while talking to `target`. */
-export function unreachable(target: string, err: unknown): HubRequestError {
+/** How a TLS trust failure names the setting that holds the hub's CA, unless told otherwise (the SDK's). */
+export const SDK_CA_SOURCE = "the client's `ca` option";
+
+/**
+ * A transport failure (connection refused, DNS, TLS, timeout) while talking to `target`. A TLS
+ * trust failure points at `caSource`, the setting where the hub's CA belongs: the SDK's `ca` option,
+ * or the CLI's flag and variable (DevstreamsClientOptions.caSource).
+ */
+export function unreachable(target: string, err: unknown, caSource: string = SDK_CA_SOURCE): HubRequestError {
   const e = err as NodeJS.ErrnoException;
   const message = withoutNodeAdvice(String(e?.message ?? err));
   const detail = e?.code && !message.includes(e.code) ? `${e.code} ${message}` : message;
-  const hint = isTlsTrustError(e) ? ' (is --ca / DEVSTREAMS_CA the hub\'s CA?)' : '';
+  const hint = isTlsTrustError(e) ? ` (is ${caSource} the hub's CA?)` : '';
   return new HubRequestError(`cannot reach hub ${target}: ${oneLine(detail)}${hint}`, err);
 }
 

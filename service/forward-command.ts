@@ -11,7 +11,9 @@ import { Forwarder } from './forward.js';
  * prints `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on stdout, forwards each
  * accepted connection over its own stream until SIGINT/SIGTERM, then stops and returns 0. A
  * connection whose stream is refused, or whose stream the device side ends, gets the same one line
- * on stderr as `connect`'s.
+ * on stderr as `connect`'s. A stream refused with UNAUTHORIZED (the token revoked since start-up)
+ * ends it too, with 1: every later connection would be refused the same way. Connections still open
+ * when it stops are cut, and one line on stderr says how many.
  */
 export async function runForward(
   ctx: ServiceContext,
@@ -34,6 +36,8 @@ export async function runForward(
     // its path again.
     collect: () => collectGarbage({ dropBytecode: false }),
   });
+  let tokenRefused!: () => void;
+  const refused = new Promise<'refused'>((resolve) => (tokenRefused = () => resolve('refused')));
   const warning = exposedWarning(listen.host, device, service);
   if (warning) ctx.err(warning);
   const forwarder = new Forwarder({
@@ -45,7 +49,10 @@ export async function runForward(
     ...(timeoutMs !== undefined ? { stream: { timeoutMs } } : {}),
     logger: ctx.log,
     onConnections: () => reclaimer.poke(),
-    onRefused: (err, peer) => ctx.err(`${err instanceof HubRefusalError ? refusedLine(device, service, err) : streamFailedLine(device, service, err)} (from ${peer})`),
+    onRefused: (err, peer) => {
+      ctx.err(`${err instanceof HubRefusalError ? refusedLine(device, service, err) : streamFailedLine(device, service, err)} (from ${peer})`);
+      if (err instanceof HubRefusalError && FINAL_AFTER_START.has(err.code)) tokenRefused();
+    },
     onStreamFailed: (err, peer) => ctx.err(`${streamFailedLine(device, service, err)} (from ${peer})`),
   });
   try {
@@ -59,16 +66,26 @@ export async function runForward(
   ctx.out(`listening on ${hostPort(host, port)} -> ${device}/${service}\n`);
   ctx.log.info({ host, port, device, service }, 'forwarder listening');
   reclaimer.poke();
-  await stopSignal;
+  const why = await Promise.race([stopSignal.then(() => 'stopped' as const), refused]);
   reclaimer.stop();
+  if (why === 'refused') ctx.err(`devstreams: forward ends: the hub no longer accepts its token, every connection would be refused`);
+  const open = forwarder.openConnections;
+  if (open > 0) ctx.err(`devstreams: closing ${open} open connection${open === 1 ? '' : 's'}`);
   ctx.log.info('forwarder stopping');
   await forwarder.stop();
   ctx.client.close();
-  return 0;
+  return why === 'refused' ? 1 : 0;
 }
 
 /** Refusals that no later connection would get past: forward ends at once with them. */
 const FINAL_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAUTHORIZED', 'FORBIDDEN', 'DEVICE_UNKNOWN']);
+
+/**
+ * Refusals of a connection's stream that end forward: the token no longer valid (revoked). The
+ * others stay per connection: a scope, an allowlist or a device's state may differ for the next one,
+ * or change.
+ */
+const FINAL_AFTER_START: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['UNAUTHORIZED']);
 
 /**
  * The device as the hub sees it, before listening: false (the line printed) when the hub refuses

@@ -53,6 +53,13 @@ export class Forwarder {
     return this.sockets.size;
   }
 
+  /** Client connections not ended yet: `connections` less those reset but not yet closed (a refused one). */
+  get openConnections(): number {
+    let open = 0;
+    for (const s of this.sockets) if (!s.destroyed) open++;
+    return open;
+  }
+
   /** The address actually listened on (the real port when 0 was asked). */
   get address(): { host: string; port: number } {
     if (!this.bound) throw new Error('Forwarder is not started');

@@ -12,6 +12,8 @@ export interface HubEndpoint {
   readonly base: URL;
   readonly token: string;
   readonly agent: https.Agent;
+  /** Where the hub's CA is set, for TLS trust failures (errors.ts unreachable). */
+  readonly caSource?: string;
 }
 
 export interface JsonRequest<S extends z.ZodMiniType> {
@@ -81,7 +83,7 @@ function attempt<S extends z.ZodMiniType>(hub: HubEndpoint, r: JsonRequest<S>, m
         attempt(hub, r, false).then(resolve, reject);
         return;
       }
-      settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err));
+      settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err, hub.caSource));
     });
     const unlisten = onAbort(r.signal, (reason) => {
       settle(reason);
@@ -96,7 +98,7 @@ function attempt<S extends z.ZodMiniType>(hub: HubEndpoint, r: JsonRequest<S>, m
             settle(err as Error);
           }
         },
-        (err: Error) => settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err)),
+        (err: Error) => settle(err instanceof HubRequestError ? err : unreachable(hub.base.origin, err, hub.caSource)),
       );
     });
     req.end(payload);

@@ -49,6 +49,12 @@ export function resolveHubSettings(
   if (url.protocol !== 'https:') {
     throw new UsageError(`hub URL must start with https:// (got ${url.protocol}) (--hub / DEVSTREAMS_HUB)`);
   }
+  // The hub serves its API at /api/v1 of its own origin (hub.yaml's url has no path either): a URL
+  // copied from `devstreams endpoints` would otherwise get "no such API route: GET /api/v1/api/v1/...".
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    const extra = `${url.pathname === '/' ? '' : url.pathname}${url.search}${url.hash}`;
+    throw new UsageError(`hub URL is the hub's base URL, https://HOST[:PORT], with no path (drop ${JSON.stringify(extra)}) (--hub / DEVSTREAMS_HUB)`);
+  }
 
   const token = pick(flags.token, env.DEVSTREAMS_TOKEN);
   if (!token) throw new UsageError('no service token given: pass --token TOKEN or set DEVSTREAMS_TOKEN');
@@ -120,7 +126,8 @@ export function intOption(name: string, value: string | undefined, dflt: number 
 /** `[HOST:]PORT` (`[v6addr]:PORT` for IPv6); HOST defaults to 127.0.0.1. Port 0 picks a free port. */
 export function parseListen(spec: string): { host: string; port: number } {
   const m = /^(?:(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):)?(\d{1,5})$/.exec(spec);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--listen must be [HOST:]PORT (got ${JSON.stringify(spec)})`);
+  if (!m) throw new UsageError(`--listen must be [HOST:]PORT (got ${JSON.stringify(spec)})`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new UsageError(`--listen port must be from 0 to 65535 (got ${JSON.stringify(spec)})`);
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }

@@ -14,6 +14,8 @@ export interface RelayDial {
   /** Called with the stream id the hub's answer names (STREAM_ID_HEADER), before the promise resolves. */
   onStreamId?: (streamId: string) => void;
   ca?: string | Buffer;
+  /** Where the hub's CA is set, for TLS trust failures (errors.ts unreachable). */
+  caSource?: string;
   /** A TLS context built once from `ca` (wins over `ca`): building one per dial costs ~1 ms of CPU. */
   secureContext?: SecureContext;
   /** Resumes TLS sessions across dials (one cache per client). */
@@ -69,7 +71,7 @@ async function dialStream(d: RelayDial, url: URL, where: string, what: string): 
     case 'refused':
       throw refusalFromAnswer(what, f.status, f.contentType, f.body);
     case 'unreachable':
-      throw unreachable(where, f.err);
+      throw unreachable(where, f.err, d.caSource);
     case 'aborted':
       throw f.err;
   }

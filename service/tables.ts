@@ -14,7 +14,9 @@ export function formatTable(header: string[], rows: string[][]): string {
 
 export function formatDevices(devices: readonly DeviceInfo[], now: number = Date.now()): string {
   return formatTable(
-    ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'UPTIME', 'STREAMS'],
+    // The device's time since boot, not the agent's (`device ID` shows both): a column called only
+    // UPTIME read as the agent's.
+    ['ID', 'STATE', 'LAST SEEN', 'VERSION', 'SYSTEM UPTIME', 'STREAMS'],
     devices.map((d) => [
       d.id,
       stateOf(d),
@@ -26,7 +28,7 @@ export function formatDevices(devices: readonly DeviceInfo[], now: number = Date
   );
 }
 
-/** The device's uptime now: as of its last status, plus the time since (only while it is online). */
+/** The device's system uptime (since boot) now: as of its last status, plus the time since (only while it is online). */
 function uptimeOf(d: DeviceInfo, now: number): string {
   if (d.uptimeSec === null || d.uptimeSec === undefined || !d.online) return '-';
   const since = d.lastSeen === null ? 0 : Math.max(0, now - d.lastSeen);
@@ -43,7 +45,7 @@ export function formatDevice(d: DeviceInfo, now: number = Date.now()): string {
     ['last seen', d.lastSeen === null ? 'never' : formatAgo(now - d.lastSeen)],
     ['agent version', d.agentVersion ?? '-'],
     ['open streams', n(d.openStreams)],
-    ['uptime', uptimeOf(d, now)],
+    ['system uptime', uptimeOf(d, now)],
     ['agent uptime', n(s?.agentUptimeSec, (x) => formatDuration(x * 1000))],
     ['os', s?.os ?? '-'],
     ['kernel', s?.kernel ?? '-'],
@@ -67,7 +69,7 @@ export function formatDevice(d: DeviceInfo, now: number = Date.now()): string {
 
 export function formatStreams(streams: readonly StreamRecord[], now: number = Date.now()): string {
   return formatTable(
-    ['STREAM', 'DEVICE', 'SERVICE', 'BY', 'RESULT', 'CODE', 'CLOSED BY', 'DURATION', 'BYTES ->DEV', 'BYTES <-DEV', 'OPENED'],
+    ['STREAM', 'DEVICE', 'SERVICE', 'BY', 'RESULT', 'CODE', 'CLOSED BY', 'DURATION', 'BYTES ->DEV', 'BYTES <-DEV', 'OPENED', 'REASON'],
     streams.map((s) => [
       s.streamId.slice(0, 8),
       s.device,
@@ -80,8 +82,21 @@ export function formatStreams(streams: readonly StreamRecord[], now: number = Da
       formatBytes(s.bytesToDevice),
       formatBytes(s.bytesFromDevice),
       formatAgo(now - s.openedAt),
+      s.result === 'ok' ? '-' : shortened(s.reason, REASON_CHARS),
     ]),
   );
+}
+
+/**
+ * How much of a reason the streams table shows (the last column, so it may run past the terminal's
+ * width; --json has it in full). Enough for `cannot connect to 127.0.0.1:22: ECONNREFUSED` and
+ * `service "web" is not allowed on this device`.
+ */
+export const REASON_CHARS = 60;
+
+function shortened(text: string, max: number): string {
+  const t = oneLine(text);
+  return t.length <= max ? t : `${t.slice(0, max - 3)}...`;
 }
 
 /** `12s ago`, `5m ago`, `3h ago`, `4d ago`; `just now` under a second (clocks may differ a little). */

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StreamRecord } from '../../protocol/index.js';
 import { describeEachBroker } from '../helpers/brokers.js';
 import { CLI, CliProcess } from '../helpers/proc.js';
 import { haveSshd, startSshd, type Sshd } from '../helpers/sshd.js';
@@ -22,7 +23,8 @@ describe.skipIf(!haveSshd)('OpenSSH through devstreams', () => describeEachBroke
     await sshd?.stop();
   });
 
-  it('runs a command through ProxyCommand="devstreams connect %h ssh"', async () => {
+  it('runs a command through ProxyCommand="devstreams connect %h ssh", and the hub records the session ok', async () => {
+    const before = new Set((await records()).map((r) => r.streamId));
     const proxy = `${process.execPath} ${CLI} connect %h ssh`;
     const { stdout } = await run(
       'ssh',
@@ -30,7 +32,21 @@ describe.skipIf(!haveSshd)('OpenSSH through devstreams', () => describeEachBroke
       { env: { ...process.env, ...stack.env }, timeout: 30_000 },
     );
     expect(stdout.trim()).toBe('hello-from-device');
+    // ssh ends its ProxyCommand with SIGHUP: connect closes the stream normally, not a bare 1006.
+    const deadline = Date.now() + 10_000;
+    let record: StreamRecord | undefined;
+    while (!(record = (await records()).find((r) => !before.has(r.streamId))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(record && { result: record.result, code: record.code, reason: record.reason }).toEqual({ result: 'ok', code: 'OK', reason: '' });
   });
+
+  async function records(): Promise<StreamRecord[]> {
+    const client = stack.client();
+    try {
+      return await client.listStreams({ device: 'pi-ssh' });
+    } finally {
+      client.close();
+    }
+  }
 
   it('echoes 16 MB through ProxyCommand="devstreams connect %h ssh", checked by SHA-256 (stdin and stdout as widened pipes)', async () => {
     const proxy = `${process.execPath} ${CLI} connect %h ssh`;

@@ -122,7 +122,7 @@ describe('device status', () => {
     expect(text.stdout).toMatch(new RegExp(`^kernel: +${os.release().replace(/[.+]/g, '\\$&')}$`, 'm'));
     expect(text.stdout).toMatch(/^state: +online$/m);
     const table = await runCli(['devices'], { env: stack.env });
-    expect(table.stdout.split('\n')[0]).toMatch(/^ID +STATE +LAST SEEN +VERSION +UPTIME +STREAMS$/);
+    expect(table.stdout.split('\n')[0]).toMatch(/^ID +STATE +LAST SEEN +VERSION +SYSTEM UPTIME +STREAMS$/);
     // LAST SEEN: `just now` under a second (service/tables.ts), else `12s ago` and the like.
     expect(table.stdout).toMatch(/^pi-obs +online +(just now|\S+( ago)?) +\d+\.\d+\.\d+\S* +\d+(ms|\.\d+s|m\d\ds|h\d\dm|\.\ds) +0$/m);
     const unknown = await runCli(['device', 'ghost'], { env: stack.env });

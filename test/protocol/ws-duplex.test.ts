@@ -108,6 +108,9 @@ describe('WsDuplex', () => {
     expect(e).toBeInstanceOf(StreamClosedError);
     expect(e.wsCode).toBe(4503);
     expect(e.reason).toBe('target went away');
+    // Its own name, so logs and util.inspect tell it from a plain DevstreamsError.
+    expect(e.name).toBe('StreamClosedError');
+    expect(String(e)).toBe('StreamClosedError: target went away');
   });
 
   it('a close without EOF is an error, not a clean end', async () => {

@@ -97,7 +97,7 @@ describe('devstreams echo', () => {
     const ctx = memoryContext();
     expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
     expect(ctx.stdout).toEqual([]);
-    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(1);
     expect(ctx.stderr[0]).toMatch(/^devstreams: echo pi\/echo: data mismatch: 100000 bytes each way, sha256 sent [0-9a-f]{16}, received [0-9a-f]{16}$/);
   });
 
@@ -137,7 +137,7 @@ describe('devstreams echo', () => {
     hub.relay = (ws) => ws.once('message', () => ws.close(4503, 'target went away'));
     const ctx = memoryContext();
     expect(await runEcho(ctx, 'pi', 'echo', 100_000, undefined)).toBe(1);
-    expect(ctx.stderr).toHaveLength(1);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(1);
     expect(ctx.stderr[0]).toMatch(/^devstreams: pi\/echo: stream failed after \d+ of 100000 bytes sent, 0 received: target went away \((DEVICE_OFFLINE|TARGET_UNREACHABLE)\)$/);
   });
 });
@@ -155,6 +155,27 @@ describe('devstreams connect', () => {
     expect(await runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout })).toBe(0);
     expect(Buffer.concat(chunks).equals(data)).toBe(true);
     expect(ctx.stderr).toEqual([]);
+  });
+
+  it('a stop (the CLI: SIGHUP, SIGTERM, SIGINT) while open closes the stream normally and exits 0; before open, exits 1 quietly', async () => {
+    await startHub();
+    let closeCode = 0;
+    hub.relay = (ws) => ws.once('close', (code: number) => (closeCode = code)); // holds the stream open
+    const ctx = memoryContext();
+    const stdin = new PassThrough();
+    const ac = new AbortController();
+    const run = runConnect(ctx, 'pi', 'ssh', undefined, { stdin, stdout: new PassThrough() }, ac.signal);
+    await vi.waitFor(() => expect(hub.relaySockets.size).toBe(1));
+    ac.abort();
+    expect(await run).toBe(0);
+    await vi.waitFor(() => expect(closeCode).toBe(1000));
+    expect(ctx.stderr).toEqual([]);
+
+    const early = new AbortController();
+    early.abort();
+    const ctx2 = memoryContext();
+    expect(await runConnect(ctx2, 'pi', 'ssh', undefined, { stdin: new PassThrough(), stdout: new PassThrough() }, early.signal)).toBe(1);
+    expect(ctx2.stderr).toEqual([]);
   });
 
   it('reads standard input that is a pipe into the shared read buffer: every byte of many small writes, then EOF', async () => {
@@ -312,6 +333,67 @@ describe('devstreams forward', () => {
     expect(await run).toBe(0);
   });
 
+  /** A client connection through the forward whose stream is open: it has had its bytes echoed. */
+  async function openThrough(port: number): Promise<net.Socket> {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.on('error', () => undefined);
+    s.write('ping');
+    await new Promise((r) => s.once('data', r));
+    return s;
+  }
+
+  it('ends with 1 when a connection is refused UNAUTHORIZED after start (the token revoked), cutting the open ones', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise(() => undefined));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    const open = await openThrough(port);
+    hub.api = (call, h) => (/\/streams/.test(call.path) ? errorBody('UNAUTHORIZED', 401, 'the service token is no longer valid') : h.defaultApi(call));
+    const refused = net.connect({ host: '127.0.0.1', port });
+    refused.on('error', () => undefined);
+    const local = await new Promise<number>((r) => refused.once('connect', () => r(refused.localPort!)));
+    expect(await run).toBe(1);
+    expect(ctx.stderr).toEqual([
+      `devstreams: pi/web refused: 401 UNAUTHORIZED: the service token is no longer valid (from 127.0.0.1:${local})`,
+      'devstreams: forward ends: the hub no longer accepts its token, every connection would be refused',
+      'devstreams: closing 1 open connection',
+    ]);
+    await new Promise((r) => (open.destroyed ? r(undefined) : open.once('close', r)));
+  });
+
+  it('keeps listening after other refusals of a connection', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    hub.api = (call, h) => (/\/streams/.test(call.path) ? errorBody('FORBIDDEN', 403, 'not this service') : h.defaultApi(call));
+    const refused = net.connect({ host: '127.0.0.1', port });
+    await new Promise((r) => refused.on('error', () => undefined).once('close', r));
+    hub.api = (call, h) => h.defaultApi(call);
+    const open = await openThrough(port); // the next connection is forwarded
+    stop();
+    expect(await run).toBe(0);
+    expect(ctx.stderr, ctx.stderr.join('\n')).toHaveLength(2);
+    expect(ctx.stderr[0]).toMatch(/^devstreams: pi\/web refused: 403 FORBIDDEN: not this service \(from /);
+    expect(ctx.stderr[1]).toBe('devstreams: closing 1 open connection');
+    await new Promise((r) => (open.destroyed ? r(undefined) : open.once('close', r)));
+  });
+
+  it('says how many open connections it cuts when it stops', async () => {
+    await startHub();
+    const ctx = memoryContext();
+    let stop!: () => void;
+    const run = runForward(ctx, 'pi', 'web', { host: '127.0.0.1', port: 0 }, undefined, new Promise<void>((r) => (stop = r)));
+    const port = await new Promise<number>((resolve) => (ctx.out = (t) => resolve(Number(/:(\d+) ->/.exec(t)![1]))));
+    const a = await openThrough(port);
+    const b = await openThrough(port);
+    stop();
+    expect(await run).toBe(0);
+    expect(ctx.stderr).toEqual(['devstreams: closing 2 open connections']);
+    for (const s of [a, b]) await new Promise((r) => (s.destroyed ? r(undefined) : s.once('close', r)));
+  });
+
   it('warns when it listens where other hosts can reach it', () => {
     expect(exposedWarning('0.0.0.0', 'pi', 'ssh')).toMatch(/^devstreams: warning: listening on 0\.0\.0\.0, not loopback: .* pi\/ssh with your token$/);
     expect(exposedWarning('192.168.1.5', 'pi', 'ssh')).not.toBeNull();
@@ -326,11 +408,17 @@ describe('devstreams devices and streams', () => {
     hub.api = (call, h) => (call.path === '/api/v1/devices' ? { status: 200, body: { devices: [device] } } : h.defaultApi(call));
     const t = await cli('devices', []);
     expect(t.code).toBe(0);
-    expect(t.out).toMatch(/^ID {4}STATE {3}LAST SEEN {2}VERSION {2}UPTIME {2}STREAMS\npi-1 {2}online {2}\ds ago {5}0\.1\.0 {4}- {7}0\n$/);
+    expect(t.out).toMatch(/^ID {4}STATE {3}LAST SEEN {2}VERSION {2}SYSTEM UPTIME {2}STREAMS\npi-1 {2}online {2}\ds ago {5}0\.1\.0 {4}- {14}0\n$/);
     const j = await cli('devices', ['--json']);
     expect(JSON.parse(j.out)).toEqual([device]);
     const s = await cli('streams', ['--json']);
     expect(JSON.parse(s.out)).toEqual([]);
+  });
+
+  it("points a TLS trust failure at --ca / DEVSTREAMS_CA (the SDK's message names its `ca` option)", async () => {
+    await startHub();
+    const other = makeTestTls();
+    await expect(runServiceCli('devices', ['--hub', hub.url, '--token', TOKEN, '--ca', other.caFile])).rejects.toThrow(/ \(is --ca \/ DEVSTREAMS_CA the hub's CA\?\)$/);
   });
 
   it('lets a refused query propagate as a DevstreamsError', async () => {

@@ -221,16 +221,29 @@ describe('DevstreamsClient.openStream', () => {
     wrong.close();
     expect(err).toBeInstanceOf(HubRequestError);
     expect(err.message).toMatch(/^cannot reach hub https:\/\/127\.0\.0\.1:\d+: .*(certificate|UNABLE_TO_VERIFY)/i);
-    expect(err.message).toContain('DEVSTREAMS_CA');
+    // The SDK's user has the `ca` option, not the CLI's flag and variable.
+    expect(err.message).toMatch(/ \(is the client's `ca` option the hub's CA\?\)$/);
+    expect(err.message).not.toContain('DEVSTREAMS_CA');
     expect(err.message).not.toContain('--use-system-ca');
     expect(hub.calls).toHaveLength(0);
+  });
+
+  it("names the program's own CA setting when given one (caSource), on the API and the relay paths", async () => {
+    await setup();
+    const other = makeTestTls();
+    for (const multiplex of [true, false]) {
+      const wrong = new DevstreamsClient({ hub: hub.url, token: TOKEN, ca: other.ca, caSource: '--ca / DEVSTREAMS_CA', multiplex });
+      const errs = [await rejection(wrong.openStream('pi', 'ssh')), await rejection(wrong.listDevices())];
+      wrong.close();
+      for (const err of errs) expect(err.message).toMatch(/ \(is --ca \/ DEVSTREAMS_CA the hub's CA\?\)$/);
+    }
   });
 
   it("leaves out Node 24's advice about its own flags, which the executable's users cannot follow", () => {
     const node24 = Object.assign(new Error('unable to verify the first certificate; if the root CA is installed locally, try running Node.js with --use-system-ca'), {
       code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
     });
-    expect(unreachable('https://hub:443', node24).message).toBe(
+    expect(unreachable('https://hub:443', node24, '--ca / DEVSTREAMS_CA').message).toBe(
       "cannot reach hub https://hub:443: UNABLE_TO_VERIFY_LEAF_SIGNATURE unable to verify the first certificate (is --ca / DEVSTREAMS_CA the hub's CA?)",
     );
   });

@@ -41,6 +41,15 @@ describe('resolveHubSettings', () => {
     expect(noToken.message).toBe('no service token given: pass --token TOKEN or set DEVSTREAMS_TOKEN');
   });
 
+  it('refuses a hub URL with a path, query or fragment: the API is under the hub\'s own /api/v1', () => {
+    expect(thrown(() => resolveHubSettings({ hub: 'https://h:8443/api/v1', token: 't' }, {})).message).toBe(
+      'hub URL is the hub\'s base URL, https://HOST[:PORT], with no path (drop "/api/v1") (--hub / DEVSTREAMS_HUB)',
+    );
+    expect(thrown(() => resolveHubSettings({}, { DEVSTREAMS_HUB: 'https://h/x?y=1', DEVSTREAMS_TOKEN: 't' })).message).toMatch(/\(drop "\/x\?y=1"\) \(--hub \/ DEVSTREAMS_HUB\)$/);
+    expect(thrown(() => resolveHubSettings({ hub: 'https://h/api/v1/', token: 't' }, {}))).toBeInstanceOf(UsageError);
+    for (const ok of ['https://h', 'https://h/', 'https://h:8443/']) expect(resolveHubSettings({ hub: ok, token: 't' }, {}).hub).toBe(ok);
+  });
+
   it('refuses a hub URL that is not https, naming the flag', () => {
     expect(thrown(() => resolveHubSettings({ hub: 'http://h', token: 't' }, {})).message).toMatch(/https:\/\/.*--hub \/ DEVSTREAMS_HUB/);
     expect(thrown(() => resolveHubSettings({ hub: 'not a url', token: 't' }, {})).message).toMatch(/is not a URL/);
@@ -92,6 +101,9 @@ describe('command-line parsing', () => {
     expect(parseListen('[::1]:22')).toEqual({ host: '::1', port: 22 });
     expect(parseListen('localhost:1')).toEqual({ host: 'localhost', port: 1 });
     for (const bad of ['', 'x', '70000', 'h:', ':22', '1.2.3.4:22:1']) expect(() => parseListen(bad)).toThrow(UsageError);
+    // A port out of range is said to be that, not a wrong form.
+    expect(() => parseListen('70000')).toThrow('--listen port must be from 0 to 65535 (got "70000")');
+    expect(() => parseListen('[::1]:65536')).toThrow('--listen port must be from 0 to 65535 (got "[::1]:65536")');
   });
 
   it('checks integer options', () => {

@@ -13,10 +13,10 @@ describe('tables', () => {
     ];
     expect(formatDevices(devices, NOW)).toBe(
       [
-        'ID          STATE     LAST SEEN  VERSION  UPTIME  STREAMS',
-        'pi-kitchen  online    12s ago    0.1.0    1h00m   2',
-        'gw-7        offline   never      -        -       -',
-        'gw-8        disabled  1m ago     0.1.0    -       -',
+        'ID          STATE     LAST SEEN  VERSION  SYSTEM UPTIME  STREAMS',
+        'pi-kitchen  online    12s ago    0.1.0    1h00m          2',
+        'gw-7        offline   never      -        -              -',
+        'gw-8        disabled  1m ago     0.1.0    -              -',
         '',
       ].join('\n'),
     );
@@ -32,20 +32,27 @@ describe('tables', () => {
       {
         ...base, streamId: 'ZYXWVUTSRQPONMLKJIHGFE', device: 'gw-7', service: 'plc', result: 'refused', status: 403,
         code: 'SERVICE_DENIED', closedBy: 'none', openedAt: NOW - 3_000, durationMs: 40, bytesToDevice: 0, bytesFromDevice: 0,
+        reason: 'service "plc" is not allowed on this device',
+      },
+      {
+        ...base, streamId: 'errerrerrerrerrerrerrr', device: 'gw-7', service: 'ssh', result: 'error', status: 502,
+        code: 'PEER_GONE', closedBy: 'device', openedAt: NOW - 2_000, durationMs: 900, bytesToDevice: 0, bytesFromDevice: 0,
+        reason: `agent went away\n${'x'.repeat(80)}`,
       },
     ];
     expect(formatStreams(streams, NOW)).toBe(
       [
-        'STREAM    DEVICE      SERVICE  BY   RESULT   CODE            CLOSED BY  DURATION  BYTES ->DEV  BYTES <-DEV  OPENED',
-        'abcdefgh  pi-kitchen  ssh      ops  ok       OK              service    5m02s     1.5 KiB      12.0 MiB     5m ago',
-        'ZYXWVUTS  gw-7        plc      -    refused  SERVICE_DENIED  none       40ms      0 B          0 B          3s ago',
+        'STREAM    DEVICE      SERVICE  BY   RESULT   CODE            CLOSED BY  DURATION  BYTES ->DEV  BYTES <-DEV  OPENED  REASON',
+        'abcdefgh  pi-kitchen  ssh      ops  ok       OK              service    5m02s     1.5 KiB      12.0 MiB     5m ago  -',
+        'ZYXWVUTS  gw-7        plc      -    refused  SERVICE_DENIED  none       40ms      0 B          0 B          3s ago  service "plc" is not allowed on this device',
+        `errerrer  gw-7        ssh      -    error    PEER_GONE       device     900ms     0 B          0 B          2s ago  agent went away ${'x'.repeat(41)}...`,
         '',
       ].join('\n'),
     );
   });
 
   it('prints only the header for an empty list', () => {
-    expect(formatDevices([], NOW)).toBe('ID  STATE  LAST SEEN  VERSION  UPTIME  STREAMS\n');
+    expect(formatDevices([], NOW)).toBe('ID  STATE  LAST SEEN  VERSION  SYSTEM UPTIME  STREAMS\n');
   });
 
   it('keeps control characters from the network off the terminal', () => {
