@@ -1,23 +1,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/ports.js';
 import { CliProcess, ROOT, runCli } from '../helpers/proc.js';
-
-/** A port free a moment ago (the quick start prints its port, so it cannot take port 0). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /**
  * The README's first step, `npm start` (scripts/start.mjs, after the build): a hub and an agent in
  * a folder of their own, on a port of the user's choosing, and the printed lines work as printed.
  */
+// (The quick start prints its port, so it cannot take port 0: test/helpers/ports.ts hands one out.)
 describe('npm start (the quick start)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'devstreams-quickstart-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
