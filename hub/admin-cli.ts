@@ -65,8 +65,8 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
       const tokens = listTokens({ configFile: hubConfig() });
       if (values.json) opts.out(`${JSON.stringify({ tokens }, null, 2)}\n`);
       else {
-        const rows = tokens.map((t) => `${t.name}\tdevices=${t.devices.join(',')}\tservices=${t.services.join(',')}\t${t.source === 'tokens' ? t.createdAt : '(hub.yaml)'}`);
-        opts.out(`${['NAME\tDEVICES\tSERVICES\tCREATED', ...rows].join('\n')}\n`);
+        const rows = tokens.map((t) => [t.name, t.devices.join(','), t.services.join(','), t.source === 'tokens' ? t.createdAt : '(hub.yaml)']);
+        opts.out(alignColumns([['NAME', 'DEVICES', 'SERVICES', 'CREATED'], ...rows]));
       }
       return 0;
     }
@@ -144,4 +144,10 @@ export async function runAdminCommand(sub: (typeof ADMIN_COMMANDS)[number], args
   if (broker) opts.out(`${broker}\n`);
   opts.out(`device ${deviceId} removed${r.removedFiles!.length ? ` (deleted ${r.removedFiles!.join(', ')})` : ''}\n`);
   return 0;
+}
+
+/** Rows as space-aligned columns, two spaces apart, as the service side's tables are. */
+function alignColumns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }

@@ -94,3 +94,24 @@ describe('devstreams hub rotate-key', () => {
     expect(p.out).toContain('; the secondary key still works\n');
   });
 });
+
+describe('devstreams hub token list', () => {
+  it('prints space-aligned columns, as the other tables, with the scopes and never a secret', async () => {
+    const dir = tempDir();
+    dirs.push(dir);
+    initHub({ dir, listen: '127.0.0.1:0' });
+    const cfg = join(dir, 'hub.yaml');
+    const created = await run(['token', 'create', 'ci-plant-long-name', '--devices', 'plant-*', '--services', 'ssh,web', '--config', cfg]);
+    expect(created.code).toBe(0);
+    const r = await run(['token', 'list', '--config', cfg]);
+    expect(r.code).toBe(0);
+    const lines = r.out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^NAME {2,}DEVICES {2,}SERVICES {2,}CREATED$/);
+    expect(r.out).not.toContain('\t');
+    expect(r.out).not.toContain(created.out.trim());
+    const row = lines.find((l) => l.startsWith('ci-plant-long-name'))!;
+    expect(row.split(/ {2,}/).slice(0, 3)).toEqual(['ci-plant-long-name', 'plant-*', 'ssh,web']);
+    // Each column starts at the same place on every line.
+    expect(row.indexOf('plant-*')).toBe(lines[0]!.indexOf('DEVICES'));
+  });
+});
