@@ -12,6 +12,7 @@ import type { Broker } from './broker.js';
 import { parseHostPort, publicUrlOf, type HubConfig } from './config.js';
 import { ConnectionGuard } from './connection-guard.js';
 import { listenProblem } from './listen-error.js';
+import { checkTlsPair } from './tls-files.js';
 import { answerClientError } from './client-error.js';
 import { peerAddress, refuseUpgrade } from './http-util.js';
 import { MqttPacketGuard } from './mqtt-packet-guard.js';
@@ -124,9 +125,12 @@ export class HubServer {
   async start(): Promise<void> {
     if (this.https) return;
     const authMs = this.config.limits.authTimeoutMs;
+    const cert = readPem(this.config.tls.cert, 'TLS certificate');
+    const key = readPem(this.config.tls.key, 'TLS key');
+    checkTlsPair({ file: this.config.tls.cert, pem: cert }, { file: this.config.tls.key, pem: key });
     const tlsOptions = {
-      cert: readPem(this.config.tls.cert, 'TLS certificate'),
-      key: readPem(this.config.tls.key, 'TLS key'),
+      cert,
+      key,
       minVersion: 'TLSv1.2' as const,
       ciphers: CIPHERS,
       honorCipherOrder: true,
