@@ -96,7 +96,7 @@ export class Api {
       return sendJson(res, 200, { devices });
     }
     if (path === apiPaths.streams && method === 'GET' && !this.observe) {
-      const streams: StreamRecord[] = this.streamLog.list();
+      const streams: StreamRecord[] = this.streamLog.list({}, { devices: scope.devices, services: scope.services });
       return sendJson(res, 200, { streams });
     }
     if (this.observe?.handle(req, res, path, method, scope)) return;
