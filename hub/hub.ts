@@ -97,6 +97,7 @@ export class Hub {
       log,
       streamLog: this.streamLog,
       pingIntervalMs: config.relay.pingIntervalMs,
+      joinTimeoutMs: config.handshake.joinTimeoutMs,
       events: {
         paired: (setupMs) => {
           this.metrics.streamPaired(setupMs);

@@ -35,6 +35,9 @@ export interface RelayEvents {
 /** How long an ended stream's tokens still get 409/410 rather than 401. */
 const TOMBSTONE_MS = 60_000;
 
+/** handshake.joinTimeoutMs's default (hub/config.ts). */
+export const DEFAULT_JOIN_TIMEOUT_MS = 15_000;
+
 /**
  * The stream relay (`wss://HUB/api/v1/streams/{id}/connect`): checks each side's stream token
  * before the upgrade, holds the first side (paused) until its peer arrives, then forwards frames
@@ -60,9 +63,13 @@ export class Relay {
   /** Ping interval on each leg (dead-peer detection, protocol/ws-heartbeat.ts); 0: off. */
   private readonly pingIntervalMs: number;
 
-  constructor(opts: { log: Logger; streamLog: StreamLog; events?: RelayEvents; pingIntervalMs?: number }) {
+  /** How long an accepted stream waits for its sides to join (handshake.joinTimeoutMs). */
+  private readonly joinTimeoutMs: number;
+
+  constructor(opts: { log: Logger; streamLog: StreamLog; events?: RelayEvents; pingIntervalMs?: number; joinTimeoutMs?: number }) {
     this.log = opts.log.child({ component: 'relay' });
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
+    this.joinTimeoutMs = opts.joinTimeoutMs ?? DEFAULT_JOIN_TIMEOUT_MS;
     this.streamLog = opts.streamLog;
     this.events = opts.events ?? {};
     this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
@@ -80,14 +87,23 @@ export class Relay {
     this.table.add(s);
   }
 
-  /** The device said 200: the stream now waits for both sides until its deadline. */
-  accept(streamId: string): boolean {
+  /**
+   * The device said 200: the stream now waits for both sides, for at most joinTimeoutMs (and never
+   * past the deadline its requester chose). The requester chose that deadline for the device's
+   * answer, up to handshake.maxTimeoutMs; a stream asked with POST and never joined would hold one
+   * of the device's streamsPerDevice slots, and the device's stream, until then. Returns the new
+   * deadline (the 201's expiresAt), or null if the stream cannot be accepted any more.
+   */
+  accept(streamId: string): number | null {
     const s = this.table.get(streamId);
-    if (!s || s.state !== 'requested') return false;
+    if (!s || s.state !== 'requested') return null;
     this.table.setState(s, 'accepted');
-    s.timer = setTimeout(() => this.expire(s), Math.max(0, s.expiresAt - Date.now()));
+    const joinBy = Date.now() + this.joinTimeoutMs;
+    const byJoinTimeout = joinBy < s.expiresAt;
+    s.expiresAt = Math.min(s.expiresAt, joinBy);
+    s.timer = setTimeout(() => this.expire(s, byJoinTimeout), Math.max(0, s.expiresAt - Date.now()));
     s.timer.unref();
-    return true;
+    return s.expiresAt;
   }
 
   /** The request was refused or timed out: drop the stream (the caller records it). */
@@ -236,10 +252,16 @@ export class Relay {
     if (s.state === 'paired') this.end(s, s.closedBy);
   }
 
-  /** Deadline passed without both sides: drop the stream (close 4410) and record `unpaired`. */
-  private expire(s: StreamEntry): void {
+  /**
+   * Deadline passed without both sides: drop the stream (close 4410) and record `unpaired`, saying
+   * which side did not come.
+   */
+  private expire(s: StreamEntry, byJoinTimeout: boolean): void {
     if (s.state !== 'accepted') return;
-    const reason = 'stream not paired before its deadline';
+    const missing = (['service', 'device'] as const).filter((r) => !s.used[r]).join(' and ') || 'a';
+    const reason = byJoinTimeout
+      ? `the ${missing} side did not join within ${this.joinTimeoutMs} ms of the device's answer (handshake.joinTimeoutMs)`
+      : `stream not paired before its deadline (the ${missing} side did not join)`;
     this.end(s, 'hub', { result: 'unpaired', code: 'STREAM_EXPIRED', reason });
     for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, reason);
   }

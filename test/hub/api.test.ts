@@ -106,10 +106,12 @@ describe('POST /api/v1/devices/{id}/streams', () => {
     expect(req.relayUrl).toBe(result.url);
     expect(req.replyTo).toBe(topics.streamResponse('acceptor', t.hub.nodeId));
     expect(req.token).not.toBe(result.token);
-    // timeoutMs is clamped to handshake.maxTimeoutMs (300 s).
-    expect(req.expiresAt).toBe(result.expiresAt);
-    expect(result.expiresAt - Date.now()).toBeLessThanOrEqual(300_000);
-    expect(result.expiresAt - Date.now()).toBeGreaterThan(290_000);
+    // timeoutMs (the device's answer deadline) is clamped to handshake.maxTimeoutMs (300 s); the
+    // answer's expiresAt is the join deadline, handshake.joinTimeoutMs (15 s) after the device's answer.
+    expect(req.expiresAt - Date.now()).toBeLessThanOrEqual(300_000);
+    expect(req.expiresAt - Date.now()).toBeGreaterThan(290_000);
+    expect(result.expiresAt - Date.now()).toBeLessThanOrEqual(15_000);
+    expect(result.expiresAt - Date.now()).toBeGreaterThan(5_000);
   });
 
   it('504 DEVICE_TIMEOUT when the device never answers (answers for unknown streams or from another device are ignored); recorded', async () => {
