@@ -35,6 +35,9 @@ export interface RelayEvents {
 /** How long an ended stream's tokens still get 409/410 rather than 401. */
 const TOMBSTONE_MS = 60_000;
 
+/** The largest message a stream socket takes, for reasons (LIMITS.maxDataFrameBytes, 1 MiB). */
+const MAX_MESSAGE_TEXT = `${LIMITS.maxDataFrameBytes / (1024 * 1024)} MiB`;
+
 /** handshake.joinTimeoutMs's default (hub/config.ts). */
 export const DEFAULT_JOIN_TIMEOUT_MS = 15_000;
 
@@ -205,7 +208,13 @@ export class Relay {
   private attach(s: StreamEntry, role: Role, ws: MessageSocket, ownSocket: boolean): void {
     const log = this.log.child({ stream: s.id, device: s.device, service: s.service, role });
     const leg: Leg = { role, ws, backpressured: false, closed: false };
-    ws.on('error', (err) => log.debug({ err: err.message }, 'relay socket error'));
+    // A message over the relay's maxPayload: ws closes the socket with 1009 (no reason) and stops
+    // reading, so its own close is seen as 1006; this says what happened instead.
+    let tooLarge = false;
+    ws.on('error', (err) => {
+      if ((err as NodeJS.ErrnoException).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') tooLarge = true;
+      log.debug({ err: err.message }, 'relay socket error');
+    });
     if (ownSocket) startHeartbeat(ws as WebSocket, this.pingIntervalMs);
     if (s.state === 'ended') {
       closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, 'the stream has ended');
@@ -213,7 +222,10 @@ export class Relay {
     }
     s.legs[role] = leg;
     const peer = s.legs[role === 'device' ? 'service' : 'device'];
-    ws.on('close', (code: number, reason: Buffer) => this.onLegClose(s, leg, code, reason.toString()));
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (tooLarge) this.onLegClose(s, leg, ERRORS.PAYLOAD_TOO_LARGE.ws, `a message over ${MAX_MESSAGE_TEXT} from the ${role} side`);
+      else this.onLegClose(s, leg, code, reason.toString());
+    });
     if (!peer) {
       ws.pause(); // its bytes wait in TCP buffers until the peer arrives
       log.debug('first side connected, waiting for its peer');

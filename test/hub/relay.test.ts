@@ -88,6 +88,18 @@ describe('relay', () => {
     expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'TARGET_UNREACHABLE', status: 503, closedBy: 'device', reason: 'target reset' });
   });
 
+  it('a message over 1 MiB closes its sender with 1009, the other side with 1009 and a reason; recorded PAYLOAD_TOO_LARGE', async () => {
+    const s = await openStream();
+    const { dev, svc } = await both(s);
+    const devClosed = closed(dev);
+    const svcClosed = closed(svc);
+    svc.send(Buffer.alloc(1024 * 1024 + 1));
+    const reason = 'a message over 1 MiB from the service side';
+    expect(await devClosed).toEqual({ code: 1009, reason });
+    expect((await svcClosed).code).toBe(1009);
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'PAYLOAD_TOO_LARGE', status: 413, closedBy: 'service', reason });
+  });
+
   it('turns an abrupt loss of one side into 4502 for the other', async () => {
     const s = await openStream();
     const { dev, svc } = await both(s);
