@@ -177,7 +177,7 @@ export class Relay {
     if (only && (role !== only.role || (only.device !== undefined && stream.device !== only.device))) {
       return { code: 'UNAUTHORIZED', reason: `token is not a ${only.role} token${only.device !== undefined ? " of a stream of this connection's device" : ''}` };
     }
-    if (stream.used[role]) return { code: 'TOKEN_USED', reason: `the ${role} token of this stream was already used` };
+    if (stream.used[role]) return { code: 'TOKEN_USED', reason: `this stream's single-use ${role}-side stream token was already used` };
     if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
       return { code: 'STREAM_EXPIRED', reason: 'the stream has ended or passed its deadline' };
     }

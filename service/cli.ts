@@ -55,8 +55,9 @@ Lists the hub's stream history, newest first (or the JSON array with --json).
   --limit N        at most N records (default and maximum 1000)
 `,
   endpoints: `usage: devstreams endpoints
-Prints the hub's public endpoints as JSON (API, streaming relay, MQTT over WebSocket, MQTTS if
-enabled) and the TCP ports they use, for firewall rules.
+Prints the hub's public endpoints as JSON (API, the one-request stream upgrade, the stream relay,
+the multiplexed relay for services and devices, MQTT over WebSocket, MQTTS if enabled) and the TCP
+ports they use, for firewall rules.
 `,
 };
 

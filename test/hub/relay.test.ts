@@ -118,7 +118,10 @@ describe('relay', () => {
     expect(await dialRelay(t, s.url, 'z'.repeat(43))).toMatchObject({ status: 401, body: { error: { code: 'UNAUTHORIZED' } } });
     expect(await dialRelay(t, s.url, other.deviceToken)).toMatchObject({ status: 401, body: { error: { code: 'UNAUTHORIZED' } } });
     const { dev, svc } = await both(s);
-    expect(await dialRelay(t, s.url, s.serviceToken)).toMatchObject({ status: 409, body: { error: { code: 'TOKEN_USED', status: 409 } } });
+    expect(await dialRelay(t, s.url, s.serviceToken)).toMatchObject({
+      status: 409,
+      body: { error: { code: 'TOKEN_USED', status: 409, reason: "this stream's single-use service-side stream token was already used" } },
+    });
     expect(await dialRelay(t, s.url, s.deviceToken)).toMatchObject({ status: 409, body: { error: { code: 'TOKEN_USED' } } });
     // The refusals did not disturb the paired stream.
     const echo = nextMessage(svc);
