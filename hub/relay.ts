@@ -270,10 +270,11 @@ export class Relay {
    */
   private expire(s: StreamEntry, byJoinTimeout: boolean): void {
     if (s.state !== 'accepted') return;
-    const missing = (['service', 'device'] as const).filter((r) => !s.used[r]).join(' and ') || 'a';
+    const missing = (['service', 'device'] as const).filter((r) => !s.used[r]).join(' and ');
+    const who = missing ? `the ${missing} side did not join` : 'the stream was not paired';
     const reason = byJoinTimeout
-      ? `the ${missing} side did not join within ${this.joinTimeoutMs} ms of the device's answer (handshake.joinTimeoutMs)`
-      : `stream not paired before its deadline (the ${missing} side did not join)`;
+      ? `${who} within ${this.joinTimeoutMs} ms of the device's answer (handshake.joinTimeoutMs)`
+      : `${who} before the stream's deadline`;
     this.end(s, 'hub', { result: 'unpaired', code: 'STREAM_EXPIRED', reason });
     for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, reason);
   }
