@@ -155,7 +155,7 @@ export const HubEndpointsSchema = z.object({
   api: z.string(),
   /** The relay URL pattern both sides of a stream dial ({streamId} filled in per stream): the two-step open's second step. */
   streaming: z.string(),
-  /** Opening a stream in one request, a WebSocket upgrade ({deviceId} and ?service= filled in); hubs since 0.2. */
+  /** Opening a stream in one request, a WebSocket upgrade ({deviceId} and ?service= filled in) (absent from older hubs' answers). */
   connect: z.optional(z.string()),
   /** The multiplexed endpoints for services and devices (docs/MULTIPLEXING.md); null when the hub does not offer them. */
   relayService: z.optional(z.nullable(z.string())),
