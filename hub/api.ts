@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  CONNECT_STREAM_PATH_PATTERN,
   DevstreamsError,
+  MUX_DEVICE_PATH,
+  MUX_SERVICE_PATH,
+  MUX_SUBPROTOCOL,
   OPEN_STREAM_PATH_PATTERN,
+  RELAY_PATH_PATTERN,
+  WS_SUBPROTOCOL,
   apiPaths,
   bearerToken,
   type DeviceInfo,
@@ -62,7 +68,7 @@ export class Api {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.route(req, res).catch((err: unknown) => {
       if (err instanceof DevstreamsError) {
-        if (!res.headersSent) sendError(res, err.code, err.reason, err.status);
+        if (!res.headersSent) sendError(res, err.code, err.reason, err.status, err);
         return;
       }
       this.log.error({ err: (err as Error).message, method: req.method, path: pathOf(req) }, 'api request failed');
@@ -75,6 +81,11 @@ export class Api {
     const method = req.method ?? 'GET';
     const path = pathOf(req);
     if (this.observe?.handleOpen(req, res, path)) return;
+    const ws = webSocketEndpoint(path);
+    if (ws) {
+      // An upgrade reaches the 'upgrade' handlers; a request here is a plain one to a WebSocket path.
+      return sendError(res, 'VERSION_MISMATCH', `${path.slice(0, 200)} needs a WebSocket upgrade: GET with Upgrade: websocket, Connection: Upgrade and subprotocol ${ws}`, 426);
+    }
     const scope = this.authenticate(req);
     const caller = scope?.name;
     if (!scope || !caller) {
@@ -96,7 +107,7 @@ export class Api {
       return sendJson(res, 200, { devices });
     }
     if (path === apiPaths.streams && method === 'GET' && !this.observe) {
-      const streams: StreamRecord[] = this.streamLog.list();
+      const streams: StreamRecord[] = this.streamLog.list({}, { devices: scope.devices, services: scope.services });
       return sendJson(res, 200, { streams });
     }
     if (this.observe?.handle(req, res, path, method, scope)) return;
@@ -115,6 +126,13 @@ export class Api {
     const token = bearerToken(req.headers.authorization);
     return token ? this.tokens.authenticate(token) : null;
   }
+}
+
+/** The subprotocol of the WebSocket endpoint at `path`, or null when it is not one. */
+function webSocketEndpoint(path: string): string | null {
+  if (CONNECT_STREAM_PATH_PATTERN.test(path) || RELAY_PATH_PATTERN.test(path)) return WS_SUBPROTOCOL;
+  if (path === MUX_SERVICE_PATH || path === MUX_DEVICE_PATH) return MUX_SUBPROTOCOL;
+  return null;
 }
 
 function pathOf(req: IncomingMessage): string {

@@ -146,6 +146,12 @@ export const HubConfigSchema = z.strictObject({
       .strictObject({
         defaultTimeoutMs: z._default(timeoutMs, 60_000),
         maxTimeoutMs: z._default(timeoutMs, 300_000),
+        /**
+         * Once the device has accepted a stream, how long its sides have to join it at the relay
+         * (the service side of a POSTed stream dials after the 201); then it ends `unpaired`
+         * (STREAM_EXPIRED) and frees its slot in limits.streamsPerDevice.
+         */
+        joinTimeoutMs: z._default(z.int().check(z.gte(100), z.lte(LIMITS.maxHandshakeMs)), 15_000),
       })
       .check(
         z.refine((h) => h.defaultTimeoutMs <= h.maxTimeoutMs, {

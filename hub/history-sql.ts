@@ -58,10 +58,32 @@ export function fromRow(row: Record<string, SqlValue>): StreamRecord {
   };
 }
 
-/** The SELECT for a query: every filter bound as a parameter, newest first, bounded. */
-export function queryOf(q: StreamQuery): { sql: string; params: SqlValue[] } {
+/**
+ * What a service token may see of the history: records of devices its device globs match and of
+ * services its service scope names (`*`: all). Part of the query, so that LIMIT counts only records
+ * the token may see.
+ */
+export interface HistoryScope {
+  devices: readonly string[];
+  services: readonly string[];
+}
+
+/**
+ * The SELECT for a query: every filter bound as a parameter, newest first, bounded. A device glob
+ * (`*` and `?` over id characters, hub/service-tokens.ts) means the same to SQLite's GLOB, which is
+ * case-sensitive like the hub's own match; a service scope is matched exactly.
+ */
+export function queryOf(q: StreamQuery, scope?: HistoryScope): { sql: string; params: SqlValue[] } {
   const where: string[] = [];
   const params: SqlValue[] = [];
+  if (scope && !scope.devices.includes('*')) {
+    where.push(scope.devices.length ? `(${scope.devices.map(() => 'device GLOB ?').join(' OR ')})` : '0');
+    params.push(...scope.devices);
+  }
+  if (scope && !scope.services.includes('*')) {
+    where.push(scope.services.length ? `service IN (${scope.services.map(() => '?').join(', ')})` : '0');
+    params.push(...scope.services);
+  }
   if (q.device !== undefined) {
     where.push('device = ?');
     params.push(q.device);

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import initSqlJs from 'sql.js/dist/sql-wasm-inline.js';
 import type { Database, SqlJsStatic, Statement } from 'sql.js';
 import { ConfigError, type Logger, type StreamQuery, type StreamRecord } from '../protocol/index.js';
-import { fromRow, HISTORY_SCHEMA_SQL, HISTORY_SCHEMA_VERSION, INSERT_SQL, queryOf, toParams } from './history-sql.js';
+import { fromRow, HISTORY_SCHEMA_SQL, HISTORY_SCHEMA_VERSION, INSERT_SQL, queryOf, toParams, type HistoryScope } from './history-sql.js';
 
 /**
  * The stream history: every stream's record in an embedded SQLite database (sql.js, SQLite
@@ -129,11 +129,11 @@ export class HistoryStore {
     }
   }
 
-  /** Newest first (by end time), filtered. */
-  query(q: StreamQuery): StreamRecord[] {
+  /** Newest first (by end time), filtered, and only what `scope` (a service token's) may see. */
+  query(q: StreamQuery, scope?: HistoryScope): StreamRecord[] {
     if (!this.db) return [];
     this.insertPending();
-    const { sql, params } = queryOf(q);
+    const { sql, params } = queryOf(q, scope);
     const stmt = this.db.prepare(sql);
     try {
       stmt.bind(params);

@@ -9,6 +9,7 @@ import {
   type ApiError,
   type ErrorCode,
 } from '../protocol/index.js';
+import { RetryableError } from './retryable-error.js';
 
 /** JSON answers and refusals, all with the protocol header; errors as ApiErrorSchema. */
 
@@ -16,32 +17,49 @@ export function errorBody(code: ErrorCode, reason: string, status: number = ERRO
   return { error: { code, status, reason } };
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
     [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+    ...headers,
   });
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, code: ErrorCode, reason: string, status?: number): void {
+/**
+ * An error answer. `err`, when the error is a thrown one, lends its retry hint: a 429 carries
+ * `Retry-After` (seconds), a 426 `Upgrade: websocket`.
+ */
+export function sendError(res: ServerResponse, code: ErrorCode, reason: string, status?: number, err?: unknown): void {
   const body = errorBody(code, reason, status);
-  sendJson(res, body.error.status, body);
+  sendJson(res, body.error.status, body, Object.fromEntries(hintHeaders(code, err)));
 }
 
 /**
  * Refuses a WebSocket upgrade before it happens: a plain HTTP answer with the JSON error body on
- * the raw socket, then the socket is closed.
+ * the raw socket, then the socket is closed. `err` as for sendError.
  */
-export function refuseUpgrade(socket: Duplex, code: ErrorCode, reason: string): void {
+export function refuseUpgrade(socket: Duplex, code: ErrorCode, reason: string, err?: unknown): void {
   const status = ERRORS[code].http;
-  // 426 names the upgrade it wants
-  const extra = code === 'VERSION_MISMATCH' ? ['Upgrade: websocket'] : [];
+  const extra = hintHeaders(code, err).map(([k, v]) => `${k}: ${v}`);
   if (socket.writable) socket.end(rawJsonResponse(status, errorBody(code, reason), extra));
   else socket.destroy();
+}
+
+/** Seconds a 429 without a hint of its own (a device's limit) suggests waiting. */
+const DEFAULT_RETRY_AFTER_SEC = 1;
+
+/** The headers that tell a client what to do next: 426 names the upgrade it wants, 429 when to retry. */
+function hintHeaders(code: ErrorCode, err: unknown): [string, string][] {
+  if (code === 'VERSION_MISMATCH') return [['Upgrade', 'websocket']];
+  if (code === 'LIMIT_EXCEEDED') {
+    const sec = err instanceof RetryableError ? err.retryAfterSec : DEFAULT_RETRY_AFTER_SEC;
+    return [['Retry-After', String(sec)]];
+  }
+  return [];
 }
 
 /** A whole HTTP/1.1 answer with a JSON body, for writing on a raw socket (no ServerResponse there). */

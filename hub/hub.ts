@@ -103,6 +103,7 @@ export class Hub {
       log,
       streamLog: this.streamLog,
       pingIntervalMs: config.relay.pingIntervalMs,
+      joinTimeoutMs: config.handshake.joinTimeoutMs,
       events: {
         paired: (setupMs) => {
           this.metrics.streamPaired(setupMs);
@@ -141,7 +142,7 @@ export class Hub {
         metrics: this.metrics,
         mayReadMetrics: (t) =>
           this.tokens.authenticate(t) !== null || config.metricsTokens.some((m) => secretMatches(t, m.sha256)),
-        endpoints: () => hubEndpoints(this.server.publicUrl, config.mqtts ? this.server.mqttsPort : null),
+        endpoints: () => hubEndpoints(this.server.publicUrl, config.mqtts ? this.server.mqttsPort : null, config.relay.multiplex),
       }),
       log,
       onAuthenticated: (req) => this.server.authenticated(req.socket),

@@ -23,7 +23,7 @@ export async function openOnChannel(deps: MuxOpenDeps, channel: MuxChannel, body
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new DevstreamsError('BAD_REQUEST', 'OPEN payload must be an object');
     const { device, ...rest } = body as { device?: unknown };
     if (typeof device !== 'string') throw new DevstreamsError('BAD_REQUEST', 'OPEN payload must name a device');
-    const stream = await openToJoin(deps, caller, encodeDeviceId(device), () => rest, log, () => channel.readyState === channel.CLOSED);
+    const stream = await openToJoin(deps, caller, encodeDeviceId(device), { what: 'OPEN payload', read: () => rest }, log, () => channel.readyState === channel.CLOSED);
     if (!stream) return;
     streamId = stream.streamId;
     deps.relay.attachChannel(channel, stream.streamId, stream.token, { role: 'service' });

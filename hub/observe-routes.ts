@@ -71,7 +71,8 @@ export class ObserveRoutes {
 
   /**
    * Routes behind the service token; true if it answered. Devices outside the caller's scope are
-   * unknown to it, and their streams are left out. `?service=S` on a device asks as well whether
+   * unknown to it, and the history leaves out streams to devices or services outside it (the
+   * names of other tokens on the records it may see are shown: docs/THREAT-MODEL.md). `?service=S` on a device asks as well whether
    * the token may use that service (403 FORBIDDEN if not), so that `forward` can say so before it
    * listens; the device's own allowlist is only learnt by asking the device for a stream.
    */
@@ -79,7 +80,8 @@ export class ObserveRoutes {
     if (method !== 'GET') return false;
     const mayReach = (device: string): boolean => callerMayReachDevice(caller, device);
     if (path === apiPaths.streams) {
-      const streams = this.o.streamLog.list(parseQuery(req)).filter((r) => mayReach(r.device));
+      // The scope is part of the query: LIMIT then counts only records the token may see.
+      const streams = this.o.streamLog.list(parseQuery(req), { devices: caller.devices, services: caller.services });
       sendJson(res, 200, { streams });
       return true;
     }

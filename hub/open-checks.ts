@@ -10,7 +10,12 @@ import type { StreamRequests } from './stream-requests.js';
  * is not known to be a device id or a service. The token's scope and the rest of the hub's own
  * checks follow in StreamRequests.open, which records their refusals.
  */
-export function parseOpenRequest(rawDeviceId: string, input: unknown): { deviceId: string; body: OpenStreamBody } {
+export function parseOpenRequest(
+  rawDeviceId: string,
+  input: unknown,
+  /** What carried `input`, for the refusal: the POST's body, the upgrade's query, the mux OPEN's payload. */
+  what: 'request body' | 'query' | 'OPEN payload' = 'request body',
+): { deviceId: string; body: OpenStreamBody } {
   let deviceId: string;
   try {
     deviceId = decodeURIComponent(rawDeviceId);
@@ -18,7 +23,7 @@ export function parseOpenRequest(rawDeviceId: string, input: unknown): { deviceI
     throw new DevstreamsError('BAD_REQUEST', 'device id in the path is not valid URL encoding');
   }
   const body = OpenStreamBodySchema.safeParse(input);
-  if (!body.success) throw new DevstreamsError('BAD_REQUEST', `invalid request body: ${describeIssues(body.error)}`);
+  if (!body.success) throw new DevstreamsError('BAD_REQUEST', `invalid ${what}: ${describeIssues(body.error)}`);
   if (!isDeviceId(deviceId)) throw new DevstreamsError('BAD_REQUEST', `"${deviceId.slice(0, 80)}" is not a device id`);
   return { deviceId, body: body.data };
 }
@@ -27,20 +32,20 @@ export function parseOpenRequest(rawDeviceId: string, input: unknown): { deviceI
  * The open-stream flow of a request that joins its stream itself (the open-and-connect upgrade,
  * hub/stream-connect.ts; an OPEN on a multiplexed connection, hub/mux-open.ts): the token's rate,
  * the request's form, the hub's checks, the device's request and answer; then, if the service side
- * left while the device answered (`left`), the stream is abandoned. `input` reads the request's
- * body (or query) after the rate check, as the REST call does. Resolves with the stream to join,
+ * left while the device answered (`left`), the stream is abandoned. `input.read` reads the
+ * request's query (or OPEN payload) after the rate check, as the REST call reads its body. Resolves with the stream to join,
  * or null when it was abandoned; throws DevstreamsError with the REST call's refusal.
  */
 export async function openToJoin(
   deps: { streams: StreamRequests; relay: Relay },
   caller: Caller,
   rawDeviceId: string,
-  input: () => unknown,
+  input: { what: 'query' | 'OPEN payload'; read: () => unknown },
   log: Logger,
   left: () => boolean,
 ): Promise<{ deviceId: string; streamId: string; token: string } | null> {
   deps.streams.admitToken(caller); // first: a token over its rate learns nothing more
-  const { deviceId, body } = parseOpenRequest(rawDeviceId, input());
+  const { deviceId, body } = parseOpenRequest(rawDeviceId, input.read(), input.what);
   const result = await deps.streams.open(deviceId, body, caller);
   if (left()) {
     log.info({ stream: result.streamId, device: deviceId }, 'the service side left before the device answered');

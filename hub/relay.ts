@@ -35,6 +35,12 @@ export interface RelayEvents {
 /** How long an ended stream's tokens still get 409/410 rather than 401. */
 const TOMBSTONE_MS = 60_000;
 
+/** The largest message a stream socket takes, for reasons (LIMITS.maxDataFrameBytes, 1 MiB). */
+const MAX_MESSAGE_TEXT = `${LIMITS.maxDataFrameBytes / (1024 * 1024)} MiB`;
+
+/** handshake.joinTimeoutMs's default (hub/config.ts). */
+export const DEFAULT_JOIN_TIMEOUT_MS = 15_000;
+
 /**
  * The stream relay (`wss://HUB/api/v1/streams/{id}/connect`): checks each side's stream token
  * before the upgrade, holds the first side (paused) until its peer arrives, then forwards frames
@@ -60,9 +66,13 @@ export class Relay {
   /** Ping interval on each leg (dead-peer detection, protocol/ws-heartbeat.ts); 0: off. */
   private readonly pingIntervalMs: number;
 
-  constructor(opts: { log: Logger; streamLog: StreamLog; events?: RelayEvents; pingIntervalMs?: number }) {
+  /** How long an accepted stream waits for its sides to join (handshake.joinTimeoutMs). */
+  private readonly joinTimeoutMs: number;
+
+  constructor(opts: { log: Logger; streamLog: StreamLog; events?: RelayEvents; pingIntervalMs?: number; joinTimeoutMs?: number }) {
     this.log = opts.log.child({ component: 'relay' });
     this.pingIntervalMs = opts.pingIntervalMs ?? 15_000;
+    this.joinTimeoutMs = opts.joinTimeoutMs ?? DEFAULT_JOIN_TIMEOUT_MS;
     this.streamLog = opts.streamLog;
     this.events = opts.events ?? {};
     this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
@@ -80,14 +90,23 @@ export class Relay {
     this.table.add(s);
   }
 
-  /** The device said 200: the stream now waits for both sides until its deadline. */
-  accept(streamId: string): boolean {
+  /**
+   * The device said 200: the stream now waits for both sides, for at most joinTimeoutMs (and never
+   * past the deadline its requester chose). The requester chose that deadline for the device's
+   * answer, up to handshake.maxTimeoutMs; a stream asked with POST and never joined would hold one
+   * of the device's streamsPerDevice slots, and the device's stream, until then. Returns the new
+   * deadline (the 201's expiresAt), or null if the stream cannot be accepted any more.
+   */
+  accept(streamId: string): number | null {
     const s = this.table.get(streamId);
-    if (!s || s.state !== 'requested') return false;
+    if (!s || s.state !== 'requested') return null;
     this.table.setState(s, 'accepted');
-    s.timer = setTimeout(() => this.expire(s), Math.max(0, s.expiresAt - Date.now()));
+    const joinBy = Date.now() + this.joinTimeoutMs;
+    const byJoinTimeout = joinBy < s.expiresAt;
+    s.expiresAt = Math.min(s.expiresAt, joinBy);
+    s.timer = setTimeout(() => this.expire(s, byJoinTimeout), Math.max(0, s.expiresAt - Date.now()));
     s.timer.unref();
-    return true;
+    return s.expiresAt;
   }
 
   /** The request was refused or timed out: drop the stream (the caller records it). */
@@ -158,7 +177,7 @@ export class Relay {
     if (only && (role !== only.role || (only.device !== undefined && stream.device !== only.device))) {
       return { code: 'UNAUTHORIZED', reason: `token is not a ${only.role} token${only.device !== undefined ? " of a stream of this connection's device" : ''}` };
     }
-    if (stream.used[role]) return { code: 'TOKEN_USED', reason: `the ${role} token of this stream was already used` };
+    if (stream.used[role]) return { code: 'TOKEN_USED', reason: `this stream's single-use ${role}-side stream token was already used` };
     if (stream.state === 'ended' || (stream.state !== 'paired' && Date.now() > stream.expiresAt)) {
       return { code: 'STREAM_EXPIRED', reason: 'the stream has ended or passed its deadline' };
     }
@@ -189,7 +208,13 @@ export class Relay {
   private attach(s: StreamEntry, role: Role, ws: MessageSocket, ownSocket: boolean): void {
     const log = this.log.child({ stream: s.id, device: s.device, service: s.service, role });
     const leg: Leg = { role, ws, backpressured: false, closed: false };
-    ws.on('error', (err) => log.debug({ err: err.message }, 'relay socket error'));
+    // A message over the relay's maxPayload: ws closes the socket with 1009 (no reason) and stops
+    // reading, so its own close is seen as 1006; this says what happened instead.
+    let tooLarge = false;
+    ws.on('error', (err) => {
+      if ((err as NodeJS.ErrnoException).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') tooLarge = true;
+      log.debug({ err: err.message }, 'relay socket error');
+    });
     if (ownSocket) startHeartbeat(ws as WebSocket, this.pingIntervalMs);
     if (s.state === 'ended') {
       closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, 'the stream has ended');
@@ -197,7 +222,10 @@ export class Relay {
     }
     s.legs[role] = leg;
     const peer = s.legs[role === 'device' ? 'service' : 'device'];
-    ws.on('close', (code: number, reason: Buffer) => this.onLegClose(s, leg, code, reason.toString()));
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (tooLarge) this.onLegClose(s, leg, ERRORS.PAYLOAD_TOO_LARGE.ws, `a message over ${MAX_MESSAGE_TEXT} from the ${role} side`);
+      else this.onLegClose(s, leg, code, reason.toString());
+    });
     if (!peer) {
       ws.pause(); // its bytes wait in TCP buffers until the peer arrives
       log.debug('first side connected, waiting for its peer');
@@ -236,10 +264,17 @@ export class Relay {
     if (s.state === 'paired') this.end(s, s.closedBy);
   }
 
-  /** Deadline passed without both sides: drop the stream (close 4410) and record `unpaired`. */
-  private expire(s: StreamEntry): void {
+  /**
+   * Deadline passed without both sides: drop the stream (close 4410) and record `unpaired`, saying
+   * which side did not come.
+   */
+  private expire(s: StreamEntry, byJoinTimeout: boolean): void {
     if (s.state !== 'accepted') return;
-    const reason = 'stream not paired before its deadline';
+    const missing = (['service', 'device'] as const).filter((r) => !s.used[r]).join(' and ');
+    const who = missing ? `the ${missing} side did not join` : 'the stream was not paired';
+    const reason = byJoinTimeout
+      ? `${who} within ${this.joinTimeoutMs} ms of the device's answer (handshake.joinTimeoutMs)`
+      : `${who} before the stream's deadline`;
     this.end(s, 'hub', { result: 'unpaired', code: 'STREAM_EXPIRED', reason });
     for (const leg of Object.values(s.legs)) closeLeg(leg, ERRORS.STREAM_EXPIRED.ws, reason);
   }

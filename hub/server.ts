@@ -94,7 +94,11 @@ export class HubServer {
     this.broker = opts.broker;
     this.log = opts.log.child({ component: 'server' });
     const { limits } = opts.config;
-    this.guard = new ConnectionGuard({ maxPerAddress: limits.unauthenticatedPerAddress, authTimeoutMs: limits.authTimeoutMs, log: opts.log });
+    // The guard fires a little after Node's headers deadline (which counts from the end of the TLS
+    // handshake and is checked every checkingIntervalMs), so that a request whose headers are not in
+    // by then gets its 408 (hub/client-error.ts) before the guard cuts the connection without a word.
+    const authMs = limits.authTimeoutMs;
+    this.guard = new ConnectionGuard({ maxPerAddress: limits.unauthenticatedPerAddress, authTimeoutMs: authMs + 2 * checkingIntervalMs(authMs), log: opts.log });
     this.mqttWss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -140,7 +144,7 @@ export class HubServer {
     const httpOptions = {
       headersTimeout: authMs,
       requestTimeout: 2 * authMs,
-      connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(authMs / 4))),
+      connectionsCheckingInterval: checkingIntervalMs(authMs),
     };
     let server: HttpsServer;
     try {
@@ -254,3 +258,7 @@ function listenOn(server: NetServer, host: string, port: number, from: ListenSou
   });
 }
 
+/** How often Node checks the headers and request deadlines (its default, 30 s, would be far too coarse). */
+function checkingIntervalMs(authMs: number): number {
+  return Math.min(1000, Math.max(100, Math.floor(authMs / 4)));
+}

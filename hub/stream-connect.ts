@@ -54,7 +54,7 @@ export class StreamConnect {
     const m = CONNECT_STREAM_PATH_PATTERN.exec(q < 0 ? raw : raw.slice(0, q));
     if (!m) return false;
     this.connect(m[1]!, q < 0 ? '' : raw.slice(q + 1), req, socket, head, onAuthenticated).catch((err: unknown) => {
-      if (err instanceof DevstreamsError) return refuseUpgrade(socket, err.code, err.reason);
+      if (err instanceof DevstreamsError) return refuseUpgrade(socket, err.code, err.reason, err);
       this.log.error({ err: (err as Error).message }, 'open-and-connect failed');
       refuseUpgrade(socket, 'INTERNAL', 'internal error');
     });
@@ -77,7 +77,7 @@ export class StreamConnect {
     let stream;
     try {
       const deps = { streams: this.streams, relay: this.relay };
-      stream = await openToJoin(deps, caller, rawId, () => queryBody(query), log, () => watch.gone());
+      stream = await openToJoin(deps, caller, rawId, { what: 'query', read: () => queryBody(query) }, log, () => watch.gone());
     } finally {
       watch.stop();
     }

@@ -1,4 +1,5 @@
 import type { Logger, StreamQuery, StreamRecord } from '../protocol/index.js';
+import type { HistoryScope } from './history-sql.js';
 import type { HistoryStore } from './history-store.js';
 
 /**
@@ -49,8 +50,8 @@ export class StreamLog {
     for (const l of this.listeners) l(record);
   }
 
-  /** Newest first, filtered (at most MAX_STREAM_QUERY_LIMIT). */
-  list(query: StreamQuery = {}): StreamRecord[] {
-    return this.store.query(query);
+  /** Newest first, filtered (at most MAX_STREAM_QUERY_LIMIT); with `scope`, only the records it may see. */
+  list(query: StreamQuery = {}, scope?: HistoryScope): StreamRecord[] {
+    return this.store.query(query, scope);
   }
 }

@@ -190,12 +190,14 @@ export class StreamRequests {
       record('refused', response.status, code, response.reason);
       throw new DevstreamsError(code, response.reason, response.status);
     }
-    if (!this.relay.accept(streamId)) {
+    const joinBy = this.relay.accept(streamId);
+    if (joinBy === null) {
       // The device's side connected and left again before its answer arrived (the relay recorded it).
       throw new DevstreamsError('PEER_GONE', 'the device side closed before the stream was set up');
     }
     log.debug('stream accepted by the device');
-    return { streamId, device: deviceId, service: body.service, url: relayUrl, token: serviceToken, expiresAt };
+    // expiresAt: now the time by which the service side must join (handshake.joinTimeoutMs).
+    return { streamId, device: deviceId, service: body.service, url: relayUrl, token: serviceToken, expiresAt: joinBy };
   }
 
   /**

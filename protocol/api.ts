@@ -153,8 +153,13 @@ export type StreamQuery = z.infer<typeof StreamQuerySchema>;
 export const HubEndpointsSchema = z.object({
   /** REST API base, https://. */
   api: z.string(),
-  /** The relay URL pattern both sides of a stream dial ({streamId} filled in per stream). */
+  /** The relay URL pattern both sides of a stream dial ({streamId} filled in per stream): the two-step open's second step. */
   streaming: z.string(),
+  /** Opening a stream in one request, a WebSocket upgrade ({deviceId} and ?service= filled in) (absent from older hubs' answers). */
+  connect: z.optional(z.string()),
+  /** The multiplexed endpoints for services and devices (docs/MULTIPLEXING.md); null when the hub does not offer them. */
+  relayService: z.optional(z.nullable(z.string())),
+  relayDevice: z.optional(z.nullable(z.string())),
   /** MQTT over WebSocket, the agents' default control channel. */
   mqttWebSocket: z.string(),
   /** MQTT over TLS, when the hub has a second listener for it. */

@@ -67,8 +67,9 @@ whole, with the HTTP status).
   --limit N        at most N records (default and maximum 1000)
 `,
   endpoints: `usage: devstreams endpoints
-Prints the hub's public endpoints as JSON (API, streaming relay, MQTT over WebSocket, MQTTS if
-enabled) and the TCP ports they use, for firewall rules.
+Prints the hub's public endpoints as JSON (API, the one-request stream upgrade, the stream relay,
+the multiplexed relay for services and devices, MQTT over WebSocket, MQTTS if enabled) and the TCP
+ports they use, for firewall rules.
 `,
 };
 

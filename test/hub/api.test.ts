@@ -54,6 +54,34 @@ describe('API authentication and routes', () => {
     expect(acceptorRequests).toHaveLength(0);
   });
 
+  it('426 for a plain request to a WebSocket endpoint, naming the upgrade it needs', async () => {
+    for (const [path, subprotocol] of [
+      [apiPaths.connectStream('acceptor', { service: 'echo' }), 'devstreams.v1'],
+      [apiPaths.relay('A'.repeat(22)), 'devstreams.v1'],
+      ['/api/v1/relay/service', 'devstreams.v1.mux'],
+      ['/api/v1/relay/device', 'devstreams.v1.mux'],
+    ] as const) {
+      const r = await api(t, 'GET', path, { token: null });
+      const reason = expectError(r, 426, 'VERSION_MISMATCH');
+      expect(reason).toBe(`${path.split('?')[0]} needs a WebSocket upgrade: GET with Upgrade: websocket, Connection: Upgrade and subprotocol ${subprotocol}`);
+      expect(r.headers.upgrade).toBe('websocket');
+    }
+  });
+
+  it('GET /api/v1/endpoints names every endpoint a client dials', async () => {
+    const r = await api(t, 'GET', apiPaths.endpoints);
+    expect(r.status).toBe(200);
+    const wss = `wss://localhost:${t.port}`;
+    expect(r.body).toMatchObject({
+      api: `https://localhost:${t.port}/api/v1`,
+      streaming: `${wss}/api/v1/streams/{streamId}/connect`,
+      connect: `${wss}/api/v1/devices/{deviceId}/streams/connect`,
+      relayService: `${wss}/api/v1/relay/service`,
+      relayDevice: `${wss}/api/v1/relay/device`,
+      mqttWebSocket: `${wss}/mqtt`,
+    });
+  });
+
   it('404 NOT_FOUND for an unknown route', async () => {
     expectError(await api(t, 'GET', '/api/v1/nothing'), 404, 'NOT_FOUND');
     expectError(await api(t, 'GET', apiPaths.openStream('acceptor')), 404, 'NOT_FOUND');
@@ -106,10 +134,12 @@ describe('POST /api/v1/devices/{id}/streams', () => {
     expect(req.relayUrl).toBe(result.url);
     expect(req.replyTo).toBe(topics.streamResponse('acceptor', t.hub.nodeId));
     expect(req.token).not.toBe(result.token);
-    // timeoutMs is clamped to handshake.maxTimeoutMs (300 s).
-    expect(req.expiresAt).toBe(result.expiresAt);
-    expect(result.expiresAt - Date.now()).toBeLessThanOrEqual(300_000);
-    expect(result.expiresAt - Date.now()).toBeGreaterThan(290_000);
+    // timeoutMs (the device's answer deadline) is clamped to handshake.maxTimeoutMs (300 s); the
+    // answer's expiresAt is the join deadline, handshake.joinTimeoutMs (15 s) after the device's answer.
+    expect(req.expiresAt - Date.now()).toBeLessThanOrEqual(300_000);
+    expect(req.expiresAt - Date.now()).toBeGreaterThan(290_000);
+    expect(result.expiresAt - Date.now()).toBeLessThanOrEqual(15_000);
+    expect(result.expiresAt - Date.now()).toBeGreaterThan(5_000);
   });
 
   it('504 DEVICE_TIMEOUT when the device never answers (answers for unknown streams or from another device are ignored); recorded', async () => {

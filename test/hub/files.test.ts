@@ -49,7 +49,7 @@ describe('hub config', () => {
     expect(config.listen).toBe('127.0.0.1:8443');
     expect(config.tls.cert).toBe(join(dir, 'tls/hub.crt'));
     expect(config.registry).toBe(join(dir, 'registry.json'));
-    expect(config.handshake).toEqual({ defaultTimeoutMs: 60000, maxTimeoutMs: 300000 });
+    expect(config.handshake).toEqual({ defaultTimeoutMs: 60000, maxTimeoutMs: 300000, joinTimeoutMs: 15000 });
     expect(config.log.level).toBe('info');
     expect(Object.isFrozen(config.tls)).toBe(true);
     expect(loadHubConfig(file, { listen: '127.0.0.1:0' }).config.listen).toBe('127.0.0.1:0');

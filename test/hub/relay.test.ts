@@ -2,6 +2,7 @@ import type { MqttClient } from 'mqtt';
 import type { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EOF_FRAME, OpenStreamResultSchema, apiPaths, type StreamRequest } from '../../protocol/index.js';
+import { HubLimitsSchema } from '../../hub/config.js';
 import { api, closed, connectDevice, recordOf, dialRelay, fakeAgent, nextMessage, startTestHub, until, type TestHub } from './helpers.js';
 
 let t: TestHub;
@@ -87,6 +88,18 @@ describe('relay', () => {
     expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'TARGET_UNREACHABLE', status: 503, closedBy: 'device', reason: 'target reset' });
   });
 
+  it('a message over 1 MiB closes its sender with 1009, the other side with 1009 and a reason; recorded PAYLOAD_TOO_LARGE', async () => {
+    const s = await openStream();
+    const { dev, svc } = await both(s);
+    const devClosed = closed(dev);
+    const svcClosed = closed(svc);
+    svc.send(Buffer.alloc(1024 * 1024 + 1));
+    const reason = 'a message over 1 MiB from the service side';
+    expect(await devClosed).toEqual({ code: 1009, reason });
+    expect((await svcClosed).code).toBe(1009);
+    expect(await recordOf(t, s.streamId)).toMatchObject({ result: 'error', code: 'PAYLOAD_TOO_LARGE', status: 413, closedBy: 'service', reason });
+  });
+
   it('turns an abrupt loss of one side into 4502 for the other', async () => {
     const s = await openStream();
     const { dev, svc } = await both(s);
@@ -105,7 +118,10 @@ describe('relay', () => {
     expect(await dialRelay(t, s.url, 'z'.repeat(43))).toMatchObject({ status: 401, body: { error: { code: 'UNAUTHORIZED' } } });
     expect(await dialRelay(t, s.url, other.deviceToken)).toMatchObject({ status: 401, body: { error: { code: 'UNAUTHORIZED' } } });
     const { dev, svc } = await both(s);
-    expect(await dialRelay(t, s.url, s.serviceToken)).toMatchObject({ status: 409, body: { error: { code: 'TOKEN_USED', status: 409 } } });
+    expect(await dialRelay(t, s.url, s.serviceToken)).toMatchObject({
+      status: 409,
+      body: { error: { code: 'TOKEN_USED', status: 409, reason: "this stream's single-use service-side stream token was already used" } },
+    });
     expect(await dialRelay(t, s.url, s.deviceToken)).toMatchObject({ status: 409, body: { error: { code: 'TOKEN_USED' } } });
     // The refusals did not disturb the paired stream.
     const echo = nextMessage(svc);
@@ -131,6 +147,43 @@ describe('relay', () => {
     expect(text).not.toContain(deviceKey);
     expect(text).not.toContain(t.token);
     for (const r of requests) expect(text).not.toContain(r.token);
+  });
+});
+
+describe('the join deadline (handshake.joinTimeoutMs)', () => {
+  it('a POSTed stream its service side never joins ends unpaired soon after the device accepted it, and frees its slot', async () => {
+    const t2 = await startTestHub({
+      handshake: { defaultTimeoutMs: 60_000, maxTimeoutMs: 300_000, joinTimeoutMs: 300 },
+      limits: { ...HubLimitsSchema.parse({}), streamsPerDevice: 1 },
+    });
+    const c = await connectDevice(t2, 'join-dev', t2.addDevice('join-dev'));
+    try {
+      const seen = await fakeAgent(c, 'join-dev', () => ({ status: 200, code: 'OK', reason: 'ok' }));
+      await until(() => t2.hub.presence.isOnline('join-dev'), 3000, 'device online');
+      // The caller asks for the longest handshake; that is for the device's answer, not for joining.
+      const asked = Date.now();
+      const r = await api(t2, 'POST', apiPaths.openStream('join-dev'), { body: { service: 'echo', timeoutMs: 300_000 } });
+      expect(r.status).toBe(201);
+      const s = OpenStreamResultSchema.parse(r.body);
+      expect(s.expiresAt).toBeLessThanOrEqual(Date.now() + 300);
+      expect(s.expiresAt).toBeGreaterThanOrEqual(asked + 300);
+      // The device joins, as an agent does; the service side never comes.
+      const d = await dialRelay(t2, s.url, seen.find((q) => q.streamId === s.streamId)!.token);
+      if (!('ws' in d)) throw new Error('device side refused');
+      const devClosed = closed(d.ws);
+      // Meanwhile the stream holds the device's only slot.
+      const held = await api(t2, 'POST', apiPaths.openStream('join-dev'), { body: { service: 'echo' } });
+      expect([held.status, held.body.error.code]).toEqual([429, 'LIMIT_EXCEEDED']);
+      const reason = "the service side did not join within 300 ms of the device's answer (handshake.joinTimeoutMs)";
+      expect(await devClosed).toEqual({ code: 4410, reason });
+      expect(await recordOf(t2, s.streamId)).toMatchObject({ result: 'unpaired', code: 'STREAM_EXPIRED', status: 410, closedBy: 'hub', reason });
+      expect(await dialRelay(t2, s.url, s.token)).toMatchObject({ status: 410, body: { error: { code: 'STREAM_EXPIRED' } } });
+      expect(t2.hub.relay.deviceStreamCount('join-dev')).toBe(0);
+      expect((await api(t2, 'POST', apiPaths.openStream('join-dev'), { body: { service: 'echo' } })).status).toBe(201);
+    } finally {
+      await c.endAsync(true);
+      await t2.stop();
+    }
   });
 });
 

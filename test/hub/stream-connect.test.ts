@@ -110,6 +110,12 @@ describe('open-and-connect', () => {
     expect(requests.length - seen).toBe(code === 'SERVICE_DENIED' ? 1 : 0);
   });
 
+  it('a bad timeoutMs is blamed on the query, not on a body', async () => {
+    const r = await dialRelay(t, url('conn-dev', 'service=echo&timeoutMs=soon'), t.token);
+    if ('ws' in r) throw new Error('upgraded');
+    expect(r.body.error.reason).toMatch(/^invalid query: timeoutMs: /);
+  });
+
   it('waits for a slow device past the connection deadlines of a hub with short ones', async () => {
     const short = await startTestHub({ limits: { ...HubLimitsSchema.parse({}), authTimeoutMs: 200 } });
     const key = short.addDevice('slow-dev');

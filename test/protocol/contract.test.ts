@@ -148,10 +148,13 @@ describe('the schema library', () => {
 });
 
 describe('the README', () => {
-  it("lists every error code with its HTTP status in the service side's table", () => {
+  it("lists every error code with its HTTP status and WebSocket close code in the service side's table", () => {
     const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
-    const rows = [...readme.matchAll(/^\| (\d{3}) \| `([A-Z_]+)` \|/gm)].map((m) => [m[2]!, Number(m[1])] as const);
-    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.entries(ERRORS).map(([code, m]) => [code, m.http])));
-    expect(rows).toHaveLength(Object.keys(ERRORS).length);
+    const rows = [...readme.matchAll(/^\| (\d{3}) \| `([A-Z_]+)` \| (\d{4})? ?\|/gm)].map((m) => ({ code: m[2]!, http: Number(m[1]), ws: m[3] === undefined ? null : Number(m[3]) }));
+    const withClose = rows.filter((r) => r.ws !== null);
+    expect(Object.fromEntries(withClose.map((r) => [r.code, { http: r.http, ws: r.ws }]))).toEqual(ERRORS);
+    expect(withClose).toHaveLength(Object.keys(ERRORS).length);
+    // Rows without a close code: statuses the hub's HTTP parser answers (hub/client-error.ts), never a stream's end.
+    expect(rows.filter((r) => r.ws === null).map((r) => [r.http, r.code])).toEqual([[408, 'BAD_REQUEST'], [431, 'BAD_REQUEST']]);
   });
 });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiPaths, silentLogger, type StreamRequest } from '../../protocol/index.js';
+import { StreamListSchema, apiPaths, silentLogger, type StreamRecord, type StreamRequest } from '../../protocol/index.js';
 import { DevstreamsClient } from '../../service/client.js';
 import { runForward } from '../../service/forward-command.js';
 import { globMatches } from '../../hub/service-tokens.js';
@@ -114,5 +114,38 @@ describe('service token scopes', () => {
     expect(() => createToken({ configFile: configFile(), name: 'x', services: ',' })).toThrow(/--services/);
     expect(() => revokeToken({ configFile: configFile(), name: 'nope' })).toThrow(/no token/);
     expect(readFileSync(join(t.dir, 'tokens.json'), 'utf8')).toBe(before);
+  });
+});
+
+describe('the stream history seen with a scoped token', () => {
+  /** A finished stream's record, as the relay writes it. */
+  const record = (device: string, service: string, requestedBy: string, n: number): StreamRecord => ({
+    streamId: `scoped-history-${n}`, device, service, requestedBy, result: 'ok', status: 200, code: 'OK', reason: '',
+    closedBy: 'service', openedAt: Date.now(), closedAt: Date.now(), durationMs: 1, bytesToDevice: 0, bytesFromDevice: 0,
+  });
+
+  it('?limit=N counts only records in scope, and streams to services outside the scope are hidden', async () => {
+    const { token } = createToken({ configFile: configFile(), name: 'history-plant-ssh', devices: 'plant-?', services: 'ssh' });
+    let n = 0;
+    // Oldest first: three records the token may see, then many newer ones it may not.
+    for (let i = 0; i < 3; i++) t.hub.streamLog.add(record('plant-1', 'ssh', 'default', n++));
+    for (let i = 0; i < 20; i++) {
+      t.hub.streamLog.add(record('office-1', 'ssh', 'default', n++)); // device outside the scope
+      t.hub.streamLog.add(record('plant-2', 'web', 'default', n++)); // service outside the scope
+      t.hub.streamLog.add(record('plant-12', 'ssh', 'default', n++)); // "plant-?" is one character
+    }
+    const r = await api(t, 'GET', `${apiPaths.streams}?limit=2`, { token });
+    expect(r.status).toBe(200);
+    const streams = StreamListSchema.parse(r.body).streams;
+    expect(streams.map((s) => [s.streamId, s.device, s.service])).toEqual([
+      ['scoped-history-2', 'plant-1', 'ssh'],
+      ['scoped-history-1', 'plant-1', 'ssh'],
+    ]);
+    const all = StreamListSchema.parse((await api(t, 'GET', `${apiPaths.streams}?limit=1000`, { token })).body).streams;
+    expect(all.every((s) => /^plant-\d$/.test(s.device) && s.service === 'ssh')).toBe(true);
+    // The full-scope token still sees everything.
+    expect((await api(t, 'GET', `${apiPaths.streams}?limit=4`, { token: t.token })).body.streams.map((s: StreamRecord) => s.device)).toEqual([
+      'plant-12', 'plant-2', 'office-1', 'plant-12',
+    ]);
   });
 });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION, apiPaths, topics } from '../../protocol/index.js';
 import { HubLimitsSchema } from '../../hub/config.js';
 import { connectDevice, startTestHub, until, type TestHub } from '../hub/helpers.js';
-import { closedWithin, httpsGet, tlsConnect } from './fuzz-helpers.js';
+import { closedWithin, httpsGet, readUntilClose, tlsConnect } from './fuzz-helpers.js';
 
 /**
  * Slowloris and connection floods: a connection that has not authenticated within
@@ -79,6 +79,18 @@ describe('slowloris: unauthenticated connections are closed after limits.authTim
       expectClosedByDeadline(relay as unknown as net.Socket, 'dripping relay upgrade'),
       normalClientWorks(),
     ]);
+  });
+
+  it('a request whose headers are not in by the deadline gets 408 with the JSON error, then the connection closes', async () => {
+    const s = await tlsConnect(t.port, t.ca);
+    s.write('GET /healthz HTTP/1.1\r\nHost: localhost\r\n'); // and never the blank line
+    const { data, timedOut } = await readUntilClose(s, BOUND_MS);
+    expect(timedOut).toBe(false);
+    const text = data.toString();
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({
+      error: { code: 'BAD_REQUEST', status: 408, reason: 'request not received in time (limits.authTimeoutMs)' },
+    });
   });
 
   it('an MQTT-over-WebSocket connection that never sends CONNECT', async () => {

@@ -62,7 +62,8 @@ describe('size limits close that connection only', () => {
     a.service.send(Buffer.alloc(LIMITS.maxDataFrameBytes + 1));
     const [svc, dev] = await aClosed;
     expect(svc.code).toBe(1009);
-    expect(dev.code).toBe(ERRORS.PEER_GONE.ws); // the stream's other side learns its peer is gone
+    // The stream's other side learns why it ended.
+    expect(dev).toEqual({ code: ERRORS.PAYLOAD_TOO_LARGE.ws, reason: 'a message over 1 MiB from the service side' });
     const got = nextMessage(b.device);
     b.service.send(Buffer.from('still here'));
     expect((await got).data.toString()).toBe('still here');

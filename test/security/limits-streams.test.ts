@@ -11,8 +11,10 @@ function limits(over: Partial<HubLimits>): HubLimits {
   return { ...HubLimitsSchema.parse({}), ...over };
 }
 
-function limitReason(r: { status: number; body: unknown }): string {
+/** A 429's reason, checking its code and its Retry-After (seconds). */
+function limitReason(r: { status: number; body: unknown; headers: Record<string, unknown> }, retryAfter: string): string {
   expect(r.status).toBe(429);
+  expect(r.headers['retry-after']).toBe(retryAfter);
   const e = ApiErrorSchema.parse(r.body).error;
   expect(e.code).toBe('LIMIT_EXCEEDED');
   expect(e.status).toBe(429);
@@ -74,7 +76,7 @@ describe('stream request rate per service token', () => {
   it('a second request at once gets 429 naming the setting; another token and other calls are unaffected', async () => {
     // Unknown devices: the token's rate is counted before anything else about the request.
     expect((await api(t, 'POST', apiPaths.openStream('ghost-1'), { body: { service: 'ssh' } })).status).toBe(404);
-    expect(limitReason(await api(t, 'POST', apiPaths.openStream('ghost-2'), { body: { service: 'ssh' } }))).toContain(
+    expect(limitReason(await api(t, 'POST', apiPaths.openStream('ghost-2'), { body: { service: 'ssh' } }), '1000')).toContain(
       'limits.streamRequestsPerTokenPerSecond',
     );
     expect((await api(t, 'POST', apiPaths.openStream('ghost-3'), { token: secondToken, body: { service: 'ssh' } })).status).toBe(404);
@@ -103,7 +105,8 @@ describe('stream request rate per device', () => {
   it('a second request to one device at once gets 429 without asking it; another device still answers', async () => {
     const ask = (device: string) => api(t, 'POST', apiPaths.openStream(device), { body: { service: 'x' } });
     expect((await ask('refuser-a')).status).toBe(403);
-    expect(limitReason(await ask('refuser-a'))).toContain('limits.streamRequestsPerDevicePerSecond');
+    // Retry-After: when the bucket holds one request again (1 s at the rates of 1/s and more).
+    expect(limitReason(await ask('refuser-a'), '1000')).toContain('limits.streamRequestsPerDevicePerSecond');
     expect((await ask('refuser-b')).status).toBe(403);
   });
 });
@@ -132,7 +135,7 @@ describe('concurrent streams per device and pending handshakes', () => {
     const open = async (device: string) => api(t, 'POST', apiPaths.openStream(device), { body: { service: 'echo', timeoutMs: 30_000 } });
     const first = OpenStreamResultSchema.parse((await open('acceptor')).body);
     OpenStreamResultSchema.parse((await open('acceptor')).body);
-    expect(limitReason(await open('acceptor'))).toContain('limits.streamsPerDevice');
+    expect(limitReason(await open('acceptor'), '5')).toContain('limits.streamsPerDevice');
     const other = await open('other');
     expect(other.status).toBe(201);
 
@@ -168,7 +171,7 @@ describe('pending handshakes hub-wide', () => {
     const ask = () => api(t, 'POST', apiPaths.openStream('silent'), { body: { service: 'echo', timeoutMs: 1000 } });
     const waiting = [ask(), ask()];
     await until(() => t.hub.relay.handshakeCount() === 2, 3000, 'two handshakes pending');
-    expect(limitReason(await ask())).toContain('limits.pendingHandshakes');
+    expect(limitReason(await ask(), '5')).toContain('limits.pendingHandshakes');
     expect((await Promise.all(waiting)).map((r) => r.status)).toEqual([504, 504]);
     expect(t.hub.relay.handshakeCount()).toBe(0);
     expect((await ask()).status).toBe(504);
