@@ -12,20 +12,16 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The declarations' entry point; package.json's `exports["./service"].types`. */
 const TYPES_ENTRY = join(ROOT, 'dist/types/service/index.d.ts');
 
-/** Builds dist/service.mjs, and dist/types/ unless it is newer than every source it comes from. */
-export async function buildSdk({ external, define }) {
+/**
+ * Builds dist/service.mjs with the CLI's esbuild options (`common`: bundling, target, externals,
+ * defines), and dist/types/ unless it is newer than every source it comes from.
+ */
+export async function buildSdk(common) {
   await build({
     entryPoints: { service: join(ROOT, 'service/index.ts') },
     outdir: join(ROOT, 'dist'),
     outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    external,
-    sourcemap: 'linked',
-    define,
-    logLevel: 'warning',
+    ...common,
   });
   // tsc takes seconds (esbuild milliseconds): only when a source changed since the last run.
   if (newestSource() > mtimeOf(TYPES_ENTRY)) emitDeclarations();

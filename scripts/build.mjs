@@ -14,7 +14,17 @@ rmSync(new URL('../dist/chunks', import.meta.url), { recursive: true, force: tru
 // schemas use are kept (protocol/zod.ts), where node_modules' zod/mini loads all of Zod's core
 // and its locales (3.2 MB of heap) into every process.
 const external = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies }).filter((name) => name !== 'zod');
-const define = { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) };
+/** The options the CLI and the SDK (scripts/build-sdk.mjs) are built with. */
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  external,
+  sourcemap: 'linked',
+  define: { __DEVSTREAMS_VERSION__: JSON.stringify(pkg.version) },
+  logLevel: 'warning',
+};
 await build({
   entryPoints: ['bin/devstreams.ts'],
   // Code splitting keeps the hub's and agent's dependencies (aedes, mqtt) out of the service
@@ -24,19 +34,12 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   outExtension: { '.js': '.mjs' },
   splitting: true,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  external,
-  sourcemap: 'linked',
+  ...common,
   banner: { js: '#!/usr/bin/env node' },
-  define,
-  logLevel: 'warning',
 });
 
 // The SDK for programs (`devstreams/service`, package.json `exports`): dist/service.mjs and dist/types/.
-await buildSdk({ external, define });
+await buildSdk(common);
 
 // The native helper for this host, next to the program (dist/native/, scripts/native.mjs). Without a
 // C compiler the build goes on: the agent and `forward` then run without it (protocol/malloc-trim.ts).

@@ -1,6 +1,5 @@
 import { chmodSync, existsSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../protocol/index.js';
 import { runHubCli } from '../../hub/cli.js';
@@ -8,7 +7,7 @@ import { initHub } from '../../hub/init.js';
 import { DeviceRegistry } from '../../hub/registry.js';
 import { ServiceTokens } from '../../hub/service-tokens.js';
 import { runCli } from '../helpers/proc.js';
-import { captureLogger, tempDir } from './helpers.js';
+import { captureLogger, jsonLinesDestination, tempDir } from './helpers.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -103,13 +102,7 @@ describe('hub init --dir', () => {
 
 describe('the hub warns at start about files with secrets others can read', () => {
   async function startLines(config: string): Promise<Record<string, unknown>[]> {
-    const lines: Record<string, unknown>[] = [];
-    const logDestination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-        cb();
-      },
-    });
+    const { destination: logDestination, lines } = jsonLinesDestination();
     const abort = new AbortController();
     expect(await runHubCli(['--config', config, '--listen', '127.0.0.1:0'], { signal: abort.signal, logDestination: logDestination as never, onStarted: () => abort.abort() })).toBe(0);
     return lines;

@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../protocol/index.js';
 import { TOKEN_ACTIONS } from '../../hub/admin-cli.js';
@@ -8,7 +7,7 @@ import { HUB_SUBCOMMANDS, runHubCli } from '../../hub/cli.js';
 import { USAGE } from '../../bin/usage.js';
 import type { Hub } from '../../hub/hub.js';
 import { runningPublicUrlWarning } from '../../hub/public-url.js';
-import { tempDir } from './helpers.js';
+import { jsonLinesDestination, tempDir } from './helpers.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -103,13 +102,7 @@ describe('devstreams hub (CLI)', () => {
   it('runs the hub until told to stop, announcing the URL with the real port', async () => {
     const dir = newDir();
     await runHubCli(['init', '--dir', dir], { out: () => {} });
-    const lines: Record<string, unknown>[] = [];
-    const logDestination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-        cb();
-      },
-    });
+    const { destination: logDestination, lines } = jsonLinesDestination();
     const abort = new AbortController();
     let started: Hub | undefined;
     const done = runHubCli(['--config', join(dir, 'hub.yaml'), '--listen', '127.0.0.1:0'], {

@@ -41,6 +41,18 @@ export function captureLogger(): { log: Logger; lines: () => Record<string, unkn
   };
 }
 
+/** A log destination (for runHubCli's logDestination) that parses each JSON line into `lines`. */
+export function jsonLinesDestination(): { destination: Writable; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _e, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { destination, lines };
+}
+
 export function tempDir(prefix = 'devstreams-hub-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
