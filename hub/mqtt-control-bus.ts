@@ -171,7 +171,11 @@ function readSecret(file: string): string {
 
 function describe(err: Error): string {
   const code = (err as { code?: unknown }).code;
-  if (typeof code === 'number' && MQTT_REFUSED[code]) return `broker refused the connection: ${MQTT_REFUSED[code]}`;
+  if (typeof code === 'number' && MQTT_REFUSED[code]) {
+    // 4/5 (134/135 in MQTT 5): the hub's own account; say where it is set.
+    const login = [4, 5, 134, 135].includes(code) ? ' (check mqtt.username and mqtt.passwordFile or mqtt.password in hub.yaml, and the account on the broker)' : '';
+    return `broker refused the connection: ${MQTT_REFUSED[code]}${login}`;
+  }
   if (typeof code === 'string') return `${code}: ${err.message}`;
   return err.message;
 }

@@ -71,10 +71,11 @@ export class ObserveRoutes {
 
   /**
    * Routes behind the service token; true if it answered. Devices outside the caller's scope are
-   * unknown to it, and the history leaves out streams to devices or services outside it (the
-   * names of other tokens on the records it may see are shown: docs/THREAT-MODEL.md). `?service=S` on a device asks as well whether
-   * the token may use that service (403 FORBIDDEN if not), so that `forward` can say so before it
-   * listens; the device's own allowlist is only learnt by asking the device for a stream.
+   * unknown to it, and the history leaves out streams to devices or services outside it (the names
+   * of other tokens on the records it may see are shown: docs/THREAT-MODEL.md). `?service=S` on a
+   * device asks as well whether the token may use that service (403 FORBIDDEN if not), so that
+   * `forward` can say so before it listens; the device's own allowlist is only learnt by asking the
+   * device for a stream.
    */
   handle(req: IncomingMessage, res: ServerResponse, path: string, method: string, caller: Caller): boolean {
     if (method !== 'GET') return false;

@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { topics } from '../../protocol/index.js';
+import { loadHubConfig } from '../../hub/config.js';
+import { MqttControlBus } from '../../hub/mqtt-control-bus.js';
+import { silentLogger, topics } from '../../protocol/index.js';
 import type { DevstreamsClient } from '../../service/index.js';
 import { runCli } from '../helpers/proc.js';
 import { Stack } from '../helpers/stack.js';
@@ -50,6 +52,17 @@ describe.skipIf(!haveMosquitto)('external broker: Mosquitto with the dynamic sec
   it('the broker refuses a wrong key, and a device id used as someone else\'s client id', async () => {
     await expect(connectRaw('pi-mallory', 'x'.repeat(43))).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
     await expect(connectRaw('pi-mallory', keyOf('pi-mallory'), 'pi-b')).rejects.toThrow(/Identifier rejected|Not authorized|Bad User/i);
+  });
+
+  it("the hub's own account refused (a wrong password): the error says where that account is set", async () => {
+    const mqttConfig = loadHubConfig(join(stack.dir, 'hub.yaml')).config.mqtt!;
+    const { passwordFile: _unused, ...rest } = mqttConfig;
+    const bus = new MqttControlBus({ config: { ...rest, password: 'not-the-password' }, clientId: 'devstreams-hub-wrong', log: silentLogger });
+    try {
+      await expect(bus.start()).rejects.toThrow(/^mqtt\.url: cannot connect to the broker as "[^"]+": broker refused the connection: (not authorized|bad user name or password) \(check mqtt\.username and mqtt\.passwordFile or mqtt\.password in hub\.yaml/);
+    } finally {
+      await bus.stop();
+    }
   });
 
   it("isolation: a device cannot subscribe to another's topics, to # or the broker's, nor publish another's status, responses, requests or broker commands", async () => {
