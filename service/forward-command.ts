@@ -7,8 +7,9 @@ import { Forwarder } from './forward.js';
 /**
  * `devstreams forward DEVICE SERVICE --listen [HOST:]PORT`: asks the hub for the device first (a
  * token the hub refuses, a device it does not know, or a device or service outside the token's
- * scope, ends the command there, with the one line `connect` prints; a hub it cannot reach is only noted); then listens,
- * prints `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on stdout, forwards each
+ * scope, ends the command there, with the one line `connect` prints; a hub it cannot reach is only
+ * noted); then listens, prints `listening on HOST:PORT -> DEVICE/SERVICE` (the real port) on
+ * stdout, forwards each
  * accepted connection over its own stream until SIGINT/SIGTERM, then stops and returns 0. A
  * connection whose stream is refused, or whose stream the device side ends, gets the same one line
  * on stderr as `connect`'s. A stream refused with UNAUTHORIZED (the token revoked since start-up)
