@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import {
   DEVSTREAMS_VERSION,
@@ -17,6 +16,8 @@ import type { SecureContext } from 'node:tls';
 import { Backoff } from './backoff.js';
 import { loginRefused, mqttsAnsweredHttp, proxyRefused, proxyUnreachable, transportFailed, upgradeRefused, type ConnectFailure } from './connect-failure.js';
 import { controlWebSocket } from './control-ws.js';
+import { watchForHttpAnswer } from './http-answer-watch.js';
+import { keyFileDiffers } from './key-file-check.js';
 import { ShortSessions } from './short-sessions.js';
 import { StatusThrottle } from './status-throttle.js';
 
@@ -81,7 +82,7 @@ export class ControlChannel extends EventEmitter {
   private readonly shortSessions: ShortSessions;
   private readonly backoff: Backoff;
   private retryTimer: NodeJS.Timeout | undefined;
-  /** mqtts://: the current attempt's server answered in HTTP (its first bytes), see watchForHttp. */
+  /** mqtts://: the current attempt's server answered in HTTP (its first bytes): agent/http-answer-watch.ts. */
   private answeredHttp = false;
 
   constructor(opts: ControlChannelOptions) {
@@ -150,7 +151,7 @@ export class ControlChannel extends EventEmitter {
     this.log.info({ url: this.opts.url }, 'control channel connecting');
     const client = mqttConnect(this.opts.url, options);
     this.client = client;
-    if (new URL(this.opts.url).protocol === 'mqtts:') this.watchForHttp(client);
+    if (new URL(this.opts.url).protocol === 'mqtts:') watchForHttpAnswer(client, (http) => (this.answeredHttp = http));
     // wss://: one WebSocket frame (and TLS record) per MQTT packet, not one per piece mqtt-packet writes.
     client.on('connect', () => coalesceCorkedWrites(client.stream));
     client.on('connect', () => void this.onConnect(client));
@@ -199,31 +200,6 @@ export class ControlChannel extends EventEmitter {
       if (this.opts.wsAgent && (syscall === 'connect' || syscall === 'getaddrinfo')) this.problem(proxyUnreachable(this.opts.proxy ?? 'the proxy', err));
       else this.problem(transportFailed(err));
     });
-  }
-
-  /**
-   * mqtts://: notes whether each attempt's server answered with `HTTP/`, i.e. hub.url names the hub's
-   * HTTPS port. Looks at the first chunk of each stream MQTT.js builds (the first one exists already,
-   * the later ones come from its streamBuilder, wrapped here); the data still flows to MQTT.js.
-   */
-  private watchForHttp(client: MqttClient): void {
-    const watch = (stream: NodeJS.ReadableStream): void => {
-      this.answeredHttp = false;
-      // Prepended: MQTT.js's pipe parses (and fails) in its own 'data' listener, which must not run first.
-      stream.prependOnceListener('data', (chunk: Buffer | string) => {
-        this.answeredHttp = Buffer.from(chunk.slice(0, 5)).toString('latin1') === 'HTTP/';
-      });
-    };
-    watch(client.stream);
-    // streamBuilder is MQTT.js's own (private in its typings); without it only the first attempt is watched.
-    const inner = client as unknown as { streamBuilder?: (c: MqttClient) => NodeJS.ReadableStream };
-    const build = inner.streamBuilder;
-    if (typeof build !== 'function') return;
-    inner.streamBuilder = (c) => {
-      const stream = build.call(client, c);
-      watch(stream);
-      return stream;
-    };
   }
 
   /** One warn line per distinct problem: the client retries every few seconds, forever. */
@@ -364,23 +340,5 @@ export class ControlChannel extends EventEmitter {
     this.client = undefined;
     if (wasOnline) this.emit('disconnected');
     this.log.info('control channel closed');
-  }
-}
-
-/** The most a key file holds (agent/config.ts reads it with the same bound). */
-const MAX_KEY_FILE_BYTES = 1024;
-
-/**
- * True when `file` now holds a key other than `key` (rotated on disk, the agent not reloaded).
- * Unreadable, too large or empty: false, the refusal's hint stays the usual one.
- */
-function keyFileDiffers(file: string, key: string): boolean {
-  try {
-    const buf = readFileSync(file);
-    if (buf.length > MAX_KEY_FILE_BYTES) return false;
-    const onDisk = buf.toString('utf8').trim();
-    return onDisk !== '' && onDisk !== key;
-  } catch {
-    return false;
   }
 }

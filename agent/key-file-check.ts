@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from '../protocol/index.js';
 
 /**
@@ -47,4 +47,22 @@ export function warnIfInlineKeyConfigExposed(configFile: string, keyFile: string
   if (keyFile !== undefined) return; // the key is in keyFile, checked by warnIfKeyFileExposed
   const problem = inlineKeyConfigExposure(configFile);
   if (problem) log.warn({ config: configFile }, problem);
+}
+
+/** The most a key file holds (agent/config.ts reads it with the same bound). */
+const MAX_KEY_FILE_BYTES = 1024;
+
+/**
+ * True when `file` now holds a key other than `key` (rotated on disk, the agent not reloaded).
+ * Unreadable, too large or empty: false, the refusal's hint stays the usual one.
+ */
+export function keyFileDiffers(file: string, key: string): boolean {
+  try {
+    const buf = readFileSync(file);
+    if (buf.length > MAX_KEY_FILE_BYTES) return false;
+    const onDisk = buf.toString('utf8').trim();
+    return onDisk !== '' && onDisk !== key;
+  } catch {
+    return false;
+  }
 }
