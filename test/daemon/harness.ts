@@ -17,6 +17,8 @@ export class DaemonStack {
   readonly dir = mkdtempSync(join(tmpdir(), 'devstreams-daemon-'));
   hub!: CliProcess;
   agent!: CliProcess;
+  /** Every agent startAgent started, for stop(). */
+  private readonly started: CliProcess[] = [];
   port = 0;
   readonly deviceId = 'pi-daemon';
 
@@ -73,6 +75,7 @@ export class DaemonStack {
    */
   async startAgent(env: NodeJS.ProcessEnv = {}, wait = true): Promise<CliProcess> {
     this.agent = new CliProcess(['agent', '--config', this.agentYaml], env);
+    this.started.push(this.agent);
     if (!wait) return this.agent;
     await this.agent.waitForLog('agent connected', {}, 60_000); // generous: a loaded CI machine
     await this.waitForDevice(true);
@@ -105,8 +108,9 @@ export class DaemonStack {
     }
   }
 
+  /** Stops the hub and every agent started (a test that failed before stopping its own leaves none running). */
   async stop(): Promise<void> {
-    await this.agent?.stop('SIGKILL');
+    for (const a of new Set([...this.started, this.agent].filter(Boolean))) await a.stop('SIGKILL');
     await this.hub?.stop('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, CliProcess, freePort } from '../helpers/proc.js';
 import { roundTrip, sha256 } from '../helpers/streams.js';
 import { DaemonStack } from './harness.js';
@@ -28,11 +28,17 @@ describe.skipIf(skip !== null)(
     let proxy: Tinyproxy;
     let proxyUrl: string;
 
+    /** Every agent a test started: one whose test failed before its own stop() is killed after it. */
+    const started: CliProcess[] = [];
     /** Starts the stack's agent inside the namespace (environment on top of the test's, minus any proxy settings). */
     const startAgentInNs = (env: NodeJS.ProcessEnv): CliProcess => {
       stack.agent = new CliProcess(['agent', '--config', stack.agentYaml], { HTTPS_PROXY: '', https_proxy: '', NO_PROXY: '', no_proxy: '', ...env }, ns.exec(process.execPath, CLI));
+      started.push(stack.agent);
       return stack.agent;
     };
+    afterEach(async () => {
+      for (const a of started.splice(0)) await a.stop('SIGKILL');
+    });
     const secrets = (): string[] => [PROXY_PASSWORD, readFileSync(join(stack.dir, 'devices', `${stack.deviceId}.key`), 'utf8').trim()];
 
     /** Online through the proxy; a 4 MiB stream echoes intact; tinyproxy logged the namespace's CONNECTs to the hub port only. */
